@@ -1,0 +1,62 @@
+//! Events: one envelope for every domain event, stored in one JetStream stream per prefix
+//! (`<PREFIX>-EVENTS`, subjects `<prefix>.events.>`). The event id is the `Nats-Msg-Id`, so a
+//! relay that publishes twice stores once; consumers are idempotent on it.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ApiKeyId, EventId, OrgId};
+use crate::key::KeyHash;
+use crate::subject::Subjects;
+
+/// Domain and event tokens of the event subjects.
+pub mod kind {
+    pub const EMPLOYEE: &str = "employee";
+    pub const APIKEY: &str = "apikey";
+    pub const ORGANIZATION: &str = "organization";
+
+    pub const CREATED: &str = "created";
+    pub const UPDATED: &str = "updated";
+    pub const STATUS_CHANGED: &str = "status_changed";
+    pub const REVOKED: &str = "revoked";
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event<T> {
+    pub id: EventId,
+    pub org_id: OrgId,
+    pub occurred_at: DateTime<Utc>,
+    /// `<domain>.<event>`, e.g. `employee.created`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub data: T,
+}
+
+/// Data of `apikey.revoked`: enough for a gateway to drop its cached entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyRevoked {
+    pub key_id: ApiKeyId,
+    pub key_hash: KeyHash,
+}
+
+/// Creates the events stream if it is missing (every publishing service calls this at start).
+pub async fn ensure_events_stream(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+) -> Result<jetstream::stream::Stream, async_nats::Error> {
+    let stream = js
+        .get_or_create_stream(jetstream::stream::Config {
+            name: subjects.events_stream(),
+            subjects: vec![subjects.events_wildcard()],
+            storage: jetstream::stream::StorageType::File,
+            retention: jetstream::stream::RetentionPolicy::Limits,
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await?;
+    Ok(stream)
+}

@@ -1,0 +1,17 @@
+//! The Clokio bus contract: everything that crosses NATS between the gateway, the services and
+//! operator tools. Subjects, typed request/reply pairs, event envelopes and the error type that
+//! maps to an HTTP status. Nothing else crosses the wire; keep it backward compatible within `v1`.
+
+pub mod client;
+pub mod error;
+pub mod events;
+pub mod ids;
+pub mod key;
+pub mod ops;
+pub mod server;
+pub mod subject;
+pub mod types;
+
+pub use client::Bus;
+pub use error::{BusError, ErrorCode};
+pub use subject::{Prefix, ServiceName, Subjects};

@@ -1,0 +1,308 @@
+//! Request/reply pairs. Each operation names its service and subject token; the reply type is
+//! exactly the `data` the public API shows, so the gateway can splice it without re-encoding.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ApiKeyId, EmployeeId, LocationId, OrgId};
+use crate::key::KeyHash;
+use crate::subject::ServiceName;
+use crate::types::{Email, EmployeeCode, EmployeeStatus, LocalTime, Plan, Timezone, Weekday};
+
+/// One bus operation: where it goes and what it carries.
+pub trait Operation {
+    const SERVICE: ServiceName;
+    const NAME: &'static str;
+    type Request: Serialize + DeserializeOwned + Send + Sync;
+    type Reply: Serialize + DeserializeOwned + Send;
+}
+
+macro_rules! operation {
+    ($(#[$doc:meta])* $name:ident, $service:ident, $subject:literal, $req:ty => $reply:ty) => {
+        $(#[$doc])*
+        pub struct $name;
+        impl Operation for $name {
+            const SERVICE: ServiceName = ServiceName::$service;
+            const NAME: &'static str = $subject;
+            type Request = $req;
+            type Reply = $reply;
+        }
+    };
+}
+
+// ---------------------------------------------------------------- organizations
+
+/// An organization's work rules, all in its own time zone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OrgSettings {
+    pub work_days: Vec<Weekday>,
+    pub schedule: Schedule,
+    pub holidays: Vec<NaiveDate>,
+    pub offline_backdate_hours: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Schedule {
+    pub start: LocalTime,
+    pub hours_per_day: f64,
+    pub late_grace_minutes: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Organization {
+    pub id: OrgId,
+    pub name: String,
+    pub plan: Plan,
+    /// Requests per minute set by the operator (Enterprise); null means the plan's default.
+    pub rate_limit_per_minute: Option<u32>,
+    pub timezone: Timezone,
+    pub settings: OrgSettings,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OrgCreate {
+    pub name: String,
+    pub plan: Plan,
+    pub rate_limit_per_minute: Option<u32>,
+    pub timezone: Timezone,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OrgRef {
+    pub org_id: OrgId,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// A partial update of the org-editable settings; absent fields stay as they are.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OrgPatch {
+    pub timezone: Option<Timezone>,
+    pub work_days: Option<Vec<Weekday>>,
+    pub schedule_start: Option<LocalTime>,
+    pub hours_per_day: Option<f64>,
+    pub late_grace_minutes: Option<u32>,
+    pub holidays: Option<Vec<NaiveDate>>,
+    pub offline_backdate_hours: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OrgUpdate {
+    pub org_id: OrgId,
+    pub patch: OrgPatch,
+}
+
+operation!(
+    /// Operator: create an organization.
+    OrgCreateOp, Employee, "org_create", OrgCreate => Organization
+);
+operation!(
+    /// Operator: list every organization.
+    OrgListOp, Employee, "org_list", Empty => Vec<Organization>
+);
+operation!(OrgGetOp, Employee, "org_get", OrgRef => Organization);
+operation!(OrgUpdateOp, Employee, "org_update", OrgUpdate => Organization);
+
+// ---------------------------------------------------------------- API keys
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApiKeyInfo {
+    pub id: ApiKeyId,
+    pub name: String,
+    /// `clk_…` + the last 4 characters.
+    pub hint: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// The create reply: the only time the whole key is shown.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreatedApiKey {
+    pub id: ApiKeyId,
+    pub org_id: OrgId,
+    pub name: String,
+    /// The secret, `clk_` + 32 characters. Shown once; store it now.
+    pub key: String,
+    pub hint: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyCreate {
+    pub org_id: OrgId,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyRevoke {
+    pub org_id: OrgId,
+    pub key_id: ApiKeyId,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyVerify {
+    pub key_hash: KeyHash,
+}
+
+/// What the gateway needs to serve a key: its tenant and its limit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuthInfo {
+    pub key_id: ApiKeyId,
+    pub org_id: OrgId,
+    pub plan: Plan,
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyUse {
+    pub key_id: ApiKeyId,
+    pub at: DateTime<Utc>,
+}
+
+/// A batch of `last_used_at` updates, sent by each gateway replica every few seconds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyTouch {
+    pub uses: Vec<KeyUse>,
+}
+
+operation!(KeyCreateOp, Employee, "key_create", KeyCreate => CreatedApiKey);
+operation!(KeyListOp, Employee, "key_list", OrgRef => Vec<ApiKeyInfo>);
+operation!(KeyRevokeOp, Employee, "key_revoke", KeyRevoke => ApiKeyInfo);
+operation!(
+    /// Look up a live key by its hash; 404 when unknown or revoked.
+    KeyVerifyOp, Employee, "key_verify", KeyVerify => AuthInfo
+);
+operation!(KeyTouchOp, Employee, "key_touch", KeyTouch => Empty);
+
+// ---------------------------------------------------------------- locations
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Location {
+    pub id: LocationId,
+    pub name: String,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub radius_meters: f64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LocationCreate {
+    pub org_id: OrgId,
+    pub name: String,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub radius_meters: f64,
+}
+
+operation!(LocationCreateOp, Employee, "location_create", LocationCreate => Location);
+operation!(LocationListOp, Employee, "location_list", OrgRef => Vec<Location>);
+
+// ---------------------------------------------------------------- employees
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Employee {
+    pub employee_id: EmployeeId,
+    /// The NIP.
+    pub employee_code: EmployeeCode,
+    pub name: String,
+    pub email: Email,
+    pub phone: Option<String>,
+    pub position: Option<String>,
+    pub department: Option<String>,
+    /// The name of the employee's location.
+    pub location: String,
+    pub location_id: LocationId,
+    pub birthdate: Option<NaiveDate>,
+    pub address: Option<String>,
+    pub hire_date: NaiveDate,
+    pub status: EmployeeStatus,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The create reply: the employee plus, when the password was generated, that password (once).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreatedEmployee {
+    #[serde(flatten)]
+    pub employee: Employee,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub password: Option<String>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct EmployeeCreate {
+    pub org_id: OrgId,
+    pub name: String,
+    pub email: Email,
+    /// A location name of the org.
+    pub location: String,
+    pub phone: Option<String>,
+    pub position: Option<String>,
+    pub department: Option<String>,
+    pub employee_code: Option<EmployeeCode>,
+    pub password: Option<String>,
+    pub birthdate: Option<NaiveDate>,
+    pub address: Option<String>,
+    pub hire_date: Option<NaiveDate>,
+}
+
+impl std::fmt::Debug for EmployeeCreate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmployeeCreate")
+            .field("org_id", &self.org_id)
+            .field("employee_code", &self.employee_code)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EmployeeList {
+    pub org_id: OrgId,
+    pub status: Option<EmployeeStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EmployeeRef {
+    pub org_id: OrgId,
+    pub employee_code: EmployeeCode,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EmployeeSetStatus {
+    pub org_id: OrgId,
+    pub employee_code: EmployeeCode,
+    pub status: EmployeeStatus,
+}
+
+operation!(EmployeeCreateOp, Employee, "employee_create", EmployeeCreate => CreatedEmployee);
+operation!(EmployeeListOp, Employee, "employee_list", EmployeeList => Vec<Employee>);
+operation!(EmployeeGetOp, Employee, "employee_get", EmployeeRef => Employee);
+operation!(EmployeeSetStatusOp, Employee, "employee_set_status", EmployeeSetStatus => Employee);
+
+/// Every operation employee-svc answers, for its endpoint registration.
+pub const EMPLOYEE_OPERATIONS: &[&str] = &[
+    OrgCreateOp::NAME,
+    OrgListOp::NAME,
+    OrgGetOp::NAME,
+    OrgUpdateOp::NAME,
+    KeyCreateOp::NAME,
+    KeyListOp::NAME,
+    KeyRevokeOp::NAME,
+    KeyVerifyOp::NAME,
+    KeyTouchOp::NAME,
+    LocationCreateOp::NAME,
+    LocationListOp::NAME,
+    EmployeeCreateOp::NAME,
+    EmployeeListOp::NAME,
+    EmployeeGetOp::NAME,
+    EmployeeSetStatusOp::NAME,
+];
+
+/// Operations that only an operator tool sends (never routed by the gateway).
+pub const OPERATOR_OPERATIONS: &[&str] = &[OrgCreateOp::NAME, OrgListOp::NAME];

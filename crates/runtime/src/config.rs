@@ -1,0 +1,114 @@
+//! Reading configuration from `CLOKIO_*` environment variables: defaults in code, a value from
+//! the environment when set, and an error that names the variable when it does not parse.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use clokio_bus::{Prefix, Subjects};
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {var}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub var: String,
+    pub value: String,
+    pub reason: String,
+}
+
+/// The raw value of `var`, if set and not empty.
+pub fn var(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.is_empty())
+}
+
+/// `var` parsed with `FromStr`, or `default` when unset.
+pub fn parse<T>(var_name: &str, default: T) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match var(var_name) {
+        None => Ok(default),
+        Some(value) => value.parse().map_err(|err: T::Err| ConfigError {
+            var: var_name.to_owned(),
+            reason: err.to_string(),
+            value,
+        }),
+    }
+}
+
+/// A duration in milliseconds.
+pub fn millis(var_name: &str, default_ms: u64) -> Result<Duration, ConfigError> {
+    let ms: u64 = parse(var_name, default_ms)?;
+    if ms == 0 {
+        return Err(ConfigError {
+            var: var_name.to_owned(),
+            value: "0".to_owned(),
+            reason: "must be greater than zero".to_owned(),
+        });
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// A string, or `default`.
+pub fn string(var_name: &str, default: &str) -> String {
+    var(var_name).unwrap_or_else(|| default.to_owned())
+}
+
+/// The service's own database URL (`CLOKIO_<SERVICE>_DATABASE_URL`), else the shared
+/// `CLOKIO_DATABASE_URL`, else the local default.
+pub fn database_url(service_var: &str) -> String {
+    var(service_var)
+        .or_else(|| var("CLOKIO_DATABASE_URL"))
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://clokio:clokio@127.0.0.1:5432/clokio";
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// What every service and tool needs to reach the bus.
+#[derive(Clone, Debug)]
+pub struct BusConfig {
+    pub nats_url: String,
+    pub subjects: Subjects,
+    pub request_timeout: Duration,
+}
+
+impl BusConfig {
+    /// `CLOKIO_NATS_URL`, `CLOKIO_SUBJECT_PREFIX`, `CLOKIO_BUS_TIMEOUT_MS`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let prefix = string("CLOKIO_SUBJECT_PREFIX", "clokio");
+        let prefix = Prefix::parse(&prefix).map_err(|reason| ConfigError {
+            var: "CLOKIO_SUBJECT_PREFIX".to_owned(),
+            value: prefix.clone(),
+            reason,
+        })?;
+        Ok(Self {
+            nats_url: string("CLOKIO_NATS_URL", DEFAULT_NATS_URL),
+            subjects: Subjects::new(prefix),
+            request_timeout: millis("CLOKIO_BUS_TIMEOUT_MS", 5_000)?,
+        })
+    }
+}
+
+/// `production` refuses development conveniences (plain-http loopback webhook targets, human
+/// logs by default); `development` allows them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Environment {
+    Production,
+    Development,
+}
+
+impl FromStr for Environment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "production" => Ok(Self::Production),
+            "development" => Ok(Self::Development),
+            _ => Err("must be production or development".to_owned()),
+        }
+    }
+}
+
+/// `CLOKIO_ENV`, default production.
+pub fn environment() -> Result<Environment, ConfigError> {
+    parse("CLOKIO_ENV", Environment::Production)
+}

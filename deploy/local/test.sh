@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Run the whole workspace test suite against local PostgreSQL, Redis and NATS
+# (installed and started if needed; no Clokio service is started).
+# Extra arguments go to the test runner, e.g. deploy/local/test.sh -p clokio-bus
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# shellcheck source=deploy/local/lib.sh
+. deploy/local/lib.sh
+
+ensure_packages
+ensure_servers
+
+export CLOKIO_TEST_DATABASE_URL CLOKIO_NATS_URL CLOKIO_REDIS_URL
+
+if cargo nextest --version >/dev/null 2>&1; then
+	runner=(cargo nextest run --workspace --locked --no-fail-fast)
+else
+	runner=(cargo test --workspace --locked --no-fail-fast)
+fi
+log "running: ${runner[*]} $*"
+exec "${runner[@]}" "$@"

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Bring up the local Clokio stack: PostgreSQL, Redis and NATS (installed and
+# started if needed), the release build of the workspace, the five services,
+# and a demo organisation with an API key.
+#
+# Idempotent: a second run starts only what is not running and reuses the demo
+# key from .clokio/env. Progress goes to stderr; stdout carries only the
+# CLOKIO_* lines of .clokio/env and a commented hint, so
+#     eval "$(deploy/local/up.sh)"
+# works. Stop everything with deploy/local/down.sh.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# shellcheck source=deploy/local/lib.sh
+. deploy/local/lib.sh
+
+: "${CLOKIO_ENV:=development}"
+: "${CLOKIO_LOG_FORMAT:=human}"
+export_clokio_vars
+
+ensure_packages
+ensure_servers
+
+log "building: cargo build --release --locked --bins"
+cargo build --release --locked --bins
+
+BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
+BIN_DIR=$(cd "$BIN_DIR" && pwd -P) || die "no build output in $BIN_DIR"
+for bin in "${SERVICES[@]/#/clokio-}" clokioctl; do
+	[[ -x $BIN_DIR/$bin ]] || die "$BIN_DIR/$bin was not built"
+done
+
+# start_service NAME: start target/release/clokio-NAME unless it runs already.
+start_service() {
+	local name=$1 bin="$BIN_DIR/clokio-$1" pidfile="$RUN_DIR/$1.pid" logfile="$LOG_DIR/$1.log" pid
+	if is_running "$pidfile" "clokio-$name"; then
+		pid=$(read_pid "$pidfile")
+		if [[ $(readlink "/proc/$pid/exe" 2>/dev/null || true) == *' (deleted)' ]]; then
+			log "$name already running (pid $pid) from an older build; run deploy/local/down.sh and up.sh to restart it"
+		else
+			log "$name already running (pid $pid)"
+		fi
+		return 0
+	fi
+	rm -f -- "$pidfile"
+	setsid nohup "$bin" >>"$logfile" 2>&1 </dev/null &
+	pid=$!
+	printf '%s\n' "$pid" >"$pidfile"
+	sleep 1
+	if ! is_running "$pidfile" "clokio-$name"; then
+		rm -f -- "$pidfile"
+		show_log "$logfile"
+		die "$name exited right after start (log: $logfile)"
+	fi
+	log "started $name (pid $pid, log $logfile)"
+}
+
+for name in "${SERVICES[@]}"; do
+	start_service "$name"
+done
+
+gateway_host=${CLOKIO_GATEWAY_ADDR%:*}
+gateway_port=${CLOKIO_GATEWAY_ADDR##*:}
+case $gateway_host in
+'' | 0.0.0.0 | '[::]') gateway_host=127.0.0.1 ;;
+esac
+CLOKIO_URL="http://$gateway_host:$gateway_port"
+
+log "waiting for $CLOKIO_URL/readyz"
+if ! wait_http "$CLOKIO_URL/readyz" 60; then
+	show_log "$LOG_DIR/gateway.log"
+	die "the gateway did not become ready within 60 s ($CLOKIO_URL/readyz)"
+fi
+log "gateway ready at $CLOKIO_URL"
+
+# json_first_string KEY: the first "KEY":"value" string in the JSON on stdin.
+json_first_string() {
+	local m
+	m=$(tr -d '\n' | grep -o "\"$1\"[[:space:]]*:[[:space:]]*\"[^\"]*\"" | head -n 1) || true
+	m=${m#*:}
+	m=${m#"${m%%[![:space:]]*}"}
+	m=${m#\"}
+	m=${m%\"}
+	printf '%s\n' "$m"
+}
+
+env_value() { sed -n "s/^$1=//p" "$ENV_FILE" 2>/dev/null | tail -n 1; }
+
+write_env_file() {
+	local tmp="$ENV_FILE.tmp.$$"
+	(
+		umask 077
+		printf '%s\n' \
+			"CLOKIO_URL=$CLOKIO_URL" \
+			"CLOKIO_API_KEY=$api_key" \
+			"CLOKIO_NATS_URL=$CLOKIO_NATS_URL" \
+			"CLOKIO_ORG_ID=$org_id" >"$tmp"
+	)
+	chmod 600 "$tmp"
+	mv -f -- "$tmp" "$ENV_FILE"
+}
+
+# Demo organisation, key and location, only when the saved key no longer works.
+api_key='' org_id=''
+if [[ -f $ENV_FILE ]]; then
+	api_key=$(env_value CLOKIO_API_KEY)
+	org_id=$(env_value CLOKIO_ORG_ID)
+	if [[ -n $api_key ]] &&
+		[[ $(http_status "$CLOKIO_URL/api/v1/employees" -H "X-API-Key: $api_key") == 200 ]]; then
+		log "reusing the demo API key from $ENV_FILE"
+	else
+		log "the API key in $ENV_FILE does not work any more; creating a new demo organisation"
+		api_key='' org_id=''
+	fi
+fi
+
+if [[ -z $api_key ]]; then
+	ctl="$BIN_DIR/clokioctl"
+	out=$("$ctl" org create --name "Demo Company" --plan pro --timezone UTC --json) ||
+		die "clokioctl org create failed"
+	org_id=$(json_first_string id <<<"$out")
+	[[ -n $org_id ]] || die "no \"id\" in the output of clokioctl org create: $out"
+	log "created organisation Demo Company ($org_id)"
+
+	out=$("$ctl" key create --org "$org_id" --name "Demo key" --json) ||
+		die "clokioctl key create failed"
+	api_key=$(json_first_string key <<<"$out")
+	[[ $api_key =~ ^clk_[A-Za-z0-9]+$ ]] ||
+		die "no \"key\" (clk_…) in the output of clokioctl key create"
+	write_env_file
+	log "created API key Demo key"
+
+	resp=$(curl -sS --max-time 10 -w '\n%{http_code}' -X POST \
+		-H "X-API-Key: $api_key" -H 'Content-Type: application/json' \
+		-d '{"name":"Main Office","latitude":32.0853,"longitude":34.7818,"radius_meters":200}' \
+		"$CLOKIO_URL/api/v1/locations" 2>&1) || true
+	code=${resp##*$'\n'}
+	body=${resp%$'\n'*}
+	case $code in
+	2??) log "created location Main Office" ;;
+	422)
+		if [[ $body == *taken* || $body == *exist* ]]; then
+			log "location Main Office already exists"
+		else
+			warn "creating the demo location was rejected (HTTP 422): ${body:0:500}"
+		fi
+		;;
+	*) warn "creating the demo location failed (HTTP $code): ${body:0:500}" ;;
+	esac
+fi
+
+write_env_file
+
+cat -- "$ENV_FILE"
+# shellcheck disable=SC2016 # the hint is printed literally
+printf '%s\n' '# try: curl -H "X-API-Key: $CLOKIO_API_KEY" $CLOKIO_URL/api/v1/employees'

@@ -1,0 +1,351 @@
+//! Employees. The employee code is the NIP: unique per org, auto-generated as a zero-padded
+//! 5-digit sequence when omitted. Passwords are stored only as Argon2id hashes; a generated one is
+//! returned once in the create reply. Every change goes out as an event through the outbox.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clokio_bus::BusError;
+use clokio_bus::events::{Event, kind};
+use clokio_bus::ids::{EmployeeId, EventId, LocationId, OrgId};
+use clokio_bus::ops::{
+    CreatedEmployee, Employee, EmployeeCreate, EmployeeList, EmployeeRef, EmployeeSetStatus,
+};
+use clokio_bus::types::{Email, EmployeeCode, EmployeeStatus, Timezone};
+use clokio_runtime::outbox;
+use rand::Rng;
+use sqlx::{Postgres, Transaction};
+
+use crate::{State, db};
+
+const EMPLOYEE_SELECT: &str = "SELECT e.id, e.employee_code, e.name, e.email, e.phone, e.position, \
+     e.department, l.name AS location, e.location_id, e.birthdate, e.address, e.hire_date, e.status, \
+     e.role, e.created_at, e.updated_at FROM employees e JOIN locations l ON l.id = e.location_id";
+
+const UNIQUE: &[(&str, &str)] = &[
+    (
+        "employees_org_code_key",
+        "The employee code has already been taken",
+    ),
+    (
+        "employees_org_email_key",
+        "The email has already been taken",
+    ),
+];
+
+pub const MIN_PASSWORD: usize = 8;
+pub const MAX_PASSWORD: usize = 128;
+
+#[derive(sqlx::FromRow)]
+struct EmployeeRow {
+    id: i64,
+    employee_code: String,
+    name: String,
+    email: String,
+    phone: Option<String>,
+    position: Option<String>,
+    department: Option<String>,
+    location: String,
+    location_id: i64,
+    birthdate: Option<NaiveDate>,
+    address: Option<String>,
+    hire_date: NaiveDate,
+    status: String,
+    role: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl EmployeeRow {
+    fn into_employee(self) -> Result<Employee, BusError> {
+        let corrupt = |what: &str| {
+            tracing::error!(employee_id = self.id, "stored {what} does not parse");
+            BusError::internal()
+        };
+        Ok(Employee {
+            employee_id: EmployeeId::new(self.id),
+            employee_code: EmployeeCode::parse(&self.employee_code).map_err(|_| corrupt("code"))?,
+            email: Email::parse(&self.email).map_err(|_| corrupt("email"))?,
+            status: self.status.parse().map_err(|_| corrupt("status"))?,
+            name: self.name,
+            phone: self.phone,
+            position: self.position,
+            department: self.department,
+            location: self.location,
+            location_id: LocationId::new(self.location_id),
+            birthdate: self.birthdate,
+            address: self.address,
+            hire_date: self.hire_date,
+            role: self.role,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+fn optional(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, BusError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => super::name_field(field, v, max).map(Some),
+    }
+}
+
+pub async fn create(state: &State, req: EmployeeCreate) -> Result<CreatedEmployee, BusError> {
+    let name = super::name_field("name", &req.name, 255)?;
+    let location = super::name_field("location", &req.location, 255)?;
+    let phone = optional("phone", req.phone, 50)?;
+    let position = optional("position", req.position, 255)?;
+    let department = optional("department", req.department, 255)?;
+    let address = optional("address", req.address, 500)?;
+    let (password, generated) = match req.password {
+        Some(pw) => {
+            let n = pw.chars().count();
+            if n < MIN_PASSWORD {
+                return Err(BusError::invalid(format!(
+                    "The password field must be at least {MIN_PASSWORD} characters"
+                )));
+            }
+            if n > MAX_PASSWORD {
+                return Err(BusError::invalid(format!(
+                    "The password field must not be greater than {MAX_PASSWORD} characters"
+                )));
+            }
+            (pw, false)
+        }
+        None => (generate_password(), true),
+    };
+    let password_hash = tokio::task::spawn_blocking({
+        let password = password.clone();
+        move || hash_password(&password)
+    })
+    .await
+    .map_err(|_| BusError::internal())??;
+
+    let mut tx = state.pool.begin().await.map_err(db::err)?;
+    let org: Option<(String,)> = sqlx::query_as("SELECT timezone FROM organizations WHERE id = $1")
+        .bind(req.org_id.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db::err)?;
+    let (timezone,) = org.ok_or_else(|| BusError::not_found("Organization not found"))?;
+    let tz = Timezone::parse(&timezone).unwrap_or_default();
+    if req.birthdate.is_some_and(|b| b > tz.today()) {
+        return Err(BusError::invalid(
+            "The birthdate field must be a date before today",
+        ));
+    }
+    let hire_date = req.hire_date.unwrap_or_else(|| tz.today());
+    let location_id: Option<(i64,)> =
+        sqlx::query_as("SELECT id FROM locations WHERE org_id = $1 AND name = $2")
+            .bind(req.org_id.as_uuid())
+            .bind(&location)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db::err)?;
+    let (location_id,) =
+        location_id.ok_or_else(|| BusError::invalid("The selected location is invalid"))?;
+    let code = match req.employee_code {
+        Some(code) => code,
+        None => next_code(&mut tx, req.org_id).await?,
+    };
+
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO employees (org_id, employee_code, name, email, phone, position, department, \
+            location_id, password_hash, birthdate, address, hire_date) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+    )
+    .bind(req.org_id.as_uuid())
+    .bind(code.as_str())
+    .bind(&name)
+    .bind(req.email.as_str())
+    .bind(phone)
+    .bind(position)
+    .bind(department)
+    .bind(location_id)
+    .bind(password_hash)
+    .bind(req.birthdate)
+    .bind(address)
+    .bind(hire_date)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| db::map_err(e, UNIQUE))?;
+    let employee = fetch(&mut tx, req.org_id, EmployeeId::new(id)).await?;
+    emit(state, &mut tx, &employee, kind::CREATED, req.org_id).await?;
+    tx.commit().await.map_err(|e| db::map_err(e, UNIQUE))?;
+    state.kick.kick();
+    Ok(CreatedEmployee {
+        employee,
+        password: generated.then_some(password),
+    })
+}
+
+/// The next free auto-generated code. The org row lock serializes generation within an org; codes
+/// already taken by a custom code (someone chose `00007`) are skipped.
+async fn next_code(
+    tx: &mut Transaction<'_, Postgres>,
+    org_id: OrgId,
+) -> Result<EmployeeCode, BusError> {
+    loop {
+        let (n,): (i64,) = sqlx::query_as(
+            "UPDATE organizations SET employee_seq = employee_seq + 1 WHERE id = $1 RETURNING employee_seq",
+        )
+        .bind(org_id.as_uuid())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db::err)?;
+        let code = EmployeeCode::sequence(n as u64);
+        let taken: Option<(i64,)> =
+            sqlx::query_as("SELECT id FROM employees WHERE org_id = $1 AND employee_code = $2")
+                .bind(org_id.as_uuid())
+                .bind(code.as_str())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db::err)?;
+        if taken.is_none() {
+            return Ok(code);
+        }
+    }
+}
+
+async fn fetch(
+    tx: &mut Transaction<'_, Postgres>,
+    org_id: OrgId,
+    id: EmployeeId,
+) -> Result<Employee, BusError> {
+    let row: EmployeeRow = sqlx::query_as(&format!(
+        "{EMPLOYEE_SELECT} WHERE e.org_id = $1 AND e.id = $2"
+    ))
+    .bind(org_id.as_uuid())
+    .bind(id.get())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db::err)?;
+    row.into_employee()
+}
+
+async fn emit(
+    state: &State,
+    tx: &mut Transaction<'_, Postgres>,
+    employee: &Employee,
+    event: &str,
+    org_id_of: OrgId,
+) -> Result<(), BusError> {
+    let e = Event {
+        id: EventId::new_random(),
+        org_id: org_id_of,
+        occurred_at: Utc::now(),
+        kind: format!("{}.{event}", kind::EMPLOYEE),
+        data: employee,
+    };
+    let subject = state.subjects.event(kind::EMPLOYEE, org_id_of, event);
+    outbox::enqueue(tx, &subject, &e).await.map_err(db::err)
+}
+
+pub async fn list(state: &State, req: EmployeeList) -> Result<Vec<Employee>, BusError> {
+    let rows: Vec<EmployeeRow> = sqlx::query_as(&format!(
+        "{EMPLOYEE_SELECT} WHERE e.org_id = $1 AND ($2::text IS NULL OR e.status = $2) ORDER BY e.id"
+    ))
+    .bind(req.org_id.as_uuid())
+    .bind(req.status.map(EmployeeStatus::as_str))
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db::err)?;
+    rows.into_iter().map(EmployeeRow::into_employee).collect()
+}
+
+pub async fn get(state: &State, req: EmployeeRef) -> Result<Employee, BusError> {
+    let row: Option<EmployeeRow> = sqlx::query_as(&format!(
+        "{EMPLOYEE_SELECT} WHERE e.org_id = $1 AND e.employee_code = $2"
+    ))
+    .bind(req.org_id.as_uuid())
+    .bind(req.employee_code.as_str())
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(db::err)?;
+    row.ok_or_else(|| BusError::not_found("Employee not found"))?
+        .into_employee()
+}
+
+pub async fn set_status(state: &State, req: EmployeeSetStatus) -> Result<Employee, BusError> {
+    let mut tx = state.pool.begin().await.map_err(db::err)?;
+    let current: Option<(i64, String)> = sqlx::query_as(
+        "SELECT id, status FROM employees WHERE org_id = $1 AND employee_code = $2 FOR UPDATE",
+    )
+    .bind(req.org_id.as_uuid())
+    .bind(req.employee_code.as_str())
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    let (id, status) = current.ok_or_else(|| BusError::not_found("Employee not found"))?;
+    let id = EmployeeId::new(id);
+    if status == req.status.as_str() {
+        // Nothing changes, so nothing is announced.
+        let employee = fetch(&mut tx, req.org_id, id).await?;
+        tx.commit().await.map_err(db::err)?;
+        return Ok(employee);
+    }
+    sqlx::query("UPDATE employees SET status = $2, updated_at = now() WHERE id = $1")
+        .bind(id.get())
+        .bind(req.status.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db::err)?;
+    let employee = fetch(&mut tx, req.org_id, id).await?;
+    emit(state, &mut tx, &employee, kind::STATUS_CHANGED, req.org_id).await?;
+    tx.commit().await.map_err(db::err)?;
+    state.kick.kick();
+    Ok(employee)
+}
+
+fn generate_password() -> String {
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(16)
+        .map(char::from)
+        .collect()
+}
+
+fn hash_password(password: &str) -> Result<String, BusError> {
+    use argon2::PasswordHasher;
+    let mut salt = [0u8; 16];
+    rand::rng().fill(&mut salt);
+    let salt =
+        argon2::password_hash::SaltString::encode_b64(&salt).map_err(|_| BusError::internal())?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|err| {
+            tracing::error!(%err, "password hashing failed");
+            BusError::internal()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_passwords_are_long_and_distinct() {
+        let a = generate_password();
+        let b = generate_password();
+        assert_eq!(a.len(), 16);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn password_hash_is_argon2id_and_verifies() {
+        use argon2::PasswordVerifier;
+        let hash = hash_password("correct horse").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        let parsed = argon2::PasswordHash::new(&hash).unwrap();
+        assert!(
+            argon2::Argon2::default()
+                .verify_password(b"correct horse", &parsed)
+                .is_ok()
+        );
+        assert!(
+            argon2::Argon2::default()
+                .verify_password(b"wrong", &parsed)
+                .is_err()
+        );
+    }
+}

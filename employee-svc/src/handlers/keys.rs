@@ -1,0 +1,162 @@
+//! API keys: the secret is generated here, returned once, and stored only as its SHA-256 hex and
+//! a hint. Revocation goes out as an event so every gateway replica drops its cached entry.
+
+use chrono::{DateTime, Utc};
+use clokio_bus::BusError;
+use clokio_bus::events::{ApiKeyRevoked, Event, kind};
+use clokio_bus::ids::{ApiKeyId, EventId, OrgId};
+use clokio_bus::key::{ApiKey, KeyHash};
+use clokio_bus::ops::{
+    ApiKeyInfo, AuthInfo, CreatedApiKey, Empty, KeyCreate, KeyRevoke, KeyTouch, KeyVerify,
+};
+use clokio_bus::types::Plan;
+use clokio_runtime::outbox;
+use uuid::Uuid;
+
+use crate::{State, db};
+
+const KEY_COLUMNS: &str = "id, name, hint, created_at, last_used_at, revoked_at";
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: Uuid,
+    name: String,
+    hint: String,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<KeyRow> for ApiKeyInfo {
+    fn from(r: KeyRow) -> Self {
+        ApiKeyInfo {
+            id: ApiKeyId::from_uuid(r.id),
+            name: r.name,
+            hint: r.hint,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            revoked_at: r.revoked_at,
+        }
+    }
+}
+
+pub async fn create(state: &State, req: KeyCreate) -> Result<CreatedApiKey, BusError> {
+    let name = super::name_field("name", &req.name, 100)?;
+    let key = ApiKey::generate();
+    let id = ApiKeyId::new_random();
+    let inserted: Option<(DateTime<Utc>,)> = sqlx::query_as(
+        "INSERT INTO api_keys (id, org_id, name, key_hash, hint) \
+         SELECT $1, id, $3, $4, $5 FROM organizations WHERE id = $2 RETURNING created_at",
+    )
+    .bind(id.as_uuid())
+    .bind(req.org_id.as_uuid())
+    .bind(&name)
+    .bind(key.hash().as_str())
+    .bind(key.hint())
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(db::err)?;
+    let (created_at,) = inserted.ok_or_else(|| BusError::not_found("Organization not found"))?;
+    Ok(CreatedApiKey {
+        id,
+        org_id: req.org_id,
+        name,
+        key: key.expose().to_owned(),
+        hint: key.hint(),
+        created_at,
+    })
+}
+
+pub async fn list(state: &State, org_id: OrgId) -> Result<Vec<ApiKeyInfo>, BusError> {
+    let rows: Vec<KeyRow> = sqlx::query_as(&format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = $1 ORDER BY created_at, id"
+    ))
+    .bind(org_id.as_uuid())
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db::err)?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+pub async fn revoke(state: &State, req: KeyRevoke) -> Result<ApiKeyInfo, BusError> {
+    let mut tx = state.pool.begin().await.map_err(db::err)?;
+    let current: Option<(Option<DateTime<Utc>>, String)> = sqlx::query_as(
+        "SELECT revoked_at, key_hash FROM api_keys WHERE id = $1 AND org_id = $2 FOR UPDATE",
+    )
+    .bind(req.key_id.as_uuid())
+    .bind(req.org_id.as_uuid())
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    let (revoked_at, key_hash) = current.ok_or_else(|| BusError::not_found("API key not found"))?;
+    if revoked_at.is_some() {
+        return Err(BusError::conflict("API key is already revoked"));
+    }
+    let row: KeyRow = sqlx::query_as(&format!(
+        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 RETURNING {KEY_COLUMNS}"
+    ))
+    .bind(req.key_id.as_uuid())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    let key_hash = KeyHash::try_from(key_hash).map_err(|_| BusError::internal())?;
+    let event = Event {
+        id: EventId::new_random(),
+        org_id: req.org_id,
+        occurred_at: Utc::now(),
+        kind: format!("{}.{}", kind::APIKEY, kind::REVOKED),
+        data: ApiKeyRevoked {
+            key_id: req.key_id,
+            key_hash,
+        },
+    };
+    let subject = state
+        .subjects
+        .event(kind::APIKEY, req.org_id, kind::REVOKED);
+    outbox::enqueue(&mut tx, &subject, &event)
+        .await
+        .map_err(db::err)?;
+    tx.commit().await.map_err(db::err)?;
+    state.kick.kick();
+    Ok(row.into())
+}
+
+pub async fn verify(state: &State, req: KeyVerify) -> Result<AuthInfo, BusError> {
+    let row: Option<(Uuid, Uuid, String, Option<i32>)> = sqlx::query_as(
+        "SELECT k.id, k.org_id, o.plan, o.rate_limit_per_minute \
+         FROM api_keys k JOIN organizations o ON o.id = k.org_id \
+         WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+    )
+    .bind(req.key_hash.as_str())
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(db::err)?;
+    let (key_id, org_id, plan, limit) =
+        row.ok_or_else(|| BusError::not_found("API key not found"))?;
+    Ok(AuthInfo {
+        key_id: ApiKeyId::from_uuid(key_id),
+        org_id: OrgId::from_uuid(org_id),
+        plan: plan.parse().unwrap_or(Plan::Basic),
+        rate_limit_per_minute: limit.map(|n| n as u32),
+    })
+}
+
+/// Applies a batch of `last_used_at` updates in one statement; never moves a time backwards.
+pub async fn touch(state: &State, req: KeyTouch) -> Result<Empty, BusError> {
+    if req.uses.is_empty() {
+        return Ok(Empty {});
+    }
+    let ids: Vec<Uuid> = req.uses.iter().map(|u| u.key_id.as_uuid()).collect();
+    let ats: Vec<DateTime<Utc>> = req.uses.iter().map(|u| u.at).collect();
+    sqlx::query(
+        "UPDATE api_keys k SET last_used_at = GREATEST(k.last_used_at, u.at) \
+         FROM (SELECT id, max(at) AS at FROM unnest($1::uuid[], $2::timestamptz[]) AS t(id, at) GROUP BY id) u \
+         WHERE k.id = u.id",
+    )
+    .bind(ids)
+    .bind(ats)
+    .execute(&state.pool)
+    .await
+    .map_err(db::err)?;
+    Ok(Empty {})
+}

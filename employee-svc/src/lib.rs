@@ -1,0 +1,140 @@
+//! employee-svc: organizations, plans, API keys, locations and employees. It owns the Postgres
+//! schema `employee`, is its only writer, and answers on `<prefix>.v1.employee.<operation>`.
+//! Every change that others must learn of (employee lifecycle, key revocation, org settings) is
+//! written to the outbox in the same transaction and relayed to JetStream.
+
+mod config;
+mod db;
+mod handlers;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clokio_bus::ops::{self, EMPLOYEE_OPERATIONS, Operation};
+use clokio_bus::server::{Handler, dispatch};
+use clokio_bus::{BusError, ErrorCode, ServiceName, Subjects};
+use clokio_runtime::outbox::{self, Kick};
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+pub use config::Config;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct State {
+    pub pool: PgPool,
+    pub subjects: Subjects,
+    pub kick: Kick,
+}
+
+/// Starts employee-svc and runs it until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let nats = clokio_runtime::connect_nats(&config.bus.nats_url, "employee-svc").await?;
+    let pool = clokio_runtime::db::connect(
+        &config.database_url,
+        "employee",
+        config.db_max_connections,
+        Duration::from_secs(30),
+    )
+    .await?;
+    sqlx::migrate!("./migrations").run(&pool).await?;
+    let js = async_nats::jetstream::new(nats.clone());
+    clokio_bus::events::ensure_events_stream(&js, &config.bus.subjects).await?;
+
+    let state = State {
+        pool: pool.clone(),
+        subjects: config.bus.subjects.clone(),
+        kick: Kick::default(),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let relay = tokio::spawn(outbox::relay(
+        pool.clone(),
+        js,
+        state.kick.clone(),
+        wait(stop_rx),
+    ));
+
+    let served = clokio_bus::server::serve(
+        nats.clone(),
+        &config.bus.subjects,
+        ServiceName::Employee,
+        "Organizations, API keys, locations and employees",
+        EMPLOYEE_OPERATIONS,
+        config.max_in_flight,
+        Arc::new(state),
+        shutdown,
+    )
+    .await;
+    let _ = stop_tx.send(true);
+    let _ = relay.await;
+    let _ = nats.flush().await;
+    pool.close().await;
+    served?;
+    Ok(())
+}
+
+async fn wait(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+impl Handler for State {
+    async fn handle(&self, operation: &str, payload: Bytes) -> Result<Bytes, BusError> {
+        use handlers::{employees, keys, locations, orgs};
+        let p = &payload[..];
+        match operation {
+            ops::OrgCreateOp::NAME => {
+                dispatch::<ops::OrgCreateOp, _, _>(p, |r| orgs::create(self, r)).await
+            }
+            ops::OrgListOp::NAME => dispatch::<ops::OrgListOp, _, _>(p, |_| orgs::list(self)).await,
+            ops::OrgGetOp::NAME => {
+                dispatch::<ops::OrgGetOp, _, _>(p, |r| orgs::get(self, r.org_id)).await
+            }
+            ops::OrgUpdateOp::NAME => {
+                dispatch::<ops::OrgUpdateOp, _, _>(p, |r| orgs::update(self, r)).await
+            }
+            ops::KeyCreateOp::NAME => {
+                dispatch::<ops::KeyCreateOp, _, _>(p, |r| keys::create(self, r)).await
+            }
+            ops::KeyListOp::NAME => {
+                dispatch::<ops::KeyListOp, _, _>(p, |r| keys::list(self, r.org_id)).await
+            }
+            ops::KeyRevokeOp::NAME => {
+                dispatch::<ops::KeyRevokeOp, _, _>(p, |r| keys::revoke(self, r)).await
+            }
+            ops::KeyVerifyOp::NAME => {
+                dispatch::<ops::KeyVerifyOp, _, _>(p, |r| keys::verify(self, r)).await
+            }
+            ops::KeyTouchOp::NAME => {
+                dispatch::<ops::KeyTouchOp, _, _>(p, |r| keys::touch(self, r)).await
+            }
+            ops::LocationCreateOp::NAME => {
+                dispatch::<ops::LocationCreateOp, _, _>(p, |r| locations::create(self, r)).await
+            }
+            ops::LocationListOp::NAME => {
+                dispatch::<ops::LocationListOp, _, _>(p, |r| locations::list(self, r.org_id)).await
+            }
+            ops::EmployeeCreateOp::NAME => {
+                dispatch::<ops::EmployeeCreateOp, _, _>(p, |r| employees::create(self, r)).await
+            }
+            ops::EmployeeListOp::NAME => {
+                dispatch::<ops::EmployeeListOp, _, _>(p, |r| employees::list(self, r)).await
+            }
+            ops::EmployeeGetOp::NAME => {
+                dispatch::<ops::EmployeeGetOp, _, _>(p, |r| employees::get(self, r)).await
+            }
+            ops::EmployeeSetStatusOp::NAME => {
+                dispatch::<ops::EmployeeSetStatusOp, _, _>(p, |r| employees::set_status(self, r))
+                    .await
+            }
+            other => Err(BusError::new(
+                ErrorCode::NotFound,
+                format!("Unknown operation {other}"),
+            )),
+        }
+    }
+}

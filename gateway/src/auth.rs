@@ -1,0 +1,170 @@
+//! API-key authentication. A key is checked for shape and checksum first (no I/O), then looked up
+//! by its SHA-256 in an in-process cache, and only on a miss asked of employee-svc. Revocation
+//! events evict the entry on every replica at once; the TTL bounds staleness should an event be
+//! missed, and the whole cache is dropped when the NATS connection comes back after a loss.
+//! `last_used_at` is collected in memory and flushed in one batch every few seconds.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clokio_bus::events::{ApiKeyRevoked, Event, kind};
+use clokio_bus::ids::{ApiKeyId, OrgId};
+use clokio_bus::key::{ApiKey, KeyHash};
+use clokio_bus::ops::{AuthInfo, KeyTouch, KeyTouchOp, KeyUse, KeyVerify, KeyVerifyOp};
+use clokio_bus::types::Plan;
+use clokio_bus::{Bus, BusError, ErrorCode};
+use futures::StreamExt;
+use moka::sync::Cache;
+
+use crate::envelope::ApiError;
+
+/// The authenticated caller, put in request extensions for handlers.
+#[derive(Clone, Debug)]
+pub struct Auth {
+    pub key_id: ApiKeyId,
+    pub org_id: OrgId,
+    pub limit: u32,
+}
+
+pub struct Authenticator {
+    bus: Bus,
+    cache: Cache<KeyHash, AuthInfo>,
+    /// Hashes that employee-svc did not know, briefly, so a flood of well-formed invented keys
+    /// does not become a flood of lookups.
+    unknown: Cache<KeyHash, ()>,
+    used: Mutex<HashMap<ApiKeyId, DateTime<Utc>>>,
+    basic: u32,
+    pro: u32,
+}
+
+impl Authenticator {
+    pub fn new(bus: Bus, ttl: Duration, basic: u32, pro: u32) -> Self {
+        Self {
+            bus,
+            cache: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
+            unknown: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(5))
+                .build(),
+            used: Mutex::new(HashMap::new()),
+            basic,
+            pro,
+        }
+    }
+
+    /// Authenticates the `X-API-Key` header value.
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<Auth, ApiError> {
+        let key = header
+            .and_then(ApiKey::parse)
+            .ok_or_else(ApiError::unauthorized)?;
+        let hash = key.hash();
+        let info = match self.cache.get(&hash) {
+            Some(info) => {
+                metrics::counter!("clokio_auth_cache_total", "result" => "hit").increment(1);
+                info
+            }
+            None => {
+                metrics::counter!("clokio_auth_cache_total", "result" => "miss").increment(1);
+                if self.unknown.contains_key(&hash) {
+                    return Err(ApiError::unauthorized());
+                }
+                match self
+                    .bus
+                    .call::<KeyVerifyOp>(&KeyVerify {
+                        key_hash: hash.clone(),
+                    })
+                    .await
+                {
+                    Ok(info) => {
+                        self.cache.insert(hash, info.clone());
+                        info
+                    }
+                    Err(BusError {
+                        code: ErrorCode::NotFound,
+                        ..
+                    }) => {
+                        self.unknown.insert(hash, ());
+                        tracing::info!(key = %key, "unknown or revoked API key");
+                        return Err(ApiError::unauthorized());
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        };
+        self.used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(info.key_id, Utc::now());
+        Ok(Auth {
+            key_id: info.key_id,
+            org_id: info.org_id,
+            limit: self.limit_for(&info),
+        })
+    }
+
+    fn limit_for(&self, info: &AuthInfo) -> u32 {
+        match info.plan {
+            Plan::Basic => self.basic,
+            Plan::Pro => self.pro,
+            Plan::Enterprise => info.rate_limit_per_minute.unwrap_or(self.pro),
+        }
+    }
+
+    pub fn evict(&self, hash: &KeyHash) {
+        self.cache.invalidate(hash);
+    }
+
+    pub fn evict_all(&self) {
+        self.cache.invalidate_all();
+        self.unknown.invalidate_all();
+    }
+
+    /// Sends the collected `last_used_at` values to employee-svc in one request.
+    pub async fn flush_key_uses(&self) {
+        let uses: Vec<KeyUse> =
+            std::mem::take(&mut *self.used.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_iter()
+                .map(|(key_id, at)| KeyUse { key_id, at })
+                .collect();
+        if uses.is_empty() {
+            return;
+        }
+        if let Err(err) = self.bus.call::<KeyTouchOp>(&KeyTouch { uses }).await {
+            tracing::warn!(%err, "could not record API key use; skipped this batch");
+        }
+    }
+}
+
+/// Evicts revoked keys as their events arrive, until the subscription ends.
+pub async fn follow_revocations(
+    auth: std::sync::Arc<Authenticator>,
+    client: async_nats::Client,
+    subject: String,
+) {
+    let mut sub = match client.subscribe(subject.clone()).await {
+        Ok(sub) => sub,
+        Err(err) => {
+            tracing::error!(%err, %subject, "cannot subscribe to key revocations");
+            return;
+        }
+    };
+    while let Some(msg) = sub.next().await {
+        match serde_json::from_slice::<Event<ApiKeyRevoked>>(&msg.payload) {
+            Ok(event) => {
+                auth.evict(&event.data.key_hash);
+                tracing::info!(key_id = %event.data.key_id, "API key revoked; evicted from cache");
+            }
+            Err(err) => tracing::warn!(%err, "undecodable revocation event"),
+        }
+    }
+}
+
+/// The subject of every org's key revocations.
+pub fn revocation_subject(bus: &Bus) -> String {
+    bus.subjects().event_all_orgs(kind::APIKEY, kind::REVOKED)
+}

@@ -1,0 +1,262 @@
+//! The gateway: the only HTTP surface. It authenticates API keys, applies the per-key rate limit,
+//! parses each request into a typed bus request, sends it to the owning service over NATS and
+//! splices the service's reply into the envelope. Business rules live in the services.
+
+mod auth;
+mod body;
+mod config;
+mod envelope;
+mod openapi;
+mod ratelimit;
+mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use clokio_bus::Bus;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use envelope::ApiError;
+pub use ratelimit::{Decision, RateLimiter};
+
+use auth::Authenticator;
+use body::BodyLimit;
+
+/// State shared by every handler.
+#[derive(Clone)]
+pub struct App {
+    pub(crate) bus: Bus,
+    pub(crate) auth: Arc<Authenticator>,
+    pub(crate) limiter: Arc<RateLimiter>,
+    pub(crate) redis: deadpool_redis::Pool,
+    pub(crate) config: Arc<Config>,
+}
+
+/// The request id: the client's `X-Request-Id` when it is sane, else a new one.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Serves the gateway on `listener` until `shutdown` resolves, then drains in-flight requests.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let (app, background) = build(config).await?;
+    let router = router(app.clone());
+    tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    for task in background {
+        task.abort();
+    }
+    app.auth.flush_key_uses().await;
+    let _ = app.bus.client().flush().await;
+    Ok(())
+}
+
+async fn build(
+    config: Config,
+) -> Result<(App, Vec<tokio::task::JoinHandle<()>>), Box<dyn std::error::Error + Send + Sync>> {
+    let auth_slot: Arc<std::sync::OnceLock<Arc<Authenticator>>> = Arc::default();
+    let nats = {
+        let slot = auth_slot.clone();
+        async_nats::ConnectOptions::new()
+            .name("gateway")
+            .retry_on_initial_connect()
+            .event_callback(move |event| {
+                let slot = slot.clone();
+                async move {
+                    // Revocations may have been missed while disconnected: start over.
+                    if let async_nats::Event::Connected = event {
+                        if let Some(auth) = slot.get() {
+                            auth.evict_all();
+                            tracing::info!("NATS reconnected; auth cache cleared");
+                        }
+                    }
+                }
+            })
+            .connect(&config.bus.nats_url)
+            .await?
+    };
+    let bus = Bus::new(
+        nats.clone(),
+        config.bus.subjects.clone(),
+        config.bus.request_timeout,
+    );
+    let auth = Arc::new(Authenticator::new(
+        bus.clone(),
+        config.auth_cache_ttl,
+        config.rate_limit_basic,
+        config.rate_limit_pro,
+    ));
+    let _ = auth_slot.set(auth.clone());
+    let mut redis_cfg = deadpool_redis::Config::from_url(config.redis_url.clone());
+    redis_cfg.pool = Some(deadpool_redis::PoolConfig {
+        max_size: 64,
+        timeouts: deadpool_redis::Timeouts {
+            wait: Some(config.redis_timeout),
+            create: Some(config.redis_timeout),
+            recycle: Some(config.redis_timeout),
+        },
+        ..Default::default()
+    });
+    let redis = redis_cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1))?;
+    let limiter = Arc::new(RateLimiter::new(
+        redis.clone(),
+        config.bus.subjects.prefix().as_str(),
+        config.redis_timeout,
+    ));
+    let mut background = Vec::new();
+    background.push(tokio::spawn(auth::follow_revocations(
+        auth.clone(),
+        nats.clone(),
+        auth::revocation_subject(&bus),
+    )));
+    background.push(tokio::spawn({
+        let auth = auth.clone();
+        let every = config.key_touch_interval;
+        async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                auth.flush_key_uses().await;
+            }
+        }
+    }));
+    // Make sure the revocation subscription is registered before the first request is served.
+    nats.flush().await?;
+    let app = App {
+        bus,
+        auth,
+        limiter,
+        redis,
+        config: Arc::new(config),
+    };
+    Ok((app, background))
+}
+
+/// The whole HTTP surface.
+pub fn router(app: App) -> Router {
+    let api =
+        routes::api_routes().route_layer(middleware::from_fn_with_state(app.clone(), authenticate));
+    Router::new()
+        .merge(api)
+        .merge(routes::system::routes())
+        .fallback(|| async { ApiError::not_found("Route not found") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+        })
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+                .into_response()
+        }))
+        .layer(middleware::from_fn_with_state(app.clone(), request_context))
+        .with_state(app)
+}
+
+/// Outermost layer: request id in and out, the body bound, metrics and the access log.
+async fn request_context(State(app): State<App>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().clone();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    req.extensions_mut()
+        .insert(BodyLimit(app.config.max_body_bytes));
+    let declared_too_large = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|len| len > app.config.max_body_bytes);
+    let mut res = if declared_too_large {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The request body is too large",
+        )
+        .into_response()
+    } else {
+        next.run(req).await
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    let status = res.status().as_u16();
+    let elapsed = started.elapsed();
+    metrics::counter!("clokio_http_requests_total",
+        "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string())
+    .increment(1);
+    metrics::histogram!("clokio_http_request_duration_seconds", "route" => route.clone())
+        .record(elapsed.as_secs_f64());
+    if status >= 500 {
+        tracing::warn!(request_id = %id, %method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request failed");
+    } else {
+        tracing::debug!(request_id = %id, %method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request");
+    }
+    res
+}
+
+/// API routes: authenticate, rate-limit, and put the rate-limit headers on whatever comes back.
+async fn authenticate(State(app): State<App>, mut req: Request, next: Next) -> Response {
+    let header = req.headers().get("x-api-key").and_then(|v| v.to_str().ok());
+    let auth = match app.auth.authenticate(header).await {
+        Ok(auth) => auth,
+        Err(err) => return err.into_response(),
+    };
+    let decision = app.limiter.check(auth.key_id, auth.limit).await;
+    let mut res = if decision.allowed {
+        req.extensions_mut().insert(auth);
+        next.run(req).await
+    } else {
+        let wait = decision.retry_after_secs();
+        let mut res = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Rate limit exceeded. Try again in {wait} seconds."),
+        )
+        .into_response();
+        res.headers_mut()
+            .insert("retry-after", HeaderValue::from(wait));
+        res
+    };
+    rate_limit_headers(&mut res, &decision);
+    res
+}
+
+fn rate_limit_headers(res: &mut Response, d: &Decision) {
+    let reset_secs = d.retry_after_secs();
+    let reset_at = chrono::Utc::now().timestamp() as u64 + reset_secs;
+    let h = res.headers_mut();
+    h.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
+    h.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
+    h.insert("x-ratelimit-reset", HeaderValue::from(reset_at));
+    let window = ratelimit::WINDOW.as_secs();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"default\";q={};w={window}", d.limit)) {
+        h.insert("ratelimit-policy", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"default\";r={};t={reset_secs}", d.remaining)) {
+        h.insert("ratelimit", v);
+    }
+}
+
+/// How long `/readyz` waits for each dependency.
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_millis(500);

@@ -1,0 +1,90 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and the bus types.
+
+use std::sync::OnceLock;
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::routes::{api_keys, employees, locations, organization};
+
+/// The success envelope around `data`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Envelope<T> {
+    /// Always `success`.
+    #[schema(example = "success")]
+    status: String,
+    #[schema(example = "Data retrieved successfully")]
+    message: String,
+    data: T,
+}
+
+/// The error envelope; `data` is null.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorEnvelope {
+    /// Always `error`.
+    #[schema(example = "error")]
+    status: String,
+    #[schema(example = "Invalid API key")]
+    message: String,
+    #[schema(value_type = Option<Object>)]
+    data: Option<()>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Clokio Public API", version = "1.0.0",
+        description = "Attendance and time-clock API. Every response is the envelope `{status, message, data}`. \
+            Authenticate with the `X-API-Key` header; limits are per key and reported in `X-RateLimit-*` headers."),
+    paths(
+        employees::list, employees::create, employees::set_status,
+        locations::list, locations::create,
+        api_keys::list, api_keys::create, api_keys::revoke,
+        organization::show, organization::update,
+    ),
+    modifiers(&ApiKeyAuth),
+)]
+struct ApiDoc;
+
+struct ApiKeyAuth;
+
+impl Modify for ApiKeyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+/// The document as JSON, built once.
+pub fn document_json() -> Option<String> {
+    static DOC: OnceLock<Option<String>> = OnceLock::new();
+    DOC.get_or_init(|| ApiDoc::openapi().to_json().ok()).clone()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn document_is_openapi_3_1_with_every_route() {
+        let doc: serde_json::Value =
+            serde_json::from_str(&super::document_json().unwrap()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        for path in [
+            "/api/v1/employees",
+            "/api/v1/employees/{employee_code}/status",
+            "/api/v1/locations",
+            "/api/v1/api-keys",
+            "/api/v1/api-keys/{id}",
+            "/api/v1/organization",
+        ] {
+            assert!(doc["paths"][path].is_object(), "{path} missing");
+        }
+        assert_eq!(
+            doc["components"]["securitySchemes"]["api_key"]["name"],
+            "X-API-Key"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    clokio_runtime::telemetry::init_logging("reporting-svc");
+    let config = match clokio_reporting_svc::Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("reporting-svc: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match clokio_reporting_svc::run(config, clokio_runtime::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(%err, "reporting-svc failed");
+            ExitCode::FAILURE
+        }
+    }
+}

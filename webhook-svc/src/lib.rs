@@ -1,0 +1,61 @@
+//! webhook-svc: Webhook subscriptions and deliveries.
+//!
+//! Skeleton: it registers on the bus as `clokio-webhook` (so `$SRV.PING` finds every replica)
+//! and answers no operation yet; its own issue brings its endpoints, schema and migrations.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use clokio_bus::server::Handler;
+use clokio_bus::{BusError, ErrorCode, ServiceName};
+use clokio_runtime::config::{self, BusConfig, ConfigError};
+
+/// webhook-svc configuration, from `CLOKIO_*` environment variables.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bus: BusConfig,
+    /// `CLOKIO_WEBHOOK_MAX_IN_FLIGHT`: bus requests handled at once per replica (default 256).
+    pub max_in_flight: usize,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            bus: BusConfig::from_env()?,
+            max_in_flight: config::parse("CLOKIO_WEBHOOK_MAX_IN_FLIGHT", 256)?,
+        })
+    }
+}
+
+struct Service;
+
+impl Handler for Service {
+    async fn handle(&self, operation: &str, _payload: Bytes) -> Result<Bytes, BusError> {
+        Err(BusError::new(
+            ErrorCode::NotFound,
+            format!("Unknown operation {operation}"),
+        ))
+    }
+}
+
+/// Runs webhook-svc until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let nats = clokio_runtime::connect_nats(&config.bus.nats_url, "webhook-svc").await?;
+    clokio_bus::server::serve(
+        nats.clone(),
+        &config.bus.subjects,
+        ServiceName::Webhook,
+        "Webhook subscriptions and deliveries",
+        &[],
+        config.max_in_flight,
+        Arc::new(Service),
+        shutdown,
+    )
+    .await?;
+    nats.flush().await?;
+    Ok(())
+}

@@ -1,0 +1,20 @@
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    clokio_runtime::telemetry::init_logging("webhook-svc");
+    let config = match clokio_webhook_svc::Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("webhook-svc: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match clokio_webhook_svc::run(config, clokio_runtime::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(%err, "webhook-svc failed");
+            ExitCode::FAILURE
+        }
+    }
+}
