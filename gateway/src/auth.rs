@@ -119,6 +119,19 @@ impl Authenticator {
         self.cache.invalidate(hash);
     }
 
+    /// Evicts every cached entry of one key (this replica revoked it; the event tells the others).
+    pub fn evict_key(&self, key_id: ApiKeyId) {
+        let hashes: Vec<_> = self
+            .cache
+            .iter()
+            .filter(|(_, info)| info.key_id == key_id)
+            .map(|(hash, _)| hash)
+            .collect();
+        for hash in hashes {
+            self.cache.invalidate(&*hash);
+        }
+    }
+
     pub fn evict_all(&self) {
         self.cache.invalidate_all();
         self.unknown.invalidate_all();

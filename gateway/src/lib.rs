@@ -68,6 +68,8 @@ pub async fn run(
 async fn build(
     config: Config,
 ) -> Result<(App, Vec<tokio::task::JoinHandle<()>>), Box<dyn std::error::Error + Send + Sync>> {
+    // Install the metrics recorder before anything records.
+    clokio_runtime::telemetry::metrics_handle();
     let auth_slot: Arc<std::sync::OnceLock<Arc<Authenticator>>> = Arc::default();
     let nats = {
         let slot = auth_slot.clone();

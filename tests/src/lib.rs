@@ -1,1 +1,1 @@
-//! clokio-tests
+//! System tests live in `it/`; this crate has no library code.

@@ -1,1 +1,396 @@
-//! clokio-testkit
+//! Test kit: boots Clokio services in-process against the real Postgres, Redis and NATS, each
+//! stack under a random subject prefix (so parallel tests never see each other's messages or rate
+//! limit counters), and drives the gateway over HTTP like a client.
+//!
+//! Servers come from `CLOKIO_TEST_DATABASE_URL`, `CLOKIO_NATS_URL`, `CLOKIO_REDIS_URL`
+//! (defaults: the local servers that `deploy/local/test.sh` makes sure of).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clokio_bus::ids::OrgId;
+use clokio_bus::ops::{KeyCreate, KeyCreateOp, OrgCreate, OrgCreateOp, Organization};
+use clokio_bus::types::{Plan, Timezone};
+use clokio_bus::{Bus, Prefix, Subjects};
+use clokio_runtime::config::BusConfig;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use tokio::sync::watch;
+
+pub use serde_json::json;
+
+pub fn database_url() -> String {
+    std::env::var("CLOKIO_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://clokio:clokio@127.0.0.1:5432/clokio_test".to_owned())
+}
+
+pub fn nats_url() -> String {
+    std::env::var("CLOKIO_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("CLOKIO_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A fresh random subject prefix, `t` + 12 hex characters.
+pub fn random_prefix() -> Prefix {
+    Prefix::parse(&format!(
+        "t{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    ))
+    .expect("valid prefix")
+}
+
+/// Services under one prefix, stopped when dropped.
+pub struct Stack {
+    pub bus_config: BusConfig,
+    pub bus: Bus,
+    pub nats: async_nats::Client,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Stack {
+    /// An empty stack (no services yet) under a new prefix.
+    pub async fn empty() -> Self {
+        Self::with_timeout(Duration::from_secs(5)).await
+    }
+
+    pub async fn with_timeout(timeout: Duration) -> Self {
+        let bus_config = BusConfig {
+            nats_url: nats_url(),
+            subjects: Subjects::new(random_prefix()),
+            request_timeout: timeout,
+        };
+        let nats = async_nats::connect(&bus_config.nats_url)
+            .await
+            .expect("NATS reachable");
+        let bus = Bus::new(
+            nats.clone(),
+            bus_config.subjects.clone(),
+            bus_config.request_timeout,
+        );
+        let (stop, _) = watch::channel(false);
+        Self {
+            bus_config,
+            bus,
+            nats,
+            stop,
+            tasks: Vec::new(),
+        }
+    }
+
+    /// employee-svc + one gateway: what most tests need.
+    pub async fn start() -> (Self, Gateway) {
+        let mut stack = Self::empty().await;
+        stack.start_employee_svc().await;
+        let gw = stack.start_gateway().await;
+        (stack, gw)
+    }
+
+    fn stopper(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.stop.subscribe();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+
+    /// Starts one employee-svc replica and waits until it answers on the bus.
+    pub async fn start_employee_svc(&mut self) {
+        let config = clokio_employee_svc::Config {
+            bus: self.bus_config.clone(),
+            database_url: database_url(),
+            db_max_connections: 5,
+            max_in_flight: 64,
+        };
+        let stop = self.stopper();
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(err) = clokio_employee_svc::run(config, stop).await {
+                panic!("employee-svc failed: {err}");
+            }
+        }));
+        self.wait_for_service("clokio-employee").await;
+    }
+
+    /// Waits until a micro service of that name answers `$SRV.PING`.
+    pub async fn wait_for_service(&self, name: &str) {
+        for _ in 0..200 {
+            let ping = self.nats.request(format!("$SRV.PING.{name}"), "".into());
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(200), ping).await {
+                // The micro service registers endpoints before it is pingable only loosely; make
+                // sure the endpoints' subscriptions reached the server.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{name} did not come up");
+    }
+
+    /// A gateway with the default test configuration.
+    pub async fn start_gateway(&mut self) -> Gateway {
+        let config = self.gateway_config();
+        self.start_gateway_with(config).await
+    }
+
+    pub fn gateway_config(&self) -> clokio_gateway::Config {
+        clokio_gateway::Config {
+            bus: self.bus_config.clone(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            redis_url: redis_url(),
+            redis_timeout: Duration::from_millis(200),
+            rate_limit_basic: 100,
+            rate_limit_pro: 1000,
+            auth_cache_ttl: Duration::from_secs(60),
+            key_touch_interval: Duration::from_millis(200),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+
+    pub async fn start_gateway_with(&mut self, config: clokio_gateway::Config) -> Gateway {
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = self.stopper();
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(err) = clokio_gateway::run(config, listener, stop).await {
+                panic!("gateway failed: {err}");
+            }
+        }));
+        let gw = Gateway::new(format!("http://{addr}"));
+        for _ in 0..200 {
+            if gw
+                .client
+                .get(format!("{}/healthz", gw.url))
+                .send()
+                .await
+                .is_ok()
+            {
+                return gw;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("gateway did not come up");
+    }
+
+    /// A new organization, created over the bus as the operator does.
+    pub async fn create_org(
+        &self,
+        plan: Plan,
+        rate_limit: Option<u32>,
+        timezone: &str,
+    ) -> Organization {
+        self.bus
+            .call::<OrgCreateOp>(&OrgCreate {
+                name: format!("Org {}", uuid::Uuid::new_v4().simple()),
+                plan,
+                rate_limit_per_minute: rate_limit,
+                timezone: Timezone::parse(timezone).expect("timezone"),
+            })
+            .await
+            .expect("org created")
+    }
+
+    /// A new API key for `org`; returns the secret.
+    pub async fn create_key(&self, org: OrgId) -> String {
+        self.bus
+            .call::<KeyCreateOp>(&KeyCreate {
+                org_id: org,
+                name: "test".to_owned(),
+            })
+            .await
+            .expect("key created")
+            .key
+    }
+
+    /// An org of `plan` with a key and one location named "Main Office".
+    pub async fn tenant(&self, gw: &Gateway, plan: Plan) -> Tenant {
+        let limit = (plan == Plan::Enterprise).then_some(100_000);
+        let org = self.create_org(plan, limit, "UTC").await;
+        let key = self.create_key(org.id).await;
+        let t = Tenant { org, key };
+        let res = gw
+            .post(&t.key, "/api/v1/locations", &json!({
+                "name": "Main Office", "latitude": 32.0853, "longitude": 34.7818, "radius_meters": 200
+            }))
+            .await;
+        assert_eq!(res.status, 201, "{:?}", res.body);
+        t
+    }
+
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// An organization and one of its keys.
+pub struct Tenant {
+    pub org: Organization,
+    pub key: String,
+}
+
+/// An HTTP client bound to one gateway.
+#[derive(Clone)]
+pub struct Gateway {
+    pub url: String,
+    pub client: reqwest::Client,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Res {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Res {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or_default()
+    }
+
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+
+    /// Asserts status and the envelope's shape, then returns self.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        let want = if status < 400 { "success" } else { "error" };
+        assert_eq!(
+            self.body["status"], want,
+            "envelope status; body: {}",
+            self.text
+        );
+        assert!(
+            self.body["message"].is_string(),
+            "envelope message; body: {}",
+            self.text
+        );
+        if status >= 400 {
+            assert!(
+                self.body["data"].is_null(),
+                "error data must be null; body: {}",
+                self.text
+            );
+        }
+        self
+    }
+
+    /// Asserts an error status and its exact message.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, message: &str) -> Self {
+        let res = self.expect(status);
+        assert_eq!(res.message(), message, "body: {}", res.text);
+        res
+    }
+}
+
+impl Gateway {
+    pub fn new(url: String) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("client");
+        Self { url, client }
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Res {
+        let res = req.send().await.expect("request sent");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("body read");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Res {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        key: Option<&str>,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let mut req = self.client.request(method, format!("{}{}", self.url, path));
+        if let Some(key) = key {
+            req = req.header("X-API-Key", key);
+        }
+        req
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> Res {
+        self.send(self.request(reqwest::Method::GET, Some(key), path))
+            .await
+    }
+
+    pub async fn post(&self, key: &str, path: &str, body: &Value) -> Res {
+        self.send(
+            self.request(reqwest::Method::POST, Some(key), path)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn patch(&self, key: &str, path: &str, body: &Value) -> Res {
+        self.send(
+            self.request(reqwest::Method::PATCH, Some(key), path)
+                .json(body),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, key: &str, path: &str) -> Res {
+        self.send(self.request(reqwest::Method::DELETE, Some(key), path))
+            .await
+    }
+
+    /// Creates an employee at "Main Office" and returns its data.
+    pub async fn create_employee(&self, key: &str, name: &str, extra: Value) -> Value {
+        let mut body = json!({
+            "name": name,
+            "email": format!("{}@company.com", uuid::Uuid::new_v4().simple()),
+            "location": "Main Office",
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let res = self.post(key, "/api/v1/employees", &body).await.expect(201);
+        res.data().clone()
+    }
+}
+
+/// A pool on the test database, for asserting what services stored.
+pub async fn db() -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&database_url())
+        .await
+        .expect("test database reachable")
+}

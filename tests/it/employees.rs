@@ -1,0 +1,338 @@
+use std::time::Duration;
+
+use async_nats::jetstream;
+use clokio_bus::types::Plan;
+use clokio_testkit::{Stack, db, json};
+use futures::StreamExt;
+
+#[tokio::test]
+async fn create_exactly_as_the_product_document_shows() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Pro).await;
+    let res = gw
+        .post(
+            &t.key,
+            "/api/v1/employees",
+            &json!({
+                "name": "Jane Smith",
+                "email": "jane@company.com",
+                "phone": "+1234567890",
+                "position": "Software Engineer",
+                "department": "Engineering",
+                "location": "Main Office"
+            }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(res.message(), "Employee created successfully");
+    let e = res.data();
+    assert_eq!(e["employee_code"], "00001");
+    assert_eq!(e["name"], "Jane Smith");
+    assert_eq!(e["email"], "jane@company.com");
+    assert_eq!(e["phone"], "+1234567890");
+    assert_eq!(e["position"], "Software Engineer");
+    assert_eq!(e["department"], "Engineering");
+    assert_eq!(e["location"], "Main Office");
+    assert_eq!(e["status"], "active");
+    assert_eq!(e["role"], "employee");
+    assert_eq!(e["hire_date"], chrono::Utc::now().date_naive().to_string());
+    assert!(e["employee_id"].is_i64());
+    let password = e["password"]
+        .as_str()
+        .expect("generated password returned once");
+    assert_eq!(password.len(), 16);
+
+    // Stored: an Argon2id hash, never the password.
+    let (hash,): (String,) =
+        sqlx::query_as("SELECT password_hash FROM employee.employees WHERE id = $1")
+            .bind(e["employee_id"].as_i64().unwrap())
+            .fetch_one(&db().await)
+            .await
+            .unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains(password));
+
+    // The list never shows a password.
+    let list = gw.get(&t.key, "/api/v1/employees").await.expect(200);
+    assert_eq!(list.message(), "Data retrieved successfully");
+    assert_eq!(list.data().as_array().unwrap().len(), 1);
+    assert!(list.data()[0].get("password").is_none());
+    assert!(!list.text.contains("password_hash"));
+}
+
+#[tokio::test]
+async fn codes_are_generated_in_sequence_and_custom_codes_are_unique() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Pro).await;
+    let a = gw.create_employee(&t.key, "A", json!({})).await;
+    assert_eq!(a["employee_code"], "00001");
+    let b = gw
+        .create_employee(
+            &t.key,
+            "B",
+            json!({"employee_code": "EMP-1042", "password": "s3cret-pass"}),
+        )
+        .await;
+    assert_eq!(b["employee_code"], "EMP-1042");
+    assert!(
+        b.get("password").is_none(),
+        "a chosen password is not echoed"
+    );
+    // Someone takes the next generated code by hand: generation skips it.
+    gw.create_employee(&t.key, "C", json!({"employee_code": "00002"}))
+        .await;
+    let d = gw.create_employee(&t.key, "D", json!({})).await;
+    assert_eq!(d["employee_code"], "00003");
+
+    let dup = gw
+        .post(&t.key, "/api/v1/employees", &json!({
+            "name": "X", "email": "x@company.com", "location": "Main Office", "employee_code": "EMP-1042"
+        }))
+        .await;
+    dup.expect_error(422, "The employee code has already been taken");
+    let email = a["email"].as_str().unwrap().to_uppercase();
+    let dup = gw
+        .post(
+            &t.key,
+            "/api/v1/employees",
+            &json!({"name": "X", "email": email, "location": "Main Office"}),
+        )
+        .await;
+    dup.expect_error(422, "The email has already been taken");
+    // Nothing was stored by the failed creates.
+    let list = gw.get(&t.key, "/api/v1/employees").await.expect(200);
+    assert_eq!(list.data().as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn validation_messages() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Pro).await;
+    let ok = json!({"name": "Jane", "email": "jane@company.com", "location": "Main Office"});
+    let with = |k: &str, v: serde_json::Value| {
+        let mut b = ok.clone();
+        b[k] = v;
+        b
+    };
+    let without = |k: &str| {
+        let mut b = ok.clone();
+        b.as_object_mut().unwrap().remove(k);
+        b
+    };
+    let cases = vec![
+        (without("name"), "The name field is required"),
+        (with("name", json!("   ")), "The name field is required"),
+        (without("email"), "The email field is required"),
+        (without("location"), "The location field is required"),
+        (
+            with("email", json!("not-an-email")),
+            "The email field must be a valid email address",
+        ),
+        (with("name", json!(42)), "The name field must be a string"),
+        (
+            with("location", json!("Nowhere")),
+            "The selected location is invalid",
+        ),
+        (
+            with("password", json!("short")),
+            "The password field must be at least 8 characters",
+        ),
+        (
+            with("birthdate", json!("1990-13-01")),
+            "The birthdate field must be a valid date in YYYY-MM-DD format",
+        ),
+        (
+            with("birthdate", json!("2999-01-01")),
+            "The birthdate field must be a date before today",
+        ),
+        (
+            with("hire_date", json!("01/02/2026")),
+            "The hire_date field must be a valid date in YYYY-MM-DD format",
+        ),
+        (
+            with("employee_code", json!("EMP 1042")),
+            "The employee code may only contain letters, numbers, dashes and underscores",
+        ),
+        (
+            with("name", json!("x".repeat(256))),
+            "The name field must not be greater than 255 characters",
+        ),
+    ];
+    for (body, message) in cases {
+        gw.post(&t.key, "/api/v1/employees", &body)
+            .await
+            .expect_error(422, message);
+    }
+    let list = gw.get(&t.key, "/api/v1/employees").await.expect(200);
+    assert_eq!(
+        list.data().as_array().unwrap().len(),
+        0,
+        "a rejected create stored something"
+    );
+    // Explicit hire date and optional fields are kept.
+    let e = gw
+        .create_employee(
+            &t.key,
+            "Kim",
+            json!({"hire_date": "2026-03-02", "birthdate": "1990-05-17", "address": "1 Main St"}),
+        )
+        .await;
+    assert_eq!(e["hire_date"], "2026-03-02");
+    assert_eq!(e["birthdate"], "1990-05-17");
+    assert_eq!(e["address"], "1 Main St");
+}
+
+#[tokio::test]
+async fn status_changes_and_filters() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Pro).await;
+    gw.create_employee(&t.key, "A", json!({})).await;
+    gw.create_employee(&t.key, "B", json!({})).await;
+    let res = gw
+        .patch(
+            &t.key,
+            "/api/v1/employees/00001/status",
+            &json!({"status": "inactive"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(res.message(), "Employee status updated successfully");
+    assert_eq!(res.data()["status"], "inactive");
+    assert_eq!(res.data()["employee_code"], "00001");
+
+    let inactive = gw
+        .get(&t.key, "/api/v1/employees?status=inactive")
+        .await
+        .expect(200);
+    let codes: Vec<&str> = inactive
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["employee_code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["00001"]);
+    let active = gw
+        .get(&t.key, "/api/v1/employees?status=active")
+        .await
+        .expect(200);
+    assert_eq!(active.data().as_array().unwrap().len(), 1);
+    gw.get(&t.key, "/api/v1/employees?status=gone")
+        .await
+        .expect_error(422, "The status field must be one of: active, inactive");
+
+    gw.patch(
+        &t.key,
+        "/api/v1/employees/00009/status",
+        &json!({"status": "inactive"}),
+    )
+    .await
+    .expect_error(404, "Employee not found");
+    gw.patch(
+        &t.key,
+        "/api/v1/employees/bad%20code/status",
+        &json!({"status": "inactive"}),
+    )
+    .await
+    .expect_error(404, "Employee not found");
+    gw.patch(&t.key, "/api/v1/employees/00001/status", &json!({}))
+        .await
+        .expect_error(422, "The status field is required");
+    gw.patch(
+        &t.key,
+        "/api/v1/employees/00001/status",
+        &json!({"status": "fired"}),
+    )
+    .await
+    .expect_error(422, "The status field must be one of: active, inactive");
+    let back = gw
+        .patch(
+            &t.key,
+            "/api/v1/employees/00001/status",
+            &json!({"status": "active"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(back.data()["status"], "active");
+}
+
+#[tokio::test]
+async fn lifecycle_events_reach_jetstream_once_each() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Pro).await;
+    let e = gw
+        .create_employee(&t.key, "Eve", json!({"department": "Ops"}))
+        .await;
+    gw.patch(
+        &t.key,
+        "/api/v1/employees/00001/status",
+        &json!({"status": "inactive"}),
+    )
+    .await
+    .expect(200);
+    // Setting the same status again changes nothing and announces nothing.
+    gw.patch(
+        &t.key,
+        "/api/v1/employees/00001/status",
+        &json!({"status": "inactive"}),
+    )
+    .await
+    .expect(200);
+
+    let js = jetstream::new(stack.nats.clone());
+    let subjects = &stack.bus_config.subjects;
+    let stream = js.get_stream(subjects.events_stream()).await.unwrap();
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            filter_subject: format!("{}.events.employee.{}.>", subjects.prefix(), t.org.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut events = Vec::new();
+    while events.len() < 2 {
+        let msg = tokio::time::timeout(Duration::from_secs(5), messages.next())
+            .await
+            .expect("event arrived")
+            .unwrap()
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
+        let msg_id = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .unwrap()
+            .as_str()
+            .to_owned();
+        assert_eq!(
+            body["id"],
+            msg_id.as_str(),
+            "event id is the de-duplication id"
+        );
+        assert_eq!(body["org_id"], t.org.id.to_string());
+        events.push((msg.subject.to_string(), body));
+        msg.ack().await.unwrap();
+    }
+    assert_eq!(events[0].0, subjects.event("employee", t.org.id, "created"));
+    assert_eq!(events[0].1["type"], "employee.created");
+    assert_eq!(events[0].1["data"]["employee_id"], e["employee_id"]);
+    assert_eq!(events[0].1["data"]["department"], "Ops");
+    assert!(events[0].1["data"].get("password").is_none());
+    assert_eq!(
+        events[1].0,
+        subjects.event("employee", t.org.id, "status_changed")
+    );
+    assert_eq!(events[1].1["data"]["status"], "inactive");
+    // No third event for the no-op change.
+    let extra = tokio::time::timeout(Duration::from_millis(1500), messages.next()).await;
+    assert!(extra.is_err(), "unexpected extra event");
+    // And the outbox is empty once relayed.
+    let (pending,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM employee.outbox WHERE subject LIKE $1")
+            .bind(format!("{}.%", subjects.prefix()))
+            .fetch_one(&db().await)
+            .await
+            .unwrap();
+    assert_eq!(pending, 0);
+}

@@ -1,0 +1,109 @@
+use clokio_bus::types::Plan;
+use clokio_testkit::{Stack, json};
+
+#[tokio::test]
+async fn unknown_routes_wrong_methods_and_bad_bodies_get_the_envelope() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Pro).await;
+    gw.get(&t.key, "/api/v1/nothing-here")
+        .await
+        .expect_error(404, "Route not found");
+    gw.get(&t.key, "/")
+        .await
+        .expect_error(404, "Route not found");
+    gw.send(gw.request(reqwest::Method::PUT, Some(&t.key), "/api/v1/employees"))
+        .await
+        .expect_error(405, "Method not allowed");
+    gw.send(gw.request(
+        reqwest::Method::DELETE,
+        Some(&t.key),
+        "/api/v1/organization",
+    ))
+    .await
+    .expect_error(405, "Method not allowed");
+
+    let raw = |body: &'static str| {
+        gw.request(reqwest::Method::POST, Some(&t.key), "/api/v1/employees")
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    gw.send(raw("{\"name\": "))
+        .await
+        .expect_error(400, "The request body is not valid JSON");
+    gw.send(raw("[1,2]"))
+        .await
+        .expect_error(422, "The request body must be a JSON object");
+    gw.send(raw(""))
+        .await
+        .expect_error(422, "The name field is required");
+
+    // Over 1 MiB: refused before it is read, and nothing stored.
+    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(1024 * 1024 + 10));
+    let res = gw
+        .send(
+            gw.request(reqwest::Method::POST, Some(&t.key), "/api/v1/employees")
+                .header("content-type", "application/json")
+                .body(big),
+        )
+        .await;
+    res.expect_error(413, "The request body is too large");
+    let list = gw.get(&t.key, "/api/v1/employees").await.expect(200);
+    assert_eq!(list.data(), &json!([]));
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_generated() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Pro).await;
+    let res = gw
+        .send(
+            gw.request(reqwest::Method::GET, Some(&t.key), "/api/v1/employees")
+                .header("x-request-id", "abc-123"),
+        )
+        .await;
+    assert_eq!(res.header("x-request-id"), Some("abc-123"));
+    let res = gw.get(&t.key, "/api/v1/employees").await;
+    let id = res.header("x-request-id").unwrap();
+    assert_eq!(id.len(), 32);
+    // Even a 401 and a 404 carry one.
+    let res = gw
+        .send(gw.request(reqwest::Method::GET, None, "/api/v1/employees"))
+        .await;
+    assert!(res.header("x-request-id").is_some());
+    assert_eq!(res.header("content-type"), Some("application/json"));
+}
+
+#[tokio::test]
+async fn health_metrics_openapi_and_docs_need_no_key() {
+    let (_stack, gw) = Stack::start().await;
+    let get = |path: &'static str| gw.send(gw.request(reqwest::Method::GET, None, path));
+    get("/healthz").await.expect(200);
+    let ready = get("/readyz").await.expect(200);
+    assert_eq!(ready.data(), &json!({"nats": "ok", "redis": "ok"}));
+    let doc = get("/api/v1/openapi.json").await;
+    assert_eq!(doc.status, 200);
+    assert!(doc.body["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(doc.body["paths"]["/api/v1/employees"]["post"].is_object());
+    let docs = gw
+        .client
+        .get(format!("{}/docs", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("/api/v1/openapi.json"));
+    let metrics = gw
+        .client
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("clokio_http_requests_total"), "{metrics}");
+    assert!(
+        metrics.contains("clokio_http_request_duration_seconds"),
+        "{metrics}"
+    );
+}

@@ -1,0 +1,12 @@
+//! System tests: gateway + services in-process under a random subject prefix, driven over HTTP,
+//! against the real Postgres, Redis and NATS.
+
+mod api_keys;
+mod auth;
+mod bus;
+mod employees;
+mod envelope;
+mod isolation;
+mod locations;
+mod organization;
+mod rate_limit;

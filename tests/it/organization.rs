@@ -1,0 +1,117 @@
+use clokio_bus::types::Plan;
+use clokio_testkit::{Stack, json};
+
+#[tokio::test]
+async fn read_defaults_and_update_settings() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Pro).await;
+    let res = gw.get(&t.key, "/api/v1/organization").await.expect(200);
+    let org = res.data();
+    assert_eq!(org["id"], t.org.id.to_string());
+    assert_eq!(org["plan"], "pro");
+    assert_eq!(org["timezone"], "UTC");
+    assert_eq!(
+        org["settings"],
+        json!({
+            "work_days": ["monday", "tuesday", "wednesday", "thursday", "friday"],
+            "schedule": {"start": "09:00", "hours_per_day": 8.0, "late_grace_minutes": 10},
+            "holidays": [],
+            "offline_backdate_hours": 72
+        })
+    );
+
+    let res = gw
+        .patch(
+            &t.key,
+            "/api/v1/organization",
+            &json!({
+                "timezone": "Europe/Berlin",
+                "work_days": ["sunday", "monday", "tuesday", "wednesday", "thursday", "monday"],
+                "schedule": {"start": "08:30", "late_grace_minutes": 5},
+                "holidays": ["2026-12-25", "2026-12-24", "2026-12-25"],
+                "offline_backdate_hours": 24
+            }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(res.message(), "Organization updated successfully");
+    let again = gw.get(&t.key, "/api/v1/organization").await.expect(200);
+    for org in [res.data(), again.data()] {
+        assert_eq!(org["timezone"], "Europe/Berlin");
+        assert_eq!(
+            org["settings"],
+            json!({
+                "work_days": ["monday", "tuesday", "wednesday", "thursday", "sunday"],
+                "schedule": {"start": "08:30", "hours_per_day": 8.0, "late_grace_minutes": 5},
+                "holidays": ["2026-12-24", "2026-12-25"],
+                "offline_backdate_hours": 24
+            })
+        );
+    }
+}
+
+#[tokio::test]
+async fn invalid_settings_and_plan_changes_are_refused() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Basic).await;
+    let cases = vec![
+        (
+            json!({"timezone": "Mars/Olympus"}),
+            422,
+            "The timezone field must be a valid IANA time zone",
+        ),
+        (
+            json!({"work_days": ["funday"]}),
+            422,
+            "The work_days field must only contain days of the week (monday … sunday)",
+        ),
+        (
+            json!({"work_days": "monday"}),
+            422,
+            "The work_days field must be an array",
+        ),
+        (
+            json!({"schedule": {"start": "9am"}}),
+            422,
+            "The schedule.start field must be a time in HH:MM format",
+        ),
+        (
+            json!({"schedule": {"hours_per_day": 0}}),
+            422,
+            "The hours_per_day field must be greater than 0 and at most 24",
+        ),
+        (
+            json!({"holidays": ["2026-02-30"]}),
+            422,
+            "The holidays field must be a valid date in YYYY-MM-DD format",
+        ),
+        (
+            json!({"offline_backdate_hours": 1000}),
+            422,
+            "The offline_backdate_hours field must be between 0 and 720",
+        ),
+        (
+            json!({}),
+            422,
+            "The request must change at least one setting",
+        ),
+        (
+            json!({"plan": "enterprise"}),
+            403,
+            "The plan can only be changed by the operator",
+        ),
+        (
+            json!({"rate_limit_per_minute": 100000}),
+            403,
+            "The plan can only be changed by the operator",
+        ),
+    ];
+    for (body, status, message) in cases {
+        gw.patch(&t.key, "/api/v1/organization", &body)
+            .await
+            .expect_error(status, message);
+    }
+    let org = gw.get(&t.key, "/api/v1/organization").await.expect(200);
+    assert_eq!(org.data()["plan"], "basic");
+    assert_eq!(org.data()["timezone"], "UTC");
+}
