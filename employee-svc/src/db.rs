@@ -1,14 +1,18 @@
 //! Database error mapping for employee-svc, in one place: unreachable database → 503, a unique
-//! violation → 422 with the field's message, anything else → 500 (logged, never shown).
+//! violation → 422 with the field's message, a value Postgres cannot store (SQLSTATE
+//! class 22) → 422, anything else → 500 (logged, never shown).
 
 use clokio_bus::BusError;
 
 /// Maps a database error; `unique` names the message for each unique constraint.
 pub fn map_err(err: sqlx::Error, unique: &[(&str, &str)]) -> BusError {
-    if let Some(constraint) = clokio_runtime::db::unique_violation(&err) {
-        if let Some((_, message)) = unique.iter().find(|(name, _)| *name == constraint) {
-            return BusError::invalid(*message);
-        }
+    if let Some(constraint) = clokio_runtime::db::unique_violation(&err)
+        && let Some((_, message)) = unique.iter().find(|(name, _)| *name == constraint)
+    {
+        return BusError::invalid(*message);
+    }
+    if clokio_runtime::db::is_data_exception(&err) {
+        return BusError::invalid("The request contains a value that cannot be stored");
     }
     if clokio_runtime::db::is_unavailable(&err) {
         tracing::warn!(%err, "database unavailable");

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clokio_bus::ops::{self, EMPLOYEE_OPERATIONS, Operation};
-use clokio_bus::server::{Handler, dispatch};
+use clokio_bus::server::{Handler, Spec, dispatch};
 use clokio_bus::{BusError, ErrorCode, ServiceName, Subjects};
 use clokio_runtime::outbox::{self, Kick};
 use sqlx::PgPool;
@@ -59,13 +59,16 @@ pub async fn run(
         wait(stop_rx),
     ));
 
+    let spec = Spec {
+        service: ServiceName::Employee,
+        description: "Organizations, API keys, locations and employees",
+        operations: EMPLOYEE_OPERATIONS,
+        max_in_flight: config.max_in_flight,
+    };
     let served = clokio_bus::server::serve(
         nats.clone(),
         &config.bus.subjects,
-        ServiceName::Employee,
-        "Organizations, API keys, locations and employees",
-        EMPLOYEE_OPERATIONS,
-        config.max_in_flight,
+        spec,
         Arc::new(state),
         shutdown,
     )

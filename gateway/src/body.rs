@@ -71,7 +71,9 @@ impl Fields {
             None => Ok(None),
             Some(Value::String(s)) => {
                 let s = s.trim();
-                if s.is_empty() {
+                if s.contains('\0') {
+                    Err(nul(name))
+                } else if s.is_empty() {
                     Ok(None)
                 } else if s.chars().count() > max {
                     Err(ApiError::invalid(format!(
@@ -91,6 +93,7 @@ impl Fields {
     pub fn optional_raw_str(&mut self, name: &str) -> Result<Option<String>, ApiError> {
         match self.take(name) {
             None => Ok(None),
+            Some(Value::String(s)) if s.contains('\0') => Err(nul(name)),
             Some(Value::String(s)) => Ok(Some(s)),
             Some(_) => Err(ApiError::invalid(format!(
                 "The {name} field must be a string"
@@ -186,6 +189,10 @@ impl Fields {
     }
 }
 
+fn nul(name: &str) -> ApiError {
+    ApiError::invalid(format!("The {name} field must not contain NUL characters"))
+}
+
 pub fn required(name: &str) -> ApiError {
     ApiError::invalid(format!("The {name} field is required"))
 }
@@ -243,6 +250,19 @@ mod tests {
         assert_eq!(
             f.required_str("long", 5).unwrap_err().message,
             "The long field must not be greater than 5 characters"
+        );
+    }
+
+    #[test]
+    fn nul_characters_are_refused() {
+        let mut f = fields(r#"{"name": "a\u0000b", "pw": "x\u0000"}"#);
+        assert_eq!(
+            f.required_str("name", 255).unwrap_err().message,
+            "The name field must not contain NUL characters"
+        );
+        assert_eq!(
+            f.optional_raw_str("pw").unwrap_err().message,
+            "The pw field must not contain NUL characters"
         );
     }
 

@@ -80,11 +80,11 @@ async fn build(
                 let slot = slot.clone();
                 async move {
                     // Revocations may have been missed while disconnected: start over.
-                    if let async_nats::Event::Connected = event {
-                        if let Some(auth) = slot.get() {
-                            auth.evict_all();
-                            tracing::info!("NATS reconnected; auth cache cleared");
-                        }
+                    if let async_nats::Event::Connected = event
+                        && let Some(auth) = slot.get()
+                    {
+                        auth.evict_all();
+                        tracing::info!("NATS reconnected; auth cache cleared");
                     }
                 }
             })
@@ -200,6 +200,11 @@ async fn request_context(State(app): State<App>, mut req: Request, next: Next) -
     } else {
         next.run(req).await
     };
+    // Anything answered outside our handlers (a query or path the extractors refused) still gets
+    // the envelope.
+    if res.status().as_u16() >= 400 && !is_json(&res) {
+        res = envelope_for_status(res.status()).into_response();
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
@@ -216,6 +221,24 @@ async fn request_context(State(app): State<App>, mut req: Request, next: Next) -
         tracing::debug!(request_id = %id, %method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request");
     }
     res
+}
+
+fn is_json(res: &Response) -> bool {
+    res.headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
+}
+
+fn envelope_for_status(status: StatusCode) -> ApiError {
+    let message = match status {
+        StatusCode::BAD_REQUEST => "The request is malformed",
+        StatusCode::NOT_FOUND => "Route not found",
+        StatusCode::METHOD_NOT_ALLOWED => "Method not allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "The request body is too large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported media type",
+        other => other.canonical_reason().unwrap_or("Request failed"),
+    };
+    ApiError::new(status, message)
 }
 
 /// API routes: authenticate, rate-limit, and put the rate-limit headers on whatever comes back.

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use clokio_bus::server::Handler;
+use clokio_bus::server::{Handler, Spec};
 use clokio_bus::{BusError, ErrorCode, ServiceName};
 use clokio_runtime::config::{self, BusConfig, ConfigError};
 
@@ -45,13 +45,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let nats = clokio_runtime::connect_nats(&config.bus.nats_url, "reporting-svc").await?;
+    let spec = Spec {
+        service: ServiceName::Reporting,
+        description: "Monthly summaries and CSV export",
+        operations: &[],
+        max_in_flight: config.max_in_flight,
+    };
     clokio_bus::server::serve(
         nats.clone(),
         &config.bus.subjects,
-        ServiceName::Reporting,
-        "Monthly summaries and CSV export",
-        &[],
-        config.max_in_flight,
+        spec,
         Arc::new(Service),
         shutdown,
     )

@@ -336,3 +336,35 @@ async fn lifecycle_events_reach_jetstream_once_each() {
             .unwrap();
     assert_eq!(pending, 0);
 }
+
+/// An org far beyond one NATS message (1 MiB): the list still arrives whole and in order.
+#[tokio::test]
+async fn listing_thousands_of_employees_crosses_the_bus_in_chunks() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let pool = db().await;
+    // Rows straight into the table: hashing 3,000 Argon2 passwords through the API would take
+    // minutes and test nothing new.
+    sqlx::query(
+        "INSERT INTO employee.employees (org_id, employee_code, name, email, department, location_id, password_hash, hire_date) \
+         SELECT $1, lpad(i::text, 5, '0'), 'Employee number ' || i, 'employee' || i || '@company.com', 'Department ' || (i % 7), \
+                (SELECT id FROM employee.locations WHERE org_id = $1), '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA', '2026-01-05' \
+         FROM generate_series(1, 3000) AS i",
+    )
+    .bind(t.org.id.as_uuid())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let res = gw.get(&t.key, "/api/v1/employees").await.expect(200);
+    assert!(
+        res.text.len() > 1024 * 1024,
+        "only {} bytes",
+        res.text.len()
+    );
+    let list = res.data().as_array().unwrap();
+    assert_eq!(list.len(), 3000);
+    for (i, e) in list.iter().enumerate() {
+        assert_eq!(e["employee_code"], format!("{:05}", i + 1));
+        assert_eq!(e["location"], "Main Office");
+    }
+}

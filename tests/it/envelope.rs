@@ -107,3 +107,48 @@ async fn health_metrics_openapi_and_docs_need_no_key() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn refused_queries_paths_and_odd_values_are_4xx_envelopes() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Pro).await;
+    // A query the extractor cannot read, a path segment that is not UTF-8.
+    gw.get(&t.key, "/api/v1/employees?status=active&status=inactive")
+        .await
+        .expect_error(400, "The request is malformed");
+    gw.patch(
+        &t.key,
+        "/api/v1/employees/%FF%FE/status",
+        &json!({"status": "active"}),
+    )
+    .await
+    .expect(400);
+    // NUL bytes never reach Postgres.
+    gw.post(
+        &t.key,
+        "/api/v1/locations",
+        &json!({"name": "a\u{0}b", "latitude": 0, "longitude": 0, "radius_meters": 1}),
+    )
+    .await
+    .expect_error(422, "The name field must not contain NUL characters");
+    // Numbers out of every range.
+    let res = gw
+        .send(
+            gw.request(reqwest::Method::POST, Some(&t.key), "/api/v1/locations")
+                .header("content-type", "application/json")
+                .body(r#"{"name": "n", "latitude": 1e400, "longitude": 0, "radius_meters": 1}"#),
+        )
+        .await;
+    res.expect_error(400, "The request body is not valid JSON");
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let res = gw
+        .send(
+            gw.request(reqwest::Method::POST, Some(&t.key), "/api/v1/employees")
+                .header("content-type", "application/json")
+                .body(format!("{{\"name\": {deep}}}")),
+        )
+        .await;
+    res.expect_error(400, "The request body is not valid JSON");
+    let list = gw.get(&t.key, "/api/v1/locations").await.expect(200);
+    assert_eq!(list.data().as_array().unwrap().len(), 1);
+}

@@ -1,6 +1,7 @@
 //! The one request helper every caller uses. It sends a typed request with a timeout and maps
 //! the outcome: a reply, a service error from the micro error headers, 503 when nobody listens on
-//! the subject, 504 when nobody answers in time.
+//! the subject, 504 when nobody answers in time. Replies too large for one message arrive in
+//! chunks (see [`crate::chunk`]) and are joined here.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use async_nats::{HeaderMap, RequestErrorKind};
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::chunk::{self, ChunkPull};
 use crate::error::{BusError, ErrorCode};
 use crate::ops::Operation;
 use crate::subject::Subjects;
@@ -98,8 +100,46 @@ impl Bus {
         if let Some(err) = decode_error(msg.headers.as_ref()) {
             return Err(err);
         }
-        Ok(msg.payload)
+        match msg.headers.as_ref().and_then(chunked) {
+            Some((count, chunk_subject, token)) => {
+                self.pull_chunks(msg.payload, count, chunk_subject, token)
+                    .await
+            }
+            None => Ok(msg.payload),
+        }
     }
+
+    /// Pulls chunks 1..count of a large reply and joins them after `first`.
+    async fn pull_chunks(
+        &self,
+        first: Bytes,
+        count: usize,
+        subject: String,
+        token: String,
+    ) -> Result<Bytes, BusError> {
+        let mut whole = bytes::BytesMut::with_capacity(first.len() * count);
+        whole.extend_from_slice(&first);
+        for index in 1..count {
+            let pull = ChunkPull {
+                token: token.clone(),
+                index: index as u32,
+            };
+            let part = Box::pin(self.request_bytes(subject.clone(), encode(&pull)?, None)).await?;
+            whole.extend_from_slice(&part);
+        }
+        Ok(whole.freeze())
+    }
+}
+
+/// The chunk headers of a reply: (count, subject, token), when it has them and they are sane.
+fn chunked(headers: &HeaderMap) -> Option<(usize, String, String)> {
+    let count: usize = headers.get(chunk::CHUNKS_HEADER)?.as_str().parse().ok()?;
+    if !(2..=chunk::MAX_CHUNKS).contains(&count) {
+        return None;
+    }
+    let subject = headers.get(chunk::SUBJECT_HEADER)?.as_str().to_owned();
+    let token = headers.get(chunk::TOKEN_HEADER)?.as_str().to_owned();
+    Some((count, subject, token))
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Bytes, BusError> {

@@ -2,6 +2,7 @@
 //! operator tools. Subjects, typed request/reply pairs, event envelopes and the error type that
 //! maps to an HTTP status. Nothing else crosses the wire; keep it backward compatible within `v1`.
 
+pub mod chunk;
 pub mod client;
 pub mod error;
 pub mod events;

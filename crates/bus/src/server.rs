@@ -1,17 +1,25 @@
 //! Serving a bus service: one NATS micro service per service name, one endpoint per operation in
 //! the service's queue group (so `$SRV.PING` finds every replica and replicas share the load),
-//! each request handled on its own task with a bound on how many run at once.
+//! each request handled on its own task with a bound on how many run at once. Replies larger than
+//! one NATS message are pulled in chunks (see [`crate::chunk`]).
 
 use std::future::Future;
 use std::sync::Arc;
 
-use async_nats::service::{ServiceExt, error::Error as MicroError};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_nats::service::{
+    NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE, ServiceExt, error::Error as MicroError,
+};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
+use crate::chunk;
 use crate::client::REQUEST_ID_HEADER;
 use crate::error::BusError;
 use crate::ops::Operation;
@@ -55,18 +63,31 @@ pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     serde_json::from_slice(bytes).ok()
 }
 
-/// Registers `service` with the given operations and answers requests until `shutdown`
-/// resolves; then it unsubscribes and waits for in-flight requests to finish.
+/// What a service registers on the bus.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec {
+    pub service: ServiceName,
+    pub description: &'static str,
+    pub operations: &'static [&'static str],
+    /// Requests handled at once by this replica.
+    pub max_in_flight: usize,
+}
+
+/// Registers the service with its operations and answers requests until `shutdown` resolves;
+/// then it unsubscribes and waits for in-flight requests to finish.
 pub async fn serve<H: Handler>(
     client: async_nats::Client,
     subjects: &Subjects,
-    service: ServiceName,
-    description: &str,
-    operations: &[&'static str],
-    max_in_flight: usize,
+    spec: Spec,
     handler: Arc<H>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), async_nats::Error> {
+    let Spec {
+        service,
+        description,
+        operations,
+        max_in_flight,
+    } = spec;
     let micro = client
         .service_builder()
         .description(description)
@@ -79,7 +100,19 @@ pub async fn serve<H: Handler>(
         let endpoint = group.endpoint(*op).await?;
         endpoints.push(endpoint.map(move |req| (*op, req)));
     }
-    let mut requests = futures::stream::select_all(endpoints);
+    // A service with no operations yet still stays registered until shutdown.
+    let mut requests = futures::stream::select_all(endpoints).chain(futures::stream::pending());
+    let chunks = Arc::new(
+        ChunkStore::serve(
+            client.clone(),
+            format!(
+                "{}._chunks.{}",
+                subjects.service_group(service),
+                micro.info().await.id
+            ),
+        )
+        .await?,
+    );
     let limit = Arc::new(Semaphore::new(max_in_flight));
     tracing::info!(
         service = service.as_str(),
@@ -98,6 +131,7 @@ pub async fn serve<H: Handler>(
             break;
         };
         let handler = handler.clone();
+        let chunks = chunks.clone();
         tokio::spawn(async move {
             let request_id = req
                 .message
@@ -112,16 +146,24 @@ pub async fn serve<H: Handler>(
                 span,
             )
             .await;
-            let reply = result.map_err(|err| {
-                if err.code == crate::ErrorCode::Internal {
-                    tracing::error!(operation = op, "request failed: internal error");
+            let sent = match result {
+                Ok(bytes) => match chunks.split(bytes) {
+                    (first, None) => req.respond(Ok(first)).await,
+                    (first, Some(headers)) => req.respond_with_headers(Ok(first), headers).await,
+                },
+                Err(err) => {
+                    if err.code == crate::ErrorCode::Internal {
+                        tracing::error!(operation = op, "request failed: internal error");
+                    }
+                    let status = err.code.status() as usize;
+                    req.respond(Err(MicroError {
+                        status: err.message,
+                        code: status,
+                    }))
+                    .await
                 }
-                MicroError {
-                    status: err.message,
-                    code: err.code.status() as usize,
-                }
-            });
-            if let Err(err) = req.respond(reply).await {
+            };
+            if let Err(err) = sent {
                 tracing::warn!(operation = op, %err, "could not send reply");
             }
             drop(permit);
@@ -130,7 +172,104 @@ pub async fn serve<H: Handler>(
     drop(requests);
     // Wait for in-flight requests: every permit back means every task has answered.
     let _ = limit.acquire_many(max_in_flight as u32).await;
+    chunks.stop();
     micro.stop().await?;
     tracing::info!(service = service.as_str(), "bus service stopped");
     Ok(())
+}
+
+/// Replies larger than one NATS message. The first chunk goes back as the reply, with headers
+/// naming how many chunks there are and where to pull the rest: a subject only this replica
+/// listens on, and a token. The reply is kept for [`CHUNK_TTL`] for the requester to pull; small
+/// replies never touch any of this.
+struct ChunkStore {
+    subject: String,
+    chunk_bytes: usize,
+    pending: Arc<Mutex<HashMap<String, (Instant, Bytes)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// How long a chunked reply waits to be pulled.
+pub const CHUNK_TTL: Duration = Duration::from_secs(30);
+
+impl ChunkStore {
+    async fn serve(client: async_nats::Client, subject: String) -> Result<Self, async_nats::Error> {
+        let max_payload = client.server_info().max_payload;
+        let chunk_bytes = chunk::CHUNK_BYTES
+            .min(max_payload.saturating_sub(8 * 1024))
+            .max(1024);
+        let pending: Arc<Mutex<HashMap<String, (Instant, Bytes)>>> = Arc::default();
+        let mut sub = client.subscribe(subject.clone()).await?;
+        let task = tokio::spawn({
+            let pending = pending.clone();
+            async move {
+                while let Some(msg) = sub.next().await {
+                    let Some(reply) = msg.reply.clone() else {
+                        continue;
+                    };
+                    let answer = serde_json::from_slice::<chunk::ChunkPull>(&msg.payload)
+                        .ok()
+                        .and_then(|pull| {
+                            let mut map = pending.lock().unwrap_or_else(|e| e.into_inner());
+                            let (_, bytes) = map.get(&pull.token)?;
+                            let start = pull.index as usize * chunk_bytes;
+                            if start >= bytes.len() {
+                                return None;
+                            }
+                            let end = (start + chunk_bytes).min(bytes.len());
+                            let part = bytes.slice(start..end);
+                            if end == bytes.len() {
+                                map.remove(&pull.token);
+                            }
+                            Some(part)
+                        });
+                    let sent = match answer {
+                        Some(part) => client.publish(reply, part).await,
+                        None => {
+                            let mut headers = async_nats::HeaderMap::new();
+                            headers.insert(NATS_SERVICE_ERROR, "The reply is no longer available");
+                            headers.insert(NATS_SERVICE_ERROR_CODE, "404");
+                            client
+                                .publish_with_headers(reply, headers, Bytes::new())
+                                .await
+                        }
+                    };
+                    if let Err(err) = sent {
+                        tracing::warn!(%err, "could not send a reply chunk");
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            subject,
+            chunk_bytes,
+            pending,
+            task,
+        })
+    }
+
+    /// The first message to send, and the chunk headers when there is more.
+    fn split(&self, bytes: Bytes) -> (Bytes, Option<async_nats::HeaderMap>) {
+        if bytes.len() <= self.chunk_bytes {
+            return (bytes, None);
+        }
+        let count = bytes.len().div_ceil(self.chunk_bytes);
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let first = bytes.slice(..self.chunk_bytes);
+        {
+            let mut map = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            map.retain(|_, (at, _)| now.duration_since(*at) < CHUNK_TTL);
+            map.insert(token.clone(), (now, bytes));
+        }
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(chunk::CHUNKS_HEADER, count.to_string().as_str());
+        headers.insert(chunk::SUBJECT_HEADER, self.subject.as_str());
+        headers.insert(chunk::TOKEN_HEADER, token.as_str());
+        (first, Some(headers))
+    }
+
+    fn stop(&self) {
+        self.task.abort();
+    }
 }

@@ -88,27 +88,3 @@ impl BusConfig {
         })
     }
 }
-
-/// `production` refuses development conveniences (plain-http loopback webhook targets, human
-/// logs by default); `development` allows them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Environment {
-    Production,
-    Development,
-}
-
-impl FromStr for Environment {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "production" => Ok(Self::Production),
-            "development" => Ok(Self::Development),
-            _ => Err("must be production or development".to_owned()),
-        }
-    }
-}
-
-/// `CLOKIO_ENV`, default production.
-pub fn environment() -> Result<Environment, ConfigError> {
-    parse("CLOKIO_ENV", Environment::Production)
-}

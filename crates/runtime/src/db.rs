@@ -81,6 +81,14 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
     )
 }
 
+/// True for SQLSTATE class 22 (data exception: a NUL byte in text, a number out of range): the
+/// input was wrong, not the server.
+pub fn is_data_exception(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|c| c.starts_with("22"))
+}
+
 /// The constraint a unique violation broke, if that is what `err` is.
 pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
     let db = err.as_database_error()?;

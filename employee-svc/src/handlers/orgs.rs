@@ -124,12 +124,12 @@ pub async fn get(state: &State, org_id: OrgId) -> Result<Organization, BusError>
 
 pub async fn update(state: &State, req: OrgUpdate) -> Result<Organization, BusError> {
     let p = req.patch;
-    if let Some(h) = p.hours_per_day {
-        if !(h.is_finite() && h > 0.0 && h <= 24.0) {
-            return Err(BusError::invalid(
-                "The hours_per_day field must be greater than 0 and at most 24",
-            ));
-        }
+    if let Some(h) = p.hours_per_day
+        && !(h.is_finite() && h > 0.0 && h <= 24.0)
+    {
+        return Err(BusError::invalid(
+            "The hours_per_day field must be greater than 0 and at most 24",
+        ));
     }
     if p.late_grace_minutes.is_some_and(|m| m > 1440) {
         return Err(BusError::invalid(

@@ -100,12 +100,15 @@ pub async fn revoke(
         org_id: auth.org_id,
         key_id,
     };
-    forward::<KeyRevokeOp>(
+    let res = forward::<KeyRevokeOp>(
         &app,
         &rid,
         &req,
         StatusCode::OK,
         "API key revoked successfully",
     )
-    .await
+    .await?;
+    // This replica knows at once; the others learn from the revocation event.
+    app.auth.evict_key(key_id);
+    Ok(res)
 }

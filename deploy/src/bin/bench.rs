@@ -1,0 +1,335 @@
+//! clokio-bench: the gateway's read-path benchmark, run against a live installation
+//! (`deploy/local/bench.sh` starts one with release builds).
+//!
+//! With the same HTTP client and concurrency in one run it loads `GET /healthz` (the bare HTTP
+//! baseline) and an authenticated `GET /api/v1/employees` (API key auth, the Redis limiter script,
+//! a NATS round trip to employee-svc and its query) for an enterprise org with 50 employees, and
+//! prints throughput, p50/p99 and the read/health ratio; then it offers the read path a fixed
+//! 1,000 requests/second and reports the latency it sees (measured from each request's scheduled
+//! send time, so a stall is not hidden by the load generator waiting).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use clokio_bus::Bus;
+use clokio_bus::ops::{KeyCreate, KeyCreateOp, OrgCreate, OrgCreateOp};
+use clokio_bus::types::{Plan, Timezone};
+use clokio_runtime::config::BusConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "clokio-bench",
+    about = "Benchmark the gateway read path against /healthz"
+)]
+struct Args {
+    /// Gateway base URL.
+    #[arg(long, env = "CLOKIO_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Concurrent connections for the closed-loop phases.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds per measured phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Requests per second offered in the fixed-rate phase.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Employees in the benchmark org.
+    #[arg(long, default_value_t = 50)]
+    employees: usize,
+}
+
+struct Phase {
+    name: String,
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Phase {
+    fn throughput(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+
+    fn row(&self) -> String {
+        format!(
+            "| {:<34} | {:>9} | {:>6} | {:>10.0} | {:>8.2} | {:>8.2} |",
+            self.name,
+            self.requests,
+            self.errors,
+            self.throughput(),
+            self.percentile(0.50),
+            self.percentile(0.99)
+        )
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency * 2)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let key = setup(&args, &client).await?;
+    let healthz = format!("{}/healthz", args.url);
+    let employees = format!("{}/api/v1/employees", args.url);
+    let seconds = Duration::from_secs(args.seconds);
+
+    eprintln!("warming up…");
+    closed_loop(
+        "warm-up",
+        &client,
+        &employees,
+        Some(&key),
+        args.concurrency,
+        Duration::from_secs(2),
+    )
+    .await;
+    closed_loop(
+        "warm-up",
+        &client,
+        &healthz,
+        None,
+        args.concurrency,
+        Duration::from_secs(1),
+    )
+    .await;
+
+    let health = closed_loop(
+        "GET /healthz",
+        &client,
+        &healthz,
+        None,
+        args.concurrency,
+        seconds,
+    )
+    .await;
+    let read = closed_loop(
+        "GET /api/v1/employees (50)",
+        &client,
+        &employees,
+        Some(&key),
+        args.concurrency,
+        seconds,
+    )
+    .await;
+    let fixed = fixed_rate(&client, &employees, &key, args.rate, seconds).await;
+
+    println!(
+        "\nGateway read path, {} connections, {} s per phase\n",
+        args.concurrency, args.seconds
+    );
+    println!(
+        "| {:<34} | {:>9} | {:>6} | {:>10} | {:>8} | {:>8} |",
+        "phase", "requests", "errors", "req/s", "p50 ms", "p99 ms"
+    );
+    println!(
+        "|{}|{}|{}|{}|{}|{}|",
+        "-".repeat(36),
+        "-".repeat(11),
+        "-".repeat(8),
+        "-".repeat(12),
+        "-".repeat(10),
+        "-".repeat(10)
+    );
+    println!("{}", health.row());
+    println!("{}", read.row());
+    println!("{}", fixed.row());
+    println!(
+        "\nread/healthz throughput ratio: {:.3} (target ≥ 0.35); p99 at {} req/s: {:.2} ms (target ≤ 5 ms)",
+        read.throughput() / health.throughput(),
+        args.rate,
+        fixed.percentile(0.99)
+    );
+    Ok(())
+}
+
+/// An enterprise org with a generous limit (the limiter still runs on every request), a location
+/// and `args.employees` employees.
+async fn setup(
+    args: &Args,
+    client: &reqwest::Client,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let config = BusConfig::from_env()?;
+    let nats = async_nats::connect(&config.nats_url).await?;
+    let bus = Bus::new(nats, config.subjects, config.request_timeout);
+    let org = bus
+        .call::<OrgCreateOp>(&OrgCreate {
+            name: format!("Bench {}", chrono_free_stamp()),
+            plan: Plan::Enterprise,
+            rate_limit_per_minute: Some(100_000_000),
+            timezone: Timezone::parse("UTC")?,
+        })
+        .await?;
+    let key = bus
+        .call::<KeyCreateOp>(&KeyCreate {
+            org_id: org.id,
+            name: "bench".to_owned(),
+        })
+        .await?
+        .key;
+    let post = |path: &str, body: serde_json::Value| {
+        client
+            .post(format!("{}{path}", args.url))
+            .header("X-API-Key", &key)
+            .json(&body)
+            .send()
+    };
+    let res = post(
+        "/api/v1/locations",
+        serde_json::json!({
+            "name": "Bench HQ", "latitude": 52.52, "longitude": 13.40, "radius_meters": 150
+        }),
+    )
+    .await?;
+    if res.status() != 201 {
+        return Err(format!("creating the location failed: {}", res.text().await?).into());
+    }
+    for i in 0..args.employees {
+        let res = post(
+            "/api/v1/employees",
+            serde_json::json!({
+                "name": format!("Bench Employee {i}"),
+                "email": format!("bench{i}@example.com"),
+                "location": "Bench HQ",
+                "department": "Benchmarks",
+                "password": "benchmark-password",
+            }),
+        )
+        .await?;
+        if res.status() != 201 {
+            return Err(format!("creating employee {i} failed: {}", res.text().await?).into());
+        }
+    }
+    Ok(key)
+}
+
+fn chrono_free_stamp() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+async fn closed_loop(
+    name: &str,
+    client: &reqwest::Client,
+    url: &str,
+    key: Option<&str>,
+    concurrency: usize,
+    duration: Duration,
+) -> Phase {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let (client, url, key) = (client.clone(), url.to_owned(), key.map(str::to_owned));
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(16_384);
+            let mut errors = 0usize;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let mut req = client.get(&url);
+                if let Some(key) = &key {
+                    req = req.header("X-API-Key", key);
+                }
+                match req.send().await {
+                    Ok(res) if res.status().is_success() => {
+                        let _ = res.bytes().await;
+                        latencies.push(t.elapsed().as_micros() as u64);
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    collect(name, tasks, started).await
+}
+
+async fn fixed_rate(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    rate: u64,
+    duration: Duration,
+) -> Phase {
+    let started = Instant::now();
+    let total = rate * duration.as_secs();
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let results = Arc::new(std::sync::Mutex::new((
+        Vec::with_capacity(total as usize),
+        0usize,
+    )));
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let scheduled = started + interval * i as u32;
+        tokio::time::sleep_until(scheduled.into()).await;
+        let (client, url, key, results) = (
+            client.clone(),
+            url.to_owned(),
+            key.to_owned(),
+            results.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let res = client.get(&url).header("X-API-Key", &key).send().await;
+            let ok = match res {
+                Ok(res) if res.status().is_success() => res.bytes().await.is_ok(),
+                _ => false,
+            };
+            let mut r = results.lock().unwrap();
+            if ok {
+                r.0.push(scheduled.elapsed().as_micros() as u64);
+            } else {
+                r.1 += 1;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = started.elapsed();
+    let (mut latencies, errors) = std::mem::take(&mut *results.lock().unwrap());
+    latencies.sort_unstable();
+    Phase {
+        name: format!("GET /api/v1/employees @ {rate}/s"),
+        requests: latencies.len(),
+        errors,
+        elapsed,
+        latencies_us: latencies,
+    }
+}
+
+async fn collect(
+    name: &str,
+    tasks: Vec<tokio::task::JoinHandle<(Vec<u64>, usize)>>,
+    started: Instant,
+) -> Phase {
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            latencies.extend(l);
+            errors += e;
+        }
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    Phase {
+        name: name.to_owned(),
+        requests: latencies.len(),
+        errors,
+        elapsed,
+        latencies_us: latencies,
+    }
+}
