@@ -12,7 +12,7 @@ mod routes;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -35,7 +35,6 @@ pub struct App {
     pub(crate) bus: Bus,
     pub(crate) auth: Arc<Authenticator>,
     pub(crate) limiter: Arc<RateLimiter>,
-    pub(crate) redis: deadpool_redis::Pool,
     pub(crate) config: Arc<Config>,
 }
 
@@ -103,22 +102,11 @@ async fn build(
         config.rate_limit_pro,
     ));
     let _ = auth_slot.set(auth.clone());
-    let mut redis_cfg = deadpool_redis::Config::from_url(config.redis_url.clone());
-    redis_cfg.pool = Some(deadpool_redis::PoolConfig {
-        max_size: 64,
-        timeouts: deadpool_redis::Timeouts {
-            wait: Some(config.redis_timeout),
-            create: Some(config.redis_timeout),
-            recycle: Some(config.redis_timeout),
-        },
-        ..Default::default()
-    });
-    let redis = redis_cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1))?;
     let limiter = Arc::new(RateLimiter::new(
-        redis.clone(),
+        &config.redis_url,
         config.bus.subjects.prefix().as_str(),
         config.redis_timeout,
-    ));
+    )?);
     let mut background = Vec::new();
     background.push(tokio::spawn(auth::follow_revocations(
         auth.clone(),
@@ -143,7 +131,6 @@ async fn build(
         bus,
         auth,
         limiter,
-        redis,
         config: Arc::new(config),
     };
     Ok((app, background))
@@ -282,6 +269,3 @@ fn rate_limit_headers(res: &mut Response, d: &Decision) {
         h.insert("ratelimit", v);
     }
 }
-
-/// How long `/readyz` waits for each dependency.
-pub(crate) const READY_TIMEOUT: Duration = Duration::from_millis(500);

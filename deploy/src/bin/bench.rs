@@ -38,6 +38,18 @@ struct Args {
     /// Employees in the benchmark org.
     #[arg(long, default_value_t = 50)]
     employees: usize,
+    /// The authenticated path to load (for profiling other read routes).
+    #[arg(long, default_value = "/api/v1/employees")]
+    path: String,
+    /// Count any HTTP answer as a success (to profile paths that end in a 4xx on purpose).
+    #[arg(long)]
+    any_status: bool,
+}
+
+static ANY_STATUS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn accepted(status: reqwest::StatusCode) -> bool {
+    status.is_success() || ANY_STATUS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 struct Phase {
@@ -77,13 +89,14 @@ impl Phase {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    ANY_STATUS.store(args.any_status, std::sync::atomic::Ordering::Relaxed);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency * 2)
         .timeout(Duration::from_secs(10))
         .build()?;
     let key = setup(&args, &client).await?;
     let healthz = format!("{}/healthz", args.url);
-    let employees = format!("{}/api/v1/employees", args.url);
+    let employees = format!("{}{}", args.url, args.path);
     let seconds = Duration::from_secs(args.seconds);
 
     eprintln!("warming up…");
@@ -124,7 +137,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         seconds,
     )
     .await;
-    let fixed = fixed_rate(&client, &employees, &key, args.rate, seconds).await;
+    let fixed = fixed_rate(&client, &employees, &args.path, &key, args.rate, seconds).await;
 
     println!(
         "\nGateway read path, {} connections, {} s per phase\n",
@@ -244,7 +257,7 @@ async fn closed_loop(
                     req = req.header("X-API-Key", key);
                 }
                 match req.send().await {
-                    Ok(res) if res.status().is_success() => {
+                    Ok(res) if accepted(res.status()) => {
                         let _ = res.bytes().await;
                         latencies.push(t.elapsed().as_micros() as u64);
                     }
@@ -260,6 +273,7 @@ async fn closed_loop(
 async fn fixed_rate(
     client: &reqwest::Client,
     url: &str,
+    path: &str,
     key: &str,
     rate: u64,
     duration: Duration,
@@ -284,7 +298,7 @@ async fn fixed_rate(
         tasks.push(tokio::spawn(async move {
             let res = client.get(&url).header("X-API-Key", &key).send().await;
             let ok = match res {
-                Ok(res) if res.status().is_success() => res.bytes().await.is_ok(),
+                Ok(res) if accepted(res.status()) => res.bytes().await.is_ok(),
                 _ => false,
             };
             let mut r = results.lock().unwrap();
@@ -302,7 +316,7 @@ async fn fixed_rate(
     let (mut latencies, errors) = std::mem::take(&mut *results.lock().unwrap());
     latencies.sort_unstable();
     Phase {
-        name: format!("GET /api/v1/employees @ {rate}/s"),
+        name: format!("GET {path} @ {rate}/s"),
         requests: latencies.len(),
         errors,
         elapsed,

@@ -7,8 +7,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
+use crate::App;
 use crate::envelope::{self, ApiError};
-use crate::{App, READY_TIMEOUT};
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -32,17 +32,7 @@ struct Readiness {
 /// Ready when NATS is connected and Redis answers a PING.
 async fn readyz(State(app): State<App>) -> Response {
     let nats_ok = app.bus.client().connection_state() == async_nats::connection::State::Connected;
-    let redis_ok = tokio::time::timeout(READY_TIMEOUT, async {
-        let mut conn = app.redis.get().await.ok()?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .ok()
-    })
-    .await
-    .ok()
-    .flatten()
-    .is_some();
+    let redis_ok = app.limiter.ping().await;
     let state = Readiness {
         nats: if nats_ok { "ok" } else { "unavailable" },
         redis: if redis_ok { "ok" } else { "unavailable" },
