@@ -3,6 +3,7 @@
 //! Every change that others must learn of (employee lifecycle, key revocation, org settings) is
 //! written to the outbox in the same transaction and relayed to JetStream.
 
+mod cache;
 mod config;
 mod db;
 mod handlers;
@@ -27,6 +28,7 @@ pub struct State {
     pub pool: PgPool,
     pub subjects: Subjects,
     pub kick: Kick,
+    pub lists: Arc<cache::ListCache>,
 }
 
 /// Starts employee-svc and runs it until `shutdown` resolves.
@@ -46,10 +48,25 @@ pub async fn run(
     let js = async_nats::jetstream::new(nats.clone());
     clokio_bus::events::ensure_events_stream(&js, &config.bus.subjects).await?;
 
+    let lists = Arc::new(
+        cache::ListCache::new(
+            nats.clone(),
+            format!(
+                "{}._cache.invalidate",
+                config.bus.subjects.service_group(ServiceName::Employee)
+            ),
+        )
+        .await?,
+    );
+    let sync = tokio::spawn({
+        let lists = lists.clone();
+        async move { lists.run_sync().await }
+    });
     let state = State {
         pool: pool.clone(),
         subjects: config.bus.subjects.clone(),
         kick: Kick::default(),
+        lists,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let relay = tokio::spawn(outbox::relay(
@@ -74,6 +91,7 @@ pub async fn run(
     )
     .await;
     let _ = stop_tx.send(true);
+    sync.abort();
     let _ = relay.await;
     let _ = nats.flush().await;
     pool.close().await;
@@ -125,7 +143,12 @@ impl Handler for State {
                 dispatch::<ops::EmployeeCreateOp, _, _>(p, |r| employees::create(self, r)).await
             }
             ops::EmployeeListOp::NAME => {
-                dispatch::<ops::EmployeeListOp, _, _>(p, |r| employees::list(self, r)).await
+                let req: ops::EmployeeList = clokio_bus::server::decode::<ops::EmployeeListOp>(p)?;
+                self.lists
+                    .get_or_load((req.org_id, req.status), || async {
+                        clokio_bus::server::to_bytes(&employees::list(self, req.clone()).await?)
+                    })
+                    .await
             }
             ops::EmployeeGetOp::NAME => {
                 dispatch::<ops::EmployeeGetOp, _, _>(p, |r| employees::get(self, r)).await

@@ -29,13 +29,23 @@ pub use ratelimit::{Decision, RateLimiter};
 use auth::Authenticator;
 use body::BodyLimit;
 
-/// State shared by every handler.
+/// State shared by every handler: one `Arc`, so the per-request clones extractors make are a
+/// reference count, not a copy.
 #[derive(Clone)]
-pub struct App {
+pub struct App(Arc<AppInner>);
+
+pub struct AppInner {
     pub(crate) bus: Bus,
     pub(crate) auth: Arc<Authenticator>,
     pub(crate) limiter: Arc<RateLimiter>,
-    pub(crate) config: Arc<Config>,
+    pub(crate) config: Config,
+}
+
+impl std::ops::Deref for App {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
 }
 
 /// The request id: the client's `X-Request-Id` when it is sane, else a new one.
@@ -127,12 +137,12 @@ async fn build(
     }));
     // Make sure the revocation subscription is registered before the first request is served.
     nats.flush().await?;
-    let app = App {
+    let app = App(Arc::new(AppInner {
         bus,
         auth,
         limiter,
-        config: Arc::new(config),
-    };
+        config,
+    }));
     Ok((app, background))
 }
 
@@ -164,7 +174,7 @@ async fn request_context(State(app): State<App>, mut req: Request, next: Next) -
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        .unwrap_or_else(new_request_id);
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -208,6 +218,19 @@ async fn request_context(State(app): State<App>, mut req: Request, next: Next) -
         tracing::debug!(request_id = %id, %method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request");
     }
     res
+}
+
+/// A new request id: 32 hex characters, a random per-process base plus a counter (unique without
+/// a system call per request).
+fn new_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let base = *BASE.get_or_init(rand::random);
+    format!(
+        "{base:016x}{:016x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn is_json(res: &Response) -> bool {

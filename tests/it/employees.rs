@@ -368,3 +368,66 @@ async fn listing_thousands_of_employees_crosses_the_bus_in_chunks() {
         assert_eq!(e["location"], "Main Office");
     }
 }
+
+/// Lists are cached by each employee-svc replica; a write through one replica must be visible to
+/// the very next read, whichever replica answers it.
+#[tokio::test]
+async fn cached_lists_never_serve_a_write_stale_across_replicas() {
+    let mut stack = Stack::empty().await;
+    stack.start_employee_svc().await;
+    stack.start_employee_svc().await;
+    let gw = stack.start_gateway().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    for i in 1..=20usize {
+        let e = gw
+            .create_employee(&t.key, &format!("E{i}"), json!({}))
+            .await;
+        for _ in 0..3 {
+            let list = gw.get(&t.key, "/api/v1/employees").await.expect(200);
+            assert_eq!(
+                list.data().as_array().unwrap().len(),
+                i,
+                "a read missed employee {i}"
+            );
+        }
+        let code = e["employee_code"].as_str().unwrap();
+        let status = if i % 2 == 0 { "inactive" } else { "active" };
+        gw.patch(
+            &t.key,
+            &format!("/api/v1/employees/{code}/status"),
+            &json!({"status": status}),
+        )
+        .await
+        .expect(200);
+        let inactive = gw
+            .get(&t.key, "/api/v1/employees?status=inactive")
+            .await
+            .expect(200);
+        assert_eq!(
+            inactive.data().as_array().unwrap().len(),
+            i / 2,
+            "stale inactive list after {i}"
+        );
+        let all = gw.get(&t.key, "/api/v1/employees").await.expect(200);
+        assert_eq!(
+            all.data()[i - 1]["status"],
+            status,
+            "stale status of employee {i}"
+        );
+    }
+    let metrics = gw
+        .client
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let hits: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("clokio_employee_list_cache_total") && l.contains("result=\"hit\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .expect("cache hits counted");
+    assert!(hits >= 20.0, "the cache served only {hits} hits");
+}

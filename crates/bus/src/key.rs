@@ -77,11 +77,12 @@ pub struct KeyHash(String);
 
 impl KeyHash {
     pub fn of(key: &str) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let digest = Sha256::digest(key.as_bytes());
         let mut hex = String::with_capacity(64);
         for b in digest {
-            use fmt::Write;
-            let _ = write!(hex, "{b:02x}");
+            hex.push(HEX[usize::from(b >> 4)] as char);
+            hex.push(HEX[usize::from(b & 0xf)] as char);
         }
         Self(hex)
     }

@@ -42,14 +42,18 @@ where
     F: FnOnce(O::Request) -> Fut,
     Fut: Future<Output = Result<O::Reply, BusError>>,
 {
-    let req: O::Request = serde_json::from_slice(payload).map_err(|err| {
+    let reply = f(decode::<O>(payload)?).await?;
+    to_bytes(&reply)
+}
+
+/// Decodes an operation's request; undecodable input is a 400.
+pub fn decode<O: Operation>(payload: &[u8]) -> Result<O::Request, BusError> {
+    serde_json::from_slice(payload).map_err(|err| {
         BusError::new(
             crate::ErrorCode::BadRequest,
             format!("Invalid {} request: {err}", O::NAME),
         )
-    })?;
-    let reply = f(req).await?;
-    to_bytes(&reply)
+    })
 }
 
 pub fn to_bytes<T: Serialize>(value: &T) -> Result<Bytes, BusError> {
