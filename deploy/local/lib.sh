@@ -556,14 +556,24 @@ ensure_nats() {
 		info=$(nats_info "$host" "$port") || info=
 		if [[ $info == *'"jetstream":true'* ]]; then
 			log "using existing NATS at $host:$port (JetStream enabled)"
-		elif [[ $info == INFO* ]]; then
-			log "using existing NATS at $host:$port"
-			warn "the NATS server at $host:$port does not report JetStream; the services need it (nats-server -js)"
-		else
+			return 0
+		elif [[ $info != INFO* ]]; then
 			log "using existing NATS at $host:$port"
 			warn "cannot tell whether JetStream is enabled on $host:$port; the services need it (nats-server -js)"
+			return 0
 		fi
-		return 0
+		# A server without JetStream. On a Debian host with systemd that is the
+		# packaged unit (/etc/nats-server.conf has no JetStream): stop it and run
+		# our own with -js in its place. Anything else is the operator's server.
+		if is_local_host "$host" && have systemctl && systemctl is-active --quiet nats-server 2>/dev/null; then
+			warn "the packaged nats-server service on $host:$port has no JetStream; stopping it to start one with JetStream"
+			as_root systemctl stop nats-server >&2 ||
+				die "could not stop the nats-server service (systemctl stop nats-server)"
+			wait_until 10 bash -c "! (exec 3<>/dev/tcp/$host/$port) 2>/dev/null" ||
+				die "port $port is still taken after stopping the nats-server service"
+		else
+			die "the NATS server at $host:$port has no JetStream, which the services need: restart it with -js (or JetStream enabled in its config)"
+		fi
 	fi
 	is_local_host "$host" ||
 		die "NATS at $host:$port is not reachable (not a local host, so these scripts do not manage it)"

@@ -8,8 +8,9 @@
 //!   100 ms. On one NATS server the announcement is delivered ahead of any request a client makes
 //!   after seeing the write's answer, so a write through one replica is seen by the next read
 //!   through any other;
-//! - after a NATS reconnect (announcements may have been missed) the whole cache is dropped; a
-//!   TTL and a byte bound are the last safety net.
+//! - after a NATS reconnect (announcements may have been missed) the whole cache is dropped and the
+//!   reconnect epoch in every tag moves on, so a list loaded before the reconnect is never
+//!   served after it; a TTL and a byte bound are the last safety net.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,10 +24,14 @@ use futures::{FutureExt, StreamExt};
 use moka::sync::Cache;
 
 type Key = (OrgId, Option<EmployeeStatus>);
+/// (reconnect epoch, org generation) when a list was loaded.
+type Tag = (u64, u64);
 
 pub struct ListCache {
-    entries: Cache<Key, (u64, Bytes)>,
+    entries: Cache<Key, (Tag, Bytes)>,
     generations: Mutex<HashMap<OrgId, u64>>,
+    /// Bumped on every reconnect, so lists loaded before it never match after it.
+    epoch: AtomicU64,
     announcements: tokio::sync::Mutex<async_nats::Subscriber>,
     client: async_nats::Client,
     subject: String,
@@ -42,12 +47,13 @@ impl ListCache {
         Ok(Self {
             entries: Cache::builder()
                 .max_capacity(64 * 1024 * 1024)
-                .weigher(|_, (_, bytes): &(u64, Bytes)| {
+                .weigher(|_, (_, bytes): &(Tag, Bytes)| {
                     u32::try_from(bytes.len()).unwrap_or(u32::MAX)
                 })
                 .time_to_live(Duration::from_secs(300))
                 .build(),
             generations: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
             announcements: tokio::sync::Mutex::new(announcements),
             connects_seen: AtomicU64::new(client.statistics().connects.load(Ordering::Relaxed)),
             client,
@@ -55,13 +61,14 @@ impl ListCache {
         })
     }
 
-    fn generation(&self, org: OrgId) -> u64 {
-        *self
+    fn tag(&self, org: OrgId) -> Tag {
+        let generation = *self
             .generations
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&org)
-            .unwrap_or(&0)
+            .unwrap_or(&0);
+        (self.epoch.load(Ordering::SeqCst), generation)
     }
 
     fn bump(&self, org: OrgId) {
@@ -84,16 +91,7 @@ impl ListCache {
     pub async fn sync(&self) {
         let connects = self.client.statistics().connects.load(Ordering::Relaxed);
         if self.connects_seen.swap(connects, Ordering::Relaxed) != connects {
-            let orgs: Vec<OrgId> = self
-                .generations
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .keys()
-                .copied()
-                .collect();
-            for org in orgs {
-                self.bump(org);
-            }
+            self.epoch.fetch_add(1, Ordering::SeqCst);
             self.entries.invalidate_all();
         }
         let mut sub = self.announcements.lock().await;
@@ -115,16 +113,16 @@ impl ListCache {
         Fut: std::future::Future<Output = Result<Bytes, E>>,
     {
         self.sync().await;
-        let generation = self.generation(key.0);
-        if let Some((tag, bytes)) = self.entries.get(&key)
-            && tag == generation
+        let tag = self.tag(key.0);
+        if let Some((cached, bytes)) = self.entries.get(&key)
+            && cached == tag
         {
             metrics::counter!("clokio_employee_list_cache_total", "result" => "hit").increment(1);
             return Ok(bytes);
         }
         metrics::counter!("clokio_employee_list_cache_total", "result" => "miss").increment(1);
         let bytes = load().await?;
-        self.entries.insert(key, (generation, bytes.clone()));
+        self.entries.insert(key, (tag, bytes.clone()));
         Ok(bytes)
     }
 

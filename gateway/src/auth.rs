@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -35,6 +36,9 @@ pub struct Authenticator {
     /// does not become a flood of lookups.
     unknown: Cache<KeyHash, ()>,
     used: Mutex<HashMap<ApiKeyId, DateTime<Utc>>>,
+    /// Bumped by every eviction. A lookup that started before an eviction does not cache its
+    /// answer: it may predate the revocation that caused the eviction.
+    evictions: AtomicU64,
     basic: u32,
     pro: u32,
 }
@@ -52,6 +56,7 @@ impl Authenticator {
                 .time_to_live(Duration::from_secs(5))
                 .build(),
             used: Mutex::new(HashMap::new()),
+            evictions: AtomicU64::new(0),
             basic,
             pro,
         }
@@ -73,6 +78,7 @@ impl Authenticator {
                 if self.unknown.contains_key(&hash) {
                     return Err(ApiError::unauthorized());
                 }
+                let evictions = self.evictions.load(Ordering::SeqCst);
                 match self
                     .bus
                     .call::<KeyVerifyOp>(&KeyVerify {
@@ -81,7 +87,9 @@ impl Authenticator {
                     .await
                 {
                     Ok(info) => {
-                        self.cache.insert(hash, info.clone());
+                        if self.evictions.load(Ordering::SeqCst) == evictions {
+                            self.cache.insert(hash, info.clone());
+                        }
                         info
                     }
                     Err(BusError {
@@ -116,11 +124,13 @@ impl Authenticator {
     }
 
     pub fn evict(&self, hash: &KeyHash) {
+        self.evictions.fetch_add(1, Ordering::SeqCst);
         self.cache.invalidate(hash);
     }
 
     /// Evicts every cached entry of one key (this replica revoked it; the event tells the others).
     pub fn evict_key(&self, key_id: ApiKeyId) {
+        self.evictions.fetch_add(1, Ordering::SeqCst);
         let hashes: Vec<_> = self
             .cache
             .iter()
@@ -133,6 +143,7 @@ impl Authenticator {
     }
 
     pub fn evict_all(&self) {
+        self.evictions.fetch_add(1, Ordering::SeqCst);
         self.cache.invalidate_all();
         self.unknown.invalidate_all();
     }
@@ -154,18 +165,12 @@ impl Authenticator {
 }
 
 /// Evicts revoked keys as their events arrive, until the subscription ends.
+/// Evicts revoked keys as their events arrive, until the subscription ends. The caller subscribes
+/// (and flushes) before serving, so no revocation after start-up is missed.
 pub async fn follow_revocations(
     auth: std::sync::Arc<Authenticator>,
-    client: async_nats::Client,
-    subject: String,
+    mut sub: async_nats::Subscriber,
 ) {
-    let mut sub = match client.subscribe(subject.clone()).await {
-        Ok(sub) => sub,
-        Err(err) => {
-            tracing::error!(%err, %subject, "cannot subscribe to key revocations");
-            return;
-        }
-    };
     while let Some(msg) = sub.next().await {
         match serde_json::from_slice::<Event<ApiKeyRevoked>>(&msg.payload) {
             Ok(event) => {

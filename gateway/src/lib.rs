@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use clokio_bus::Bus;
@@ -118,10 +118,10 @@ async fn build(
         config.redis_timeout,
     )?);
     let mut background = Vec::new();
+    let revocations = nats.subscribe(auth::revocation_subject(&bus)).await?;
     background.push(tokio::spawn(auth::follow_revocations(
         auth.clone(),
-        nats.clone(),
-        auth::revocation_subject(&bus),
+        revocations,
     )));
     background.push(tokio::spawn({
         let auth = auth.clone();
@@ -179,7 +179,17 @@ async fn request_context(State(app): State<App>, mut req: Request, next: Next) -
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().clone();
+    // A fixed set: a client inventing methods must not mint new metric series.
+    let method: &'static str = match *req.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     req.extensions_mut().insert(RequestId(id.clone()));
     req.extensions_mut()
         .insert(BodyLimit(app.config.max_body_bytes));
@@ -208,7 +218,7 @@ async fn request_context(State(app): State<App>, mut req: Request, next: Next) -
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
     metrics::counter!("clokio_http_requests_total",
-        "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string())
+        "route" => route.clone(), "method" => method, "status" => status.to_string())
     .increment(1);
     metrics::histogram!("clokio_http_request_duration_seconds", "route" => route.clone())
         .record(elapsed.as_secs_f64());

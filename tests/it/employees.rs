@@ -431,3 +431,33 @@ async fn cached_lists_never_serve_a_write_stale_across_replicas() {
         .expect("cache hits counted");
     assert!(hits >= 20.0, "the cache served only {hits} hits");
 }
+
+/// The default hire date is today in the organization's time zone, not the server's. Kiritimati
+/// (UTC+14) and Pago Pago (UTC-11) are never both on the UTC date, so one of them always differs.
+#[tokio::test]
+async fn hire_date_defaults_to_today_in_the_org_zone() {
+    let (stack, gw) = Stack::start().await;
+    for zone in ["Pacific/Kiritimati", "Pacific/Pago_Pago"] {
+        let org = stack.create_org(Plan::Pro, None, zone).await;
+        let key = stack.create_key(org.id).await;
+        gw.post(
+            &key,
+            "/api/v1/locations",
+            &json!({"name": "Main Office", "latitude": 0, "longitude": 0, "radius_meters": 10}),
+        )
+        .await
+        .expect(201);
+        let before = chrono::Utc::now()
+            .with_timezone(&zone.parse::<chrono_tz::Tz>().unwrap())
+            .date_naive();
+        let e = gw.create_employee(&key, "Tz", json!({})).await;
+        let after = chrono::Utc::now()
+            .with_timezone(&zone.parse::<chrono_tz::Tz>().unwrap())
+            .date_naive();
+        let hire = e["hire_date"].as_str().unwrap();
+        assert!(
+            hire == before.to_string() || hire == after.to_string(),
+            "{zone}: {hire} vs {before}"
+        );
+    }
+}

@@ -152,3 +152,71 @@ async fn refused_queries_paths_and_odd_values_are_4xx_envelopes() {
     let list = gw.get(&t.key, "/api/v1/locations").await.expect(200);
     assert_eq!(list.data().as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn metrics_count_rate_limit_decisions_and_auth_cache_hits() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Pro).await;
+    for _ in 0..3 {
+        gw.get(&t.key, "/api/v1/employees").await.expect(200);
+    }
+    let metrics = gw
+        .client
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |needle: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.contains(needle))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{needle} missing:\n{metrics}"))
+    };
+    assert!(value("clokio_ratelimit_decisions_total{outcome=\"allowed\",source=\"redis\"}") >= 4.0);
+    assert!(value("clokio_auth_cache_total{result=\"hit\"}") >= 3.0);
+    assert!(value("clokio_auth_cache_total{result=\"miss\"}") >= 1.0);
+    assert!(metrics.contains("route=\"/api/v1/employees\""), "{metrics}");
+}
+
+/// A streamed body (no Content-Length) is cut off at the bound too, with the envelope.
+#[tokio::test]
+async fn a_chunked_body_over_the_bound_is_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Pro).await;
+    let addr = gw.url.trim_start_matches("http://").to_owned();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/employees HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        t.key
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "x".repeat(64 * 1024));
+    // 1.25 MiB in 64 KiB chunks; the server may answer and stop reading before the end.
+    for _ in 0..20 {
+        if conn.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = conn.write_all(b"0\r\n\r\n").await;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        conn.read_to_end(&mut response),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(
+        text.contains(
+            r#"{"status":"error","message":"The request body is too large","data":null}"#
+        ),
+        "{text}"
+    );
+    let list = gw.get(&t.key, "/api/v1/employees").await.expect(200);
+    assert_eq!(list.data(), &json!([]));
+}

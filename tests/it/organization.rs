@@ -115,3 +115,58 @@ async fn invalid_settings_and_plan_changes_are_refused() {
     assert_eq!(org.data()["plan"], "basic");
     assert_eq!(org.data()["timezone"], "UTC");
 }
+
+#[tokio::test]
+async fn settings_changes_and_key_revocations_are_events_on_jetstream() {
+    use async_nats::jetstream;
+    use futures::StreamExt;
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Pro).await;
+    gw.patch(
+        &t.key,
+        "/api/v1/organization",
+        &json!({"timezone": "Asia/Tokyo"}),
+    )
+    .await
+    .expect(200);
+    let created = gw
+        .post(&t.key, "/api/v1/api-keys", &json!({"name": "temp"}))
+        .await
+        .expect(201);
+    let key_id = created.data()["id"].as_str().unwrap().to_owned();
+    let secret = created.data()["key"].as_str().unwrap().to_owned();
+    gw.delete(&t.key, &format!("/api/v1/api-keys/{key_id}"))
+        .await
+        .expect(200);
+
+    let subjects = &stack.bus_config.subjects;
+    let js = jetstream::new(stack.nats.clone());
+    let stream = js.get_stream(subjects.events_stream()).await.unwrap();
+    let mut found = Vec::new();
+    for (domain, event) in [("organization", "updated"), ("apikey", "revoked")] {
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::Config {
+                filter_subject: subjects.event(domain, t.org.id, event),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut messages = consumer.messages().await.unwrap();
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(5), messages.next())
+            .await
+            .expect("event arrived")
+            .unwrap()
+            .unwrap();
+        found.push(serde_json::from_slice::<serde_json::Value>(&msg.payload).unwrap());
+    }
+    assert_eq!(found[0]["type"], "organization.updated");
+    assert_eq!(found[0]["data"]["timezone"], "Asia/Tokyo");
+    assert_eq!(found[1]["type"], "apikey.revoked");
+    assert_eq!(found[1]["data"]["key_id"], key_id.as_str());
+    assert_eq!(
+        found[1]["data"]["key_hash"],
+        clokio_bus::key::KeyHash::of(&secret).as_str()
+    );
+    // The event carries the hash, never the key.
+    assert!(!found[1].to_string().contains(&secret[4..]));
+}

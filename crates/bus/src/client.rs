@@ -100,7 +100,7 @@ impl Bus {
         if let Some(err) = decode_error(msg.headers.as_ref()) {
             return Err(err);
         }
-        match msg.headers.as_ref().and_then(chunked) {
+        match msg.headers.as_ref().map(chunked).transpose()?.flatten() {
             Some((count, chunk_subject, token)) => {
                 self.pull_chunks(msg.payload, count, chunk_subject, token)
                     .await
@@ -131,15 +131,38 @@ impl Bus {
     }
 }
 
-/// The chunk headers of a reply: (count, subject, token), when it has them and they are sane.
-fn chunked(headers: &HeaderMap) -> Option<(usize, String, String)> {
-    let count: usize = headers.get(chunk::CHUNKS_HEADER)?.as_str().parse().ok()?;
-    if !(2..=chunk::MAX_CHUNKS).contains(&count) {
-        return None;
+/// The chunk headers of a reply: (count, subject, token). None for a reply in one message; an error
+/// when the headers are there but unusable (never hand out the first chunk as if it were all).
+fn chunked(headers: &HeaderMap) -> Result<Option<(usize, String, String)>, BusError> {
+    let Some(count) = headers.get(chunk::CHUNKS_HEADER) else {
+        return Ok(None);
+    };
+    let malformed = || {
+        tracing::error!("malformed chunked reply headers");
+        BusError::internal()
+    };
+    let count: usize = count.as_str().parse().map_err(|_| malformed())?;
+    if count > chunk::MAX_CHUNKS {
+        tracing::error!(count, "reply has more chunks than accepted");
+        return Err(BusError::new(
+            ErrorCode::PayloadTooLarge,
+            "The result is too large",
+        ));
     }
-    let subject = headers.get(chunk::SUBJECT_HEADER)?.as_str().to_owned();
-    let token = headers.get(chunk::TOKEN_HEADER)?.as_str().to_owned();
-    Some((count, subject, token))
+    if count < 2 {
+        return Err(malformed());
+    }
+    let subject = headers
+        .get(chunk::SUBJECT_HEADER)
+        .ok_or_else(malformed)?
+        .as_str()
+        .to_owned();
+    let token = headers
+        .get(chunk::TOKEN_HEADER)
+        .ok_or_else(malformed)?
+        .as_str()
+        .to_owned();
+    Ok(Some((count, subject, token)))
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Bytes, BusError> {

@@ -2,7 +2,8 @@
 //! transaction (`enqueue`), so an event exists exactly when the change committed. The relay
 //! publishes pending rows to JetStream with the event id as `Nats-Msg-Id` (the stream drops a
 //! duplicate publish within its window) and deletes them only after JetStream acknowledged them.
-//! Rows are claimed with `FOR UPDATE SKIP LOCKED`, so replicas relay side by side.
+//! One replica relays at a time (a transaction-scoped advisory lock per outbox), so events leave
+//! in commit order; when it dies, another replica's next poll takes over.
 //!
 //! Each owning service creates the table in its own schema with this shape:
 //! `outbox (seq bigserial primary key, event_id uuid not null unique, subject text not null,
@@ -93,12 +94,20 @@ enum RelayError {
 /// Publishes one batch; returns how many rows it relayed.
 async fn relay_batch(pool: &PgPool, js: &jetstream::Context) -> Result<usize, RelayError> {
     let mut tx = pool.begin().await?;
-    let rows: Vec<(i64, uuid::Uuid, String, Vec<u8>)> = sqlx::query_as(
-        "SELECT seq, event_id, subject, payload FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
-    )
-    .bind(BATCH)
-    .fetch_all(&mut *tx)
-    .await?;
+    // One relayer per outbox at a time (the lock ends with the transaction), so events leave in
+    // commit order even with several replicas.
+    let (leader,): (bool,) =
+        sqlx::query_as("SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox'))")
+            .fetch_one(&mut *tx)
+            .await?;
+    if !leader {
+        return Ok(0);
+    }
+    let rows: Vec<(i64, uuid::Uuid, String, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, event_id, subject, payload FROM outbox ORDER BY seq LIMIT $1")
+            .bind(BATCH)
+            .fetch_all(&mut *tx)
+            .await?;
     if rows.is_empty() {
         return Ok(0);
     }

@@ -11,8 +11,9 @@ use std::time::Duration;
 use clokio_bus::ids::OrgId;
 use clokio_bus::ops::{KeyCreate, KeyCreateOp, OrgCreate, OrgCreateOp, Organization};
 use clokio_bus::types::{Plan, Timezone};
-use clokio_bus::{Bus, Prefix, Subjects};
+use clokio_bus::{Bus, Prefix, ServiceName, Subjects};
 use clokio_runtime::config::BusConfig;
+use futures::StreamExt;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 use tokio::sync::watch;
@@ -95,8 +96,9 @@ impl Stack {
         }
     }
 
-    /// Starts one employee-svc replica and waits until it answers on the bus.
+    /// Starts one employee-svc replica and waits until it is registered under this stack's prefix.
     pub async fn start_employee_svc(&mut self) {
+        let before = self.replicas(ServiceName::Employee).await;
         let config = clokio_employee_svc::Config {
             bus: self.bus_config.clone(),
             database_url: database_url(),
@@ -109,22 +111,58 @@ impl Stack {
                 panic!("employee-svc failed: {err}");
             }
         }));
-        self.wait_for_service("clokio-employee").await;
+        self.wait_for_replicas(ServiceName::Employee, before + 1)
+            .await;
     }
 
-    /// Waits until a micro service of that name answers `$SRV.PING`.
-    pub async fn wait_for_service(&self, name: &str) {
-        for _ in 0..200 {
-            let ping = self.nats.request(format!("$SRV.PING.{name}"), "".into());
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(200), ping).await {
-                // The micro service registers endpoints before it is pingable only loosely; make
-                // sure the endpoints' subscriptions reached the server.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+    /// The `$SRV.INFO` answers of the replicas of `service` with endpoints under this stack's
+    /// prefix (other stacks on the same server register the same service name).
+    pub async fn replica_infos(&self, service: ServiceName) -> Vec<Value> {
+        let group = format!("{}.", self.bus_config.subjects.service_group(service));
+        let inbox = self.nats.new_inbox();
+        let Ok(mut replies) = self.nats.subscribe(inbox.clone()).await else {
+            return Vec::new();
+        };
+        let subject = format!("$SRV.INFO.{}", service.micro_name());
+        if self
+            .nats
+            .publish_with_reply(subject, inbox, "".into())
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
+        let mut infos = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+        while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, replies.next()).await {
+            let Ok(info) = serde_json::from_slice::<Value>(&msg.payload) else {
+                continue;
+            };
+            let ours = info["endpoints"].as_array().is_some_and(|eps| {
+                eps.iter()
+                    .any(|e| e["subject"].as_str().is_some_and(|s| s.starts_with(&group)))
+            });
+            if ours {
+                infos.push(info);
+            }
+        }
+        infos
+    }
+
+    /// How many replicas of `service` are registered under this stack's prefix.
+    pub async fn replicas(&self, service: ServiceName) -> usize {
+        self.replica_infos(service).await.len()
+    }
+
+    /// Waits until `n` replicas of `service` are registered under this stack's prefix.
+    pub async fn wait_for_replicas(&self, service: ServiceName, n: usize) {
+        for _ in 0..50 {
+            if self.replicas(service).await >= n {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("{name} did not come up");
+        panic!("{} replica {n} did not come up", service.micro_name());
     }
 
     /// A gateway with the default test configuration.
@@ -230,6 +268,31 @@ impl Drop for Stack {
         for t in &self.tasks {
             t.abort();
         }
+        // Delete this stack's events stream so test runs do not pile up streams on the shared
+        // server. Drop cannot await, so a short-lived thread with its own runtime does it.
+        let (url, stream) = (
+            self.bus_config.nats_url.clone(),
+            self.bus_config.subjects.events_stream(),
+        );
+        let cleanup = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let delete = async {
+                    let client = async_nats::connect(url).await.ok()?;
+                    async_nats::jetstream::new(client)
+                        .delete_stream(stream)
+                        .await
+                        .ok()
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), delete).await;
+            });
+        });
+        let _ = cleanup.join();
     }
 }
 

@@ -142,31 +142,51 @@ pub async fn create(state: &State, req: EmployeeCreate) -> Result<CreatedEmploye
             .map_err(db::err)?;
     let (location_id,) =
         location_id.ok_or_else(|| BusError::invalid("The selected location is invalid"))?;
-    let code = match req.employee_code {
+    let code_generated = req.employee_code.is_none();
+    let mut code = match req.employee_code {
         Some(code) => code,
         None => next_code(&mut tx, req.org_id).await?,
     };
-
-    let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO employees (org_id, employee_code, name, email, phone, position, department, \
-            location_id, password_hash, birthdate, address, hire_date) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
-    )
-    .bind(req.org_id.as_uuid())
-    .bind(code.as_str())
-    .bind(&name)
-    .bind(req.email.as_str())
-    .bind(phone)
-    .bind(position)
-    .bind(department)
-    .bind(location_id)
-    .bind(password_hash)
-    .bind(req.birthdate)
-    .bind(address)
-    .bind(hire_date)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(|e| db::map_err(e, UNIQUE))?;
+    // A generated code can still collide with a custom code committed since it was chosen; then
+    // the insert is undone to its savepoint and the next code is tried. A chosen code that is
+    // taken is the client's 422.
+    let id = loop {
+        let mut attempt = sqlx::Acquire::begin(&mut *tx).await.map_err(db::err)?;
+        let inserted: Result<(i64,), sqlx::Error> = sqlx::query_as(
+            "INSERT INTO employees (org_id, employee_code, name, email, phone, position, department, \
+                location_id, password_hash, birthdate, address, hire_date) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+        )
+        .bind(req.org_id.as_uuid())
+        .bind(code.as_str())
+        .bind(&name)
+        .bind(req.email.as_str())
+        .bind(&phone)
+        .bind(&position)
+        .bind(&department)
+        .bind(location_id)
+        .bind(&password_hash)
+        .bind(req.birthdate)
+        .bind(&address)
+        .bind(hire_date)
+        .fetch_one(&mut *attempt)
+        .await;
+        match inserted {
+            Ok((id,)) => {
+                attempt.commit().await.map_err(db::err)?;
+                break id;
+            }
+            Err(err)
+                if code_generated
+                    && clokio_runtime::db::unique_violation(&err).as_deref()
+                        == Some("employees_org_code_key") =>
+            {
+                attempt.rollback().await.map_err(db::err)?;
+                code = next_code(&mut tx, req.org_id).await?;
+            }
+            Err(err) => return Err(db::map_err(err, UNIQUE)),
+        }
+    };
     let employee = fetch(&mut tx, req.org_id, EmployeeId::new(id)).await?;
     emit(state, &mut tx, &employee, kind::CREATED, req.org_id).await?;
     tx.commit().await.map_err(|e| db::map_err(e, UNIQUE))?;
