@@ -72,6 +72,7 @@ pub async fn run(
     let relay = tokio::spawn(outbox::relay(
         pool.clone(),
         js,
+        config.bus.subjects.prefix().to_string(),
         state.kick.clone(),
         wait(stop_rx),
     ));

@@ -461,3 +461,52 @@ async fn hire_date_defaults_to_today_in_the_org_zone() {
         );
     }
 }
+
+/// A row that cannot be published (no stream takes its subject) stays in the outbox, and does not
+/// hold up the events of other subjects behind it.
+#[tokio::test]
+async fn an_unpublishable_outbox_row_does_not_block_other_events() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Pro).await;
+    let subjects = &stack.bus_config.subjects;
+    let stuck = format!("{}.nostream.{}", subjects.prefix(), t.org.id);
+    let pool = db().await;
+    sqlx::query("INSERT INTO employee.outbox (event_id, subject, payload) VALUES ($1, $2, '{}')")
+        .bind(uuid::Uuid::new_v4())
+        .bind(&stuck)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let e = gw
+        .create_employee(&t.key, "After the stuck row", json!({}))
+        .await;
+
+    let js = jetstream::new(stack.nats.clone());
+    let stream = js.get_stream(subjects.events_stream()).await.unwrap();
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            filter_subject: subjects.event("employee", t.org.id, "created"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(5), messages.next())
+        .await
+        .expect("the created event got past the stuck row")
+        .unwrap()
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
+    assert_eq!(body["data"]["employee_id"], e["employee_id"]);
+    let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM employee.outbox WHERE subject = $1")
+        .bind(&stuck)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 1, "the unpublishable row is kept, not dropped");
+    sqlx::query("DELETE FROM employee.outbox WHERE subject = $1")
+        .bind(&stuck)
+        .execute(&pool)
+        .await
+        .unwrap();
+}

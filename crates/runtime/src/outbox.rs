@@ -2,13 +2,17 @@
 //! transaction (`enqueue`), so an event exists exactly when the change committed. The relay
 //! publishes pending rows to JetStream with the event id as `Nats-Msg-Id` (the stream drops a
 //! duplicate publish within its window) and deletes them only after JetStream acknowledged them.
-//! One replica relays at a time (a transaction-scoped advisory lock per outbox), so events leave
-//! in commit order; when it dies, another replica's next poll takes over.
+//! One replica relays at a time (a transaction-scoped advisory lock per outbox and subject prefix),
+//! so events leave in commit order; when it dies, another replica's next poll takes over. A relay
+//! handles only rows under its own subject prefix. A row that cannot be published stays, with the
+//! later rows of its subject behind it (their order is kept), while other subjects go on; nothing
+//! is skipped or dropped.
 //!
 //! Each owning service creates the table in its own schema with this shape:
 //! `outbox (seq bigserial primary key, event_id uuid not null unique, subject text not null,
 //! payload bytea not null, created_at timestamptz not null default now())`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,22 +55,36 @@ impl Kick {
 pub async fn relay(
     pool: PgPool,
     js: jetstream::Context,
+    prefix: String,
     kick: Kick,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(100);
     loop {
-        match relay_batch(&pool, &js).await {
-            Ok(n) if n as i64 == BATCH => continue,
-            Ok(_) => backoff = Duration::from_millis(100),
+        let pause = match relay_batch(&pool, &js, &prefix).await {
+            Ok(out) if out.held_back == 0 && out.fetched == BATCH as usize => continue,
+            Ok(out) if out.held_back == 0 => {
+                backoff = Duration::from_millis(100);
+                None
+            }
+            Ok(out) => {
+                tracing::warn!(
+                    held_back = out.held_back,
+                    "outbox rows could not be published; will retry"
+                );
+                Some(out)
+            }
             Err(err) => {
                 tracing::warn!(%err, "outbox relay failed; will retry");
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    () = tokio::time::sleep(backoff) => continue,
-                }
+                Some(Outcome::default())
+            }
+        };
+        if pause.is_some() {
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(backoff) => continue,
             }
         }
         tokio::select! {
@@ -76,8 +94,8 @@ pub async fn relay(
         }
     }
     // Last flush so a clean shutdown leaves nothing behind for the next replica to find.
-    while let Ok(n) = relay_batch(&pool, &js).await {
-        if n == 0 {
+    while let Ok(out) = relay_batch(&pool, &js, &prefix).await {
+        if out.published == 0 {
             break;
         }
     }
@@ -87,50 +105,83 @@ pub async fn relay(
 enum RelayError {
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
-    #[error("publish: {0}")]
-    Publish(String),
 }
 
-/// Publishes one batch; returns how many rows it relayed.
-async fn relay_batch(pool: &PgPool, js: &jetstream::Context) -> Result<usize, RelayError> {
+#[derive(Debug, Default)]
+struct Outcome {
+    fetched: usize,
+    published: usize,
+    held_back: usize,
+}
+
+/// Publishes one batch of this prefix's rows, in commit order. A row that cannot be published
+/// stays, and so do the later rows of its subject (their order is kept); other subjects go on.
+async fn relay_batch(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    prefix: &str,
+) -> Result<Outcome, RelayError> {
     let mut tx = pool.begin().await?;
-    // One relayer per outbox at a time (the lock ends with the transaction), so events leave in
-    // commit order even with several replicas.
-    let (leader,): (bool,) =
-        sqlx::query_as("SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox'))")
-            .fetch_one(&mut *tx)
-            .await?;
+    // One relayer per outbox and prefix at a time (the lock ends with the transaction), so events
+    // leave in commit order even with several replicas.
+    let (leader,): (bool,) = sqlx::query_as(
+        "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox.' || $1))",
+    )
+    .bind(prefix)
+    .fetch_one(&mut *tx)
+    .await?;
     if !leader {
-        return Ok(0);
+        return Ok(Outcome::default());
     }
-    let rows: Vec<(i64, uuid::Uuid, String, Vec<u8>)> =
-        sqlx::query_as("SELECT seq, event_id, subject, payload FROM outbox ORDER BY seq LIMIT $1")
-            .bind(BATCH)
-            .fetch_all(&mut *tx)
-            .await?;
+    let rows: Vec<(i64, uuid::Uuid, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT seq, event_id, subject, payload FROM outbox \
+         WHERE starts_with(subject, $1 || '.') ORDER BY seq LIMIT $2",
+    )
+    .bind(prefix)
+    .bind(BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut out = Outcome {
+        fetched: rows.len(),
+        ..Outcome::default()
+    };
     if rows.is_empty() {
-        return Ok(0);
+        return Ok(out);
     }
+    let mut held: HashSet<&str> = HashSet::new();
     let mut acks = Vec::with_capacity(rows.len());
-    for (_, id, subject, payload) in &rows {
+    for (seq, id, subject, payload) in &rows {
+        if held.contains(subject.as_str()) {
+            continue;
+        }
         let msg = jetstream::message::PublishMessage::build()
             .payload(Bytes::from(payload.clone()))
             .message_id(id.to_string());
-        let ack = js
-            .send_publish(subject.clone(), msg)
-            .await
-            .map_err(|e| RelayError::Publish(e.to_string()))?;
-        acks.push(ack);
+        match js.send_publish(subject.clone(), msg).await {
+            Ok(ack) => acks.push((*seq, subject.as_str(), ack)),
+            Err(err) => {
+                tracing::warn!(%err, %subject, "could not publish an outbox row");
+                held.insert(subject);
+            }
+        }
     }
-    for ack in acks {
-        ack.await.map_err(|e| RelayError::Publish(e.to_string()))?;
+    let mut published = Vec::with_capacity(acks.len());
+    for (seq, subject, ack) in acks {
+        match ack.await {
+            Ok(_) => published.push(seq),
+            Err(err) => {
+                tracing::warn!(%err, %subject, "JetStream did not acknowledge an outbox row");
+                held.insert(subject);
+            }
+        }
     }
-    let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
     sqlx::query("DELETE FROM outbox WHERE seq = ANY($1)")
-        .bind(&seqs)
+        .bind(&published)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    metrics::counter!("clokio_outbox_published_total").increment(rows.len() as u64);
-    Ok(rows.len())
+    metrics::counter!("clokio_outbox_published_total").increment(published.len() as u64);
+    out.published = published.len();
+    out.held_back = out.fetched - out.published;
+    Ok(out)
 }
