@@ -1,9 +1,7 @@
 use std::time::Duration;
 
-use async_nats::jetstream;
 use clokio_bus::types::Plan;
 use clokio_testkit::{Stack, db, json};
-use futures::StreamExt;
 
 #[tokio::test]
 async fn create_exactly_as_the_product_document_shows() {
@@ -279,40 +277,24 @@ async fn lifecycle_events_reach_jetstream_once_each() {
     .await
     .expect(200);
 
-    let js = jetstream::new(stack.nats.clone());
     let subjects = &stack.bus_config.subjects;
-    let stream = js.get_stream(subjects.events_stream()).await.unwrap();
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::Config {
-            filter_subject: format!("{}.events.employee.{}.>", subjects.prefix(), t.org.id),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut messages = consumer.messages().await.unwrap();
+    let mut stream = stack
+        .events(format!(
+            "{}.events.employee.{}.>",
+            subjects.prefix(),
+            t.org.id
+        ))
+        .await;
     let mut events = Vec::new();
-    while events.len() < 2 {
-        let msg = tokio::time::timeout(Duration::from_secs(5), messages.next())
-            .await
-            .expect("event arrived")
-            .unwrap()
-            .unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
-        let msg_id = msg
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("Nats-Msg-Id"))
-            .unwrap()
-            .as_str()
-            .to_owned();
+    for _ in 0..2 {
+        let event = stream.next().await;
         assert_eq!(
-            body["id"],
-            msg_id.as_str(),
+            event.body["id"],
+            event.msg_id.as_str(),
             "event id is the de-duplication id"
         );
-        assert_eq!(body["org_id"], t.org.id.to_string());
-        events.push((msg.subject.to_string(), body));
-        msg.ack().await.unwrap();
+        assert_eq!(event.body["org_id"], t.org.id.to_string());
+        events.push((event.subject, event.body));
     }
     assert_eq!(events[0].0, subjects.event("employee", t.org.id, "created"));
     assert_eq!(events[0].1["type"], "employee.created");
@@ -325,8 +307,10 @@ async fn lifecycle_events_reach_jetstream_once_each() {
     );
     assert_eq!(events[1].1["data"]["status"], "inactive");
     // No third event for the no-op change.
-    let extra = tokio::time::timeout(Duration::from_millis(1500), messages.next()).await;
-    assert!(extra.is_err(), "unexpected extra event");
+    assert!(
+        stream.none_within(Duration::from_millis(1500)).await,
+        "unexpected extra event"
+    );
     // And the outbox is empty once relayed.
     let (pending,): (i64,) =
         sqlx::query_as("SELECT count(*) FROM employee.outbox WHERE subject LIKE $1")
@@ -415,20 +399,8 @@ async fn cached_lists_never_serve_a_write_stale_across_replicas() {
             "stale status of employee {i}"
         );
     }
-    let metrics = gw
-        .client
-        .get(format!("{}/metrics", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let hits: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("clokio_employee_list_cache_total") && l.contains("result=\"hit\""))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .expect("cache hits counted");
+    let metrics = gw.metrics().await;
+    let hits = metrics.value("clokio_employee_list_cache_total{result=\"hit\"}");
     assert!(hits >= 20.0, "the cache served only {hits} hits");
 }
 
@@ -481,22 +453,12 @@ async fn an_unpublishable_outbox_row_does_not_block_other_events() {
         .create_employee(&t.key, "After the stuck row", json!({}))
         .await;
 
-    let js = jetstream::new(stack.nats.clone());
-    let stream = js.get_stream(subjects.events_stream()).await.unwrap();
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::Config {
-            filter_subject: subjects.event("employee", t.org.id, "created"),
-            ..Default::default()
-        })
+    let created = stack
+        .events(subjects.event("employee", t.org.id, "created"))
         .await
-        .unwrap();
-    let mut messages = consumer.messages().await.unwrap();
-    let msg = tokio::time::timeout(Duration::from_secs(5), messages.next())
-        .await
-        .expect("the created event got past the stuck row")
-        .unwrap()
-        .unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
+        .next()
+        .await;
+    let body = created.body;
     assert_eq!(body["data"]["employee_id"], e["employee_id"]);
     let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM employee.outbox WHERE subject = $1")
         .bind(&stuck)

@@ -92,19 +92,16 @@ async fn health_metrics_openapi_and_docs_need_no_key() {
         .unwrap();
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("/api/v1/openapi.json"));
-    let metrics = gw
-        .client
-        .get(format!("{}/metrics", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.contains("clokio_http_requests_total"), "{metrics}");
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("clokio_http_requests_total"),
+        "{}",
+        metrics.0
+    );
     assert!(
         metrics.contains("clokio_http_request_duration_seconds"),
-        "{metrics}"
+        "{}",
+        metrics.0
     );
 }
 
@@ -160,26 +157,18 @@ async fn metrics_count_rate_limit_decisions_and_auth_cache_hits() {
     for _ in 0..3 {
         gw.get(&t.key, "/api/v1/employees").await.expect(200);
     }
-    let metrics = gw
-        .client
-        .get(format!("{}/metrics", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value = |needle: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.contains(needle))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or_else(|| panic!("{needle} missing:\n{metrics}"))
-    };
-    assert!(value("clokio_ratelimit_decisions_total{outcome=\"allowed\",source=\"redis\"}") >= 4.0);
-    assert!(value("clokio_auth_cache_total{result=\"hit\"}") >= 3.0);
-    assert!(value("clokio_auth_cache_total{result=\"miss\"}") >= 1.0);
-    assert!(metrics.contains("route=\"/api/v1/employees\""), "{metrics}");
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.value("clokio_ratelimit_decisions_total{outcome=\"allowed\",source=\"redis\"}")
+            >= 4.0
+    );
+    assert!(metrics.value("clokio_auth_cache_total{result=\"hit\"}") >= 3.0);
+    assert!(metrics.value("clokio_auth_cache_total{result=\"miss\"}") >= 1.0);
+    assert!(
+        metrics.contains("route=\"/api/v1/employees\""),
+        "{}",
+        metrics.0
+    );
 }
 
 /// A streamed body (no Content-Length) is cut off at the bound too, with the envelope.

@@ -260,6 +260,24 @@ impl Stack {
     pub fn stop(&self) {
         let _ = self.stop.send(true);
     }
+
+    /// Events of this stack's stream on `filter_subject`, from the beginning.
+    pub async fn events(&self, filter_subject: String) -> Events {
+        use async_nats::jetstream;
+        let js = jetstream::new(self.nats.clone());
+        let stream = js
+            .get_stream(self.bus_config.subjects.events_stream())
+            .await
+            .expect("events stream");
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::Config {
+                filter_subject,
+                ..Default::default()
+            })
+            .await
+            .expect("consumer created");
+        Events(consumer.messages().await.expect("consumer messages"))
+    }
 }
 
 impl Drop for Stack {
@@ -427,6 +445,17 @@ impl Gateway {
         .await
     }
 
+    /// What `/metrics` serves now.
+    pub async fn metrics(&self) -> Metrics {
+        let res = self
+            .client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("metrics");
+        Metrics(res.text().await.expect("metrics text"))
+    }
+
     pub async fn delete(&self, key: &str, path: &str) -> Res {
         self.send(self.request(reqwest::Method::DELETE, Some(key), path))
             .await
@@ -446,6 +475,64 @@ impl Gateway {
         }
         let res = self.post(key, "/api/v1/employees", &body).await.expect(201);
         res.data().clone()
+    }
+}
+
+/// The Prometheus text a gateway's `/metrics` served.
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The value of the first sample whose line starts with `series` (name plus labels as the
+    /// exporter writes them, e.g. `clokio_auth_cache_total{result="hit"}`).
+    #[track_caller]
+    pub fn value(&self, series: &str) -> f64 {
+        self.0
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing from /metrics:\n{}", self.0))
+    }
+
+    pub fn contains(&self, text: &str) -> bool {
+        self.0.contains(text)
+    }
+}
+
+/// One event read from the stack's events stream.
+pub struct ReceivedEvent {
+    pub subject: String,
+    pub body: Value,
+    /// The `Nats-Msg-Id` header (the de-duplication id).
+    pub msg_id: String,
+}
+
+/// A consumer of the stack's events stream, from its beginning, on one filter subject.
+pub struct Events(async_nats::jetstream::consumer::pull::Stream);
+
+impl Events {
+    /// The next event (acknowledged); panics after 5 s without one.
+    pub async fn next(&mut self) -> ReceivedEvent {
+        let msg = tokio::time::timeout(Duration::from_secs(5), self.0.next())
+            .await
+            .expect("an event within 5 s")
+            .expect("consumer open")
+            .expect("event readable");
+        let _ = msg.ack().await;
+        ReceivedEvent {
+            subject: msg.subject.to_string(),
+            body: serde_json::from_slice(&msg.payload).expect("event is JSON"),
+            msg_id: msg
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// True when no further event arrives within `wait`.
+    pub async fn none_within(&mut self, wait: Duration) -> bool {
+        tokio::time::timeout(wait, self.0.next()).await.is_err()
     }
 }
 
