@@ -164,7 +164,6 @@ impl Authenticator {
     }
 }
 
-/// Evicts revoked keys as their events arrive, until the subscription ends.
 /// Evicts revoked keys as their events arrive, until the subscription ends. The caller subscribes
 /// (and flushes) before serving, so no revocation after start-up is missed.
 pub async fn follow_revocations(

@@ -62,35 +62,32 @@ pub async fn relay(
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(100);
     loop {
-        let pause = match relay_batch(&pool, &js, &prefix).await {
+        // After trouble, wait longer and longer before retrying what is held back; a kick (a new
+        // commit) always wakes the relay, so new events never wait behind a stuck row.
+        let wait = match relay_batch(&pool, &js, &prefix).await {
             Ok(out) if out.held_back == 0 && out.fetched == BATCH as usize => continue,
             Ok(out) if out.held_back == 0 => {
                 backoff = Duration::from_millis(100);
-                None
+                Duration::from_secs(1)
             }
             Ok(out) => {
                 tracing::warn!(
                     held_back = out.held_back,
                     "outbox rows could not be published; will retry"
                 );
-                Some(out)
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff
             }
             Err(err) => {
                 tracing::warn!(%err, "outbox relay failed; will retry");
-                Some(Outcome::default())
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff
             }
         };
-        if pause.is_some() {
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-            tokio::select! {
-                () = &mut shutdown => break,
-                () = tokio::time::sleep(backoff) => continue,
-            }
-        }
         tokio::select! {
             () = &mut shutdown => break,
             () = kick.0.notified() => {}
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = tokio::time::sleep(wait) => {}
         }
     }
     // Last flush so a clean shutdown leaves nothing behind for the next replica to find.
