@@ -9,4 +9,5 @@ mod envelope;
 mod isolation;
 mod locations;
 mod organization;
+mod outage;
 mod rate_limit;

@@ -58,8 +58,13 @@ impl Stack {
     }
 
     pub async fn with_timeout(timeout: Duration) -> Self {
+        Self::on(nats_url(), timeout).await
+    }
+
+    /// An empty stack on the NATS server at `url`.
+    pub async fn on(url: String, timeout: Duration) -> Self {
         let bus_config = BusConfig {
-            nats_url: nats_url(),
+            nats_url: url,
             subjects: Subjects::new(random_prefix()),
             request_timeout: timeout,
         };
@@ -475,6 +480,88 @@ impl Gateway {
         }
         let res = self.post(key, "/api/v1/employees", &body).await.expect(201);
         res.data().clone()
+    }
+}
+
+/// A nats-server of the test's own (JetStream on, a free port, a temporary store), for tests that
+/// must stop the server. Killed when dropped.
+pub struct NatsServer {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl NatsServer {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("clokio-nats-{}", uuid::Uuid::new_v4().simple()));
+        let mut server = Self {
+            port,
+            dir,
+            child: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on the same port and store, and waits until it accepts.
+    pub async fn restart(&mut self) {
+        let bin = [
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+            "/usr/local/bin/nats-server",
+        ]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("nats-server");
+        let child = std::process::Command::new(bin)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("nats-server did not listen on {}", self.port);
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
