@@ -3,7 +3,6 @@
 //! Every change that others must learn of (employee lifecycle, key revocation, org settings) is
 //! written to the outbox in the same transaction and relayed to JetStream.
 
-mod cache;
 mod config;
 mod db;
 mod handlers;
@@ -15,7 +14,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use clokio_bus::ops::{self, EMPLOYEE_OPERATIONS, Operation};
 use clokio_bus::server::{Handler, Spec, dispatch};
+use clokio_bus::types::EmployeeStatus;
 use clokio_bus::{BusError, ErrorCode, ServiceName, Subjects};
+use clokio_runtime::cache::OrgCache;
 use clokio_runtime::outbox::{self, Kick};
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -28,7 +29,8 @@ pub struct State {
     pub pool: PgPool,
     pub subjects: Subjects,
     pub kick: Kick,
-    pub lists: Arc<cache::ListCache>,
+    /// Employee lists by status, as JSON.
+    pub lists: Arc<OrgCache<Option<EmployeeStatus>>>,
 }
 
 /// Starts employee-svc and runs it until `shutdown` resolves.
@@ -49,12 +51,14 @@ pub async fn run(
     clokio_bus::events::ensure_events_stream(&js, &config.bus.subjects).await?;
 
     let lists = Arc::new(
-        cache::ListCache::new(
+        OrgCache::new(
+            "employee_list",
             nats.clone(),
-            format!(
-                "{}._cache.invalidate",
-                config.bus.subjects.service_group(ServiceName::Employee)
-            ),
+            config
+                .bus
+                .subjects
+                .cache_invalidations(ServiceName::Employee),
+            None,
         )
         .await?,
     );
@@ -146,7 +150,7 @@ impl Handler for State {
             ops::EmployeeListOp::NAME => {
                 let req: ops::EmployeeList = clokio_bus::server::decode::<ops::EmployeeListOp>(p)?;
                 self.lists
-                    .get_or_load((req.org_id, req.status), || async {
+                    .get_or_load(req.org_id, req.status, || async {
                         clokio_bus::server::to_bytes(&employees::list(self, req.clone()).await?)
                     })
                     .await

@@ -19,7 +19,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use clokio_bus::Bus;
+use clokio_bus::types::EmployeeStatus;
+use clokio_bus::{Bus, ServiceName};
+use clokio_runtime::cache::OrgCache;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -36,6 +38,8 @@ pub struct App(Arc<AppInner>);
 
 pub struct AppInner {
     pub(crate) bus: Bus,
+    /// employee-svc's list replies, invalidated by its announcements, fenced per read.
+    pub(crate) lists: Arc<OrgCache<Option<EmployeeStatus>>>,
     pub(crate) auth: Arc<Authenticator>,
     pub(crate) limiter: Arc<RateLimiter>,
     pub(crate) config: Config,
@@ -117,7 +121,28 @@ async fn build(
         config.bus.subjects.prefix().as_str(),
         config.redis_timeout,
     )?);
+    let lists = Arc::new(
+        OrgCache::new(
+            "gateway_employee_list",
+            nats.clone(),
+            config
+                .bus
+                .subjects
+                .cache_invalidations(ServiceName::Employee),
+            Some(
+                config
+                    .bus
+                    .request_timeout
+                    .min(std::time::Duration::from_secs(1)),
+            ),
+        )
+        .await?,
+    );
     let mut background = Vec::new();
+    background.push(tokio::spawn({
+        let lists = lists.clone();
+        async move { lists.run_sync().await }
+    }));
     let revocations = nats.subscribe(auth::revocation_subject(&bus)).await?;
     background.push(tokio::spawn(auth::follow_revocations(
         auth.clone(),
@@ -139,6 +164,7 @@ async fn build(
     nats.flush().await?;
     let app = App(Arc::new(AppInner {
         bus,
+        lists,
         auth,
         limiter,
         config,

@@ -91,6 +91,12 @@ impl Subjects {
         format!("{}.v1.{}.{}", self.prefix, service.as_str(), operation)
     }
 
+    /// `<prefix>.v1.<service>._cache.invalidate`: where a service announces, per org, that
+    /// cached reads of its data are stale (core NATS, payload: the org id).
+    pub fn cache_invalidations(&self, service: ServiceName) -> String {
+        format!("{}._cache.invalidate", self.service_group(service))
+    }
+
     /// `<prefix>.events.<domain>.<org_id>.<event>`.
     pub fn event(&self, domain: &str, org_id: impl fmt::Display, event: &str) -> String {
         format!("{}.events.{}.{}.{}", self.prefix, domain, org_id, event)

@@ -2,6 +2,7 @@
 //! validated at start, telemetry (logs, metrics), NATS and Postgres connections, the shutdown
 //! signal, and the transactional outbox that makes "2xx means the event will be published" true.
 
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod outbox;

@@ -1,0 +1,252 @@
+//! Read caches that stay consistent across replicas, keyed by organization. Used by employee-svc
+//! for what it owns, and by the gateway for employee-svc's list replies.
+//!
+//! - Every entry is tagged with its org's generation and the reconnect epoch at the moment its
+//!   load began. A write bumps the generation, so a value loaded while a write commits is never
+//!   served after it: its tag no longer matches.
+//! - The writer announces the org on the invalidation subject (core NATS) before it answers the
+//!   write. Every cache drains the announcements it has received before each read (and every
+//!   100 ms, so they never pile up).
+//! - With a fence, a read first sends a message to itself through the NATS server and waits for
+//!   it. The server writes to a connection in the order it routes, so when the echo arrives every
+//!   announcement routed here earlier has reached its subscription (async-nats's `flush` is no
+//!   such fence: it only empties the client's own write buffer). A client that saw the
+//!   answer of a write therefore never reads the old value, through any replica. Without the
+//!   fence the same holds when reads themselves arrive over NATS, behind the announcement
+//!   (employee-svc). If the fence fails (NATS down), the cache is not used.
+//! - After a NATS reconnect (announcements may have been lost) the epoch moves on and everything
+//!   is dropped. A TTL and a byte bound are the last safety net.
+//!
+//! These orderings hold on one NATS server; across a cluster, announcements travel other routes
+//! than requests and the guarantee weakens to "invalidated within the route latency".
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use clokio_bus::ids::OrgId;
+use futures::{FutureExt, StreamExt};
+use moka::sync::Cache;
+
+/// (reconnect epoch, org generation) when a value was loaded.
+type Tag = (u64, u64);
+
+pub struct OrgCache<K: Hash + Eq + Clone + Send + Sync + 'static> {
+    name: &'static str,
+    entries: Cache<(OrgId, K), (Tag, Bytes)>,
+    /// Every key ever cached per org, to drop them all on invalidation.
+    keys: Mutex<HashMap<OrgId, (u64, Vec<K>)>>,
+    epoch: AtomicU64,
+    announcements: tokio::sync::Mutex<async_nats::Subscriber>,
+    client: async_nats::Client,
+    subject: String,
+    fence: Option<Fence>,
+    connects_seen: AtomicU64,
+}
+
+/// A round trip through the NATS server to this client's own subscription.
+struct Fence {
+    client: async_nats::Client,
+    subject: String,
+    sent: AtomicU64,
+    received: tokio::sync::watch::Receiver<u64>,
+    wait: Duration,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Fence {
+    async fn new(
+        client: async_nats::Client,
+        wait: Duration,
+    ) -> Result<Self, async_nats::SubscribeError> {
+        let subject = client.new_inbox();
+        let mut echoes = client.subscribe(subject.clone()).await?;
+        let (tx, received) = tokio::sync::watch::channel(0u64);
+        let task = tokio::spawn(async move {
+            while let Some(msg) = echoes.next().await {
+                if let Some(n) = std::str::from_utf8(&msg.payload)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                {
+                    tx.send_if_modified(|seen| {
+                        let newer = n > *seen;
+                        if newer {
+                            *seen = n;
+                        }
+                        newer
+                    });
+                }
+            }
+        });
+        Ok(Self {
+            client,
+            subject,
+            sent: AtomicU64::new(0),
+            received,
+            wait,
+            task,
+        })
+    }
+
+    /// True once an echo sent now came back (so did everything routed here before it).
+    async fn pass(&self) -> bool {
+        let n = self.sent.fetch_add(1, Ordering::SeqCst) + 1;
+        if self
+            .client
+            .publish(self.subject.clone(), n.to_string().into())
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        let mut received = self.received.clone();
+        matches!(
+            tokio::time::timeout(self.wait, received.wait_for(|seen| *seen >= n)).await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+impl Drop for Fence {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> OrgCache<K> {
+    /// A cache named `name` (the metrics label) following announcements on `subject`. With
+    /// `fence`, each read first waits at most that long for a NATS round trip.
+    pub async fn new(
+        name: &'static str,
+        client: async_nats::Client,
+        subject: String,
+        fence: Option<Duration>,
+    ) -> Result<Self, async_nats::SubscribeError> {
+        let announcements = client.subscribe(subject.clone()).await?;
+        let fence = match fence {
+            Some(wait) => Some(Fence::new(client.clone(), wait).await?),
+            None => None,
+        };
+        Ok(Self {
+            name,
+            entries: Cache::builder()
+                .max_capacity(64 * 1024 * 1024)
+                .weigher(|_, (_, bytes): &(Tag, Bytes)| {
+                    u32::try_from(bytes.len()).unwrap_or(u32::MAX)
+                })
+                .time_to_live(Duration::from_secs(300))
+                .build(),
+            keys: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+            announcements: tokio::sync::Mutex::new(announcements),
+            connects_seen: AtomicU64::new(client.statistics().connects.load(Ordering::Relaxed)),
+            client,
+            subject,
+            fence,
+        })
+    }
+
+    fn tag(&self, org: OrgId) -> Tag {
+        let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        (
+            self.epoch.load(Ordering::SeqCst),
+            keys.get(&org).map_or(0, |(g, _)| *g),
+        )
+    }
+
+    fn bump(&self, org: OrgId) {
+        let keys = {
+            let mut map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = map.entry(org).or_insert((0, Vec::new()));
+            entry.0 += 1;
+            std::mem::take(&mut entry.1)
+        };
+        for key in keys {
+            self.entries.invalidate(&(org, key));
+        }
+    }
+
+    /// Applies every announcement already received; drops everything after a reconnect.
+    pub async fn sync(&self) {
+        let connects = self.client.statistics().connects.load(Ordering::Relaxed);
+        if self.connects_seen.swap(connects, Ordering::Relaxed) != connects {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            self.entries.invalidate_all();
+        }
+        let mut sub = self.announcements.lock().await;
+        while let Some(Some(msg)) = sub.next().now_or_never() {
+            match std::str::from_utf8(&msg.payload)
+                .ok()
+                .and_then(|s| s.parse::<OrgId>().ok())
+            {
+                Some(org) => self.bump(org),
+                None => {
+                    self.epoch.fetch_add(1, Ordering::SeqCst);
+                    self.entries.invalidate_all();
+                }
+            }
+        }
+    }
+
+    /// The cached value, or `load`'s (cached unless a write raced it).
+    pub async fn get_or_load<F, Fut, E>(&self, org: OrgId, key: K, load: F) -> Result<Bytes, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Bytes, E>>,
+    {
+        if let Some(fence) = &self.fence
+            && !fence.pass().await
+        {
+            // Freshness cannot be proven: no cache.
+            metrics::counter!("clokio_cache_total", "cache" => self.name, "result" => "bypass")
+                .increment(1);
+            return load().await;
+        }
+        self.sync().await;
+        let tag = self.tag(org);
+        if let Some((cached, bytes)) = self.entries.get(&(org, key.clone()))
+            && cached == tag
+        {
+            metrics::counter!("clokio_cache_total", "cache" => self.name, "result" => "hit")
+                .increment(1);
+            return Ok(bytes);
+        }
+        metrics::counter!("clokio_cache_total", "cache" => self.name, "result" => "miss")
+            .increment(1);
+        let bytes = load().await?;
+        {
+            let mut map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = map.entry(org).or_insert((0, Vec::new()));
+            if !entry.1.contains(&key) {
+                entry.1.push(key.clone());
+            }
+        }
+        self.entries.insert((org, key), (tag, bytes.clone()));
+        Ok(bytes)
+    }
+
+    /// After a committed write of `org`: forget it here and announce it, before the write is
+    /// answered.
+    pub async fn invalidate(&self, org: OrgId) {
+        self.bump(org);
+        if let Err(err) = self
+            .client
+            .publish(self.subject.clone(), org.to_string().into())
+            .await
+        {
+            tracing::warn!(%err, "could not announce a cache invalidation");
+        }
+    }
+
+    /// Drains announcements every 100 ms so they never pile up while nobody reads.
+    pub async fn run_sync(&self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            self.sync().await;
+        }
+    }
+}
