@@ -22,8 +22,8 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -47,14 +47,19 @@ pub struct OrgCache<K: Hash + Eq + Clone + Send + Sync + 'static> {
     connects_seen: AtomicU64,
 }
 
-/// A round trip through the NATS server to this client's own subscription.
+/// A round trip through the NATS server to this client's own subscription. Concurrent reads
+/// share round trips: a read needs an echo *sent after it began*, so it asks for the next number;
+/// one sender task publishes only the highest number asked for, and its echo releases every read
+/// waiting at or below it. Under load that is one round trip per round-trip time, not per read.
 struct Fence {
-    client: async_nats::Client,
-    subject: String,
-    sent: AtomicU64,
+    /// The highest fence number published so far.
+    sent: Arc<AtomicU64>,
+    /// The highest fence number a read is waiting for.
+    requested: Arc<AtomicU64>,
+    wake: Arc<tokio::sync::Notify>,
     received: tokio::sync::watch::Receiver<u64>,
     wait: Duration,
-    task: tokio::task::JoinHandle<()>,
+    tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
 impl Fence {
@@ -65,7 +70,7 @@ impl Fence {
         let subject = client.new_inbox();
         let mut echoes = client.subscribe(subject.clone()).await?;
         let (tx, received) = tokio::sync::watch::channel(0u64);
-        let task = tokio::spawn(async move {
+        let receiver = tokio::spawn(async move {
             while let Some(msg) = echoes.next().await {
                 if let Some(n) = std::str::from_utf8(&msg.payload)
                     .ok()
@@ -81,30 +86,50 @@ impl Fence {
                 }
             }
         });
+        let (sent, requested, wake) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(tokio::sync::Notify::new()),
+        );
+        let sender = tokio::spawn({
+            let (sent, requested, wake) = (sent.clone(), requested.clone(), wake.clone());
+            async move {
+                loop {
+                    wake.notified().await;
+                    let target = requested.load(Ordering::SeqCst);
+                    // Published strictly after `sent` moves on: a read that saw the old value
+                    // began before this publish.
+                    if target > sent.load(Ordering::SeqCst) {
+                        sent.store(target, Ordering::SeqCst);
+                        if let Err(err) = client
+                            .publish(subject.clone(), target.to_string().into())
+                            .await
+                        {
+                            tracing::warn!(%err, "cache fence not sent");
+                        }
+                    }
+                }
+            }
+        });
         Ok(Self {
-            client,
-            subject,
-            sent: AtomicU64::new(0),
+            sent,
+            requested,
+            wake,
             received,
             wait,
-            task,
+            tasks: [receiver, sender],
         })
     }
 
-    /// True once an echo sent now came back (so did everything routed here before it).
+    /// True once an echo sent after this call began has come back (and with it everything the
+    /// server routed here before it).
     async fn pass(&self) -> bool {
-        let n = self.sent.fetch_add(1, Ordering::SeqCst) + 1;
-        if self
-            .client
-            .publish(self.subject.clone(), n.to_string().into())
-            .await
-            .is_err()
-        {
-            return false;
-        }
+        let need = self.sent.load(Ordering::SeqCst) + 1;
+        self.requested.fetch_max(need, Ordering::SeqCst);
+        self.wake.notify_one();
         let mut received = self.received.clone();
         matches!(
-            tokio::time::timeout(self.wait, received.wait_for(|seen| *seen >= n)).await,
+            tokio::time::timeout(self.wait, received.wait_for(|seen| *seen >= need)).await,
             Ok(Ok(_))
         )
     }
@@ -112,7 +137,9 @@ impl Fence {
 
 impl Drop for Fence {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
