@@ -18,6 +18,7 @@ use clokio_bus::types::EmployeeStatus;
 use clokio_bus::{BusError, ErrorCode, ServiceName, Subjects};
 use clokio_runtime::cache::OrgCache;
 use clokio_runtime::outbox::{self, Kick};
+use clokio_runtime::redis::LazyRedis;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
@@ -31,6 +32,8 @@ pub struct State {
     pub kick: Kick,
     /// Employee lists by status, as JSON.
     pub lists: Arc<OrgCache<Option<EmployeeStatus>>>,
+    /// Where writes bump the org generation that gateways' cached reads are checked against.
+    pub redis: Arc<LazyRedis>,
 }
 
 /// Starts employee-svc and runs it until `shutdown` resolves.
@@ -71,6 +74,10 @@ pub async fn run(
         subjects: config.bus.subjects.clone(),
         kick: Kick::default(),
         lists,
+        redis: Arc::new(LazyRedis::new(
+            &config.redis_url,
+            Duration::from_millis(500),
+        )?),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let relay = tokio::spawn(outbox::relay(
@@ -106,6 +113,25 @@ pub async fn run(
 
 async fn wait(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
+}
+
+impl State {
+    /// After a committed write of `org`'s employees, before answering it: invalidate every cache
+    /// of them. The announcement must have reached the server before the generation moves, or a
+    /// gateway could see the new generation and load from a replica that still has the old list.
+    pub(crate) async fn employees_changed(&self, org: clokio_bus::ids::OrgId) {
+        if !self.lists.invalidate(org).await {
+            tracing::warn!(%org, "cache invalidation not confirmed by NATS");
+        }
+        if !self
+            .redis
+            .bump_generation(self.subjects.prefix().as_str(), org)
+            .await
+        {
+            metrics::counter!("clokio_cache_generation_bump_failed_total").increment(1);
+            tracing::warn!(%org, "could not bump the org cache generation in Redis");
+        }
+    }
 }
 
 impl Handler for State {
@@ -150,7 +176,7 @@ impl Handler for State {
             ops::EmployeeListOp::NAME => {
                 let req: ops::EmployeeList = clokio_bus::server::decode::<ops::EmployeeListOp>(p)?;
                 self.lists
-                    .get_or_load(req.org_id, req.status, || async {
+                    .get_or_load(req.org_id, req.status, None, || async {
                         clokio_bus::server::to_bytes(&employees::list(self, req.clone()).await?)
                     })
                     .await

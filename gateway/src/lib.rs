@@ -52,6 +52,11 @@ impl std::ops::Deref for App {
     }
 }
 
+/// The caller's org cache generation, read from Redis by the limiter script in the same round
+/// trip (None when the limiter fell back to memory). Cached reads use it to prove freshness.
+#[derive(Clone, Copy, Debug)]
+pub struct OrgGeneration(pub Option<u64>);
+
 /// The request id: the client's `X-Request-Id` when it is sane, else a new one.
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
@@ -294,9 +299,13 @@ async fn authenticate(State(app): State<App>, mut req: Request, next: Next) -> R
         Ok(auth) => auth,
         Err(err) => return err.into_response(),
     };
-    let decision = app.limiter.check(auth.key_id, auth.limit).await;
+    let (decision, generation) = app
+        .limiter
+        .check(auth.key_id, auth.org_id, auth.limit)
+        .await;
     let mut res = if decision.allowed {
         req.extensions_mut().insert(auth);
+        req.extensions_mut().insert(OrgGeneration(generation));
         next.run(req).await
     } else {
         let wait = decision.retry_after_secs();

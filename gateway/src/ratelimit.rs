@@ -18,11 +18,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clokio_bus::ids::ApiKeyId;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use clokio_bus::ids::{ApiKeyId, OrgId};
+use clokio_runtime::redis::{LazyRedis, generation_key};
 
 pub const WINDOW: Duration = Duration::from_secs(60);
 
+/// KEYS[1] the key's window counter, KEYS[2] the org's cache generation (read in the same round
+/// trip; see `clokio_runtime::redis::generation_key`). ARGV[1] the window in ms.
 const SCRIPT: &str = r"
 local n = redis.call('INCR', KEYS[1])
 local ttl = redis.call('PTTL', KEYS[1])
@@ -30,7 +32,8 @@ if ttl < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
   ttl = tonumber(ARGV[1])
 end
-return {n, ttl}
+local g = tonumber(redis.call('GET', KEYS[2]) or '0')
+return {n, ttl, g}
 ";
 
 /// The outcome for one request.
@@ -60,12 +63,9 @@ impl Decision {
 }
 
 pub struct RateLimiter {
-    client: redis::Client,
-    /// Connected on first use (the gateway starts, and serves, while Redis is down).
-    conn: tokio::sync::OnceCell<ConnectionManager>,
+    redis: LazyRedis,
     script: redis::Script,
-    key_prefix: String,
-    timeout: Duration,
+    prefix: String,
     /// While now (ms since `epoch`) is below this, Redis is skipped.
     redis_down_until_ms: AtomicU64,
     epoch: Instant,
@@ -73,65 +73,37 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    pub fn new(redis_url: &str, key_prefix: &str, timeout: Duration) -> redis::RedisResult<Self> {
-        // Small request/response traffic: Nagle's algorithm would only add latency.
-        let info = redis::IntoConnectionInfo::into_connection_info(redis_url)?
-            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+    pub fn new(redis_url: &str, prefix: &str, timeout: Duration) -> redis::RedisResult<Self> {
         Ok(Self {
-            client: redis::Client::open(info)?,
-            conn: tokio::sync::OnceCell::new(),
+            redis: LazyRedis::new(redis_url, timeout)?,
             script: redis::Script::new(SCRIPT),
-            key_prefix: format!("{key_prefix}:ratelimit:"),
-            timeout,
+            prefix: prefix.to_owned(),
             redis_down_until_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             local: Mutex::new(HashMap::new()),
         })
     }
 
-    async fn connection(&self) -> redis::RedisResult<ConnectionManager> {
-        let conn = self
-            .conn
-            .get_or_try_init(|| {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_secs(1));
-                ConnectionManager::new_with_config(self.client.clone(), config)
-            })
-            .await?;
-        Ok(conn.clone())
-    }
-
     /// PING, for readiness.
     pub async fn ping(&self) -> bool {
-        let ping = async {
-            let mut conn = self.connection().await.ok()?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .ok()
-        };
-        matches!(
-            tokio::time::timeout(self.timeout.max(Duration::from_millis(500)), ping).await,
-            Ok(Some(_))
-        )
+        self.redis.ping().await
     }
 
-    pub async fn check(&self, key: ApiKeyId, limit: u32) -> Decision {
+    /// The decision for one request of `key` (limit `limit`), and `org`'s cache generation when
+    /// Redis answered (None from the local fallback).
+    pub async fn check(&self, key: ApiKeyId, org: OrgId, limit: u32) -> (Decision, Option<u64>) {
         let now_ms = self.epoch.elapsed().as_millis() as u64;
         if now_ms >= self.redis_down_until_ms.load(Ordering::Relaxed) {
-            match tokio::time::timeout(self.timeout, self.check_redis(key)).await {
-                Ok(Ok((count, ttl_ms))) => {
+            match tokio::time::timeout(self.redis.timeout(), self.check_redis(key, org)).await {
+                Ok(Ok((count, ttl_ms, generation))) => {
                     let decision = Decision::from_count(limit, count, ttl_ms);
                     metrics::counter!("clokio_ratelimit_decisions_total",
                         "outcome" => if decision.allowed { "allowed" } else { "denied" },
                         "source" => "redis")
                     .increment(1);
-                    return decision;
+                    return (decision, Some(generation));
                 }
-                Ok(Err(err)) => self.redis_failed(now_ms, &err.to_string()),
+                Ok(Err(err)) => self.redis_failed(now_ms, &err),
                 Err(_) => self.redis_failed(now_ms, "timed out"),
             }
         }
@@ -141,19 +113,24 @@ impl RateLimiter {
             "outcome" => if decision.allowed { "allowed" } else { "denied" },
             "source" => "local")
         .increment(1);
-        decision
+        (decision, None)
     }
 
-    async fn check_redis(&self, key: ApiKeyId) -> Result<(u64, u64), String> {
-        let mut conn = self.connection().await.map_err(|e| e.to_string())?;
-        let (count, ttl): (i64, i64) = self
+    async fn check_redis(&self, key: ApiKeyId, org: OrgId) -> Result<(u64, u64, u64), String> {
+        let mut conn = self.redis.connection().await.map_err(|e| e.to_string())?;
+        let (count, ttl, generation): (i64, i64, i64) = self
             .script
-            .key(format!("{}{}", self.key_prefix, key))
+            .key(format!("{}:ratelimit:{key}", self.prefix))
+            .key(generation_key(&self.prefix, org))
             .arg(WINDOW.as_millis() as u64)
             .invoke_async(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
-        Ok((count.max(0) as u64, ttl.max(0) as u64))
+        Ok((
+            count.max(0) as u64,
+            ttl.max(0) as u64,
+            generation.max(0) as u64,
+        ))
     }
 
     fn redis_failed(&self, now_ms: u64, err: &str) {
@@ -240,10 +217,12 @@ mod tests {
         let limiter =
             RateLimiter::new("redis://127.0.0.1:1", "t", Duration::from_millis(200)).unwrap();
         let key = ApiKeyId::new_random();
-        let d = limiter.check(key, 2).await;
+        let org = OrgId::new_random();
+        let (d, generation) = limiter.check(key, org, 2).await;
         assert!(d.allowed);
+        assert_eq!(generation, None, "no generation without Redis");
         assert!(limiter.redis_degraded());
-        assert!(limiter.check(key, 2).await.allowed);
-        assert!(!limiter.check(key, 2).await.allowed);
+        assert!(limiter.check(key, org, 2).await.0.allowed);
+        assert!(!limiter.check(key, org, 2).await.0.allowed);
     }
 }

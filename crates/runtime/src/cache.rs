@@ -31,8 +31,8 @@ use clokio_bus::ids::OrgId;
 use futures::{FutureExt, StreamExt};
 use moka::sync::Cache;
 
-/// (reconnect epoch, org generation) when a value was loaded.
-type Tag = (u64, u64);
+/// (reconnect epoch, local org generation, shared generation) when a value was loaded.
+type Tag = (u64, u64, Option<u64>);
 
 pub struct OrgCache<K: Hash + Eq + Clone + Send + Sync + 'static> {
     name: &'static str,
@@ -43,7 +43,10 @@ pub struct OrgCache<K: Hash + Eq + Clone + Send + Sync + 'static> {
     announcements: tokio::sync::Mutex<async_nats::Subscriber>,
     client: async_nats::Client,
     subject: String,
-    fence: Option<Fence>,
+    /// Confirms announcements reached the server (writes) and, with `fence_reads`, that none is
+    /// still in flight (reads).
+    fence: Fence,
+    fence_reads: bool,
     connects_seen: AtomicU64,
 }
 
@@ -153,10 +156,8 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> OrgCache<K> {
         fence: Option<Duration>,
     ) -> Result<Self, async_nats::SubscribeError> {
         let announcements = client.subscribe(subject.clone()).await?;
-        let fence = match fence {
-            Some(wait) => Some(Fence::new(client.clone(), wait).await?),
-            None => None,
-        };
+        let fence_reads = fence.is_some();
+        let fence = Fence::new(client.clone(), fence.unwrap_or(Duration::from_secs(1))).await?;
         Ok(Self {
             name,
             entries: Cache::builder()
@@ -173,14 +174,16 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> OrgCache<K> {
             client,
             subject,
             fence,
+            fence_reads,
         })
     }
 
-    fn tag(&self, org: OrgId) -> Tag {
+    fn tag(&self, org: OrgId, shared: Option<u64>) -> Tag {
         let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         (
             self.epoch.load(Ordering::SeqCst),
             keys.get(&org).map_or(0, |(g, _)| *g),
+            shared,
         )
     }
 
@@ -219,21 +222,30 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> OrgCache<K> {
     }
 
     /// The cached value, or `load`'s (cached unless a write raced it).
-    pub async fn get_or_load<F, Fut, E>(&self, org: OrgId, key: K, load: F) -> Result<Bytes, E>
+    ///
+    /// `shared` is the org's generation in the shared store (Redis), read by the caller after the
+    /// request arrived: a value loaded under the same generation is fresh, no fence needed (the
+    /// writer bumps it after its announcement reached the server, see [`OrgCache::invalidate`]).
+    /// Without it, a cache built with a fence fences.
+    pub async fn get_or_load<F, Fut, E>(
+        &self,
+        org: OrgId,
+        key: K,
+        shared: Option<u64>,
+        load: F,
+    ) -> Result<Bytes, E>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Bytes, E>>,
     {
-        if let Some(fence) = &self.fence
-            && !fence.pass().await
-        {
+        if shared.is_none() && self.fence_reads && !self.fence.pass().await {
             // Freshness cannot be proven: no cache.
             metrics::counter!("clokio_cache_total", "cache" => self.name, "result" => "bypass")
                 .increment(1);
             return load().await;
         }
         self.sync().await;
-        let tag = self.tag(org);
+        let tag = self.tag(org, shared);
         if let Some((cached, bytes)) = self.entries.get(&(org, key.clone()))
             && cached == tag
         {
@@ -255,9 +267,11 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> OrgCache<K> {
         Ok(bytes)
     }
 
-    /// After a committed write of `org`: forget it here and announce it, before the write is
-    /// answered.
-    pub async fn invalidate(&self, org: OrgId) {
+    /// After a committed write of `org`: forget it here, announce it, and wait until the server
+    /// has routed the announcement (true) before the caller bumps the shared generation and
+    /// answers the write. Bumping first would let a reader see the new generation, miss, and load
+    /// from a replica the announcement has not reached yet.
+    pub async fn invalidate(&self, org: OrgId) -> bool {
         self.bump(org);
         if let Err(err) = self
             .client
@@ -265,7 +279,9 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> OrgCache<K> {
             .await
         {
             tracing::warn!(%err, "could not announce a cache invalidation");
+            return false;
         }
+        self.fence.pass().await
     }
 
     /// Drains announcements every 100 ms so they never pile up while nobody reads.

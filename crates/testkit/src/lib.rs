@@ -109,6 +109,7 @@ impl Stack {
             database_url: database_url(),
             db_max_connections: 5,
             max_in_flight: 64,
+            redis_url: redis_url(),
         };
         let stop = self.stopper();
         self.tasks.push(tokio::spawn(async move {

@@ -19,7 +19,7 @@ use crate::body::Fields;
 use crate::envelope;
 use crate::envelope::ApiError;
 use crate::openapi::{Envelope, ErrorEnvelope};
-use crate::{App, RequestId};
+use crate::{App, OrgGeneration, RequestId};
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -48,6 +48,7 @@ pub async fn list(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
+    Extension(generation): Extension<OrgGeneration>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let status = match q.status.as_deref() {
@@ -58,10 +59,11 @@ pub async fn list(
         org_id: auth.org_id,
         status,
     };
-    // Served from the gateway's fenced cache when nothing changed (see clokio_runtime::cache).
+    // Served from the gateway's cache when the org's generation proves nothing changed, else
+    // when a fence does (see clokio_runtime::cache).
     let data = app
         .lists
-        .get_or_load(auth.org_id, status, || {
+        .get_or_load(auth.org_id, status, generation.0, || {
             app.bus.call_raw::<EmployeeListOp>(&req, Some(&rid.0))
         })
         .await?;
