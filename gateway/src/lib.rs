@@ -165,8 +165,13 @@ async fn build(
             }
         }
     }));
-    // Make sure the revocation subscription is registered before the first request is served.
-    nats.flush().await?;
+    // Make sure the revocation and invalidation subscriptions are registered at the server before
+    // the first request is served (a round trip, not just a flush of our own buffer).
+    // If NATS is not reachable yet, serve anyway: the client subscribes when it connects, and a
+    // (re)connect clears the auth cache.
+    if !lists.confirm_subscriptions().await {
+        tracing::warn!("NATS did not confirm the gateway's subscriptions yet");
+    }
     let app = App(Arc::new(AppInner {
         bus,
         lists,

@@ -90,8 +90,14 @@ async fn no_responders_is_503_and_silence_is_504() {
         .bus_config
         .subjects
         .request(clokio_bus::ServiceName::Employee, "key_verify");
-    let mut silent = stack.nats.subscribe(subject).await.unwrap();
-    stack.nats.flush().await.unwrap();
+    let mut silent = stack.nats.subscribe(subject.clone()).await.unwrap();
+    // flush() only empties the client's buffer; receiving our own message proves the server
+    // has the subscription.
+    stack.nats.publish(subject, "ping".into()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), silent.next())
+        .await
+        .unwrap()
+        .unwrap();
     let drain = tokio::spawn(async move { while silent.next().await.is_some() {} });
     let res = gw.get(key.expose(), "/api/v1/employees").await.expect(504);
     assert_eq!(res.message(), "The service did not answer in time");

@@ -284,6 +284,13 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> OrgCache<K> {
         self.fence.pass().await
     }
 
+    /// A round trip through the server on this client: once it returns true, every subscription
+    /// this client made before the call is registered at the server (it handles a connection's
+    /// protocol in order). async-nats's `flush` does not give that.
+    pub async fn confirm_subscriptions(&self) -> bool {
+        self.fence.pass().await
+    }
+
     /// Drains announcements every 100 ms so they never pile up while nobody reads.
     pub async fn run_sync(&self) {
         let mut tick = tokio::time::interval(Duration::from_millis(100));

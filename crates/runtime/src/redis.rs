@@ -12,6 +12,9 @@ pub struct LazyRedis {
     client: redis::Client,
     conn: tokio::sync::OnceCell<ConnectionManager>,
     timeout: Duration,
+    /// After a failed generation bump, further bumps are skipped until then, so an outage does
+    /// not add the timeout to every write.
+    bump_down_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl LazyRedis {
@@ -24,6 +27,7 @@ impl LazyRedis {
             client: redis::Client::open(info)?,
             conn: tokio::sync::OnceCell::new(),
             timeout,
+            bump_down_until: std::sync::Mutex::new(None),
         })
     }
 
@@ -61,8 +65,20 @@ impl LazyRedis {
         )
     }
 
-    /// Bumps `org`'s generation (see [`generation_key`]); false when Redis did not answer.
+    /// Bumps `org`'s generation (see [`generation_key`]); false when Redis did not answer (and,
+    /// for a second after that, without trying).
     pub async fn bump_generation(&self, prefix: &str, org: OrgId) -> bool {
+        let now = std::time::Instant::now();
+        {
+            let mut down = self
+                .bump_down_until
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if down.is_some_and(|until| now < until) {
+                return false;
+            }
+            *down = None;
+        }
         let bump = async {
             let mut conn = self.connection().await.ok()?;
             redis::cmd("INCR")
@@ -71,7 +87,14 @@ impl LazyRedis {
                 .await
                 .ok()
         };
-        matches!(tokio::time::timeout(self.timeout, bump).await, Ok(Some(_)))
+        let ok = matches!(tokio::time::timeout(self.timeout, bump).await, Ok(Some(_)));
+        if !ok {
+            *self
+                .bump_down_until
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(now + Duration::from_secs(1));
+        }
+        ok
     }
 }
 
