@@ -137,7 +137,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         seconds,
     )
     .await;
-    let fixed = fixed_rate(&client, &employees, &args.path, &key, args.rate, seconds).await;
+    let (fixed, fixed_from_send) =
+        fixed_rate(&client, &employees, &args.path, &key, args.rate, seconds).await;
 
     println!(
         "\nGateway read path, {} connections, {} s per phase\n",
@@ -159,6 +160,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{}", health.row());
     println!("{}", read.row());
     println!("{}", fixed.row());
+    println!("{}", fixed_from_send.row());
     println!(
         "\nread/healthz throughput ratio: {:.3} (target ≥ 0.35); p99 at {} req/s: {:.2} ms (target ≤ 5 ms)",
         read.throughput() / health.throughput(),
@@ -277,11 +279,13 @@ async fn fixed_rate(
     key: &str,
     rate: u64,
     duration: Duration,
-) -> Phase {
+) -> (Phase, Phase) {
     let started = Instant::now();
     let total = rate * duration.as_secs();
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    // (latency from the scheduled time, latency from the actual send, errors)
     let results = Arc::new(std::sync::Mutex::new((
+        Vec::with_capacity(total as usize),
         Vec::with_capacity(total as usize),
         0usize,
     )));
@@ -296,6 +300,7 @@ async fn fixed_rate(
             results.clone(),
         );
         tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
             let res = client.get(&url).header("X-API-Key", &key).send().await;
             let ok = match res {
                 Ok(res) if accepted(res.status()) => res.bytes().await.is_ok(),
@@ -304,8 +309,9 @@ async fn fixed_rate(
             let mut r = results.lock().unwrap();
             if ok {
                 r.0.push(scheduled.elapsed().as_micros() as u64);
+                r.1.push(sent.elapsed().as_micros() as u64);
             } else {
-                r.1 += 1;
+                r.2 += 1;
             }
         }));
     }
@@ -313,15 +319,25 @@ async fn fixed_rate(
         let _ = t.await;
     }
     let elapsed = started.elapsed();
-    let (mut latencies, errors) = std::mem::take(&mut *results.lock().unwrap());
+    let (mut latencies, mut from_send, errors) = std::mem::take(&mut *results.lock().unwrap());
     latencies.sort_unstable();
-    Phase {
-        name: format!("GET {path} @ {rate}/s"),
-        requests: latencies.len(),
-        errors,
-        elapsed,
-        latencies_us: latencies,
-    }
+    from_send.sort_unstable();
+    (
+        Phase {
+            name: format!("GET {path} @ {rate}/s"),
+            requests: latencies.len(),
+            errors,
+            elapsed,
+            latencies_us: latencies,
+        },
+        Phase {
+            name: "  the same, timed from the send".to_owned(),
+            requests: from_send.len(),
+            errors,
+            elapsed,
+            latencies_us: from_send,
+        },
+    )
 }
 
 async fn collect(
