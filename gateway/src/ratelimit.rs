@@ -162,6 +162,7 @@ impl RateLimiter {
     }
 
     /// True when the last Redis call failed less than a second ago.
+    #[cfg(test)]
     pub fn redis_degraded(&self) -> bool {
         self.epoch.elapsed().as_millis() as u64 <= self.redis_down_until_ms.load(Ordering::Relaxed)
     }

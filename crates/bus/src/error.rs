@@ -88,10 +88,6 @@ impl BusError {
         Self::new(ErrorCode::Unprocessable, message)
     }
 
-    pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::Forbidden, message)
-    }
-
     /// An internal failure. The cause is for the log; the client only learns that it failed.
     pub fn internal() -> Self {
         Self::new(ErrorCode::Internal, "Internal server error")

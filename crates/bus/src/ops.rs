@@ -303,6 +303,3 @@ pub const EMPLOYEE_OPERATIONS: &[&str] = &[
     EmployeeGetOp::NAME,
     EmployeeSetStatusOp::NAME,
 ];
-
-/// Operations that only an operator tool sends (never routed by the gateway).
-pub const OPERATOR_OPERATIONS: &[&str] = &[OrgCreateOp::NAME, OrgListOp::NAME];

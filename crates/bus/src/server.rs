@@ -16,7 +16,6 @@ use async_nats::service::{
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
 use crate::chunk;
@@ -61,10 +60,6 @@ pub fn to_bytes<T: Serialize>(value: &T) -> Result<Bytes, BusError> {
         tracing::error!(%err, "unencodable reply");
         BusError::internal()
     })
-}
-
-pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-    serde_json::from_slice(bytes).ok()
 }
 
 /// What a service registers on the bus.

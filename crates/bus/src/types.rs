@@ -266,10 +266,6 @@ impl Weekday {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|d| d.as_str() == s)
     }
-
-    pub fn from_chrono(d: chrono::Weekday) -> Self {
-        Self::ALL[d.num_days_from_monday() as usize]
-    }
 }
 
 /// A wall-clock time `HH:MM` (24 h).
