@@ -189,10 +189,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .merge(api)
         .merge(routes::system::routes())
-        .fallback(|| async { ApiError::not_found("Route not found") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
-        })
+        // Unknown routes (404) and wrong methods (405) get the envelope from request_context.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
                 .into_response()
