@@ -1,64 +1,153 @@
-//! attendance-svc: Clock events, breaks, leave and attendance reads.
-//!
-//! Skeleton: it registers on the bus as `clokio-attendance` (so `$SRV.PING` finds every replica)
-//! and answers no operation yet; its own issue brings its endpoints, schema and migrations.
+//! attendance-svc: clock events, breaks, leave and attendance reads. It owns the Postgres schema
+//! `attendance`, is its only writer, and answers on `<prefix>.v1.attendance.<operation>`. What it
+//! needs of employees, locations and org settings it asks employee-svc over NATS and caches (see
+//! [`directory`]). Every state change and its events commit in one transaction; the outbox relay
+//! publishes them to JetStream.
+
+mod config;
+mod db;
+mod directory;
+mod events;
+mod geo;
+mod handlers;
+mod idempotency;
+mod rules;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use clokio_bus::server::{Handler, Spec};
-use clokio_bus::{BusError, ErrorCode, ServiceName};
-use clokio_runtime::config::{self, BusConfig, ConfigError};
+use clokio_bus::ops::{self, ATTENDANCE_OPERATIONS, Operation};
+use clokio_bus::server::{Handler, Spec, decode};
+use clokio_bus::{Bus, BusError, ErrorCode, ServiceName, Subjects};
+use clokio_runtime::outbox::{self, Kick};
+use sqlx::PgPool;
+use tokio::sync::watch;
 
-/// attendance-svc configuration, from `CLOKIO_*` environment variables.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub bus: BusConfig,
-    /// `CLOKIO_ATTENDANCE_MAX_IN_FLIGHT`: bus requests handled at once per replica (default 256).
-    pub max_in_flight: usize,
+pub use config::Config;
+use directory::Directory;
+use handlers::clock::Action;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct State {
+    pub(crate) pool: PgPool,
+    pub(crate) subjects: Subjects,
+    pub(crate) kick: Kick,
+    pub(crate) directory: Arc<Directory>,
 }
 
-impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
-            bus: BusConfig::from_env()?,
-            max_in_flight: config::parse("CLOKIO_ATTENDANCE_MAX_IN_FLIGHT", 256)?,
-        })
-    }
-}
-
-struct Service;
-
-impl Handler for Service {
-    async fn handle(&self, operation: &str, _payload: Bytes) -> Result<Bytes, BusError> {
-        Err(BusError::new(
-            ErrorCode::NotFound,
-            format!("Unknown operation {operation}"),
-        ))
-    }
-}
-
-/// Runs attendance-svc until `shutdown` resolves.
+/// Starts attendance-svc and runs it until `shutdown` resolves.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let nats = clokio_runtime::connect_nats(&config.bus.nats_url, "attendance-svc").await?;
+    let pool = clokio_runtime::db::connect(
+        &config.database_url,
+        "attendance",
+        config.db_max_connections,
+        Duration::from_secs(30),
+    )
+    .await?;
+    sqlx::migrate!("./migrations").run(&pool).await?;
+    let js = async_nats::jetstream::new(nats.clone());
+    clokio_bus::events::ensure_events_stream(&js, &config.bus.subjects).await?;
+
+    let bus = Bus::new(
+        nats.clone(),
+        config.bus.subjects.clone(),
+        config.bus.request_timeout,
+    );
+    let directory = Arc::new(Directory::new(nats.clone(), bus).await?);
+    let sync = tokio::spawn({
+        let directory = directory.clone();
+        async move { directory.run_sync().await }
+    });
+    let sweep = tokio::spawn(idempotency::sweep(pool.clone()));
+    let state = State {
+        pool: pool.clone(),
+        subjects: config.bus.subjects.clone(),
+        kick: Kick::default(),
+        directory,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let relay = tokio::spawn(outbox::relay(
+        pool.clone(),
+        js,
+        config.bus.subjects.prefix().to_string(),
+        state.kick.clone(),
+        async move {
+            let mut rx = stop_rx;
+            let _ = rx.wait_for(|stop| *stop).await;
+        },
+    ));
+
     let spec = Spec {
         service: ServiceName::Attendance,
         description: "Clock events, breaks, leave and attendance reads",
-        operations: &[],
+        operations: ATTENDANCE_OPERATIONS,
         max_in_flight: config.max_in_flight,
     };
-    clokio_bus::server::serve(
+    let served = clokio_bus::server::serve(
         nats.clone(),
         &config.bus.subjects,
         spec,
-        Arc::new(Service),
+        Arc::new(state),
         shutdown,
     )
-    .await?;
-    nats.flush().await?;
+    .await;
+    let _ = stop_tx.send(true);
+    sync.abort();
+    sweep.abort();
+    let _ = relay.await;
+    let _ = nats.flush().await;
+    pool.close().await;
+    served?;
     Ok(())
+}
+
+impl Handler for State {
+    async fn handle(&self, operation: &str, payload: Bytes) -> Result<Bytes, BusError> {
+        use handlers::{clock, import, leaves, reads};
+        let p = &payload[..];
+        match operation {
+            ops::ClockInOp::NAME => {
+                clock::handle(self, Action::ClockIn, decode::<ops::ClockInOp>(p)?).await
+            }
+            ops::ClockOutOp::NAME => {
+                clock::handle(self, Action::ClockOut, decode::<ops::ClockOutOp>(p)?).await
+            }
+            ops::BreakStartOp::NAME => {
+                clock::handle(self, Action::BreakStart, decode::<ops::BreakStartOp>(p)?).await
+            }
+            ops::BreakEndOp::NAME => {
+                clock::handle(self, Action::BreakEnd, decode::<ops::BreakEndOp>(p)?).await
+            }
+            ops::DailyOp::NAME => reads::daily(self, decode::<ops::DailyOp>(p)?).await,
+            ops::RangeOp::NAME => reads::range(self, decode::<ops::RangeOp>(p)?).await,
+            ops::EmployeeRangeOp::NAME => {
+                reads::employee_range(self, decode::<ops::EmployeeRangeOp>(p)?).await
+            }
+            ops::EmployeeActivityOp::NAME => {
+                reads::employee_activity(self, decode::<ops::EmployeeActivityOp>(p)?).await
+            }
+            ops::OrgActivityOp::NAME => {
+                reads::org_activity(self, decode::<ops::OrgActivityOp>(p)?).await
+            }
+            ops::ImportOp::NAME => import::import(self, decode::<ops::ImportOp>(p)?).await,
+            ops::LeaveCreateOp::NAME => {
+                leaves::create(self, decode::<ops::LeaveCreateOp>(p)?).await
+            }
+            ops::LeaveListOp::NAME => leaves::list(self, decode::<ops::LeaveListOp>(p)?).await,
+            ops::LeaveDeleteOp::NAME => {
+                leaves::delete(self, decode::<ops::LeaveDeleteOp>(p)?).await
+            }
+            other => Err(BusError::new(
+                ErrorCode::NotFound,
+                format!("Unknown operation {other}"),
+            )),
+        }
+    }
 }

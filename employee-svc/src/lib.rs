@@ -116,10 +116,11 @@ async fn wait(mut rx: watch::Receiver<bool>) {
 }
 
 impl State {
-    /// After a committed write of `org`'s employees, before answering it: invalidate every cache
-    /// of them. The announcement must have reached the server before the generation moves, or a
-    /// gateway could see the new generation and load from a replica that still has the old list.
-    pub(crate) async fn employees_changed(&self, org: clokio_bus::ids::OrgId) {
+    /// After a committed write of anything of `org` that other services cache (employees,
+    /// locations, settings), before answering it: invalidate every cache of it. The announcement
+    /// must have reached the server before the generation moves, or a gateway could see the new
+    /// generation and load from a replica that still has the old list.
+    pub(crate) async fn org_changed(&self, org: clokio_bus::ids::OrgId) {
         if !self.lists.invalidate(org).await {
             tracing::warn!(%org, "cache invalidation not confirmed by NATS");
         }

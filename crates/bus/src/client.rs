@@ -10,7 +10,7 @@ use async_nats::{HeaderMap, RequestErrorKind};
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::chunk::{self, ChunkPull};
+use crate::chunk;
 use crate::error::{BusError, ErrorCode};
 use crate::ops::Operation;
 use crate::subject::Subjects;
@@ -70,12 +70,34 @@ impl Bus {
         payload: Bytes,
         request_id: Option<&str>,
     ) -> Result<Bytes, BusError> {
+        let mut headers = HeaderMap::new();
+        if let Some(id) = request_id {
+            headers.insert(REQUEST_ID_HEADER, id);
+        }
+        // A request too large for one message: send the first chunk and serve the rest until the
+        // reply is in.
+        let chunk_bytes = chunk::chunk_bytes(&self.client);
+        let (payload, _serving) = if payload.len() > chunk_bytes {
+            let inbox = self.client.new_inbox();
+            let sub = self.client.subscribe(inbox.clone()).await.map_err(|err| {
+                tracing::warn!(%err, "could not subscribe for request chunks");
+                BusError::unavailable()
+            })?;
+            let count = payload.len().div_ceil(chunk_bytes);
+            headers.insert(chunk::CHUNKS_HEADER, count.to_string().as_str());
+            headers.insert(chunk::SUBJECT_HEADER, inbox.as_str());
+            headers.insert(chunk::TOKEN_HEADER, "request");
+            let first = payload.slice(..chunk_bytes);
+            let serving =
+                chunk::Serving::start(self.client.clone(), sub, payload, chunk_bytes);
+            (first, Some(serving))
+        } else {
+            (payload, None)
+        };
         let mut request = async_nats::Request::new()
             .payload(payload)
             .timeout(Some(self.timeout));
-        if let Some(id) = request_id {
-            let mut headers = HeaderMap::new();
-            headers.insert(REQUEST_ID_HEADER, id);
+        if !headers.is_empty() {
             request = request.headers(headers);
         }
         let msg = match self.client.send_request(subject.clone(), request).await {
@@ -100,69 +122,21 @@ impl Bus {
         if let Some(err) = decode_error(msg.headers.as_ref()) {
             return Err(err);
         }
-        match msg.headers.as_ref().map(chunked).transpose()?.flatten() {
+        match chunk::chunked(msg.headers.as_ref(), chunk::MAX_CHUNKS)? {
             Some((count, chunk_subject, token)) => {
-                self.pull_chunks(msg.payload, count, chunk_subject, token)
-                    .await
+                chunk::pull(
+                    &self.client,
+                    msg.payload,
+                    count,
+                    &chunk_subject,
+                    &token,
+                    self.timeout,
+                )
+                .await
             }
             None => Ok(msg.payload),
         }
     }
-
-    /// Pulls chunks 1..count of a large reply and joins them after `first`.
-    async fn pull_chunks(
-        &self,
-        first: Bytes,
-        count: usize,
-        subject: String,
-        token: String,
-    ) -> Result<Bytes, BusError> {
-        let mut whole = bytes::BytesMut::with_capacity(first.len() * count);
-        whole.extend_from_slice(&first);
-        for index in 1..count {
-            let pull = ChunkPull {
-                token: token.clone(),
-                index: index as u32,
-            };
-            let part = Box::pin(self.request_bytes(subject.clone(), encode(&pull)?, None)).await?;
-            whole.extend_from_slice(&part);
-        }
-        Ok(whole.freeze())
-    }
-}
-
-/// The chunk headers of a reply: (count, subject, token). None for a reply in one message; an error
-/// when the headers are there but unusable (never hand out the first chunk as if it were all).
-fn chunked(headers: &HeaderMap) -> Result<Option<(usize, String, String)>, BusError> {
-    let Some(count) = headers.get(chunk::CHUNKS_HEADER) else {
-        return Ok(None);
-    };
-    let malformed = || {
-        tracing::error!("malformed chunked reply headers");
-        BusError::internal()
-    };
-    let count: usize = count.as_str().parse().map_err(|_| malformed())?;
-    if count > chunk::MAX_CHUNKS {
-        tracing::error!(count, "reply has more chunks than accepted");
-        return Err(BusError::new(
-            ErrorCode::PayloadTooLarge,
-            "The result is too large",
-        ));
-    }
-    if count < 2 {
-        return Err(malformed());
-    }
-    let subject = headers
-        .get(chunk::SUBJECT_HEADER)
-        .ok_or_else(malformed)?
-        .as_str()
-        .to_owned();
-    let token = headers
-        .get(chunk::TOKEN_HEADER)
-        .ok_or_else(malformed)?
-        .as_str()
-        .to_owned();
-    Ok(Some((count, subject, token)))
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Bytes, BusError> {

@@ -22,6 +22,15 @@ pub mod kind {
     pub const UPDATED: &str = "updated";
     pub const STATUS_CHANGED: &str = "status_changed";
     pub const REVOKED: &str = "revoked";
+
+    pub const ATTENDANCE: &str = "attendance";
+    pub const LEAVE: &str = "leave";
+
+    pub const CLOCK_IN: &str = "clock-in";
+    pub const CLOCK_OUT: &str = "clock-out";
+    pub const BREAK_START: &str = "break-start";
+    pub const BREAK_END: &str = "break-end";
+    pub const DELETED: &str = "deleted";
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

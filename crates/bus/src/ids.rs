@@ -87,3 +87,11 @@ int_id!(
     /// A work location's id.
     LocationId
 );
+int_id!(
+    /// A work session's id (`attendance_id`).
+    AttendanceId
+);
+int_id!(
+    /// A leave's id.
+    LeaveId
+);

@@ -131,6 +131,7 @@ pub async fn serve<H: Handler>(
         };
         let handler = handler.clone();
         let chunks = chunks.clone();
+        let client = client.clone();
         tokio::spawn(async move {
             let request_id = req
                 .message
@@ -141,7 +142,10 @@ pub async fn serve<H: Handler>(
             let span =
                 tracing::info_span!("bus", operation = op, request_id = request_id.as_deref());
             let result = tracing::Instrument::instrument(
-                handler.handle(op, req.message.payload.clone()),
+                async {
+                    let payload = whole_request(&client, &req.message).await?;
+                    handler.handle(op, payload).await
+                },
                 span,
             )
             .await;
@@ -177,6 +181,30 @@ pub async fn serve<H: Handler>(
     Ok(())
 }
 
+/// How long a service waits for each chunk of a large request.
+const REQUEST_CHUNK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A request's whole payload: itself, or its chunks pulled from the requester.
+async fn whole_request(
+    client: &async_nats::Client,
+    msg: &async_nats::Message,
+) -> Result<Bytes, BusError> {
+    match chunk::chunked(msg.headers.as_ref(), chunk::MAX_REQUEST_CHUNKS)? {
+        None => Ok(msg.payload.clone()),
+        Some((count, subject, token)) => {
+            chunk::pull(
+                client,
+                msg.payload.clone(),
+                count,
+                &subject,
+                &token,
+                REQUEST_CHUNK_TIMEOUT,
+            )
+            .await
+        }
+    }
+}
+
 /// Replies larger than one NATS message. The first chunk goes back as the reply, with headers
 /// naming how many chunks there are and where to pull the rest: a subject only this replica
 /// listens on, and a token. The reply is kept for [`CHUNK_TTL`] for the requester to pull; small
@@ -193,10 +221,7 @@ pub const CHUNK_TTL: Duration = Duration::from_secs(30);
 
 impl ChunkStore {
     async fn serve(client: async_nats::Client, subject: String) -> Result<Self, async_nats::Error> {
-        let max_payload = client.server_info().max_payload;
-        let chunk_bytes = chunk::CHUNK_BYTES
-            .min(max_payload.saturating_sub(8 * 1024))
-            .max(1024);
+        let chunk_bytes = chunk::chunk_bytes(&client);
         let pending: Arc<Mutex<HashMap<String, (Instant, Bytes)>>> = Arc::default();
         let mut sub = client.subscribe(subject.clone()).await?;
         let task = tokio::spawn({

@@ -189,7 +189,17 @@ impl Timezone {
 
     /// Today's calendar date in this zone.
     pub fn today(&self) -> chrono::NaiveDate {
-        chrono::Utc::now().with_timezone(&self.0).date_naive()
+        self.date_of(chrono::Utc::now())
+    }
+
+    /// The local calendar date of an instant: the business date of a session that begins then.
+    pub fn date_of(&self, at: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {
+        at.with_timezone(&self.0).date_naive()
+    }
+
+    /// The local wall-clock time of an instant.
+    pub fn time_of(&self, at: chrono::DateTime<chrono::Utc>) -> NaiveTime {
+        at.with_timezone(&self.0).time()
     }
 }
 

@@ -16,9 +16,23 @@ impl Operation for Big {
     type Reply = Vec<u32>;
 }
 
+/// A request that can be larger than one message.
+struct Sum;
+impl Operation for Sum {
+    const SERVICE: ServiceName = ServiceName::Reporting;
+    const NAME: &'static str = "sum";
+    type Request = Vec<u64>;
+    type Reply = (usize, u64);
+}
+
 struct Numbers;
 impl Handler for Numbers {
-    async fn handle(&self, _op: &str, payload: Bytes) -> Result<Bytes, BusError> {
+    async fn handle(&self, op: &str, payload: Bytes) -> Result<Bytes, BusError> {
+        if op == "sum" {
+            let v: Vec<u64> = serde_json::from_slice(&payload).map_err(|_| BusError::invalid("v"))?;
+            let reply = (v.len(), v.iter().sum::<u64>());
+            return Ok(Bytes::from(serde_json::to_vec(&reply).unwrap()));
+        }
         let n: usize = serde_json::from_slice(&payload).map_err(|_| BusError::invalid("n"))?;
         if n == 0 {
             return Err(BusError::new(ErrorCode::NotFound, "nothing"));
@@ -42,7 +56,7 @@ async fn large_replies_arrive_whole_and_small_ones_unchanged() {
     let spec = Spec {
         service: ServiceName::Reporting,
         description: "test",
-        operations: &["big"],
+        operations: &["big", "sum"],
         max_in_flight: 8,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -84,6 +98,13 @@ async fn large_replies_arrive_whole_and_small_ones_unchanged() {
     });
     let lens = futures::future::join_all(calls).await;
     assert_eq!(lens, [150_000, 300_000, 450_000, 600_000]);
+
+    // A request over four times the max payload arrives whole; small ones are unchanged.
+    let v: Vec<u64> = (0..500_000).map(|i| i * 1_000_003).collect();
+    let want = (v.len(), v.iter().sum::<u64>());
+    assert!(serde_json::to_vec(&v).unwrap().len() > 4 * 1024 * 1024);
+    assert_eq!(bus.call::<Sum>(&v).await.unwrap(), want);
+    assert_eq!(bus.call::<Sum>(&vec![1, 2, 3]).await.unwrap(), (3, 6));
 
     // Errors still travel as errors.
     let err = bus.call::<Big>(&0).await.unwrap_err();

@@ -31,12 +31,24 @@ use clokio_bus::ids::OrgId;
 use futures::{FutureExt, StreamExt};
 use moka::sync::Cache;
 
+/// A cached value: cheap to clone, and it knows roughly how many bytes it holds (the cache is
+/// bounded by the sum).
+pub trait Weigh: Clone + Send + Sync + 'static {
+    fn weight(&self) -> u32;
+}
+
+impl Weigh for Bytes {
+    fn weight(&self) -> u32 {
+        u32::try_from(self.len()).unwrap_or(u32::MAX)
+    }
+}
+
 /// (reconnect epoch, local org generation, shared generation) when a value was loaded.
 type Tag = (u64, u64, Option<u64>);
 
-pub struct OrgCache<K: Hash + Eq + Clone + Send + Sync + 'static> {
+pub struct OrgCache<K: Hash + Eq + Clone + Send + Sync + 'static, V: Weigh = Bytes> {
     name: &'static str,
-    entries: Cache<(OrgId, K), (Tag, Bytes)>,
+    entries: Cache<(OrgId, K), (Tag, V)>,
     /// Every key ever cached per org, to drop them all on invalidation.
     keys: Mutex<HashMap<OrgId, (u64, Vec<K>)>>,
     epoch: AtomicU64,
@@ -146,7 +158,7 @@ impl Drop for Fence {
     }
 }
 
-impl<K: Hash + Eq + Clone + Send + Sync + 'static> OrgCache<K> {
+impl<K: Hash + Eq + Clone + Send + Sync + 'static, V: Weigh> OrgCache<K, V> {
     /// A cache named `name` (the metrics label) following announcements on `subject`. With
     /// `fence`, each read first waits at most that long for a NATS round trip.
     pub async fn new(
@@ -162,9 +174,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> OrgCache<K> {
             name,
             entries: Cache::builder()
                 .max_capacity(64 * 1024 * 1024)
-                .weigher(|_, (_, bytes): &(Tag, Bytes)| {
-                    u32::try_from(bytes.len()).unwrap_or(u32::MAX)
-                })
+                .weigher(|_, (_, value): &(Tag, V)| value.weight())
                 .time_to_live(Duration::from_secs(300))
                 .build(),
             keys: Mutex::new(HashMap::new()),
@@ -233,10 +243,10 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> OrgCache<K> {
         key: K,
         shared: Option<u64>,
         load: F,
-    ) -> Result<Bytes, E>
+    ) -> Result<V, E>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Bytes, E>>,
+        Fut: std::future::Future<Output = Result<V, E>>,
     {
         if shared.is_none() && self.fence_reads && !self.fence.pass().await {
             // Freshness cannot be proven: no cache.

@@ -41,6 +41,31 @@ pub async fn enqueue<T: Serialize>(
     Ok(())
 }
 
+/// Adds many events to the outbox inside the caller's transaction, in one statement.
+pub async fn enqueue_many<T: Serialize>(
+    tx: &mut Transaction<'_, Postgres>,
+    events: &[(String, Event<T>)],
+) -> Result<(), sqlx::Error> {
+    let mut ids = Vec::with_capacity(events.len());
+    let mut subjects = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    for (subject, event) in events {
+        ids.push(event.id.as_uuid());
+        subjects.push(subject.as_str());
+        payloads.push(serde_json::to_vec(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
+    }
+    sqlx::query(
+        "INSERT INTO outbox (event_id, subject, payload) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[])",
+    )
+    .bind(ids)
+    .bind(subjects)
+    .bind(payloads)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Wakes the relay after a commit, so events go out at once instead of at the next poll.
 #[derive(Clone, Default)]
 pub struct Kick(Arc<Notify>);

@@ -191,7 +191,7 @@ pub async fn create(state: &State, req: EmployeeCreate) -> Result<CreatedEmploye
     emit(state, &mut tx, &employee, kind::CREATED, req.org_id).await?;
     tx.commit().await.map_err(|e| db::map_err(e, UNIQUE))?;
     state.kick.kick();
-    state.employees_changed(req.org_id).await;
+    state.org_changed(req.org_id).await;
     Ok(CreatedEmployee {
         employee,
         password: generated.then_some(password),
@@ -313,7 +313,7 @@ pub async fn set_status(state: &State, req: EmployeeSetStatus) -> Result<Employe
     emit(state, &mut tx, &employee, kind::STATUS_CHANGED, req.org_id).await?;
     tx.commit().await.map_err(db::err)?;
     state.kick.kick();
-    state.employees_changed(req.org_id).await;
+    state.org_changed(req.org_id).await;
     Ok(employee)
 }
 

@@ -71,8 +71,12 @@ pub async fn create(state: &State, req: LocationCreate) -> Result<Location, BusE
             &[("locations_org_name_key", "The name has already been taken")],
         )
     })?;
-    row.map(Into::into)
-        .ok_or_else(|| BusError::not_found("Organization not found"))
+    let location: Location = row
+        .map(Into::into)
+        .ok_or_else(|| BusError::not_found("Organization not found"))?;
+    // attendance-svc geofences against the org's locations from its cache.
+    state.org_changed(req.org_id).await;
+    Ok(location)
 }
 
 pub async fn list(state: &State, org_id: OrgId) -> Result<Vec<Location>, BusError> {

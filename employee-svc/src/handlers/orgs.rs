@@ -200,5 +200,7 @@ pub async fn update(state: &State, req: OrgUpdate) -> Result<Organization, BusEr
         .map_err(db::err)?;
     tx.commit().await.map_err(db::err)?;
     state.kick.kick();
+    // attendance-svc reads time zone and schedule from its cache.
+    state.org_changed(org.id).await;
     Ok(org)
 }

@@ -23,13 +23,16 @@ macro_rules! operation {
         $(#[$doc])*
         pub struct $name;
         impl Operation for $name {
-            const SERVICE: ServiceName = ServiceName::$service;
+            const SERVICE: $crate::subject::ServiceName = $crate::subject::ServiceName::$service;
             const NAME: &'static str = $subject;
             type Request = $req;
             type Reply = $reply;
         }
     };
 }
+
+pub mod attendance;
+pub use attendance::*;
 
 // ---------------------------------------------------------------- organizations
 

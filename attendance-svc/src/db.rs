@@ -1,0 +1,20 @@
+//! Database error mapping for attendance-svc, in one place: unreachable database → 503, a value
+//! Postgres cannot store → 422, the one-open-session index → 409, anything else → 500 (logged,
+//! never shown).
+
+use clokio_bus::BusError;
+
+pub fn err(err: sqlx::Error) -> BusError {
+    if clokio_runtime::db::unique_violation(&err).as_deref() == Some("sessions_one_open") {
+        return BusError::conflict("Employee is already clocked in");
+    }
+    if clokio_runtime::db::is_data_exception(&err) {
+        return BusError::invalid("The request contains a value that cannot be stored");
+    }
+    if clokio_runtime::db::is_unavailable(&err) {
+        tracing::warn!(%err, "database unavailable");
+        return BusError::unavailable();
+    }
+    tracing::error!(%err, "database error");
+    BusError::internal()
+}

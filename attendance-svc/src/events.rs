@@ -1,0 +1,79 @@
+//! The events attendance-svc publishes, written to its outbox in the transaction of the change:
+//! `<prefix>.events.attendance.<org>.<clock-in|clock-out|break-start|break-end>` and
+//! `<prefix>.events.leave.<org>.<created|deleted>`.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clokio_bus::BusError;
+use clokio_bus::events::{Event, kind};
+use clokio_bus::ids::{AttendanceId, EventId, LocationId, OrgId};
+use clokio_bus::ops::{AttendanceEvent, Employee};
+use clokio_runtime::outbox;
+use serde::Serialize;
+use sqlx::{Postgres, Transaction};
+
+use crate::{State, db};
+
+/// What every event of one session says.
+pub struct Clocked<'a> {
+    pub attendance_id: AttendanceId,
+    pub employee: &'a Employee,
+    pub location_id: LocationId,
+    pub location: &'a str,
+    pub work_date: NaiveDate,
+    pub clock_in: DateTime<Utc>,
+}
+
+impl Clocked<'_> {
+    pub fn event(&self, event: &str, at: DateTime<Utc>) -> AttendanceEvent {
+        AttendanceEvent {
+            event: event.to_owned(),
+            attendance_id: self.attendance_id,
+            employee_id: self.employee.employee_id,
+            employee_code: self.employee.employee_code.clone(),
+            employee_name: self.employee.name.clone(),
+            department: self.employee.department.clone(),
+            location_id: self.location_id,
+            location_name: self.location.to_owned(),
+            timestamp: at,
+            work_date: self.work_date,
+            clock_in: self.clock_in,
+            clock_out: None,
+            total_hours: None,
+            break_minutes: None,
+            imported: false,
+        }
+    }
+}
+
+/// Writes an attendance event (`event` is its kind, e.g. `clock-in`) to the outbox.
+pub async fn emit(
+    state: &State,
+    tx: &mut Transaction<'_, Postgres>,
+    org: OrgId,
+    event: &str,
+    at: DateTime<Utc>,
+    data: AttendanceEvent,
+) -> Result<(), BusError> {
+    enqueue(state, tx, org, kind::ATTENDANCE, event, at, &data).await
+}
+
+/// Writes any event of this service to the outbox.
+pub async fn enqueue<T: Serialize>(
+    state: &State,
+    tx: &mut Transaction<'_, Postgres>,
+    org: OrgId,
+    domain: &str,
+    event: &str,
+    at: DateTime<Utc>,
+    data: &T,
+) -> Result<(), BusError> {
+    let e = Event {
+        id: EventId::new_random(),
+        org_id: org,
+        occurred_at: at,
+        kind: format!("{domain}.{event}"),
+        data,
+    };
+    let subject = state.subjects.event(domain, org, event);
+    outbox::enqueue(tx, &subject, &e).await.map_err(db::err)
+}

@@ -1,0 +1,371 @@
+//! Clock-in, clock-out, break-start and break-end.
+//!
+//! Every write about an employee first locks the employee's `employee_state` row, so two
+//! simultaneous clock-ins are decided one after the other (and the partial unique index on open
+//! sessions refuses a second open session even if code did not). The state change and its events
+//! commit together through the outbox.
+
+use bytes::Bytes;
+use chrono::{DateTime, Duration, Utc};
+use clokio_bus::events::kind;
+use clokio_bus::ids::{AttendanceId, LocationId};
+use clokio_bus::ops::{
+    BreakEndOp, BreakEnded, BreakStartOp, BreakStarted, ClockInOp, ClockOutOp, ClockRequest,
+    ClockedIn, ClockedOut, Employee, Operation,
+};
+use clokio_bus::server::to_bytes;
+use clokio_bus::types::EmployeeStatus;
+use clokio_bus::{BusError, ErrorCode};
+use sqlx::{Postgres, Transaction};
+
+use crate::directory::OrgInfo;
+use crate::events::{self, Clocked};
+use crate::idempotency::Idempotency;
+use crate::rules::whole_seconds;
+use crate::{State, db, geo};
+
+/// How far ahead of our clock an offline kiosk's timestamp may be.
+const MAX_FUTURE: Duration = Duration::minutes(2);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    ClockIn,
+    ClockOut,
+    BreakStart,
+    BreakEnd,
+}
+
+impl Action {
+    fn operation(self) -> &'static str {
+        match self {
+            Self::ClockIn => ClockInOp::NAME,
+            Self::ClockOut => ClockOutOp::NAME,
+            Self::BreakStart => BreakStartOp::NAME,
+            Self::BreakEnd => BreakEndOp::NAME,
+        }
+    }
+}
+
+pub async fn handle(state: &State, action: Action, req: ClockRequest) -> Result<Bytes, BusError> {
+    let same = (&req.nip, &req.coordinates, &req.timestamp);
+    let idem = Idempotency::new(
+        req.org_id,
+        req.idempotency_key.as_deref(),
+        action.operation(),
+        &same,
+    );
+    let mut tx = state.pool.begin().await.map_err(db::err)?;
+    if let Some(answer) = idem.claim(&mut tx).await? {
+        return answer;
+    }
+    let result = apply(state, &mut tx, action, &req).await;
+    let changed = result.is_ok();
+    let answer = idem.settle(tx, result).await;
+    if changed && answer.is_ok() {
+        state.kick.kick();
+        metrics::counter!("clokio_clock_events_total", "action" => action.operation()).increment(1);
+    }
+    answer
+}
+
+/// Where an event happens: the nearest geofence containing the reported position, else the
+/// employee's own location.
+fn place(
+    info: &OrgInfo,
+    employee: &Employee,
+    req: &ClockRequest,
+) -> Result<(LocationId, String), BusError> {
+    match req.coordinates {
+        Some(point) => {
+            geo::validate(point).map_err(BusError::invalid)?;
+            let location = geo::locate(&info.locations, point).ok_or_else(|| {
+                BusError::invalid("Location is outside of any allowed work location")
+            })?;
+            Ok((location.id, location.name.clone()))
+        }
+        None => Ok((employee.location_id, employee.location.clone())),
+    }
+}
+
+/// A kiosk's own timestamp, checked against our clock and the org's offline window.
+fn requested_time(
+    info: &OrgInfo,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, BusError> {
+    let at = whole_seconds(at);
+    if at > now + MAX_FUTURE {
+        return Err(BusError::invalid(
+            "The timestamp field must not be more than 2 minutes in the future",
+        ));
+    }
+    let hours = info.org.settings.offline_backdate_hours;
+    if at < now - Duration::hours(i64::from(hours)) {
+        return Err(BusError::invalid(format!(
+            "The timestamp field must not be more than {hours} hours in the past"
+        )));
+    }
+    Ok(at)
+}
+
+/// The employee's state, locked for this transaction (created on first use).
+async fn lock_state(
+    tx: &mut Transaction<'_, Postgres>,
+    employee: &Employee,
+    org: clokio_bus::ids::OrgId,
+) -> Result<(Option<i64>, Option<DateTime<Utc>>), BusError> {
+    sqlx::query_as(
+        "INSERT INTO employee_state (org_id, employee_id) VALUES ($1, $2) \
+         ON CONFLICT (org_id, employee_id) DO UPDATE SET org_id = EXCLUDED.org_id \
+         RETURNING open_session_id, last_event_at",
+    )
+    .bind(org.as_uuid())
+    .bind(employee.employee_id.get())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db::err)
+}
+
+#[derive(sqlx::FromRow)]
+struct OpenSession {
+    id: i64,
+    work_date: chrono::NaiveDate,
+    clock_in: DateTime<Utc>,
+    location_id: i64,
+    location: String,
+    break_seconds: i64,
+    break_open_since: Option<DateTime<Utc>>,
+}
+
+async fn open_session(
+    tx: &mut Transaction<'_, Postgres>,
+    id: i64,
+) -> Result<OpenSession, BusError> {
+    sqlx::query_as(
+        "SELECT id, work_date, clock_in, location_id, location, break_seconds, break_open_since \
+         FROM sessions WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db::err)
+}
+
+async fn apply(
+    state: &State,
+    tx: &mut Transaction<'_, Postgres>,
+    action: Action,
+    req: &ClockRequest,
+) -> Result<Bytes, BusError> {
+    let (info, employee) = tokio::try_join!(
+        state.directory.org(req.org_id),
+        state.directory.employee(req.org_id, &req.nip)
+    )?;
+    let now = whole_seconds(Utc::now());
+    let requested = req
+        .timestamp
+        .map(|at| requested_time(&info, at, now))
+        .transpose()?;
+    if action == Action::ClockIn && employee.status == EmployeeStatus::Inactive {
+        return Err(BusError::new(ErrorCode::Forbidden, "Employee is inactive"));
+    }
+    // Breaks carry no position: they happen where the session is.
+    let (location_id, location) = place(&info, &employee, req)?;
+    let (open, last) = lock_state(tx, &employee, req.org_id).await?;
+    let session = match (action, open) {
+        (Action::ClockIn, Some(_)) => {
+            return Err(BusError::conflict("Employee is already clocked in"));
+        }
+        (Action::ClockIn, None) => None,
+        (Action::ClockOut | Action::BreakStart, None) => {
+            return Err(BusError::conflict("Employee is not clocked in"));
+        }
+        (Action::BreakEnd, None) => return Err(BusError::conflict("Employee is not on a break")),
+        (_, Some(id)) => Some(open_session(tx, id).await?),
+    };
+    if let Some(s) = &session {
+        match (action, s.break_open_since) {
+            (Action::BreakStart, Some(_)) => {
+                return Err(BusError::conflict("Employee is already on a break"));
+            }
+            (Action::BreakEnd, None) => {
+                return Err(BusError::conflict("Employee is not on a break"));
+            }
+            _ => {}
+        }
+    }
+    // Events of one employee stay in order: a kiosk's late report may not come before what is
+    // already recorded, and our own clock never records before it either.
+    let at = match (requested, last) {
+        (Some(at), Some(last)) if at < last => {
+            return Err(BusError::invalid(format!(
+                "The timestamp must not be earlier than the employee's last attendance event ({})",
+                last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )));
+        }
+        (Some(at), _) => at,
+        (None, Some(last)) => now.max(last),
+        (None, None) => now,
+    };
+    let tz = info.org.timezone;
+    let org = req.org_id;
+    match (action, session) {
+        (Action::ClockIn, _) => {
+            let work_date = tz.date_of(at);
+            let (id,): (i64,) = sqlx::query_as(
+                "WITH s AS ( \
+                    INSERT INTO sessions (org_id, employee_id, work_date, clock_in, location_id, location) \
+                    VALUES ($1, $2, $3, $4, $5, $6) RETURNING id) \
+                 UPDATE employee_state SET open_session_id = (SELECT id FROM s), last_event_at = $4 \
+                 WHERE org_id = $1 AND employee_id = $2 RETURNING open_session_id",
+            )
+            .bind(org.as_uuid())
+            .bind(employee.employee_id.get())
+            .bind(work_date)
+            .bind(at)
+            .bind(location_id.get())
+            .bind(&location)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db::err)?;
+            let attendance_id = AttendanceId::new(id);
+            let clocked = Clocked {
+                attendance_id,
+                employee: &employee,
+                location_id,
+                location: &location,
+                work_date,
+                clock_in: at,
+            };
+            events::emit(state, tx, org, kind::CLOCK_IN, at, clocked.event(kind::CLOCK_IN, at))
+                .await?;
+            to_bytes(&ClockedIn {
+                attendance_id,
+                employee_name: employee.name.clone(),
+                clock_in: at,
+                location,
+            })
+        }
+        (Action::ClockOut, Some(s)) => {
+            let open_break = s.break_open_since.map(|since| (at - since).num_seconds());
+            let break_seconds = s.break_seconds + open_break.unwrap_or(0);
+            sqlx::query(
+                "WITH s AS ( \
+                    UPDATE sessions SET clock_out = $3, out_location_id = $4, out_location = $5, \
+                        break_seconds = $6, break_open_since = NULL \
+                    WHERE id = $2 RETURNING id), \
+                 b AS ( \
+                    UPDATE breaks SET ended_at = $3 WHERE session_id = $2 AND ended_at IS NULL) \
+                 UPDATE employee_state SET open_session_id = NULL, last_event_at = $3 \
+                 WHERE org_id = $1 AND employee_id = $7 AND open_session_id = (SELECT id FROM s)",
+            )
+            .bind(org.as_uuid())
+            .bind(s.id)
+            .bind(at)
+            .bind(location_id.get())
+            .bind(&location)
+            .bind(break_seconds)
+            .bind(employee.employee_id.get())
+            .execute(&mut **tx)
+            .await
+            .map_err(db::err)?;
+            let attendance_id = AttendanceId::new(s.id);
+            let total_seconds = (at - s.clock_in).num_seconds() - break_seconds;
+            let clocked = Clocked {
+                attendance_id,
+                employee: &employee,
+                location_id: LocationId::new(s.location_id),
+                location: &s.location,
+                work_date: s.work_date,
+                clock_in: s.clock_in,
+            };
+            if open_break.is_some() {
+                events::emit(state, tx, org, kind::BREAK_END, at, clocked.event(kind::BREAK_END, at))
+                    .await?;
+            }
+            let mut event = clocked.event(kind::CLOCK_OUT, at);
+            event.location_id = location_id;
+            event.location_name = location.clone();
+            event.clock_out = Some(at);
+            event.total_hours = Some(crate::rules::hours(total_seconds));
+            event.break_minutes = Some(crate::rules::minutes(break_seconds));
+            events::emit(state, tx, org, kind::CLOCK_OUT, at, event).await?;
+            to_bytes(&ClockedOut {
+                attendance_id,
+                employee_name: employee.name.clone(),
+                clock_in: s.clock_in,
+                clock_out: at,
+                location,
+                total_hours: crate::rules::hours(total_seconds),
+                break_minutes: crate::rules::minutes(break_seconds),
+            })
+        }
+        (Action::BreakStart, Some(s)) => {
+            sqlx::query(
+                "WITH b AS (INSERT INTO breaks (session_id, started_at) VALUES ($2, $3)), \
+                 s AS (UPDATE sessions SET break_open_since = $3 WHERE id = $2) \
+                 UPDATE employee_state SET last_event_at = $3 WHERE org_id = $1 AND employee_id = $4",
+            )
+            .bind(org.as_uuid())
+            .bind(s.id)
+            .bind(at)
+            .bind(employee.employee_id.get())
+            .execute(&mut **tx)
+            .await
+            .map_err(db::err)?;
+            let attendance_id = AttendanceId::new(s.id);
+            let clocked = Clocked {
+                attendance_id,
+                employee: &employee,
+                location_id: LocationId::new(s.location_id),
+                location: &s.location,
+                work_date: s.work_date,
+                clock_in: s.clock_in,
+            };
+            events::emit(state, tx, org, kind::BREAK_START, at, clocked.event(kind::BREAK_START, at))
+                .await?;
+            to_bytes(&BreakStarted {
+                attendance_id,
+                employee_name: employee.name.clone(),
+                break_start: at,
+            })
+        }
+        (Action::BreakEnd, Some(s)) => {
+            let since = s.break_open_since.ok_or_else(BusError::internal)?;
+            let seconds = (at - since).num_seconds();
+            sqlx::query(
+                "WITH b AS (UPDATE breaks SET ended_at = $3 WHERE session_id = $2 AND ended_at IS NULL), \
+                 s AS (UPDATE sessions SET break_open_since = NULL, break_seconds = break_seconds + $5 \
+                       WHERE id = $2) \
+                 UPDATE employee_state SET last_event_at = $3 WHERE org_id = $1 AND employee_id = $4",
+            )
+            .bind(org.as_uuid())
+            .bind(s.id)
+            .bind(at)
+            .bind(employee.employee_id.get())
+            .bind(seconds)
+            .execute(&mut **tx)
+            .await
+            .map_err(db::err)?;
+            let attendance_id = AttendanceId::new(s.id);
+            let clocked = Clocked {
+                attendance_id,
+                employee: &employee,
+                location_id: LocationId::new(s.location_id),
+                location: &s.location,
+                work_date: s.work_date,
+                clock_in: s.clock_in,
+            };
+            events::emit(state, tx, org, kind::BREAK_END, at, clocked.event(kind::BREAK_END, at))
+                .await?;
+            to_bytes(&BreakEnded {
+                attendance_id,
+                employee_name: employee.name.clone(),
+                break_start: since,
+                break_end: at,
+                duration_minutes: crate::rules::minutes(seconds),
+            })
+        }
+        (_, None) => Err(BusError::internal()),
+    }
+}

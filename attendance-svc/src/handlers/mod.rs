@@ -1,0 +1,6 @@
+//! One module per group of bus operations; `crate::State::handle` routes to them.
+
+pub mod clock;
+pub mod import;
+pub mod leaves;
+pub mod reads;

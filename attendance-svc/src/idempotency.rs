@@ -1,0 +1,185 @@
+//! `Idempotency-Key`: a write's first answer is stored with its key in the write's own
+//! transaction, so a retry with the same key and request within 24 hours replays that answer
+//! (status and body) and changes nothing, and the same key with another request is a 422.
+//!
+//! The key row is claimed first: a concurrent retry blocks on it until the first attempt commits
+//! or rolls back. The work then runs under a savepoint, so a refusal (4xx) is undone and stored
+//! as the answer, while a failure of ours (5xx) rolls everything back and leaves the key free.
+
+use bytes::Bytes;
+use clokio_bus::ids::OrgId;
+use clokio_bus::{BusError, ErrorCode};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::{Postgres, Transaction};
+
+use crate::db;
+
+/// How long a key is remembered.
+pub const TTL_HOURS: i32 = 24;
+
+/// One write's key, if the client sent one.
+pub struct Idempotency {
+    claim: Option<(OrgId, String, &'static str, Vec<u8>)>,
+}
+
+impl Idempotency {
+    /// `request` is what makes two requests "the same": the typed request without its key.
+    pub fn new<R: Serialize>(
+        org: OrgId,
+        key: Option<&str>,
+        operation: &'static str,
+        request: &R,
+    ) -> Self {
+        let claim = key.map(|key| {
+            let mut hash = Sha256::new();
+            hash.update(operation.as_bytes());
+            hash.update([0]);
+            // Serializing a plain request struct cannot fail.
+            hash.update(serde_json::to_vec(request).unwrap_or_default());
+            (org, key.to_owned(), operation, hash.finalize().to_vec())
+        });
+        Self { claim }
+    }
+
+    /// Claims the key inside `tx`. Some(answer) when the key was used before: the stored answer,
+    /// or a 422 if it was used for another request.
+    pub async fn claim(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+    ) -> Result<Option<Result<Bytes, BusError>>, BusError> {
+        let Some((org, key, operation, hash)) = &self.claim else {
+            return Ok(None);
+        };
+        let fresh: Option<(i32,)> = sqlx::query_as(
+            "INSERT INTO idempotency_keys (org_id, key, operation, request_hash) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (org_id, key) DO UPDATE SET operation = EXCLUDED.operation, \
+                request_hash = EXCLUDED.request_hash, status = NULL, response = NULL, \
+                created_at = now() \
+             WHERE idempotency_keys.created_at < now() - make_interval(hours => $5) \
+             RETURNING 1",
+        )
+        .bind(org.as_uuid())
+        .bind(key)
+        .bind(operation)
+        .bind(hash)
+        .bind(TTL_HOURS)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db::err)?;
+        if fresh.is_some() {
+            sqlx::query("SAVEPOINT idempotent_work")
+                .execute(&mut **tx)
+                .await
+                .map_err(db::err)?;
+            return Ok(None);
+        }
+        let (stored_op, stored_hash, status, response): (
+            String,
+            Vec<u8>,
+            Option<i16>,
+            Option<Vec<u8>>,
+        ) = sqlx::query_as(
+            "SELECT operation, request_hash, status, response FROM idempotency_keys \
+             WHERE org_id = $1 AND key = $2",
+        )
+        .bind(org.as_uuid())
+        .bind(key)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db::err)?;
+        if stored_op != *operation || stored_hash != *hash {
+            return Ok(Some(Err(BusError::invalid(
+                "The Idempotency-Key has already been used for a different request",
+            ))));
+        }
+        let (Some(status), Some(response)) = (status, response) else {
+            tracing::error!("idempotency key committed without an answer");
+            return Err(BusError::internal());
+        };
+        metrics::counter!("clokio_idempotent_replays_total").increment(1);
+        Ok(Some(if status < 300 {
+            Ok(Bytes::from(response))
+        } else {
+            Err(BusError::new(
+                ErrorCode::from_status(status as u16),
+                String::from_utf8_lossy(&response).into_owned(),
+            ))
+        }))
+    }
+
+    /// Ends the write: stores the answer with the key (if any) and commits, or rolls back.
+    /// Returns the answer.
+    pub async fn settle(
+        &self,
+        mut tx: Transaction<'_, Postgres>,
+        result: Result<Bytes, BusError>,
+    ) -> Result<Bytes, BusError> {
+        let Some((org, key, _, _)) = &self.claim else {
+            return match result {
+                Ok(reply) => {
+                    tx.commit().await.map_err(db::err)?;
+                    Ok(reply)
+                }
+                Err(err) => {
+                    // Dropping the transaction rolls it back.
+                    drop(tx);
+                    Err(err)
+                }
+            };
+        };
+        let (status, response) = match &result {
+            Ok(reply) => (200i16, reply.to_vec()),
+            Err(err) if is_refusal(err.code) => {
+                sqlx::query("ROLLBACK TO SAVEPOINT idempotent_work")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db::err)?;
+                (err.code.status() as i16, err.message.clone().into_bytes())
+            }
+            Err(_) => return result,
+        };
+        sqlx::query(
+            "UPDATE idempotency_keys SET status = $3, response = $4 WHERE org_id = $1 AND key = $2",
+        )
+        .bind(org.as_uuid())
+        .bind(key)
+        .bind(status)
+        .bind(response)
+        .execute(&mut *tx)
+        .await
+        .map_err(db::err)?;
+        tx.commit().await.map_err(db::err)?;
+        result
+    }
+}
+
+/// A refusal of the request (the same request will be refused again), as opposed to a failure.
+fn is_refusal(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::BadRequest
+            | ErrorCode::Forbidden
+            | ErrorCode::NotFound
+            | ErrorCode::Conflict
+            | ErrorCode::Unprocessable
+    )
+}
+
+/// Deletes expired keys now and then.
+pub async fn sweep(pool: sqlx::PgPool) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        if let Err(err) = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1)",
+        )
+        .bind(TTL_HOURS)
+        .execute(&pool)
+        .await
+        {
+            tracing::warn!(%err, "could not sweep idempotency keys");
+        }
+    }
+}
