@@ -86,7 +86,10 @@ pub struct Directory {
 }
 
 impl Directory {
-    pub async fn new(nats: async_nats::Client, bus: Bus) -> Result<Self, async_nats::SubscribeError> {
+    pub async fn new(
+        nats: async_nats::Client,
+        bus: Bus,
+    ) -> Result<Self, async_nats::SubscribeError> {
         let subject = bus.subjects().cache_invalidations(ServiceName::Employee);
         let cache = OrgCache::new("attendance_directory", nats, subject, None).await?;
         Ok(Self { bus, cache })

@@ -4,7 +4,7 @@
 
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
 
 use crate::envelope::ApiError;
@@ -145,6 +145,55 @@ impl Fields {
         }
     }
 
+    /// An RFC 3339 instant (`2026-02-12T08:55:12Z`, any offset), as UTC.
+    pub fn optional_timestamp(&mut self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+        match self.optional_str(name, 64)? {
+            None => Ok(None),
+            Some(s) => parse_timestamp(name, &s).map(Some),
+        }
+    }
+
+    pub fn required_timestamp(&mut self, name: &str) -> Result<DateTime<Utc>, ApiError> {
+        self.optional_timestamp(name)?.ok_or_else(|| required(name))
+    }
+
+    /// An array of objects, each returned as fields named `<name>.<index>.<field>`, so their
+    /// errors say which element is wrong.
+    pub fn optional_objects(
+        &mut self,
+        name: &str,
+        max_len: usize,
+    ) -> Result<Option<Vec<Fields>>, ApiError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Value::Array(items)) => {
+                if items.len() > max_len {
+                    return Err(ApiError::invalid(format!(
+                        "The {name} field must not have more than {max_len} items"
+                    )));
+                }
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| match item {
+                        Value::Object(map) => Ok(Fields(
+                            map.into_iter()
+                                .map(|(k, v)| (format!("{name}.{i}.{k}"), v))
+                                .collect(),
+                        )),
+                        _ => Err(ApiError::invalid(format!(
+                            "The {name}.{i} field must be an object"
+                        ))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Some)
+            }
+            Some(_) => Err(ApiError::invalid(format!(
+                "The {name} field must be an array"
+            ))),
+        }
+    }
+
     /// An array of strings, each parsed with `parse` (its error names the bad element).
     pub fn optional_list<T>(
         &mut self,
@@ -195,6 +244,17 @@ fn nul(name: &str) -> ApiError {
 
 pub fn required(name: &str) -> ApiError {
     ApiError::invalid(format!("The {name} field is required"))
+}
+
+/// An RFC 3339 date-time with a time zone offset.
+pub fn parse_timestamp(name: &str, s: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            ApiError::invalid(format!(
+                "The {name} field must be a valid RFC 3339 date-time (e.g. 2026-02-12T08:55:12Z)"
+            ))
+        })
 }
 
 /// `YYYY-MM-DD`, a real calendar date.
@@ -294,6 +354,25 @@ mod tests {
             NaiveDate::from_ymd_opt(2026, 2, 28)
         );
         assert!(parse_date("date", "2026-2-1").is_err());
+        assert_eq!(
+            parse_timestamp("t", "2026-02-12T10:55:12+02:00").unwrap(),
+            "2026-02-12T08:55:12Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert!(parse_timestamp("t", "2026-02-12 08:55").is_err());
+        let mut f = fields(r#"{"records": [{"nip": "a"}, 5]}"#);
+        assert_eq!(
+            f.optional_objects("records", 10).unwrap_err().message,
+            "The records.1 field must be an object"
+        );
+        let mut f = fields(r#"{"records": [{"nip": 7}]}"#);
+        let mut records = f.optional_objects("records", 10).unwrap().unwrap();
+        assert_eq!(
+            records[0]
+                .required_str("records.0.nip", 32)
+                .unwrap_err()
+                .message,
+            "The records.0.nip field must be a string"
+        );
         assert!(parse_date("date", "+2026-02-01").is_err());
     }
 }

@@ -25,6 +25,8 @@ pub struct Config {
     pub key_touch_interval: Duration,
     /// `CLOKIO_MAX_BODY_BYTES` (1 MiB).
     pub max_body_bytes: usize,
+    /// `CLOKIO_MAX_IMPORT_BODY_BYTES`: the bound for history imports (16 MiB).
+    pub max_import_body_bytes: usize,
 }
 
 impl Config {
@@ -56,6 +58,7 @@ impl Config {
             auth_cache_ttl: config::millis("CLOKIO_AUTH_CACHE_TTL_MS", 60_000)?,
             key_touch_interval: config::millis("CLOKIO_KEY_TOUCH_INTERVAL_MS", 10_000)?,
             max_body_bytes: config::parse("CLOKIO_MAX_BODY_BYTES", 1024 * 1024)?,
+            max_import_body_bytes: config::parse("CLOKIO_MAX_IMPORT_BODY_BYTES", 16 * 1024 * 1024)?,
         })
     }
 }

@@ -224,13 +224,18 @@ async fn request_context(State(app): State<App>, mut req: Request, next: Next) -
         _ => "other",
     };
     req.extensions_mut().insert(RequestId(id.clone()));
-    req.extensions_mut()
-        .insert(BodyLimit(app.config.max_body_bytes));
+    // History imports carry up to 5,000 records; every other body is small.
+    let body_limit = if route == "/api/v1/attendance/import" {
+        app.config.max_import_body_bytes
+    } else {
+        app.config.max_body_bytes
+    };
+    req.extensions_mut().insert(BodyLimit(body_limit));
     let declared_too_large = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .is_some_and(|len| len > app.config.max_body_bytes);
+        .is_some_and(|len| len > body_limit);
     let mut res = if declared_too_large {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

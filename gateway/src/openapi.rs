@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{api_keys, employees, locations, organization};
+use crate::routes::{api_keys, attendance, employees, leaves, locations, organization};
 
 /// The success envelope around `data`.
 #[derive(ToSchema)]
@@ -42,6 +42,10 @@ pub struct ErrorEnvelope {
         locations::list, locations::create,
         api_keys::list, api_keys::create, api_keys::revoke,
         organization::show, organization::update,
+        attendance::clock_in, attendance::clock_out, attendance::break_start, attendance::break_end,
+        attendance::daily, attendance::range, attendance::employee, attendance::employee_today,
+        attendance::today_detailed, attendance::import,
+        leaves::create, leaves::list, leaves::remove,
     ),
     modifiers(&ApiKeyAuth),
 )]
@@ -79,6 +83,18 @@ mod tests {
             "/api/v1/api-keys",
             "/api/v1/api-keys/{id}",
             "/api/v1/organization",
+            "/api/v1/attendance/clock-in",
+            "/api/v1/attendance/clock-out",
+            "/api/v1/attendance/break-start",
+            "/api/v1/attendance/break-end",
+            "/api/v1/attendance/daily",
+            "/api/v1/attendance/range",
+            "/api/v1/attendance/employee/{nip}",
+            "/api/v1/attendance/employee/{employee_code}/today",
+            "/api/v1/attendance/today/detailed",
+            "/api/v1/attendance/import",
+            "/api/v1/leaves",
+            "/api/v1/leaves/{id}",
         ] {
             assert!(doc["paths"][path].is_object(), "{path} missing");
         }

@@ -2,6 +2,7 @@
 //! against the real Postgres, Redis and NATS.
 
 mod api_keys;
+mod attendance;
 mod auth;
 mod bus;
 mod employees;

@@ -237,8 +237,15 @@ async fn apply(
                 work_date,
                 clock_in: at,
             };
-            events::emit(state, tx, org, kind::CLOCK_IN, at, clocked.event(kind::CLOCK_IN, at))
-                .await?;
+            events::emit(
+                state,
+                tx,
+                org,
+                kind::CLOCK_IN,
+                at,
+                clocked.event(kind::CLOCK_IN, at),
+            )
+            .await?;
             to_bytes(&ClockedIn {
                 attendance_id,
                 employee_name: employee.name.clone(),
@@ -280,8 +287,15 @@ async fn apply(
                 clock_in: s.clock_in,
             };
             if open_break.is_some() {
-                events::emit(state, tx, org, kind::BREAK_END, at, clocked.event(kind::BREAK_END, at))
-                    .await?;
+                events::emit(
+                    state,
+                    tx,
+                    org,
+                    kind::BREAK_END,
+                    at,
+                    clocked.event(kind::BREAK_END, at),
+                )
+                .await?;
             }
             let mut event = clocked.event(kind::CLOCK_OUT, at);
             event.location_id = location_id;
@@ -322,8 +336,15 @@ async fn apply(
                 work_date: s.work_date,
                 clock_in: s.clock_in,
             };
-            events::emit(state, tx, org, kind::BREAK_START, at, clocked.event(kind::BREAK_START, at))
-                .await?;
+            events::emit(
+                state,
+                tx,
+                org,
+                kind::BREAK_START,
+                at,
+                clocked.event(kind::BREAK_START, at),
+            )
+            .await?;
             to_bytes(&BreakStarted {
                 attendance_id,
                 employee_name: employee.name.clone(),
@@ -356,8 +377,15 @@ async fn apply(
                 work_date: s.work_date,
                 clock_in: s.clock_in,
             };
-            events::emit(state, tx, org, kind::BREAK_END, at, clocked.event(kind::BREAK_END, at))
-                .await?;
+            events::emit(
+                state,
+                tx,
+                org,
+                kind::BREAK_END,
+                at,
+                clocked.event(kind::BREAK_END, at),
+            )
+            .await?;
             to_bytes(&BreakEnded {
                 attendance_id,
                 employee_name: employee.name.clone(),

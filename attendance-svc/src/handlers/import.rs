@@ -122,7 +122,11 @@ fn check<'a>(
                 .locations
                 .iter()
                 .find(|l| l.name == *name)
-                .ok_or_else(|| bad(format!("location {name} is not a location of the organization")))?;
+                .ok_or_else(|| {
+                    bad(format!(
+                        "location {name} is not a location of the organization"
+                    ))
+                })?;
             (l.id, l.name.clone())
         }
     };
@@ -186,7 +190,10 @@ async fn apply(
     .execute(&mut **tx)
     .await
     .map_err(db::err)?;
-    let emp: Vec<i64> = checked.iter().map(|c| c.employee.employee_id.get()).collect();
+    let emp: Vec<i64> = checked
+        .iter()
+        .map(|c| c.employee.employee_id.get())
+        .collect();
     let ins: Vec<DateTime<Utc>> = checked.iter().map(|c| c.clock_in).collect();
     let outs: Vec<DateTime<Utc>> = checked.iter().map(|c| c.clock_out).collect();
     let clash: Option<(i64, i64)> = sqlx::query_as(
@@ -220,7 +227,8 @@ async fn apply(
     .await
     .map_err(db::err)?;
     let tz = info.org.timezone;
-    let work_dates: Vec<chrono::NaiveDate> = checked.iter().map(|c| tz.date_of(c.clock_in)).collect();
+    let work_dates: Vec<chrono::NaiveDate> =
+        checked.iter().map(|c| tz.date_of(c.clock_in)).collect();
     let break_seconds: Vec<i64> = checked
         .iter()
         .map(|c| c.breaks.iter().map(|(s, e)| (*e - *s).num_seconds()).sum())
@@ -306,7 +314,11 @@ async fn apply(
                 },
             ));
         };
-        push(kind::CLOCK_IN, c.clock_in, clocked.event(kind::CLOCK_IN, c.clock_in));
+        push(
+            kind::CLOCK_IN,
+            c.clock_in,
+            clocked.event(kind::CLOCK_IN, c.clock_in),
+        );
         for (s, e) in &c.breaks {
             push(kind::BREAK_START, *s, clocked.event(kind::BREAK_START, *s));
             push(kind::BREAK_END, *e, clocked.event(kind::BREAK_END, *e));

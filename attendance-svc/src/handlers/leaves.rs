@@ -190,8 +190,12 @@ pub async fn delete(state: &State, req: LeaveDelete) -> Result<Bytes, BusError> 
 }
 
 fn employee_of(staff: &Staff, id: i64) -> Result<std::sync::Arc<Employee>, BusError> {
-    staff.by_id.get(&EmployeeId::new(id)).cloned().ok_or_else(|| {
-        tracing::error!(employee_id = id, "leave of an unknown employee");
-        BusError::internal()
-    })
+    staff
+        .by_id
+        .get(&EmployeeId::new(id))
+        .cloned()
+        .ok_or_else(|| {
+            tracing::error!(employee_id = id, "leave of an unknown employee");
+            BusError::internal()
+        })
 }

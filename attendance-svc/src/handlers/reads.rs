@@ -63,17 +63,15 @@ async fn days(
     .map_err(db::err)
 }
 
-fn records(
-    info: &OrgInfo,
-    staff: &Staff,
-    rows: Vec<DayRow>,
-    with_date: bool,
-) -> Vec<DailyRecord> {
+fn records(info: &OrgInfo, staff: &Staff, rows: Vec<DayRow>, with_date: bool) -> Vec<DailyRecord> {
     let tz = info.org.timezone;
     rows.into_iter()
         .filter_map(|r| {
             let Some(employee) = staff.by_id.get(&EmployeeId::new(r.employee_id)) else {
-                tracing::warn!(employee_id = r.employee_id, "attendance of an unknown employee");
+                tracing::warn!(
+                    employee_id = r.employee_id,
+                    "attendance of an unknown employee"
+                );
                 return None;
             };
             Some(DailyRecord {

@@ -88,8 +88,7 @@ impl Bus {
             headers.insert(chunk::SUBJECT_HEADER, inbox.as_str());
             headers.insert(chunk::TOKEN_HEADER, "request");
             let first = payload.slice(..chunk_bytes);
-            let serving =
-                chunk::Serving::start(self.client.clone(), sub, payload, chunk_bytes);
+            let serving = chunk::Serving::start(self.client.clone(), sub, payload, chunk_bytes);
             (first, Some(serving))
         } else {
             (payload, None)

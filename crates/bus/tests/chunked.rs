@@ -29,7 +29,8 @@ struct Numbers;
 impl Handler for Numbers {
     async fn handle(&self, op: &str, payload: Bytes) -> Result<Bytes, BusError> {
         if op == "sum" {
-            let v: Vec<u64> = serde_json::from_slice(&payload).map_err(|_| BusError::invalid("v"))?;
+            let v: Vec<u64> =
+                serde_json::from_slice(&payload).map_err(|_| BusError::invalid("v"))?;
             let reply = (v.len(), v.iter().sum::<u64>());
             return Ok(Bytes::from(serde_json::to_vec(&reply).unwrap()));
         }

@@ -86,10 +86,11 @@ impl Stack {
         }
     }
 
-    /// employee-svc + one gateway: what most tests need.
+    /// employee-svc, attendance-svc and one gateway: what most tests need.
     pub async fn start() -> (Self, Gateway) {
         let mut stack = Self::empty().await;
         stack.start_employee_svc().await;
+        stack.start_attendance_svc().await;
         let gw = stack.start_gateway().await;
         (stack, gw)
     }
@@ -119,6 +120,50 @@ impl Stack {
         }));
         self.wait_for_replicas(ServiceName::Employee, before + 1)
             .await;
+    }
+
+    /// Starts one attendance-svc replica and waits until it is registered under this stack's
+    /// prefix.
+    pub async fn start_attendance_svc(&mut self) {
+        let before = self.replicas(ServiceName::Attendance).await;
+        let config = self.attendance_config();
+        let stop = self.stopper();
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(err) = clokio_attendance_svc::run(config, stop).await {
+                panic!("attendance-svc failed: {err}");
+            }
+        }));
+        self.wait_for_replicas(ServiceName::Attendance, before + 1)
+            .await;
+    }
+
+    pub fn attendance_config(&self) -> clokio_attendance_svc::Config {
+        clokio_attendance_svc::Config {
+            bus: self.bus_config.clone(),
+            database_url: database_url(),
+            db_max_connections: 8,
+            max_in_flight: 64,
+        }
+    }
+
+    /// Runs attendance-svc with `config` until `stop` resolves (for tests that stop one replica).
+    pub fn spawn_attendance_svc(
+        &mut self,
+        config: clokio_attendance_svc::Config,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let all = self.stopper();
+        tokio::spawn(async move {
+            let stop = async move {
+                tokio::select! {
+                    () = stop => {}
+                    () = all => {}
+                }
+            };
+            if let Err(err) = clokio_attendance_svc::run(config, stop).await {
+                panic!("attendance-svc failed: {err}");
+            }
+        })
     }
 
     /// The `$SRV.INFO` answers of the replicas of `service` with endpoints under this stack's
@@ -188,6 +233,7 @@ impl Stack {
             auth_cache_ttl: Duration::from_secs(60),
             key_touch_interval: Duration::from_millis(200),
             max_body_bytes: 1024 * 1024,
+            max_import_body_bytes: 16 * 1024 * 1024,
         }
     }
 
@@ -250,8 +296,14 @@ impl Stack {
 
     /// An org of `plan` with a key and one location named "Main Office".
     pub async fn tenant(&self, gw: &Gateway, plan: Plan) -> Tenant {
+        self.tenant_in(gw, plan, "UTC").await
+    }
+
+    /// An org of `plan` in `timezone` with a key and one location named "Main Office" (at
+    /// 32.0853, 34.7818, radius 200 m).
+    pub async fn tenant_in(&self, gw: &Gateway, plan: Plan, timezone: &str) -> Tenant {
         let limit = (plan == Plan::Enterprise).then_some(100_000);
-        let org = self.create_org(plan, limit, "UTC").await;
+        let org = self.create_org(plan, limit, timezone).await;
         let key = self.create_key(org.id).await;
         let t = Tenant { org, key };
         let res = gw

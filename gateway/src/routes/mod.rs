@@ -1,7 +1,9 @@
 //! The public API, one module per resource; each exposes its routes and they are merged here.
 
 pub mod api_keys;
+pub mod attendance;
 pub mod employees;
+pub mod leaves;
 pub mod locations;
 pub mod organization;
 pub mod system;
@@ -20,6 +22,8 @@ pub const RETRIEVED: &str = "Data retrieved successfully";
 pub fn api_routes() -> Router<App> {
     Router::new()
         .merge(employees::routes())
+        .merge(attendance::routes())
+        .merge(leaves::routes())
         .merge(locations::routes())
         .merge(api_keys::routes())
         .merge(organization::routes())

@@ -1,0 +1,562 @@
+//! `/api/v1/attendance/*`: clock events, attendance reads, detailed daily activity and history
+//! import. The gateway parses and checks the shape of each request; attendance-svc applies the
+//! rules.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use chrono::NaiveDate;
+use clokio_bus::ops::{
+    ActivityQuery, BreakEndOp, BreakEnded, BreakStartOp, BreakStarted, ClockInOp, ClockOutOp,
+    ClockRequest, ClockedIn, ClockedOut, Coordinates, DailyActivity, DailyOp, DailyQuery,
+    DailyRecord, EmployeeActivityOp, EmployeeRangeOp, EmployeeRangeQuery, ImportBreak, ImportOp,
+    ImportRecord, ImportRequest, Imported, MAX_IMPORT_BREAKS, MAX_IMPORT_RECORDS, Operation,
+    OrgActivityOp, RangeOp, RangeQuery,
+};
+use clokio_bus::types::EmployeeCode;
+use utoipa::{IntoParams, ToSchema};
+
+use super::forward;
+use crate::auth::Auth;
+use crate::body::{Fields, parse_date, required};
+use crate::envelope::ApiError;
+use crate::openapi::{Envelope, ErrorEnvelope};
+use crate::{App, RequestId};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/api/v1/attendance/clock-in", post(clock_in))
+        .route("/api/v1/attendance/clock-out", post(clock_out))
+        .route("/api/v1/attendance/break-start", post(break_start))
+        .route("/api/v1/attendance/break-end", post(break_end))
+        .route("/api/v1/attendance/daily", get(daily))
+        .route("/api/v1/attendance/range", get(range))
+        .route("/api/v1/attendance/employee/{nip}", get(employee))
+        .route(
+            "/api/v1/attendance/employee/{nip}/today",
+            get(employee_today),
+        )
+        .route("/api/v1/attendance/today/detailed", get(today_detailed))
+        .route("/api/v1/attendance/import", post(import))
+}
+
+/// The `Idempotency-Key` header, if sent: 1–255 visible ASCII characters.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .filter(|v| !v.is_empty() && v.len() <= 255 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(|v| Some(v.to_owned()))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "The Idempotency-Key header must be 1 to 255 visible ASCII characters",
+            )
+        })
+}
+
+/// A NIP from a body or path; a code that cannot exist names no employee.
+fn nip(code: &str) -> Result<EmployeeCode, ApiError> {
+    EmployeeCode::parse(code).map_err(|_| ApiError::not_found("Employee not found"))
+}
+
+/// The clock body: `nip`, optional `latitude`/`longitude` (both or neither) and `timestamp`.
+fn clock_request(
+    auth: &Auth,
+    headers: &HeaderMap,
+    mut f: Fields,
+    with_position: bool,
+) -> Result<ClockRequest, ApiError> {
+    let code = f.required_str("nip", 255)?;
+    let coordinates = if with_position {
+        match (f.optional_f64("latitude")?, f.optional_f64("longitude")?) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ApiError::invalid(
+                    "The longitude field is required when latitude is present",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ApiError::invalid(
+                    "The latitude field is required when longitude is present",
+                ));
+            }
+            (Some(latitude), Some(longitude)) => {
+                if !(-90.0..=90.0).contains(&latitude) {
+                    return Err(ApiError::invalid(
+                        "The latitude field must be between -90 and 90",
+                    ));
+                }
+                if !(-180.0..=180.0).contains(&longitude) {
+                    return Err(ApiError::invalid(
+                        "The longitude field must be between -180 and 180",
+                    ));
+                }
+                Some(Coordinates {
+                    latitude,
+                    longitude,
+                })
+            }
+        }
+    } else {
+        None
+    };
+    let timestamp = f.optional_timestamp("timestamp")?;
+    Ok(ClockRequest {
+        org_id: auth.org_id,
+        nip: nip(&code)?,
+        coordinates,
+        timestamp,
+        idempotency_key: idempotency_key(headers)?,
+    })
+}
+
+/// The clock body, for the OpenAPI document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ClockBody {
+    /// The employee code.
+    #[schema(example = "EMP-1042")]
+    nip: String,
+    /// With `longitude`: matched to the nearest location whose radius contains it.
+    #[schema(example = 32.0853)]
+    latitude: Option<f64>,
+    #[schema(example = 34.7818)]
+    longitude: Option<f64>,
+    /// When it happened, for offline kiosks: RFC 3339, within the org's `offline_backdate_hours`
+    /// and at most 2 minutes ahead, not before the employee's last event. Default: now.
+    #[schema(format = DateTime)]
+    timestamp: Option<String>,
+}
+
+/// The break body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BreakBody {
+    #[schema(example = "EMP-1042")]
+    nip: String,
+    #[schema(format = DateTime)]
+    timestamp: Option<String>,
+}
+
+async fn clock<O: Operation<Request = ClockRequest>>(
+    app: &App,
+    auth: &Auth,
+    rid: &RequestId,
+    headers: &HeaderMap,
+    f: Fields,
+    with_position: bool,
+    message: &str,
+) -> Result<Response, ApiError> {
+    let req = clock_request(auth, headers, f, with_position)?;
+    forward::<O>(app, rid, &req, StatusCode::OK, message).await
+}
+
+/// Clock in an employee.
+#[utoipa::path(post, path = "/api/v1/attendance/clock-in", tag = "Attendance", request_body = ClockBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a retry of the same request within 24 h")),
+    responses(
+        (status = 200, description = "Clocked in", body = Envelope<ClockedIn>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 403, description = "Employee is inactive", body = ErrorEnvelope),
+        (status = 404, description = "Employee not found", body = ErrorEnvelope),
+        (status = 409, description = "Employee is already clocked in", body = ErrorEnvelope),
+        (status = 413, body = ErrorEnvelope),
+        (status = 422, description = "Validation, geofence or timestamp refused", body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn clock_in(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    f: Fields,
+) -> Result<Response, ApiError> {
+    clock::<ClockInOp>(
+        &app,
+        &auth,
+        &rid,
+        &headers,
+        f,
+        true,
+        "Employee clocked in successfully",
+    )
+    .await
+}
+
+/// Clock out an employee (a running break ends with it).
+#[utoipa::path(post, path = "/api/v1/attendance/clock-out", tag = "Attendance", request_body = ClockBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a retry of the same request within 24 h")),
+    responses(
+        (status = 200, description = "Clocked out", body = Envelope<ClockedOut>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 404, description = "Employee not found", body = ErrorEnvelope),
+        (status = 409, description = "Employee is not clocked in", body = ErrorEnvelope),
+        (status = 413, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn clock_out(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    f: Fields,
+) -> Result<Response, ApiError> {
+    clock::<ClockOutOp>(
+        &app,
+        &auth,
+        &rid,
+        &headers,
+        f,
+        true,
+        "Employee clocked out successfully",
+    )
+    .await
+}
+
+/// Start a break for an employee who is clocked in.
+#[utoipa::path(post, path = "/api/v1/attendance/break-start", tag = "Attendance", request_body = BreakBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a retry of the same request within 24 h")),
+    responses(
+        (status = 200, description = "Break started", body = Envelope<BreakStarted>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 404, description = "Employee not found", body = ErrorEnvelope),
+        (status = 409, description = "Employee is not clocked in / already on a break", body = ErrorEnvelope),
+        (status = 413, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn break_start(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    f: Fields,
+) -> Result<Response, ApiError> {
+    clock::<BreakStartOp>(
+        &app,
+        &auth,
+        &rid,
+        &headers,
+        f,
+        false,
+        "Break started successfully",
+    )
+    .await
+}
+
+/// End a break for an employee who is on a break.
+#[utoipa::path(post, path = "/api/v1/attendance/break-end", tag = "Attendance", request_body = BreakBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a retry of the same request within 24 h")),
+    responses(
+        (status = 200, description = "Break ended", body = Envelope<BreakEnded>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 404, description = "Employee not found", body = ErrorEnvelope),
+        (status = 409, description = "Employee is not on a break", body = ErrorEnvelope),
+        (status = 413, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn break_end(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    f: Fields,
+) -> Result<Response, ApiError> {
+    clock::<BreakEndOp>(
+        &app,
+        &auth,
+        &rid,
+        &headers,
+        f,
+        false,
+        "Break ended successfully",
+    )
+    .await
+}
+
+/// A date query parameter; blank counts as absent.
+fn date_param(q: &HashMap<String, String>, name: &str) -> Result<Option<NaiveDate>, ApiError> {
+    match q.get(name).map(|s| s.trim()) {
+        None | Some("") => Ok(None),
+        Some(s) => parse_date(name, s).map(Some),
+    }
+}
+
+fn required_date(q: &HashMap<String, String>, name: &str) -> Result<NaiveDate, ApiError> {
+    date_param(q, name)?.ok_or_else(|| required(name))
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct DateParam {
+    /// An org-local date, `YYYY-MM-DD`.
+    #[param(format = Date)]
+    date: String,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct OptionalDateParam {
+    /// An org-local date, `YYYY-MM-DD`. Default: each employee's current shift (an open session
+    /// begun on an earlier date included), else today.
+    #[param(format = Date)]
+    date: Option<String>,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct RangeParams {
+    #[param(format = Date)]
+    start: String,
+    /// At most 31 days after `start`, inclusive.
+    #[param(format = Date)]
+    end: String,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct OptionalRangeParams {
+    /// Default: 30 days before `end`.
+    #[param(format = Date)]
+    start: Option<String>,
+    /// Default: today (org-local). At most 366 days after `start`.
+    #[param(format = Date)]
+    end: Option<String>,
+}
+
+/// All attendance records of one org-local date: one per employee who attended.
+#[utoipa::path(get, path = "/api/v1/attendance/daily", tag = "Attendance", params(DateParam),
+    responses(
+        (status = 200, body = Envelope<Vec<DailyRecord>>),
+        (status = 401, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn daily(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let req = DailyQuery {
+        org_id: auth.org_id,
+        date: required_date(&q, "date")?,
+    };
+    forward::<DailyOp>(
+        &app,
+        &rid,
+        &req,
+        StatusCode::OK,
+        "Daily attendance retrieved",
+    )
+    .await
+}
+
+/// Attendance records of a date range (at most 31 days), each with its `date`.
+#[utoipa::path(get, path = "/api/v1/attendance/range", tag = "Attendance", params(RangeParams),
+    responses(
+        (status = 200, body = Envelope<Vec<DailyRecord>>),
+        (status = 401, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn range(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let req = RangeQuery {
+        org_id: auth.org_id,
+        start: required_date(&q, "start")?,
+        end: required_date(&q, "end")?,
+    };
+    forward::<RangeOp>(
+        &app,
+        &rid,
+        &req,
+        StatusCode::OK,
+        "Attendance records retrieved",
+    )
+    .await
+}
+
+/// One employee's attendance records by employee code (NIP).
+#[utoipa::path(get, path = "/api/v1/attendance/employee/{nip}", tag = "Attendance",
+    params(("nip" = String, Path, description = "The employee code"), OptionalRangeParams),
+    responses(
+        (status = 200, body = Envelope<Vec<DailyRecord>>),
+        (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn employee(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    Path(code): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let req = EmployeeRangeQuery {
+        org_id: auth.org_id,
+        nip: nip(&code)?,
+        start: date_param(&q, "start")?,
+        end: date_param(&q, "end")?,
+    };
+    forward::<EmployeeRangeOp>(
+        &app,
+        &rid,
+        &req,
+        StatusCode::OK,
+        "Employee attendance retrieved",
+    )
+    .await
+}
+
+/// Detailed daily activity of one employee: status, sessions, breaks, timeline, totals.
+#[utoipa::path(get, path = "/api/v1/attendance/employee/{employee_code}/today", tag = "Attendance",
+    params(("employee_code" = String, Path, description = "The employee code (NIP)"), OptionalDateParam),
+    responses(
+        (status = 200, body = Envelope<DailyActivity>),
+        (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn employee_today(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    Path(code): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let req = ActivityQuery {
+        org_id: auth.org_id,
+        employee_code: Some(nip(&code)?),
+        date: date_param(&q, "date")?,
+    };
+    forward::<EmployeeActivityOp>(&app, &rid, &req, StatusCode::OK, "Daily activity retrieved")
+        .await
+}
+
+/// Detailed daily activity of every active employee.
+#[utoipa::path(get, path = "/api/v1/attendance/today/detailed", tag = "Attendance",
+    params(OptionalDateParam),
+    responses(
+        (status = 200, body = Envelope<Vec<DailyActivity>>),
+        (status = 401, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn today_detailed(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let req = ActivityQuery {
+        org_id: auth.org_id,
+        employee_code: None,
+        date: date_param(&q, "date")?,
+    };
+    forward::<OrgActivityOp>(&app, &rid, &req, StatusCode::OK, "Daily activity retrieved").await
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ImportBreakBody {
+    #[schema(format = DateTime)]
+    start: String,
+    #[schema(format = DateTime)]
+    end: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ImportRecordBody {
+    nip: String,
+    #[schema(format = DateTime)]
+    clock_in: String,
+    #[schema(format = DateTime)]
+    clock_out: String,
+    /// Inside the session, not overlapping each other.
+    breaks: Option<Vec<ImportBreakBody>>,
+    /// A location name of the org; default the employee's own location.
+    location: Option<String>,
+}
+
+/// The import body: up to 5,000 closed sessions.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ImportBody {
+    records: Vec<ImportRecordBody>,
+}
+
+/// Import attendance history, all or nothing. A refusal names the record (`records.3: …`).
+#[utoipa::path(post, path = "/api/v1/attendance/import", tag = "Attendance", request_body = ImportBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a retry of the same request within 24 h")),
+    responses(
+        (status = 201, description = "Imported", body = Envelope<Imported>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 409, description = "A record overlaps a stored session", body = ErrorEnvelope),
+        (status = 413, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn import(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
+    mut f: Fields,
+) -> Result<Response, ApiError> {
+    let idempotency_key = idempotency_key(&headers)?;
+    let items = f
+        .optional_objects("records", MAX_IMPORT_RECORDS)?
+        .ok_or_else(|| required("records"))?;
+    let mut records = Vec::with_capacity(items.len());
+    for (i, mut r) in items.into_iter().enumerate() {
+        let field = |name: &str| format!("records.{i}.{name}");
+        let code = r.required_str(&field("nip"), 255)?;
+        let nip = EmployeeCode::parse(&code)
+            .map_err(|_| ApiError::invalid(format!("records.{i}: Employee {code} not found")))?;
+        let clock_in = r.required_timestamp(&field("clock_in"))?;
+        let clock_out = r.required_timestamp(&field("clock_out"))?;
+        let location = r.optional_str(&field("location"), 255)?;
+        let breaks = r
+            .optional_objects(&field("breaks"), MAX_IMPORT_BREAKS)?
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(j, mut b)| {
+                Ok(ImportBreak {
+                    start: b.required_timestamp(&format!("records.{i}.breaks.{j}.start"))?,
+                    end: b.required_timestamp(&format!("records.{i}.breaks.{j}.end"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        records.push(ImportRecord {
+            nip,
+            clock_in,
+            clock_out,
+            breaks,
+            location,
+        });
+    }
+    let req = ImportRequest {
+        org_id: auth.org_id,
+        records,
+        idempotency_key,
+    };
+    forward::<ImportOp>(
+        &app,
+        &rid,
+        &req,
+        StatusCode::CREATED,
+        "Attendance imported successfully",
+    )
+    .await
+}

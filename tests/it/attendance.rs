@@ -1,0 +1,622 @@
+//! Clock-in, clock-out and breaks through the public API: the seed's shapes, every rule and
+//! refusal, geofencing, offline timestamps, idempotency keys and concurrent clock-ins.
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use clokio_bus::types::Plan;
+use clokio_testkit::{Gateway, Stack, Tenant, json};
+use serde_json::Value;
+
+/// Now, in whole seconds.
+pub fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap()
+}
+
+pub fn ts(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+pub fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort_unstable();
+    k
+}
+
+/// Rows of the attendance schema for one org: (sessions, breaks, outbox rows of the org).
+pub async fn stored(t: &Tenant) -> (i64, i64) {
+    let db = clokio_testkit::db().await;
+    let (sessions,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM attendance.sessions WHERE org_id = $1")
+            .bind(t.org.id.as_uuid())
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    let (breaks,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM attendance.breaks b JOIN attendance.sessions s ON s.id = b.session_id \
+         WHERE s.org_id = $1",
+    )
+    .bind(t.org.id.as_uuid())
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    (sessions, breaks)
+}
+
+async fn employee(gw: &Gateway, t: &Tenant, code: &str, name: &str) -> Value {
+    gw.create_employee(&t.key, name, json!({"employee_code": code}))
+        .await
+}
+
+#[tokio::test]
+async fn a_working_day_exactly_as_the_product_document_shows() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let emp = employee(&gw, &t, "EMP-1042", "Sarah Johnson").await;
+    let start = now() - Duration::hours(10);
+
+    let res = gw
+        .post(
+            &t.key,
+            "/api/v1/attendance/clock-in",
+            &json!({"nip": "EMP-1042", "latitude": 32.0853, "longitude": 34.7818, "timestamp": ts(start)}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(res.message(), "Employee clocked in successfully");
+    let d = res.data();
+    assert_eq!(
+        keys(d),
+        ["attendance_id", "clock_in", "employee_name", "location"]
+    );
+    assert!(d["attendance_id"].as_i64().unwrap() > 0);
+    assert_eq!(d["employee_name"], "Sarah Johnson");
+    assert_eq!(d["clock_in"], ts(start));
+    assert_eq!(d["location"], "Main Office");
+    let id = d["attendance_id"].clone();
+
+    let res = gw
+        .post(
+            &t.key,
+            "/api/v1/attendance/break-start",
+            &json!({"nip": "EMP-1042", "timestamp": ts(start + Duration::hours(4))}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(res.message(), "Break started successfully");
+    assert_eq!(
+        res.data(),
+        &json!({"attendance_id": id, "employee_name": "Sarah Johnson", "break_start": ts(start + Duration::hours(4))})
+    );
+    let res = gw
+        .post(
+            &t.key,
+            "/api/v1/attendance/break-end",
+            &json!({"nip": "EMP-1042", "timestamp": ts(start + Duration::minutes(4 * 60 + 30))}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(res.message(), "Break ended successfully");
+    assert_eq!(
+        res.data(),
+        &json!({"attendance_id": id, "employee_name": "Sarah Johnson",
+            "break_start": ts(start + Duration::hours(4)),
+            "break_end": ts(start + Duration::minutes(4 * 60 + 30)), "duration_minutes": 30})
+    );
+    // A second break, still running at clock-out: clocking out ends it.
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/break-start",
+        &json!({"nip": "EMP-1042", "timestamp": ts(start + Duration::minutes(8 * 60 + 52))}),
+    )
+    .await
+    .expect(200);
+    let out = start + Duration::minutes(9 * 60 + 7);
+    let res = gw
+        .post(
+            &t.key,
+            "/api/v1/attendance/clock-out",
+            &json!({"nip": "EMP-1042", "timestamp": ts(out)}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(res.message(), "Employee clocked out successfully");
+    // 9 h 7 min with 30 + 15 minutes of break: 8 h 22 min = 8.37 h.
+    assert_eq!(
+        res.data(),
+        &json!({"attendance_id": id, "employee_name": "Sarah Johnson", "clock_in": ts(start),
+            "clock_out": ts(out), "location": "Main Office", "total_hours": 8.37, "break_minutes": 45})
+    );
+    assert_eq!(stored(&t).await, (1, 2));
+
+    // The detailed view of that day.
+    let date = start.date_naive();
+    let res = gw
+        .get(
+            &t.key,
+            &format!("/api/v1/attendance/employee/EMP-1042/today?date={date}"),
+        )
+        .await
+        .expect(200);
+    let d = res.data();
+    assert_eq!(d["employee_id"], emp["employee_id"]);
+    assert_eq!(d["employee_code"], "EMP-1042");
+    assert_eq!(d["date"], date.to_string());
+    assert_eq!(d["current_status"], "clocked_out");
+    assert_eq!(
+        d["work_sessions"],
+        json!([{"attendance_id": id, "clock_in": ts(start), "clock_out": ts(out),
+            "duration_minutes": 547, "location": "Main Office"}])
+    );
+    assert_eq!(d["break_sessions"].as_array().unwrap().len(), 2);
+    assert_eq!(d["break_sessions"][1]["end"], ts(out));
+    assert_eq!(d["break_sessions"][1]["duration_minutes"], 15);
+    let events: Vec<&str> = d["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "clock-in",
+            "break-start",
+            "break-end",
+            "break-start",
+            "break-end",
+            "clock-out"
+        ]
+    );
+    assert_eq!(
+        d["summary"],
+        json!({"first_clock_in": ts(start), "last_clock_out": ts(out), "total_work_minutes": 547,
+            "total_break_minutes": 45, "net_work_hours": 8.37})
+    );
+}
+
+#[tokio::test]
+async fn state_conflicts_are_409_with_the_documented_messages() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    employee(&gw, &t, "E-1", "Ann").await;
+    let post = |path: &'static str| {
+        let (gw, key) = (gw.clone(), t.key.clone());
+        async move {
+            gw.post(
+                &key,
+                &format!("/api/v1/attendance/{path}"),
+                &json!({"nip": "E-1"}),
+            )
+            .await
+        }
+    };
+    post("clock-out")
+        .await
+        .expect_error(409, "Employee is not clocked in");
+    post("break-start")
+        .await
+        .expect_error(409, "Employee is not clocked in");
+    post("break-end")
+        .await
+        .expect_error(409, "Employee is not on a break");
+    post("clock-in").await.expect(200);
+    post("clock-in")
+        .await
+        .expect_error(409, "Employee is already clocked in");
+    post("break-end")
+        .await
+        .expect_error(409, "Employee is not on a break");
+    post("break-start").await.expect(200);
+    post("break-start")
+        .await
+        .expect_error(409, "Employee is already on a break");
+    post("clock-in")
+        .await
+        .expect_error(409, "Employee is already clocked in");
+    post("clock-out").await.expect(200);
+    post("clock-out")
+        .await
+        .expect_error(409, "Employee is not clocked in");
+    // A second session the same day is fine.
+    post("clock-in").await.expect(200);
+    assert_eq!(stored(&t).await, (2, 1));
+}
+
+#[tokio::test]
+async fn refusals_are_clear_and_change_nothing() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    employee(&gw, &t, "E-1", "Ann").await;
+    employee(&gw, &t, "E-2", "Ben").await;
+    gw.patch(
+        &t.key,
+        "/api/v1/employees/E-2/status",
+        &json!({"status": "inactive"}),
+    )
+    .await
+    .expect(200);
+    let clock_in = |body: Value| {
+        let (gw, key) = (gw.clone(), t.key.clone());
+        async move { gw.post(&key, "/api/v1/attendance/clock-in", &body).await }
+    };
+    clock_in(json!({}))
+        .await
+        .expect_error(422, "The nip field is required");
+    clock_in(json!({"nip": ""}))
+        .await
+        .expect_error(422, "The nip field is required");
+    clock_in(json!({"nip": 42}))
+        .await
+        .expect_error(422, "The nip field must be a string");
+    clock_in(json!({"nip": "NOPE"}))
+        .await
+        .expect_error(404, "Employee not found");
+    clock_in(json!({"nip": "not a code!"}))
+        .await
+        .expect_error(404, "Employee not found");
+    // Deactivated a moment ago: refused at once.
+    clock_in(json!({"nip": "E-2"}))
+        .await
+        .expect_error(403, "Employee is inactive");
+    clock_in(json!({"nip": "E-1", "latitude": 32.0}))
+        .await
+        .expect_error(
+            422,
+            "The longitude field is required when latitude is present",
+        );
+    clock_in(json!({"nip": "E-1", "latitude": 91, "longitude": 0}))
+        .await
+        .expect_error(422, "The latitude field must be between -90 and 90");
+    clock_in(json!({"nip": "E-1", "latitude": 0, "longitude": -180.5}))
+        .await
+        .expect_error(422, "The longitude field must be between -180 and 180");
+    clock_in(json!({"nip": "E-1", "latitude": "32", "longitude": 34}))
+        .await
+        .expect_error(422, "The latitude field must be a number");
+    clock_in(json!({"nip": "E-1", "latitude": 48.8566, "longitude": 2.3522}))
+        .await
+        .expect_error(422, "Location is outside of any allowed work location");
+    clock_in(json!({"nip": "E-1", "timestamp": "yesterday"}))
+        .await
+        .expect_error(
+            422,
+            "The timestamp field must be a valid RFC 3339 date-time (e.g. 2026-02-12T08:55:12Z)",
+        );
+    clock_in(json!({"nip": "E-1", "timestamp": ts(now() + Duration::minutes(3))}))
+        .await
+        .expect_error(
+            422,
+            "The timestamp field must not be more than 2 minutes in the future",
+        );
+    clock_in(json!({"nip": "E-1", "timestamp": ts(now() - Duration::hours(73))}))
+        .await
+        .expect_error(
+            422,
+            "The timestamp field must not be more than 72 hours in the past",
+        );
+    gw.send(
+        gw.request(
+            reqwest::Method::POST,
+            Some(&t.key),
+            "/api/v1/attendance/clock-in",
+        )
+        .header("content-type", "application/json")
+        .body("{\"nip\":"),
+    )
+    .await
+    .expect_error(400, "The request body is not valid JSON");
+    assert_eq!(stored(&t).await, (0, 0));
+
+    // Events stay in order: a late report may not land before what is recorded.
+    let t0 = now() - Duration::hours(2);
+    clock_in(json!({"nip": "E-1", "timestamp": ts(t0)}))
+        .await
+        .expect(200);
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/break-start",
+        &json!({"nip": "E-1", "timestamp": ts(t0 - Duration::minutes(1))}),
+    )
+    .await
+    .expect_error(
+        422,
+        &format!(
+            "The timestamp must not be earlier than the employee's last attendance event ({})",
+            ts(t0)
+        ),
+    );
+    // A kiosk 2 minutes ahead is accepted; a later event without a timestamp never goes back.
+    let ahead = now() + Duration::seconds(100);
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/break-start",
+        &json!({"nip": "E-1", "timestamp": ts(ahead)}),
+    )
+    .await
+    .expect(200);
+    let res = gw
+        .post(
+            &t.key,
+            "/api/v1/attendance/break-end",
+            &json!({"nip": "E-1"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(res.data()["break_end"], ts(ahead));
+    assert_eq!(stored(&t).await, (1, 1));
+}
+
+#[tokio::test]
+async fn the_nearest_containing_geofence_wins() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    // Main Office: (32.0853, 34.7818), 200 m. North: 0.0020° (222 m) north of it, 500 m.
+    gw.post(
+        &t.key,
+        "/api/v1/locations",
+        &json!({"name": "North", "latitude": 32.0873, "longitude": 34.7818, "radius_meters": 500}),
+    )
+    .await
+    .expect(201);
+    employee(&gw, &t, "E-1", "Ann").await;
+    // 167 m from Main Office, 56 m from North: both contain it, North is nearer.
+    let res = gw
+        .post(
+            &t.key,
+            "/api/v1/attendance/clock-in",
+            &json!({"nip": "E-1", "latitude": 32.0868, "longitude": 34.7818}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(res.data()["location"], "North");
+    // At Main Office's centre (222 m from North, inside both): Main Office.
+    let res = gw
+        .post(
+            &t.key,
+            "/api/v1/attendance/clock-out",
+            &json!({"nip": "E-1", "latitude": 32.0853, "longitude": 34.7818}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(res.data()["location"], "Main Office");
+    // 500 m south of Main Office: only North's radius is large enough, but it is 722 m away.
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/clock-in",
+        &json!({"nip": "E-1", "latitude": 32.0808, "longitude": 34.7818}),
+    )
+    .await
+    .expect_error(422, "Location is outside of any allowed work location");
+    // Without coordinates: the employee's own location.
+    let res = gw
+        .post(
+            &t.key,
+            "/api/v1/attendance/clock-in",
+            &json!({"nip": "E-1"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(res.data()["location"], "Main Office");
+}
+
+#[tokio::test]
+async fn concurrent_clock_ins_of_one_employee_let_exactly_one_through() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    employee(&gw, &t, "E-1", "Ann").await;
+    let attempts = (0..16).map(|_| {
+        let (gw, key) = (gw.clone(), t.key.clone());
+        async move {
+            gw.post(&key, "/api/v1/attendance/clock-in", &json!({"nip": "E-1"}))
+                .await
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let ok = results.iter().filter(|r| r.status == 200).count();
+    assert_eq!(
+        ok,
+        1,
+        "{:?}",
+        results.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    for r in results.iter().filter(|r| r.status != 200) {
+        assert_eq!(r.status, 409, "{}", r.text);
+        assert_eq!(r.message(), "Employee is already clocked in");
+    }
+    assert_eq!(stored(&t).await, (1, 0));
+}
+
+#[tokio::test]
+async fn the_database_itself_refuses_a_second_open_session() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let emp = employee(&gw, &t, "E-1", "Ann").await;
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/clock-in",
+        &json!({"nip": "E-1"}),
+    )
+    .await
+    .expect(200);
+    let db = clokio_testkit::db().await;
+    let err = sqlx::query(
+        "INSERT INTO attendance.sessions (org_id, employee_id, work_date, clock_in, location_id, location) \
+         VALUES ($1, $2, CURRENT_DATE, now(), 1, 'x')",
+    )
+    .bind(t.org.id.as_uuid())
+    .bind(emp["employee_id"].as_i64().unwrap())
+    .execute(&db)
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("sessions_one_open"), "{err}");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_answer_and_changes_nothing() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    employee(&gw, &t, "E-1", "Ann").await;
+    employee(&gw, &t, "E-2", "Ben").await;
+    let mut events = stack
+        .events(stack.bus_config.subjects.event("attendance", t.org.id, ">"))
+        .await;
+    let send = |key: &str, path: &str, body: Value| {
+        let (gw, api_key) = (gw.clone(), t.key.clone());
+        let (key, path) = (key.to_owned(), path.to_owned());
+        async move {
+            gw.send(
+                gw.request(reqwest::Method::POST, Some(&api_key), &path)
+                    .header("Idempotency-Key", key)
+                    .json(&body),
+            )
+            .await
+        }
+    };
+    let first = send("k-1", "/api/v1/attendance/clock-in", json!({"nip": "E-1"}))
+        .await
+        .expect(200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let again = send("k-1", "/api/v1/attendance/clock-in", json!({"nip": "E-1"}))
+        .await
+        .expect(200);
+    assert_eq!(first.text, again.text, "the same status and body");
+    assert_eq!(stored(&t).await, (1, 0));
+    // The same key for another request: refused, nothing done.
+    send("k-1", "/api/v1/attendance/clock-in", json!({"nip": "E-2"}))
+        .await
+        .expect_error(
+            422,
+            "The Idempotency-Key has already been used for a different request",
+        );
+    send("k-1", "/api/v1/attendance/clock-out", json!({"nip": "E-1"}))
+        .await
+        .expect_error(
+            422,
+            "The Idempotency-Key has already been used for a different request",
+        );
+    assert_eq!(stored(&t).await, (1, 0));
+    // A refusal is an answer too: replayed even after the state changed.
+    send("k-2", "/api/v1/attendance/clock-in", json!({"nip": "E-1"}))
+        .await
+        .expect_error(409, "Employee is already clocked in");
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/clock-out",
+        &json!({"nip": "E-1"}),
+    )
+    .await
+    .expect(200);
+    send("k-2", "/api/v1/attendance/clock-in", json!({"nip": "E-1"}))
+        .await
+        .expect_error(409, "Employee is already clocked in");
+    // Keys are per organization.
+    let other = stack.tenant(&gw, Plan::Enterprise).await;
+    gw.create_employee(&other.key, "Cy", json!({"employee_code": "E-1"}))
+        .await;
+    gw.send(
+        gw.request(
+            reqwest::Method::POST,
+            Some(&other.key),
+            "/api/v1/attendance/clock-in",
+        )
+        .header("Idempotency-Key", "k-1")
+        .json(&json!({"nip": "E-1"})),
+    )
+    .await
+    .expect(200);
+    send("", "/api/v1/attendance/clock-in", json!({"nip": "E-1"}))
+        .await
+        .expect_error(
+            422,
+            "The Idempotency-Key header must be 1 to 255 visible ASCII characters",
+        );
+    // Exactly one clock-in and one clock-out event for this org.
+    let a = events.next().await;
+    assert_eq!(a.body["type"], "attendance.clock-in");
+    let b = events.next().await;
+    assert_eq!(b.body["type"], "attendance.clock-out");
+    assert!(
+        events
+            .none_within(std::time::Duration::from_millis(500))
+            .await
+    );
+}
+
+#[tokio::test]
+async fn every_change_is_one_event_with_who_where_and_when() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let emp = gw
+        .create_employee(
+            &t.key,
+            "Sarah Johnson",
+            json!({"employee_code": "EMP-1042", "department": "Engineering"}),
+        )
+        .await;
+    let mut events = stack
+        .events(stack.bus_config.subjects.event("attendance", t.org.id, ">"))
+        .await;
+    let start = now() - Duration::hours(3);
+    let ci = gw
+        .post(
+            &t.key,
+            "/api/v1/attendance/clock-in",
+            &json!({"nip": "EMP-1042", "timestamp": ts(start)}),
+        )
+        .await
+        .expect(200);
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/break-start",
+        &json!({"nip": "EMP-1042", "timestamp": ts(start + Duration::hours(1))}),
+    )
+    .await
+    .expect(200);
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/clock-out",
+        &json!({"nip": "EMP-1042", "timestamp": ts(start + Duration::hours(2))}),
+    )
+    .await
+    .expect(200);
+    let mut ids = std::collections::HashSet::new();
+    for (kind, at) in [
+        ("clock-in", start),
+        ("break-start", start + Duration::hours(1)),
+        ("break-end", start + Duration::hours(2)),
+        ("clock-out", start + Duration::hours(2)),
+    ] {
+        let e = events.next().await;
+        assert_eq!(
+            e.subject,
+            stack
+                .bus_config
+                .subjects
+                .event("attendance", t.org.id, kind)
+        );
+        assert_eq!(e.body["type"], format!("attendance.{kind}"));
+        assert_eq!(e.body["org_id"], t.org.id.to_string());
+        assert_eq!(e.body["occurred_at"], ts(at));
+        assert_eq!(e.msg_id, e.body["id"].as_str().unwrap());
+        assert!(ids.insert(e.msg_id.clone()));
+        let d = &e.body["data"];
+        assert_eq!(d["event"], kind);
+        assert_eq!(d["attendance_id"], ci.data()["attendance_id"]);
+        assert_eq!(d["employee_id"], emp["employee_id"]);
+        assert_eq!(d["employee_code"], "EMP-1042");
+        assert_eq!(d["employee_name"], "Sarah Johnson");
+        assert_eq!(d["department"], "Engineering");
+        assert_eq!(d["location_id"], emp["location_id"]);
+        assert_eq!(d["location_name"], "Main Office");
+        assert_eq!(d["timestamp"], ts(at));
+        assert_eq!(d["imported"], false);
+        if kind == "clock-out" {
+            assert_eq!(d["total_hours"], 1.0);
+            assert_eq!(d["break_minutes"], 60);
+        }
+    }
+    assert!(
+        events
+            .none_within(std::time::Duration::from_millis(300))
+            .await
+    );
+}
