@@ -3,6 +3,9 @@
 
 mod api_keys;
 mod attendance;
+mod attendance_import;
+mod attendance_outbox;
+mod attendance_reads;
 mod auth;
 mod bus;
 mod employees;
