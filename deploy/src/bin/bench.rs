@@ -1,7 +1,13 @@
-//! clokio-bench: the gateway's read-path benchmark, run against a live installation
-//! (`deploy/local/bench.sh` starts one with release builds).
+//! clokio-bench: benchmarks run against a live installation (`deploy/local/bench.sh` starts one
+//! with release builds). Three scenarios:
 //!
-//! With the same HTTP client and concurrency in one run it loads `GET /healthz` (the bare HTTP
+//! - `read` (default): the gateway's read path against `/healthz`, described below.
+//! - `clock`: clock-in/clock-out cycles across 1,000 employees (`--employees`), closed loop;
+//!   clock events per second, against `/healthz` in the same run.
+//! - `daily`: the daily report of an org of 10,000 employees (`--employees`) who all attended,
+//!   against the same report for a date nobody attended (the fixed cost of the path).
+//!
+//! Read path: with the same HTTP client and concurrency in one run it loads `GET /healthz` (the bare HTTP
 //! baseline) and an authenticated `GET /api/v1/employees` (API key auth, the Redis limiter script,
 //! a NATS round trip to employee-svc and its query) for an enterprise org with 50 employees, and
 //! prints throughput, p50/p99 and the read/health ratio; then it offers the read path a fixed
@@ -44,6 +50,9 @@ struct Args {
     /// Count any HTTP answer as a success (to profile paths that end in a 4xx on purpose).
     #[arg(long)]
     any_status: bool,
+    /// `read`, `clock` or `daily`.
+    #[arg(long, default_value = "read")]
+    scenario: String,
 }
 
 static ANY_STATUS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -94,6 +103,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .pool_max_idle_per_host(args.concurrency * 2)
         .timeout(Duration::from_secs(10))
         .build()?;
+    match args.scenario.as_str() {
+        "read" => {}
+        "clock" => return clock_bench(&args, &client).await,
+        "daily" => return daily_bench(&args, &client).await,
+        other => return Err(format!("unknown scenario {other} (read, clock or daily)").into()),
+    }
     let key = setup(&args, &client).await?;
     let healthz = format!("{}/healthz", args.url);
     let employees = format!("{}{}", args.url, args.path);
@@ -144,23 +159,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "\nGateway read path, {} connections, {} s per phase\n",
         args.concurrency, args.seconds
     );
-    println!(
-        "| {:<34} | {:>9} | {:>6} | {:>10} | {:>8} | {:>8} |",
-        "phase", "requests", "errors", "req/s", "p50 ms", "p99 ms"
-    );
-    println!(
-        "|{}|{}|{}|{}|{}|{}|",
-        "-".repeat(36),
-        "-".repeat(11),
-        "-".repeat(8),
-        "-".repeat(12),
-        "-".repeat(10),
-        "-".repeat(10)
-    );
-    println!("{}", health.row());
-    println!("{}", read.row());
-    println!("{}", fixed.row());
-    println!("{}", fixed_from_send.row());
+    table(&[&health, &read, &fixed, &fixed_from_send]);
     println!(
         "\nread/healthz throughput ratio: {:.3} (target ≥ 0.35); p99 at {} req/s: {:.2} ms (target ≤ 5 ms)",
         read.throughput() / health.throughput(),
@@ -171,7 +170,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// An enterprise org with a generous limit (the limiter still runs on every request), a location
-/// and `args.employees` employees.
+/// and `args.employees` employees (codes `B00000`, `B00001`, …), created `args.concurrency` at a
+/// time.
 async fn setup(
     args: &Args,
     client: &reqwest::Client,
@@ -211,21 +211,46 @@ async fn setup(
     if res.status() != 201 {
         return Err(format!("creating the location failed: {}", res.text().await?).into());
     }
-    for i in 0..args.employees {
-        let res = post(
-            "/api/v1/employees",
-            serde_json::json!({
-                "name": format!("Bench Employee {i}"),
-                "email": format!("bench{i}@example.com"),
-                "location": "Bench HQ",
-                "department": "Benchmarks",
-                "password": "benchmark-password",
-            }),
-        )
-        .await?;
-        if res.status() != 201 {
-            return Err(format!("creating employee {i} failed: {}", res.text().await?).into());
-        }
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers = (0..args.concurrency.clamp(1, 16)).map(|_| {
+        let (client, url, key, next, n) = (
+            client.clone(),
+            args.url.clone(),
+            key.clone(),
+            next.clone(),
+            args.employees,
+        );
+        tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<(), String>(());
+                }
+                let res = client
+                    .post(format!("{url}/api/v1/employees"))
+                    .header("X-API-Key", &key)
+                    .json(&serde_json::json!({
+                        "name": format!("Bench Employee {i}"),
+                        "email": format!("bench{i}@example.com"),
+                        "employee_code": format!("B{i:05}"),
+                        "location": "Bench HQ",
+                        "department": "Benchmarks",
+                        "password": "benchmark-password",
+                    }))
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if res.status() != 201 {
+                    return Err(format!(
+                        "creating employee {i} failed: {}",
+                        res.text().await.unwrap_or_default()
+                    ));
+                }
+            }
+        })
+    });
+    for w in futures_join(workers.collect()).await {
+        w?;
     }
     Ok(key)
 }
@@ -361,5 +386,244 @@ async fn collect(
         errors,
         elapsed,
         latencies_us: latencies,
+    }
+}
+
+async fn futures_join<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.expect("task"));
+    }
+    out
+}
+
+/// Clock-in/clock-out cycles: each connection owns a slice of the employees and walks it, clocking
+/// each in and then out, so every request is a state change with its event.
+async fn clock_bench(
+    args: &Args,
+    client: &reqwest::Client,
+) -> Result<(), Box<dyn std::error::Error>> {
+    eprintln!("creating an org with {} employees…", args.employees);
+    let key = setup(args, client).await?;
+    let healthz = format!("{}/healthz", args.url);
+    let seconds = Duration::from_secs(args.seconds);
+    closed_loop(
+        "warm-up",
+        client,
+        &healthz,
+        None,
+        args.concurrency,
+        Duration::from_secs(1),
+    )
+    .await;
+    let health = closed_loop(
+        "GET /healthz",
+        client,
+        &healthz,
+        None,
+        args.concurrency,
+        seconds,
+    )
+    .await;
+    let started = Instant::now();
+    let deadline = started + seconds;
+    let concurrency = args.concurrency.min(args.employees).max(1);
+    let mut tasks = Vec::with_capacity(concurrency);
+    for w in 0..concurrency {
+        let (client, url, key) = (client.clone(), args.url.clone(), key.clone());
+        let mine: Vec<String> = (w..args.employees)
+            .step_by(concurrency)
+            .map(|i| format!("B{i:05}"))
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(16_384);
+            let mut errors = 0usize;
+            let mut turn = 0usize;
+            while Instant::now() < deadline {
+                // Every employee in, then every employee out.
+                let action = if (turn / mine.len()) % 2 == 0 {
+                    "clock-in"
+                } else {
+                    "clock-out"
+                };
+                let nip = &mine[turn % mine.len()];
+                turn += 1;
+                let t = Instant::now();
+                let res = client
+                    .post(format!("{url}/api/v1/attendance/{action}"))
+                    .header("X-API-Key", &key)
+                    .json(&serde_json::json!({ "nip": nip }))
+                    .send()
+                    .await;
+                match res {
+                    Ok(res) if res.status().is_success() => {
+                        let _ = res.bytes().await;
+                        latencies.push(t.elapsed().as_micros() as u64);
+                    }
+                    Ok(res) => {
+                        errors += 1;
+                        if errors <= 3 {
+                            eprintln!("{action} {nip}: {}", res.text().await.unwrap_or_default());
+                        }
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let clock = collect("POST clock-in / clock-out", tasks, started).await;
+    println!(
+        "\nClock events, {} employees, {} connections, {} s per phase\n",
+        args.employees, concurrency, args.seconds
+    );
+    table(&[&health, &clock]);
+    println!(
+        "\nclock events/s: {:.0} (target ≥ 1,500); clock/healthz throughput ratio: {:.3}",
+        clock.throughput(),
+        clock.throughput() / health.throughput()
+    );
+    Ok(())
+}
+
+/// The daily report of an org whose `args.employees` employees all attended one date, against the
+/// same report for a date nobody attended. The org is kept in `.clokio/` and reused while it
+/// still answers, since creating 10,000 employees takes a while.
+async fn daily_bench(
+    args: &Args,
+    client: &reqwest::Client,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let state =
+        std::path::PathBuf::from(".clokio").join(format!("bench-daily-{}.key", args.employees));
+    let date = "2026-01-05";
+    let get = |key: &str, path: &str| {
+        client
+            .get(format!("{}{path}", args.url))
+            .header("X-API-Key", key)
+            .send()
+    };
+    let mut key = std::fs::read_to_string(&state)
+        .ok()
+        .map(|k| k.trim().to_owned());
+    if let Some(k) = &key {
+        let res = get(k, &format!("/api/v1/attendance/daily?date={date}")).await?;
+        let ok = res.status() == 200
+            && res.json::<serde_json::Value>().await?["data"]
+                .as_array()
+                .is_some_and(|a| a.len() == args.employees);
+        if !ok {
+            key = None;
+        }
+    }
+    let key = match key {
+        Some(k) => {
+            eprintln!("reusing the org in {}", state.display());
+            k
+        }
+        None => {
+            eprintln!(
+                "creating an org with {} employees (once; kept in {})…",
+                args.employees,
+                state.display()
+            );
+            let key = setup(args, client).await?;
+            for chunk in (0..args.employees).collect::<Vec<_>>().chunks(5000) {
+                let records: Vec<serde_json::Value> = chunk
+                    .iter()
+                    .map(|i| serde_json::json!({
+                        "nip": format!("B{i:05}"),
+                        "clock_in": format!("{date}T08:{:02}:00Z", i % 60),
+                        "clock_out": format!("{date}T17:{:02}:00Z", (i * 7) % 60),
+                        "breaks": [{"start": format!("{date}T12:00:00Z"), "end": format!("{date}T12:30:00Z")}],
+                    }))
+                    .collect();
+                let res = client
+                    .post(format!("{}/api/v1/attendance/import", args.url))
+                    .header("X-API-Key", &key)
+                    .json(&serde_json::json!({ "records": records }))
+                    .send()
+                    .await?;
+                if res.status() != 201 {
+                    return Err(format!("import failed: {}", res.text().await?).into());
+                }
+            }
+            std::fs::create_dir_all(".clokio")?;
+            std::fs::write(&state, &key)?;
+            key
+        }
+    };
+    let runs = (args.seconds as usize * 5).max(20);
+    let measure = |name: String, path: String| {
+        let key = key.clone();
+        async move {
+            for _ in 0..5 {
+                let _ = get(&key, &path).await?.bytes().await?;
+            }
+            let mut latencies = Vec::with_capacity(runs);
+            let mut bytes = 0;
+            let started = Instant::now();
+            for _ in 0..runs {
+                let t = Instant::now();
+                let res = get(&key, &path).await?;
+                if res.status() != 200 {
+                    return Err::<(Phase, usize), Box<dyn std::error::Error>>(
+                        format!("{path}: {}", res.status()).into(),
+                    );
+                }
+                bytes = res.bytes().await?.len();
+                latencies.push(t.elapsed().as_micros() as u64);
+            }
+            latencies.sort_unstable();
+            Ok((
+                Phase {
+                    name,
+                    requests: runs,
+                    errors: 0,
+                    elapsed: started.elapsed(),
+                    latencies_us: latencies,
+                },
+                bytes,
+            ))
+        }
+    };
+    let (empty, _) = measure(
+        "daily report, nobody attended".to_owned(),
+        "/api/v1/attendance/daily?date=2026-01-04".to_owned(),
+    )
+    .await?;
+    let (full, bytes) = measure(
+        format!("daily report, {} records", args.employees),
+        format!("/api/v1/attendance/daily?date={date}"),
+    )
+    .await?;
+    println!(
+        "\nDaily report, one request at a time, {runs} requests per phase ({:.1} MiB per full report)\n",
+        bytes as f64 / (1024.0 * 1024.0)
+    );
+    table(&[&empty, &full]);
+    println!(
+        "\nfull report p50: {:.1} ms (target ≤ 150 ms at 10,000); full/empty p50 ratio: {:.1}",
+        full.percentile(0.5),
+        full.percentile(0.5) / empty.percentile(0.5)
+    );
+    Ok(())
+}
+
+fn table(phases: &[&Phase]) {
+    println!(
+        "| {:<34} | {:>9} | {:>6} | {:>10} | {:>8} | {:>8} |",
+        "phase", "requests", "errors", "req/s", "p50 ms", "p99 ms"
+    );
+    println!(
+        "|{}|{}|{}|{}|{}|{}|",
+        "-".repeat(36),
+        "-".repeat(11),
+        "-".repeat(8),
+        "-".repeat(12),
+        "-".repeat(10),
+        "-".repeat(10)
+    );
+    for p in phases {
+        println!("{}", p.row());
     }
 }
