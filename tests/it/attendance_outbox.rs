@@ -13,7 +13,7 @@ use sqlx::Connection;
 async fn events_committed_while_the_relay_is_down_arrive_once_each() {
     let mut stack = Stack::empty().await;
     stack.start_employee_svc().await;
-    let first = stack.spawn_attendance_svc(stack.attendance_config(), std::future::pending());
+    let mut first = stack.isolated_attendance_svc();
     stack.wait_for_replicas(ServiceName::Attendance, 1).await;
     let gw = stack.start_gateway().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
@@ -59,8 +59,8 @@ async fn events_committed_while_the_relay_is_down_arrive_once_each() {
     assert_eq!(pending().await, 10, "committed, not yet published");
 
     // The replica dies with its events unpublished; the lock goes away; a new replica starts.
-    first.abort();
-    let _ = first.await;
+    first.kill();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     drop(holder);
     let mut events = stack
         .events(stack.bus_config.subjects.event("attendance", t.org.id, ">"))

@@ -146,24 +146,21 @@ impl Stack {
         }
     }
 
-    /// Runs attendance-svc with `config` until `stop` resolves (for tests that stop one replica).
-    pub fn spawn_attendance_svc(
-        &mut self,
-        config: clokio_attendance_svc::Config,
-        stop: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> tokio::task::JoinHandle<()> {
-        let all = self.stopper();
-        tokio::spawn(async move {
-            let stop = async move {
-                tokio::select! {
-                    () = stop => {}
-                    () = all => {}
-                }
-            };
-            if let Err(err) = clokio_attendance_svc::run(config, stop).await {
-                panic!("attendance-svc failed: {err}");
+    /// An attendance-svc replica on a runtime of its own, which [`Isolated::kill`] drops with
+    /// every task the service spawned: a crash, as near as one process allows.
+    pub fn isolated_attendance_svc(&self) -> Isolated {
+        let config = self.attendance_config();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.spawn(async move {
+            if let Err(err) = clokio_attendance_svc::run(config, std::future::pending()).await {
+                eprintln!("attendance-svc failed: {err}");
             }
-        })
+        });
+        Isolated(Some(rt))
     }
 
     /// The `$SRV.INFO` answers of the replicas of `service` with endpoints under this stack's
@@ -369,6 +366,24 @@ impl Drop for Stack {
             });
         });
         let _ = cleanup.join();
+    }
+}
+
+/// A service running on its own runtime (see [`Stack::isolated_attendance_svc`]).
+pub struct Isolated(Option<tokio::runtime::Runtime>);
+
+impl Isolated {
+    /// Stops every task of the service at its next await, without any shutdown of its own.
+    pub fn kill(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Isolated {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

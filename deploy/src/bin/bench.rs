@@ -441,7 +441,7 @@ async fn clock_bench(
             let mut turn = 0usize;
             while Instant::now() < deadline {
                 // Every employee in, then every employee out.
-                let action = if (turn / mine.len()) % 2 == 0 {
+                let action = if (turn / mine.len()).is_multiple_of(2) {
                     "clock-in"
                 } else {
                     "clock-out"
