@@ -8,13 +8,5 @@ pub fn err(err: sqlx::Error) -> BusError {
     if clokio_runtime::db::unique_violation(&err).as_deref() == Some("sessions_one_open") {
         return BusError::conflict("Employee is already clocked in");
     }
-    if clokio_runtime::db::is_data_exception(&err) {
-        return BusError::invalid("The request contains a value that cannot be stored");
-    }
-    if clokio_runtime::db::is_unavailable(&err) {
-        tracing::warn!(%err, "database unavailable");
-        return BusError::unavailable();
-    }
-    tracing::error!(%err, "database error");
-    BusError::internal()
+    clokio_runtime::db::bus_error(err)
 }

@@ -45,6 +45,20 @@ impl Clocked<'_> {
     }
 }
 
+impl Clocked<'_> {
+    /// Writes the session's `event` (e.g. `clock-in`) at `at` to the outbox.
+    pub async fn emit(
+        &self,
+        state: &State,
+        tx: &mut Transaction<'_, Postgres>,
+        org: OrgId,
+        event: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), BusError> {
+        emit(state, tx, org, event, at, self.event(event, at)).await
+    }
+}
+
 /// Writes an attendance event (`event` is its kind, e.g. `clock-in`) to the outbox.
 pub async fn emit(
     state: &State,

@@ -11,15 +11,7 @@ pub fn map_err(err: sqlx::Error, unique: &[(&str, &str)]) -> BusError {
     {
         return BusError::invalid(*message);
     }
-    if clokio_runtime::db::is_data_exception(&err) {
-        return BusError::invalid("The request contains a value that cannot be stored");
-    }
-    if clokio_runtime::db::is_unavailable(&err) {
-        tracing::warn!(%err, "database unavailable");
-        return BusError::unavailable();
-    }
-    tracing::error!(%err, "database error");
-    BusError::internal()
+    clokio_runtime::db::bus_error(err)
 }
 
 /// The common case: no unique constraint expected.

@@ -137,6 +137,19 @@ struct OpenSession {
     break_open_since: Option<DateTime<Utc>>,
 }
 
+impl OpenSession {
+    fn clocked<'a>(&'a self, attendance_id: AttendanceId, employee: &'a Employee) -> Clocked<'a> {
+        Clocked {
+            attendance_id,
+            employee,
+            location_id: LocationId::new(self.location_id),
+            location: &self.location,
+            work_date: self.work_date,
+            clock_in: self.clock_in,
+        }
+    }
+}
+
 async fn open_session(
     tx: &mut Transaction<'_, Postgres>,
     id: i64,
@@ -237,15 +250,7 @@ async fn apply(
                 work_date,
                 clock_in: at,
             };
-            events::emit(
-                state,
-                tx,
-                org,
-                kind::CLOCK_IN,
-                at,
-                clocked.event(kind::CLOCK_IN, at),
-            )
-            .await?;
+            clocked.emit(state, tx, org, kind::CLOCK_IN, at).await?;
             to_bytes(&ClockedIn {
                 attendance_id,
                 employee_name: employee.name.clone(),
@@ -278,24 +283,9 @@ async fn apply(
             .map_err(db::err)?;
             let attendance_id = AttendanceId::new(s.id);
             let total_seconds = (at - s.clock_in).num_seconds() - break_seconds;
-            let clocked = Clocked {
-                attendance_id,
-                employee: &employee,
-                location_id: LocationId::new(s.location_id),
-                location: &s.location,
-                work_date: s.work_date,
-                clock_in: s.clock_in,
-            };
+            let clocked = s.clocked(attendance_id, &employee);
             if open_break.is_some() {
-                events::emit(
-                    state,
-                    tx,
-                    org,
-                    kind::BREAK_END,
-                    at,
-                    clocked.event(kind::BREAK_END, at),
-                )
-                .await?;
+                clocked.emit(state, tx, org, kind::BREAK_END, at).await?;
             }
             let mut event = clocked.event(kind::CLOCK_OUT, at);
             event.location_id = location_id;
@@ -328,23 +318,8 @@ async fn apply(
             .await
             .map_err(db::err)?;
             let attendance_id = AttendanceId::new(s.id);
-            let clocked = Clocked {
-                attendance_id,
-                employee: &employee,
-                location_id: LocationId::new(s.location_id),
-                location: &s.location,
-                work_date: s.work_date,
-                clock_in: s.clock_in,
-            };
-            events::emit(
-                state,
-                tx,
-                org,
-                kind::BREAK_START,
-                at,
-                clocked.event(kind::BREAK_START, at),
-            )
-            .await?;
+            let clocked = s.clocked(attendance_id, &employee);
+            clocked.emit(state, tx, org, kind::BREAK_START, at).await?;
             to_bytes(&BreakStarted {
                 attendance_id,
                 employee_name: employee.name.clone(),
@@ -369,23 +344,8 @@ async fn apply(
             .await
             .map_err(db::err)?;
             let attendance_id = AttendanceId::new(s.id);
-            let clocked = Clocked {
-                attendance_id,
-                employee: &employee,
-                location_id: LocationId::new(s.location_id),
-                location: &s.location,
-                work_date: s.work_date,
-                clock_in: s.clock_in,
-            };
-            events::emit(
-                state,
-                tx,
-                org,
-                kind::BREAK_END,
-                at,
-                clocked.event(kind::BREAK_END, at),
-            )
-            .await?;
+            let clocked = s.clocked(attendance_id, &employee);
+            clocked.emit(state, tx, org, kind::BREAK_END, at).await?;
             to_bytes(&BreakEnded {
                 attendance_id,
                 employee_name: employee.name.clone(),

@@ -92,6 +92,21 @@ pub fn is_data_exception(err: &sqlx::Error) -> bool {
         .is_some_and(|c| c.starts_with("22"))
 }
 
+/// The answer for a database error no caller expected: a value Postgres cannot store → 422, an
+/// unreachable database → 503, anything else → 500 (logged, never shown).
+pub fn bus_error(err: sqlx::Error) -> clokio_bus::BusError {
+    use clokio_bus::BusError;
+    if is_data_exception(&err) {
+        return BusError::invalid("The request contains a value that cannot be stored");
+    }
+    if is_unavailable(&err) {
+        tracing::warn!(%err, "database unavailable");
+        return BusError::unavailable();
+    }
+    tracing::error!(%err, "database error");
+    BusError::internal()
+}
+
 /// The constraint a unique violation broke, if that is what `err` is.
 pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
     let db = err.as_database_error()?;
