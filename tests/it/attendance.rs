@@ -620,3 +620,50 @@ async fn every_change_is_one_event_with_who_where_and_when() {
             .await
     );
 }
+
+/// A kiosk up to 2 minutes fast opens a session that "began" in the future: until then it counts
+/// as nothing, never as negative time.
+#[tokio::test]
+async fn a_session_opened_slightly_in_the_future_counts_as_zero_not_negative() {
+    let (stack, gw) = Stack::start().await;
+    // A zone where it is between 04:00 and 21:00 now, so the last hour is the same local date.
+    let zone = ["UTC", "Asia/Tokyo"]
+        .into_iter()
+        .find(|z| {
+            let tz: chrono_tz::Tz = z.parse().unwrap();
+            let h = chrono::Timelike::hour(&now().with_timezone(&tz));
+            (4..=20).contains(&h)
+        })
+        .unwrap();
+    let tz: chrono_tz::Tz = zone.parse().unwrap();
+    let t = stack.tenant_in(&gw, Plan::Enterprise, zone).await;
+    employee(&gw, &t, "E-1", "Ann").await;
+    let start = now() - Duration::minutes(60);
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/import",
+        &json!({"records": [{"nip": "E-1", "clock_in": ts(start), "clock_out": ts(start + Duration::minutes(30))}]}),
+    )
+    .await
+    .expect(201);
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/clock-in",
+        &json!({"nip": "E-1", "timestamp": ts(now() + Duration::seconds(100))}),
+    )
+    .await
+    .expect(200);
+    let today = now().with_timezone(&tz).date_naive();
+    let res = gw
+        .get(&t.key, &format!("/api/v1/attendance/daily?date={today}"))
+        .await
+        .expect(200);
+    assert_eq!(res.data()[0]["total_hours"], 0.5, "{}", res.text);
+    assert_eq!(res.data()[0]["clock_out"], Value::Null);
+    let res = gw
+        .get(&t.key, "/api/v1/attendance/employee/E-1/today")
+        .await
+        .expect(200);
+    assert_eq!(res.data()["summary"]["total_work_minutes"], 30);
+    assert_eq!(res.data()["work_sessions"][1]["duration_minutes"], 0);
+}

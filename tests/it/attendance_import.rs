@@ -109,6 +109,18 @@ async fn an_import_is_checked_record_by_record_and_all_or_nothing() {
             .await
             .expect_error(status, message);
     }
+    let many_breaks: Vec<Value> = (0..401)
+        .map(|i| {
+            let d = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap() + Duration::days(i);
+            let breaks: Vec<Value> = (0..50)
+                .map(|m| json!({"start": format!("{d}T10:{m:02}:00Z"), "end": format!("{d}T10:{m:02}:30Z")}))
+                .collect();
+            json!({"nip": "E-1", "clock_in": format!("{d}T09:00:00Z"), "clock_out": format!("{d}T17:00:00Z"), "breaks": breaks})
+        })
+        .collect();
+    import(Value::Array(many_breaks))
+        .await
+        .expect_error(422, "An import may not carry more than 20000 breaks in all");
     let too_many: Vec<Value> = (0..5001).map(|_| ok[0].clone()).collect();
     import(Value::Array(too_many))
         .await
@@ -365,12 +377,22 @@ async fn leave_is_recorded_listed_by_month_and_deleted() {
         .await
         .expect_error(422, "The month field is required");
 
-    let res = gw
-        .delete(&t.key, &format!("/api/v1/leaves/{}", leave["id"]))
-        .await
-        .expect(200);
+    let delete_once = || {
+        gw.send(
+            gw.request(
+                reqwest::Method::DELETE,
+                Some(&t.key),
+                &format!("/api/v1/leaves/{}", leave["id"]),
+            )
+            .header("Idempotency-Key", "delete-leave-1"),
+        )
+    };
+    let res = delete_once().await.expect(200);
     assert_eq!(res.message(), "Leave deleted successfully");
     assert_eq!(res.data(), &leave);
+    // A retry after a lost answer gets the first answer again.
+    let again = delete_once().await.expect(200);
+    assert_eq!(again.text, res.text);
     gw.delete(&t.key, &format!("/api/v1/leaves/{}", leave["id"]))
         .await
         .expect_error(404, "Leave not found");

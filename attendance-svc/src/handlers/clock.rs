@@ -54,11 +54,17 @@ pub async fn handle(state: &State, action: Action, req: ClockRequest) -> Result<
         action.operation(),
         &same,
     );
+    // employee-svc's data first: no connection or key lock is held while NATS answers. A refusal
+    // that depends on it (unknown employee) is therefore not stored with the key.
+    let (info, employee) = tokio::try_join!(
+        state.directory.org(req.org_id),
+        state.directory.employee(req.org_id, &req.nip)
+    )?;
     let mut tx = state.pool.begin().await.map_err(db::err)?;
     if let Some(answer) = idem.claim(&mut tx).await? {
         return answer;
     }
-    let result = apply(state, &mut tx, action, &req).await;
+    let result = apply(state, &mut tx, action, &req, &info, &employee).await;
     let changed = result.is_ok();
     let answer = idem.settle(tx, result).await;
     if changed && answer.is_ok() {
@@ -169,22 +175,20 @@ async fn apply(
     tx: &mut Transaction<'_, Postgres>,
     action: Action,
     req: &ClockRequest,
+    info: &OrgInfo,
+    employee: &Employee,
 ) -> Result<Bytes, BusError> {
-    let (info, employee) = tokio::try_join!(
-        state.directory.org(req.org_id),
-        state.directory.employee(req.org_id, &req.nip)
-    )?;
     let now = whole_seconds(Utc::now());
     let requested = req
         .timestamp
-        .map(|at| requested_time(&info, at, now))
+        .map(|at| requested_time(info, at, now))
         .transpose()?;
     if action == Action::ClockIn && employee.status == EmployeeStatus::Inactive {
         return Err(BusError::new(ErrorCode::Forbidden, "Employee is inactive"));
     }
     // Breaks carry no position: they happen where the session is.
-    let (location_id, location) = place(&info, &employee, req)?;
-    let (open, last) = lock_state(tx, &employee, req.org_id).await?;
+    let (location_id, location) = place(info, employee, req)?;
+    let (open, last) = lock_state(tx, employee, req.org_id).await?;
     let session = match (action, open) {
         (Action::ClockIn, Some(_)) => {
             return Err(BusError::conflict("Employee is already clocked in"));
@@ -244,7 +248,7 @@ async fn apply(
             let attendance_id = AttendanceId::new(id);
             let clocked = Clocked {
                 attendance_id,
-                employee: &employee,
+                employee,
                 location_id,
                 location: &location,
                 work_date,
@@ -283,7 +287,7 @@ async fn apply(
             .map_err(db::err)?;
             let attendance_id = AttendanceId::new(s.id);
             let total_seconds = (at - s.clock_in).num_seconds() - break_seconds;
-            let clocked = s.clocked(attendance_id, &employee);
+            let clocked = s.clocked(attendance_id, employee);
             if open_break.is_some() {
                 clocked.emit(state, tx, org, kind::BREAK_END, at).await?;
             }
@@ -318,7 +322,7 @@ async fn apply(
             .await
             .map_err(db::err)?;
             let attendance_id = AttendanceId::new(s.id);
-            let clocked = s.clocked(attendance_id, &employee);
+            let clocked = s.clocked(attendance_id, employee);
             clocked.emit(state, tx, org, kind::BREAK_START, at).await?;
             to_bytes(&BreakStarted {
                 attendance_id,
@@ -344,7 +348,7 @@ async fn apply(
             .await
             .map_err(db::err)?;
             let attendance_id = AttendanceId::new(s.id);
-            let clocked = s.clocked(attendance_id, &employee);
+            let clocked = s.clocked(attendance_id, employee);
             clocked.emit(state, tx, org, kind::BREAK_END, at).await?;
             to_bytes(&BreakEnded {
                 attendance_id,

@@ -13,7 +13,7 @@ use clokio_bus::events::{Event, kind};
 use clokio_bus::ids::{AttendanceId, EventId, LocationId, OrgId};
 use clokio_bus::ops::{
     AttendanceEvent, Employee, ImportOp, ImportRecord, ImportRequest, Imported, MAX_IMPORT_BREAKS,
-    MAX_IMPORT_RECORDS, Operation,
+    MAX_IMPORT_BREAKS_TOTAL, MAX_IMPORT_RECORDS, Operation,
 };
 use clokio_bus::server::to_bytes;
 use sqlx::{Postgres, Transaction};
@@ -49,17 +49,28 @@ pub async fn import(state: &State, req: ImportRequest) -> Result<Bytes, BusError
             "The records field must not have more than {MAX_IMPORT_RECORDS} records"
         )));
     }
+    let breaks: usize = req.records.iter().map(|r| r.breaks.len()).sum();
+    if breaks > MAX_IMPORT_BREAKS_TOTAL {
+        return Err(BusError::invalid(format!(
+            "An import may not carry more than {MAX_IMPORT_BREAKS_TOTAL} breaks in all"
+        )));
+    }
     let idem = Idempotency::new(
         req.org_id,
         req.idempotency_key.as_deref(),
         ImportOp::NAME,
         &req.records,
     );
+    // employee-svc's data first: no connection or key lock is held while NATS answers.
+    let (info, staff) = tokio::try_join!(
+        state.directory.org(req.org_id),
+        state.directory.staff(req.org_id)
+    )?;
     let mut tx = state.pool.begin().await.map_err(db::err)?;
     if let Some(answer) = idem.claim(&mut tx).await? {
         return answer;
     }
-    let result = apply(state, &mut tx, req.org_id, &req.records).await;
+    let result = apply(state, &mut tx, req.org_id, &req.records, &info, &staff).await;
     let changed = result.is_ok();
     let answer = idem.settle(tx, result).await;
     if changed && answer.is_ok() {
@@ -146,13 +157,14 @@ async fn apply(
     tx: &mut Transaction<'_, Postgres>,
     org: OrgId,
     records: &[ImportRecord],
+    info: &OrgInfo,
+    staff: &crate::directory::Staff,
 ) -> Result<Bytes, BusError> {
-    let (info, staff) = tokio::try_join!(state.directory.org(org), state.directory.staff(org))?;
     let now = whole_seconds(Utc::now());
     let checked = records
         .iter()
         .enumerate()
-        .map(|(i, r)| check(&info, &staff, i, r, now))
+        .map(|(i, r)| check(info, staff, i, r, now))
         .collect::<Result<Vec<_>, _>>()?;
 
     // Records of one employee may not overlap each other.

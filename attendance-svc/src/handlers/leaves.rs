@@ -8,8 +8,8 @@ use clokio_bus::BusError;
 use clokio_bus::events::kind;
 use clokio_bus::ids::{EmployeeId, LeaveId};
 use clokio_bus::ops::{
-    Employee, Leave, LeaveCreate, LeaveCreateOp, LeaveDelete, LeaveList, LeaveType, MAX_LEAVE_DAYS,
-    Operation,
+    Employee, Leave, LeaveCreate, LeaveCreateOp, LeaveDelete, LeaveDeleteOp, LeaveList, LeaveType,
+    MAX_LEAVE_DAYS, Operation,
 };
 use clokio_bus::server::to_bytes;
 
@@ -66,12 +66,12 @@ pub async fn create(state: &State, req: LeaveCreate) -> Result<Bytes, BusError> 
         LeaveCreateOp::NAME,
         &same,
     );
+    let employee = state.directory.employee(req.org_id, &req.nip).await?;
     let mut tx = state.pool.begin().await.map_err(db::err)?;
     if let Some(answer) = idem.claim(&mut tx).await? {
         return answer;
     }
     let result = async {
-        let employee = state.directory.employee(req.org_id, &req.nip).await?;
         let id = employee.employee_id.get();
         sqlx::query(
             "INSERT INTO employee_state (org_id, employee_id) VALUES ($1, $2) \
@@ -161,32 +161,48 @@ pub async fn list(state: &State, req: LeaveList) -> Result<Bytes, BusError> {
 }
 
 pub async fn delete(state: &State, req: LeaveDelete) -> Result<Bytes, BusError> {
+    let idem = Idempotency::new(
+        req.org_id,
+        req.idempotency_key.as_deref(),
+        LeaveDeleteOp::NAME,
+        &req.id,
+    );
     let staff = state.directory.staff(req.org_id).await?;
     let mut tx = state.pool.begin().await.map_err(db::err)?;
-    let row: Option<LeaveRow> = sqlx::query_as(&format!(
-        "DELETE FROM leaves WHERE org_id = $1 AND id = $2 RETURNING {COLUMNS}"
-    ))
-    .bind(req.org_id.as_uuid())
-    .bind(req.id.get())
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(db::err)?;
-    let row = row.ok_or_else(|| BusError::not_found("Leave not found"))?;
-    let employee = employee_of(&staff, row.employee_id)?;
-    let leave = row.into_leave(&employee)?;
-    events::enqueue(
-        state,
-        &mut tx,
-        req.org_id,
-        kind::LEAVE,
-        kind::DELETED,
-        Utc::now(),
-        &leave,
-    )
-    .await?;
-    tx.commit().await.map_err(db::err)?;
-    state.kick.kick();
-    to_bytes(&leave)
+    if let Some(answer) = idem.claim(&mut tx).await? {
+        return answer;
+    }
+    let result = async {
+        let row: Option<LeaveRow> = sqlx::query_as(&format!(
+            "DELETE FROM leaves WHERE org_id = $1 AND id = $2 RETURNING {COLUMNS}"
+        ))
+        .bind(req.org_id.as_uuid())
+        .bind(req.id.get())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db::err)?;
+        let row = row.ok_or_else(|| BusError::not_found("Leave not found"))?;
+        let employee = employee_of(&staff, row.employee_id)?;
+        let leave = row.into_leave(&employee)?;
+        events::enqueue(
+            state,
+            &mut tx,
+            req.org_id,
+            kind::LEAVE,
+            kind::DELETED,
+            Utc::now(),
+            &leave,
+        )
+        .await?;
+        to_bytes(&leave)
+    }
+    .await;
+    let changed = result.is_ok();
+    let answer = idem.settle(tx, result).await;
+    if changed && answer.is_ok() {
+        state.kick.kick();
+    }
+    answer
 }
 
 fn employee_of(staff: &Staff, id: i64) -> Result<std::sync::Arc<Employee>, BusError> {

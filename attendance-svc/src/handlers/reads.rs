@@ -46,8 +46,9 @@ async fn days(
     sqlx::query_as(
         "SELECT work_date, employee_id, min(clock_in) AS first_in, max(clock_out) AS last_out, \
             bool_or(clock_out IS NULL) AS open, \
-            sum(extract(epoch FROM coalesce(clock_out, $5) - clock_in))::bigint AS work_seconds, \
-            sum(break_seconds + coalesce(extract(epoch FROM $5 - break_open_since)::bigint, 0))::bigint \
+            sum(greatest(extract(epoch FROM coalesce(clock_out, $5) - clock_in), 0))::bigint \
+                AS work_seconds, \
+            sum(break_seconds + greatest(coalesce(extract(epoch FROM $5 - break_open_since), 0), 0))::bigint \
                 AS break_seconds \
          FROM sessions \
          WHERE org_id = $1 AND work_date BETWEEN $2 AND $3 AND ($4::bigint IS NULL OR employee_id = $4) \
@@ -201,6 +202,12 @@ async fn activity(
         _ => None,
     };
     let today = info.org.timezone.today();
+    // One snapshot for the three reads, so a clock-out between them cannot mix two states.
+    let mut tx = state.pool.begin().await.map_err(db::err)?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .map_err(db::err)?;
     // Without a date, an employee still clocked in from an earlier date is shown on that date.
     let mut shift_date: HashMap<i64, NaiveDate> = HashMap::new();
     if date.is_none() {
@@ -210,7 +217,7 @@ async fn activity(
         )
         .bind(org.as_uuid())
         .bind(one)
-        .fetch_all(&state.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(db::err)?;
         shift_date.extend(open);
@@ -229,7 +236,7 @@ async fn activity(
     .bind(org.as_uuid())
     .bind(&dates)
     .bind(one)
-    .fetch_all(&state.pool)
+    .fetch_all(&mut *tx)
     .await
     .map_err(db::err)?;
     let ids: Vec<i64> = sessions.iter().map(|s| s.id).collect();
@@ -241,10 +248,11 @@ async fn activity(
              WHERE session_id = ANY($1) ORDER BY session_id, started_at",
         )
         .bind(&ids)
-        .fetch_all(&state.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(db::err)?
     };
+    tx.commit().await.map_err(db::err)?;
     let mut breaks_of: HashMap<i64, Vec<BreakRow>> = HashMap::new();
     for b in breaks {
         breaks_of.entry(b.session_id).or_default().push(b);
@@ -288,7 +296,7 @@ fn build_day(
     };
     for s in &sessions {
         let attendance_id = AttendanceId::new(s.id);
-        let end = s.clock_out.unwrap_or(now);
+        let end = s.clock_out.unwrap_or(now).max(s.clock_in);
         work_seconds += (end - s.clock_in).num_seconds();
         break_seconds += s.break_seconds
             + s.break_open_since
@@ -313,7 +321,7 @@ fn build_day(
             location: s.location.clone(),
         });
         for b in breaks_of.remove(&s.id).unwrap_or_default() {
-            let b_end = b.ended_at.unwrap_or(now);
+            let b_end = b.ended_at.unwrap_or(now).max(b.started_at);
             break_sessions.push(BreakSession {
                 attendance_id,
                 start: b.started_at,

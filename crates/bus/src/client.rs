@@ -35,6 +35,14 @@ impl Bus {
         }
     }
 
+    /// The same bus with another request timeout (for operations known to take longer).
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        Self {
+            timeout,
+            ..self.clone()
+        }
+    }
+
     pub fn client(&self) -> &async_nats::Client {
         &self.client
     }

@@ -23,7 +23,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::forward;
 use crate::auth::Auth;
 use crate::body::{Fields, parse_date, required};
-use crate::envelope::ApiError;
+use crate::envelope::{self, ApiError};
 use crate::openapi::{Envelope, ErrorEnvelope};
 use crate::{App, RequestId};
 
@@ -489,7 +489,8 @@ pub struct ImportRecordBody {
     location: Option<String>,
 }
 
-/// The import body: up to 5,000 closed sessions.
+/// The import body: up to 5,000 closed sessions, each at most 48 hours long with at most 50
+/// breaks, and at most 20,000 breaks in all.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ImportBody {
@@ -551,12 +552,18 @@ pub async fn import(
         records,
         idempotency_key,
     };
-    forward::<ImportOp>(
-        &app,
-        &rid,
-        &req,
+    // Thousands of records take longer than a clock event: wait for them rather than answer 504
+    // while the import goes on.
+    let bus = app
+        .bus
+        .with_timeout(app.config.bus.request_timeout.max(IMPORT_TIMEOUT));
+    let data = bus.call_raw::<ImportOp>(&req, Some(&rid.0)).await?;
+    Ok(envelope::raw(
         StatusCode::CREATED,
         "Attendance imported successfully",
-    )
-    .await
+        &data,
+    ))
 }
+
+/// How long the gateway waits for an import.
+const IMPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);

@@ -147,7 +147,8 @@ pub async fn list(
 
 /// Delete a leave.
 #[utoipa::path(delete, path = "/api/v1/leaves/{id}", tag = "Leave",
-    params(("id" = i64, Path, description = "The leave id")),
+    params(("id" = i64, Path, description = "The leave id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a retry of the same request within 24 h")),
     responses(
         (status = 200, description = "The deleted leave", body = Envelope<Leave>),
         (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
@@ -157,8 +158,10 @@ pub async fn remove(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let idempotency_key = idempotency_key(&headers)?;
     let id = id
         .parse::<i64>()
         .ok()
@@ -167,6 +170,7 @@ pub async fn remove(
     let req = LeaveDelete {
         org_id: auth.org_id,
         id: LeaveId::new(id),
+        idempotency_key,
     };
     forward::<LeaveDeleteOp>(
         &app,

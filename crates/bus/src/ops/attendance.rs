@@ -212,6 +212,8 @@ operation!(OrgActivityOp, Attendance, "org_activity", ActivityQuery => Vec<Daily
 pub const MAX_IMPORT_RECORDS: usize = 5000;
 /// The most breaks one imported session may carry.
 pub const MAX_IMPORT_BREAKS: usize = 50;
+/// The most breaks one import may carry in all.
+pub const MAX_IMPORT_BREAKS_TOTAL: usize = 20_000;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ImportBreak {
@@ -317,6 +319,8 @@ pub struct LeaveList {
 pub struct LeaveDelete {
     pub org_id: OrgId,
     pub id: LeaveId,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 operation!(LeaveCreateOp, Attendance, "leave_create", LeaveCreate => Leave);
