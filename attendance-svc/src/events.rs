@@ -40,6 +40,7 @@ impl Clocked<'_> {
             clock_out: None,
             total_hours: None,
             break_minutes: None,
+            break_seconds: None,
             imported: false,
         }
     }

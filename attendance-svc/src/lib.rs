@@ -6,12 +6,10 @@
 
 mod config;
 mod db;
-mod directory;
 mod events;
 mod geo;
 mod handlers;
 mod idempotency;
-mod rules;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,8 +23,8 @@ use clokio_runtime::outbox::{self, Kick};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
+use clokio_runtime::directory::Directory;
 pub use config::Config;
-use directory::Directory;
 use handlers::clock::Action;
 
 /// Shared state of every handler.

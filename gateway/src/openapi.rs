@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{api_keys, attendance, employees, leaves, locations, organization};
+use crate::routes::{api_keys, attendance, employees, leaves, locations, organization, summary};
 
 /// The success envelope around `data`.
 #[derive(ToSchema)]
@@ -46,6 +46,7 @@ pub struct ErrorEnvelope {
         attendance::daily, attendance::range, attendance::employee, attendance::employee_today,
         attendance::today_detailed, attendance::import,
         leaves::create, leaves::list, leaves::remove,
+        summary::summary,
     ),
     modifiers(&ApiKeyAuth),
 )]
@@ -95,6 +96,7 @@ mod tests {
             "/api/v1/attendance/import",
             "/api/v1/leaves",
             "/api/v1/leaves/{id}",
+            "/api/v1/attendance/summary",
         ] {
             assert!(doc["paths"][path].is_object(), "{path} missing");
         }

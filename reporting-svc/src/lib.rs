@@ -1,64 +1,121 @@
-//! reporting-svc: Monthly summaries and CSV export.
-//!
-//! Skeleton: it registers on the bus as `clokio-reporting` (so `$SRV.PING` finds every replica)
-//! and answers no operation yet; its own issue brings its endpoints, schema and migrations.
+//! reporting-svc: the monthly attendance summary for payroll, as JSON and as a streamed CSV. It
+//! owns the Postgres schema `reporting`: a projection of attendance-svc's sessions and leave, fed
+//! by the events on JetStream (see [`projection`]). Employees and org settings it asks
+//! employee-svc over NATS, cached. Why a projection, not a question to attendance-svc per report:
+//! `docs/architecture.md`.
+
+mod config;
+mod db;
+pub mod projection;
+mod summary;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use clokio_bus::server::{Handler, Spec};
-use clokio_bus::{BusError, ErrorCode, ServiceName};
-use clokio_runtime::config::{self, BusConfig, ConfigError};
+use clokio_bus::ops::{self, Operation, REPORTING_OPERATIONS};
+use clokio_bus::server::{Handler, Spec, decode};
+use clokio_bus::{Bus, BusError, ErrorCode, ServiceName};
+use clokio_runtime::directory::Directory;
+use sqlx::PgPool;
+use tokio::sync::watch;
 
-/// reporting-svc configuration, from `CLOKIO_*` environment variables.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub bus: BusConfig,
-    /// `CLOKIO_REPORTING_MAX_IN_FLIGHT`: bus requests handled at once per replica (default 256).
-    pub max_in_flight: usize,
+pub use config::Config;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct State {
+    pub(crate) pool: PgPool,
+    pub(crate) nats: async_nats::Client,
+    pub(crate) directory: Arc<Directory>,
+    /// How long a CSV stream waits for the requester to take a chunk.
+    pub(crate) stream_timeout: Duration,
 }
 
-impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
-            bus: BusConfig::from_env()?,
-            max_in_flight: config::parse("CLOKIO_REPORTING_MAX_IN_FLIGHT", 256)?,
-        })
-    }
-}
-
-struct Service;
-
-impl Handler for Service {
-    async fn handle(&self, operation: &str, _payload: Bytes) -> Result<Bytes, BusError> {
-        Err(BusError::new(
-            ErrorCode::NotFound,
-            format!("Unknown operation {operation}"),
-        ))
-    }
-}
-
-/// Runs reporting-svc until `shutdown` resolves.
+/// Starts reporting-svc and runs it until `shutdown` resolves.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let nats = clokio_runtime::connect_nats(&config.bus.nats_url, "reporting-svc").await?;
+    let pool = clokio_runtime::db::connect(
+        &config.database_url,
+        "reporting",
+        config.db_max_connections,
+        Duration::from_secs(30),
+    )
+    .await?;
+    sqlx::migrate!("./migrations").run(&pool).await?;
+    let js = async_nats::jetstream::new(nats.clone());
+    // Fail at start, not later, if the consumer cannot be made.
+    projection::consumer(&js, &config.bus.subjects).await?;
+
+    let bus = Bus::new(
+        nats.clone(),
+        config.bus.subjects.clone(),
+        config.bus.request_timeout,
+    );
+    let directory = Arc::new(Directory::new(nats.clone(), bus).await?);
+    let sync = tokio::spawn({
+        let directory = directory.clone();
+        async move { directory.run_sync().await }
+    });
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let projector = tokio::spawn(projection::run(
+        pool.clone(),
+        js,
+        config.bus.subjects.clone(),
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        },
+    ));
+    let state = State {
+        pool: pool.clone(),
+        nats: nats.clone(),
+        directory,
+        stream_timeout: config.bus.request_timeout.max(Duration::from_secs(30)),
+    };
     let spec = Spec {
         service: ServiceName::Reporting,
-        description: "Monthly summaries and CSV export",
-        operations: &[],
+        description: "Monthly attendance summary and CSV export",
+        operations: REPORTING_OPERATIONS,
         max_in_flight: config.max_in_flight,
     };
-    clokio_bus::server::serve(
+    let served = clokio_bus::server::serve(
         nats.clone(),
         &config.bus.subjects,
         spec,
-        Arc::new(Service),
+        Arc::new(state),
         shutdown,
     )
-    .await?;
-    nats.flush().await?;
+    .await;
+    let _ = stop_tx.send(true);
+    sync.abort();
+    let _ = projector.await;
+    let _ = nats.flush().await;
+    pool.close().await;
+    served?;
     Ok(())
+}
+
+impl Handler for State {
+    async fn handle(&self, operation: &str, payload: Bytes) -> Result<Bytes, BusError> {
+        let p = &payload[..];
+        match operation {
+            ops::SummaryOp::NAME => {
+                let q = decode::<ops::SummaryOp>(p)?;
+                summary::json(self, q.org_id, summary::Month::new(q.year, q.month)?).await
+            }
+            ops::SummaryCsvOp::NAME => {
+                let q = decode::<ops::SummaryCsvOp>(p)?;
+                let month = summary::Month::new(q.year, q.month)?;
+                summary::csv(self, q.org_id, month, q.inbox).await
+            }
+            other => Err(BusError::new(
+                ErrorCode::NotFound,
+                format!("Unknown operation {other}"),
+            )),
+        }
+    }
 }

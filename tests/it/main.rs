@@ -15,3 +15,4 @@ mod locations;
 mod organization;
 mod outage;
 mod rate_limit;
+mod summary;

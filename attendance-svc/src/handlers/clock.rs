@@ -18,11 +18,11 @@ use clokio_bus::types::EmployeeStatus;
 use clokio_bus::{BusError, ErrorCode};
 use sqlx::{Postgres, Transaction};
 
-use crate::directory::OrgInfo;
 use crate::events::{self, Clocked};
 use crate::idempotency::Idempotency;
-use crate::rules::whole_seconds;
 use crate::{State, db, geo};
+use clokio_bus::calendar::whole_seconds;
+use clokio_runtime::directory::OrgInfo;
 
 /// How far ahead of our clock an offline kiosk's timestamp may be.
 const MAX_FUTURE: Duration = Duration::minutes(2);
@@ -295,8 +295,9 @@ async fn apply(
             event.location_id = location_id;
             event.location_name = location.clone();
             event.clock_out = Some(at);
-            event.total_hours = Some(crate::rules::hours(total_seconds));
-            event.break_minutes = Some(crate::rules::minutes(break_seconds));
+            event.total_hours = Some(clokio_bus::calendar::hours(total_seconds));
+            event.break_minutes = Some(clokio_bus::calendar::minutes(break_seconds));
+            event.break_seconds = Some(break_seconds);
             events::emit(state, tx, org, kind::CLOCK_OUT, at, event).await?;
             to_bytes(&ClockedOut {
                 attendance_id,
@@ -304,8 +305,8 @@ async fn apply(
                 clock_in: s.clock_in,
                 clock_out: at,
                 location,
-                total_hours: crate::rules::hours(total_seconds),
-                break_minutes: crate::rules::minutes(break_seconds),
+                total_hours: clokio_bus::calendar::hours(total_seconds),
+                break_minutes: clokio_bus::calendar::minutes(break_seconds),
             })
         }
         (Action::BreakStart, Some(s)) => {
@@ -355,7 +356,7 @@ async fn apply(
                 employee_name: employee.name.clone(),
                 break_start: since,
                 break_end: at,
-                duration_minutes: crate::rules::minutes(seconds),
+                duration_minutes: clokio_bus::calendar::minutes(seconds),
             })
         }
         (_, None) => Err(BusError::internal()),

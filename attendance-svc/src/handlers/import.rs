@@ -18,11 +18,11 @@ use clokio_bus::ops::{
 use clokio_bus::server::to_bytes;
 use sqlx::{Postgres, Transaction};
 
-use crate::directory::OrgInfo;
 use crate::events::Clocked;
 use crate::idempotency::Idempotency;
-use crate::rules::{hours, minutes, whole_seconds};
 use crate::{State, db};
+use clokio_bus::calendar::{hours, minutes, whole_seconds};
+use clokio_runtime::directory::OrgInfo;
 
 /// The longest session an import may carry.
 const MAX_SESSION: Duration = Duration::hours(48);
@@ -81,7 +81,7 @@ pub async fn import(state: &State, req: ImportRequest) -> Result<Bytes, BusError
 
 fn check<'a>(
     info: &OrgInfo,
-    staff: &crate::directory::Staff,
+    staff: &clokio_runtime::directory::Staff,
     i: usize,
     r: &'a ImportRecord,
     now: DateTime<Utc>,
@@ -158,7 +158,7 @@ async fn apply(
     org: OrgId,
     records: &[ImportRecord],
     info: &OrgInfo,
-    staff: &crate::directory::Staff,
+    staff: &clokio_runtime::directory::Staff,
 ) -> Result<Bytes, BusError> {
     let now = whole_seconds(Utc::now());
     let checked = records
@@ -339,6 +339,7 @@ async fn apply(
         out.clock_out = Some(c.clock_out);
         out.total_hours = Some(hours((c.clock_out - c.clock_in).num_seconds() - breaks));
         out.break_minutes = Some(minutes(*breaks));
+        out.break_seconds = Some(*breaks);
         push(kind::CLOCK_OUT, c.clock_out, out);
     }
     clokio_runtime::outbox::enqueue_many(tx, &events)

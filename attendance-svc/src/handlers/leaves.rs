@@ -13,9 +13,9 @@ use clokio_bus::ops::{
 };
 use clokio_bus::server::to_bytes;
 
-use crate::directory::Staff;
 use crate::idempotency::Idempotency;
 use crate::{State, db, events};
+use clokio_runtime::directory::Staff;
 
 #[derive(sqlx::FromRow)]
 struct LeaveRow {

@@ -17,9 +17,9 @@ use clokio_bus::ops::{
 use clokio_bus::server::to_bytes;
 use clokio_bus::types::EmployeeStatus;
 
-use crate::directory::{OrgInfo, Staff};
-use crate::rules::{day_status, hours, minutes, whole_seconds};
 use crate::{State, db};
+use clokio_bus::calendar::{day_status, hours, minutes, whole_seconds};
+use clokio_runtime::directory::{OrgInfo, Staff};
 
 /// The longest span of one employee's records in one read.
 pub const MAX_EMPLOYEE_RANGE_DAYS: i64 = 366;

@@ -2,6 +2,7 @@
 //! operator tools. Subjects, typed request/reply pairs, event envelopes and the error type that
 //! maps to an HTTP status. Nothing else crosses the wire; keep it backward compatible within `v1`.
 
+pub mod calendar;
 pub mod chunk;
 pub mod client;
 pub mod error;
@@ -10,6 +11,7 @@ pub mod ids;
 pub mod key;
 pub mod ops;
 pub mod server;
+pub mod stream;
 pub mod subject;
 pub mod types;
 

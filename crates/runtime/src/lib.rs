@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod config;
 pub mod db;
+pub mod directory;
 pub mod outbox;
 pub mod redis;
 pub mod telemetry;

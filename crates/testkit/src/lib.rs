@@ -86,11 +86,12 @@ impl Stack {
         }
     }
 
-    /// employee-svc, attendance-svc and one gateway: what most tests need.
+    /// employee-svc, attendance-svc, reporting-svc and one gateway: what most tests need.
     pub async fn start() -> (Self, Gateway) {
         let mut stack = Self::empty().await;
         stack.start_employee_svc().await;
         stack.start_attendance_svc().await;
+        stack.start_reporting_svc().await;
         let gw = stack.start_gateway().await;
         (stack, gw)
     }
@@ -134,6 +135,26 @@ impl Stack {
             }
         }));
         self.wait_for_replicas(ServiceName::Attendance, before + 1)
+            .await;
+    }
+
+    /// Starts one reporting-svc replica and waits until it is registered under this stack's
+    /// prefix.
+    pub async fn start_reporting_svc(&mut self) {
+        let before = self.replicas(ServiceName::Reporting).await;
+        let config = clokio_reporting_svc::Config {
+            bus: self.bus_config.clone(),
+            database_url: database_url(),
+            db_max_connections: 4,
+            max_in_flight: 16,
+        };
+        let stop = self.stopper();
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(err) = clokio_reporting_svc::run(config, stop).await {
+                panic!("reporting-svc failed: {err}");
+            }
+        }));
+        self.wait_for_replicas(ServiceName::Reporting, before + 1)
             .await;
     }
 

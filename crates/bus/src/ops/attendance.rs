@@ -369,6 +369,9 @@ pub struct AttendanceEvent {
     pub total_hours: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_minutes: Option<i64>,
+    /// The session's breaks in seconds (clock-out only): net time is clock_out − clock_in − this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_seconds: Option<i64>,
     /// History brought in by an import: projections count it, webhooks do not announce it.
     pub imported: bool,
 }

@@ -32,7 +32,9 @@ macro_rules! operation {
 }
 
 pub mod attendance;
+pub mod reporting;
 pub use attendance::*;
+pub use reporting::*;
 
 // ---------------------------------------------------------------- organizations
 

@@ -1,10 +1,11 @@
-//! Time arithmetic of attendance, in one place: rounding for presentation, business dates and
-//! lateness. Instants are UTC; dates and wall-clock times are the org's, via its time zone (so a
-//! DST day is 23 or 25 hours long and a night shift belongs to the date it began).
+//! Time arithmetic of attendance, in one place for every service that computes it (attendance
+//! reads, the monthly summary): rounding for presentation, work days and lateness. Instants are
+//! UTC; dates and wall-clock times are the org's, via its time zone (so a DST day is 23 or 25
+//! hours long and a night shift belongs to the date it began).
 
+use crate::ops::{DayStatus, OrgSettings};
+use crate::types::Timezone;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use clokio_bus::ops::{DayStatus, OrgSettings};
-use clokio_bus::types::Timezone;
 
 /// Seconds as hours, rounded to 2 decimals (472 minutes → 7.87).
 pub fn hours(seconds: i64) -> f64 {
@@ -59,8 +60,8 @@ pub fn day_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clokio_bus::ops::Schedule;
-    use clokio_bus::types::{LocalTime, Weekday};
+    use crate::ops::Schedule;
+    use crate::types::{LocalTime, Weekday};
 
     fn settings() -> OrgSettings {
         OrgSettings {

@@ -1,5 +1,5 @@
-//! What attendance-svc needs of employee-svc's data (the org's settings and locations, its
-//! employees), asked over NATS and cached per org. employee-svc announces every change of an org
+//! What attendance-svc and reporting-svc need of employee-svc's data (the org's settings and
+//! locations, its employees), asked over NATS and cached per org. employee-svc announces every change of an org
 //! on its invalidation subject before it answers the write; requests reach this service over the
 //! same NATS connection after that announcement, and the cache applies announcements before each
 //! read (see `clokio_runtime::cache`), so a deactivated employee cannot clock in a moment later.
@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::cache::{OrgCache, Weigh};
 use clokio_bus::ids::{EmployeeId, OrgId};
 use clokio_bus::ops::{
     Employee, EmployeeGetOp, EmployeeList, EmployeeListOp, EmployeeRef, LocationListOp, OrgGetOp,
@@ -14,7 +15,6 @@ use clokio_bus::ops::{
 };
 use clokio_bus::types::EmployeeCode;
 use clokio_bus::{Bus, BusError, ErrorCode, ServiceName};
-use clokio_runtime::cache::{OrgCache, Weigh};
 
 /// An organization's settings and its locations.
 #[derive(Debug)]
@@ -91,7 +91,7 @@ impl Directory {
         bus: Bus,
     ) -> Result<Self, async_nats::SubscribeError> {
         let subject = bus.subjects().cache_invalidations(ServiceName::Employee);
-        let cache = OrgCache::new("attendance_directory", nats, subject, None).await?;
+        let cache = OrgCache::new("directory", nats, subject, None).await?;
         Ok(Self { bus, cache })
     }
 

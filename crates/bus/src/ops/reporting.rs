@@ -1,0 +1,54 @@
+//! reporting-svc's operations: the monthly summary for payroll, as JSON and as a streamed CSV.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Empty, Operation};
+use crate::ids::{EmployeeId, OrgId};
+use crate::types::EmployeeCode;
+
+/// One employee's month.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SummaryRow {
+    pub employee_id: EmployeeId,
+    pub employee_name: String,
+    pub nip: EmployeeCode,
+    pub department: Option<String>,
+    /// Dates with at least one session.
+    pub days_present: u32,
+    /// Work days whose first clock-in was after schedule start + grace.
+    pub late_count: u32,
+    /// Net of breaks, closed sessions; rounded to 2 decimals.
+    pub total_hours: f64,
+    /// Beyond `hours_per_day` on work days, all hours on other days; rounded to 2 decimals.
+    pub overtime_hours: f64,
+    /// Work days covered by a leave.
+    pub leave_days: u32,
+    /// Past work days on or after the hire date with neither a session nor a leave.
+    pub absence_count: u32,
+}
+
+/// The CSV header: the JSON field names, in order.
+pub const SUMMARY_CSV_HEADER: &str = "employee_id,employee_name,nip,department,days_present,late_count,total_hours,overtime_hours,leave_days,absence_count\n";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SummaryQuery {
+    pub org_id: OrgId,
+    pub year: i32,
+    /// 1–12.
+    pub month: u32,
+}
+
+/// The CSV export: the same rows, streamed to `inbox` (see [`crate::stream`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SummaryCsvRequest {
+    pub org_id: OrgId,
+    pub year: i32,
+    pub month: u32,
+    pub inbox: String,
+}
+
+operation!(SummaryOp, Reporting, "summary", SummaryQuery => Vec<SummaryRow>);
+operation!(SummaryCsvOp, Reporting, "summary_csv", SummaryCsvRequest => Empty);
+
+/// Every operation reporting-svc answers.
+pub const REPORTING_OPERATIONS: &[&str] = &[SummaryOp::NAME, SummaryCsvOp::NAME];

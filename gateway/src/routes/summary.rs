@@ -1,0 +1,113 @@
+//! `GET /api/v1/attendance/summary`: the monthly summary for payroll, as the JSON envelope or, with
+//! `format=csv`, as a CSV download streamed from reporting-svc chunk by chunk (never whole in
+//! memory here).
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Extension, Router};
+use clokio_bus::ops::{SummaryCsvOp, SummaryCsvRequest, SummaryOp, SummaryQuery, SummaryRow};
+use futures::StreamExt;
+use utoipa::IntoParams;
+
+use super::{forward, month_year};
+use crate::auth::Auth;
+use crate::envelope::ApiError;
+use crate::openapi::{Envelope, ErrorEnvelope};
+use crate::{App, RequestId};
+
+pub fn routes() -> Router<App> {
+    Router::new().route("/api/v1/attendance/summary", get(summary))
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct SummaryParams {
+    /// 1–12, with or without a leading zero.
+    month: String,
+    /// Four digits.
+    year: String,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+/// Monthly attendance summary for every employee employed that month; `format=csv` downloads the
+/// same numbers as `text/csv`.
+#[utoipa::path(get, path = "/api/v1/attendance/summary", tag = "Reports", params(SummaryParams),
+    responses(
+        (status = 200, description = "The summary; with `format=csv` a CSV file with a header row of the same field names",
+            body = Envelope<Vec<SummaryRow>>, content_type = "application/json"),
+        (status = 401, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn summary(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let (month, year) = month_year(&q)?;
+    match q.get("format").map(|f| f.trim()) {
+        None | Some("") | Some("json") => {
+            let req = SummaryQuery {
+                org_id: auth.org_id,
+                year,
+                month,
+            };
+            forward::<SummaryOp>(
+                &app,
+                &rid,
+                &req,
+                StatusCode::OK,
+                "Monthly summary retrieved",
+            )
+            .await
+        }
+        Some("csv") => csv(&app, &auth, &rid, year, month).await,
+        Some(_) => Err(ApiError::invalid("The format field must be json or csv")),
+    }
+}
+
+async fn csv(
+    app: &App,
+    auth: &Auth,
+    rid: &RequestId,
+    year: i32,
+    month: u32,
+) -> Result<Response, ApiError> {
+    let client = app.bus.client().clone();
+    let (inbox, sub) = clokio_bus::stream::open(&client).await?;
+    let req = SummaryCsvRequest {
+        org_id: auth.org_id,
+        year,
+        month,
+        inbox,
+    };
+    app.bus.call_raw::<SummaryCsvOp>(&req, Some(&rid.0)).await?;
+    let request_id = rid.0.clone();
+    let chunks =
+        clokio_bus::stream::chunks(client, sub, app.config.bus.request_timeout).map(move |chunk| {
+            chunk.map_err(|err| {
+                // The status line is gone already: the download ends short, and says so here.
+                tracing::warn!(request_id = %request_id, %err, "CSV stream cut short");
+                std::io::Error::other(err.message)
+            })
+        });
+    let mut res = Response::new(Body::from_stream(chunks));
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"clokio-summary-{year:04}-{month:02}.csv\""
+    )) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(res)
+}

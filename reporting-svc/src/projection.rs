@@ -1,0 +1,270 @@
+//! The projection: sessions and leave, kept from the events attendance-svc publishes. One durable
+//! pull consumer (`reporting`) on `<prefix>.events.>` is shared by every replica; each batch of
+//! events is applied in one transaction of bulk upserts and acknowledged after it commits. The
+//! upserts are keyed by the source's ids and do not depend on order (a clock-out seen before its
+//! clock-in, a deletion before its creation), so redeliveries and replays change nothing.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use chrono::{DateTime, NaiveDate, Utc};
+use clokio_bus::Subjects;
+use clokio_bus::events::{Event, kind};
+use clokio_bus::ops::{AttendanceEvent, Leave};
+use futures::StreamExt;
+use serde::Deserialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// The durable consumer's name.
+pub const CONSUMER: &str = "reporting";
+const BATCH: usize = 1000;
+
+/// Creates (or finds) the consumer.
+pub async fn consumer(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+) -> Result<jetstream::consumer::Consumer<jetstream::consumer::pull::Config>, async_nats::Error> {
+    let stream = clokio_bus::events::ensure_events_stream(js, subjects).await?;
+    let consumer = stream
+        .get_or_create_consumer(
+            CONSUMER,
+            jetstream::consumer::pull::Config {
+                durable_name: Some(CONSUMER.to_owned()),
+                filter_subject: subjects.events_wildcard(),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending: 20_000,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(consumer)
+}
+
+/// Applies events until `shutdown` resolves; reconnects to the consumer after errors.
+pub async fn run(
+    pool: PgPool,
+    js: jetstream::Context,
+    subjects: Subjects,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let consumed = async {
+            let consumer = consumer(&js, &subjects).await?;
+            let mut messages = consumer.messages().await?.ready_chunks(BATCH);
+            while let Some(batch) = messages.next().await {
+                let batch: Vec<jetstream::Message> = batch
+                    .into_iter()
+                    .filter_map(|m| match m {
+                        Ok(m) => Some(m),
+                        Err(err) => {
+                            tracing::warn!(%err, "event not received");
+                            None
+                        }
+                    })
+                    .collect();
+                apply_and_ack(&pool, batch).await;
+            }
+            Ok::<(), async_nats::Error>(())
+        };
+        tokio::select! {
+            () = &mut shutdown => return,
+            result = consumed => {
+                if let Err(err) = result {
+                    tracing::warn!(%err, "event consumer failed; retrying");
+                }
+            }
+        }
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// The `type` of an event, read first to pick its data's shape.
+#[derive(Deserialize)]
+struct Kind {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Default)]
+struct Changes {
+    sessions: HashMap<i64, SessionRow>,
+    leaves: HashMap<i64, LeaveRow>,
+}
+
+struct SessionRow {
+    org_id: Uuid,
+    employee_id: i64,
+    work_date: NaiveDate,
+    clock_in: DateTime<Utc>,
+    clock_out: Option<DateTime<Utc>>,
+    net_seconds: Option<i64>,
+}
+
+struct LeaveRow {
+    org_id: Uuid,
+    employee_id: i64,
+    start_date: NaiveDate,
+    end_date: NaiveDate,
+    deleted: bool,
+}
+
+impl Changes {
+    /// Adds one event; false when it cannot be read (it never will be: skip it).
+    fn add(&mut self, payload: &[u8]) -> bool {
+        let Ok(Kind { kind: k }) = serde_json::from_slice::<Kind>(payload) else {
+            return false;
+        };
+        let (domain, event) = k.split_once('.').unwrap_or((&k, ""));
+        match domain {
+            kind::ATTENDANCE => {
+                let Ok(e) = serde_json::from_slice::<Event<AttendanceEvent>>(payload) else {
+                    return false;
+                };
+                let d = e.data;
+                let closed = event == kind::CLOCK_OUT;
+                let row = self
+                    .sessions
+                    .entry(d.attendance_id.get())
+                    .or_insert(SessionRow {
+                        org_id: e.org_id.as_uuid(),
+                        employee_id: d.employee_id.get(),
+                        work_date: d.work_date,
+                        clock_in: d.clock_in,
+                        clock_out: None,
+                        net_seconds: None,
+                    });
+                if closed && let Some(out) = d.clock_out {
+                    row.clock_out = Some(out);
+                    row.net_seconds = Some(
+                        (out - d.clock_in).num_seconds() - d.break_seconds.unwrap_or_default(),
+                    );
+                }
+                true
+            }
+            kind::LEAVE => {
+                let Ok(e) = serde_json::from_slice::<Event<Leave>>(payload) else {
+                    return false;
+                };
+                let l = e.data;
+                let deleted = event == kind::DELETED;
+                let row = self.leaves.entry(l.id.get()).or_insert(LeaveRow {
+                    org_id: e.org_id.as_uuid(),
+                    employee_id: l.employee_id.get(),
+                    start_date: l.start_date,
+                    end_date: l.end_date,
+                    deleted,
+                });
+                row.deleted |= deleted;
+                true
+            }
+            // Other domains are not this projection's business.
+            _ => true,
+        }
+    }
+
+    async fn write(self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        let mut tx = pool.begin().await?;
+        if !self.sessions.is_empty() {
+            let mut ids = Vec::with_capacity(self.sessions.len());
+            let (mut orgs, mut emps, mut dates, mut ins, mut outs, mut nets) = (
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            );
+            for (id, s) in self.sessions {
+                ids.push(id);
+                orgs.push(s.org_id);
+                emps.push(s.employee_id);
+                dates.push(s.work_date);
+                ins.push(s.clock_in);
+                outs.push(s.clock_out);
+                nets.push(s.net_seconds);
+            }
+            sqlx::query(
+                "INSERT INTO sessions (attendance_id, org_id, employee_id, work_date, clock_in, clock_out, net_seconds) \
+                 SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::date[], \
+                    $5::timestamptz[], $6::timestamptz[], $7::bigint[]) \
+                 ON CONFLICT (attendance_id) DO UPDATE SET \
+                    clock_out = coalesce(EXCLUDED.clock_out, sessions.clock_out), \
+                    net_seconds = coalesce(EXCLUDED.net_seconds, sessions.net_seconds)",
+            )
+            .bind(ids)
+            .bind(orgs)
+            .bind(emps)
+            .bind(dates)
+            .bind(ins)
+            .bind(outs)
+            .bind(nets)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !self.leaves.is_empty() {
+            let mut ids = Vec::with_capacity(self.leaves.len());
+            let (mut orgs, mut emps, mut starts, mut ends, mut deleted) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (id, l) in self.leaves {
+                ids.push(id);
+                orgs.push(l.org_id);
+                emps.push(l.employee_id);
+                starts.push(l.start_date);
+                ends.push(l.end_date);
+                deleted.push(l.deleted);
+            }
+            sqlx::query(
+                "INSERT INTO leaves (id, org_id, employee_id, start_date, end_date, deleted) \
+                 SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::date[], \
+                    $5::date[], $6::boolean[]) \
+                 ON CONFLICT (id) DO UPDATE SET deleted = leaves.deleted OR EXCLUDED.deleted",
+            )
+            .bind(ids)
+            .bind(orgs)
+            .bind(emps)
+            .bind(starts)
+            .bind(ends)
+            .bind(deleted)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+}
+
+async fn apply_and_ack(pool: &PgPool, batch: Vec<jetstream::Message>) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut changes = Changes::default();
+    for msg in &batch {
+        if !changes.add(&msg.payload) {
+            tracing::error!(subject = %msg.subject, "unreadable event skipped");
+        }
+    }
+    match changes.write(pool).await {
+        Ok(()) => {
+            metrics::counter!("clokio_projection_events_total").increment(batch.len() as u64);
+            for msg in &batch {
+                if let Err(err) = msg.ack().await {
+                    tracing::warn!(%err, "event ack failed; it will be redelivered");
+                }
+            }
+        }
+        Err(err) => {
+            tracing::warn!(%err, events = batch.len(), "projection write failed; events redelivered");
+            for msg in &batch {
+                let _ = msg
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await;
+            }
+        }
+    }
+}

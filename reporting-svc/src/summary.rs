@@ -1,0 +1,375 @@
+//! The monthly summary (SPEC §3): per employee of the org who was employed that month, days
+//! present, late arrivals, net hours, overtime, leave days and absences. Sessions and leave come
+//! from this service's projection; employees and the org's settings from employee-svc (cached).
+//!
+//! - Work days: the org's work week minus its holidays; a session counts on the org-local date of
+//!   its clock-in (attendance-svc records it), so a night shift belongs to the day it began.
+//! - `late_count`: work days whose first clock-in is after schedule start + grace, by the local
+//!   wall clock of that date (DST-aware), as in the daily report.
+//! - `total_hours`: net hours of closed sessions; `overtime_hours`: beyond `hours_per_day` on a
+//!   work day, all hours on other days.
+//! - `leave_days`: work days covered by a leave. `absence_count`: past work days (org-local), on
+//!   or after the hire date, while the employee was active, with neither a session nor a leave.
+//! - Left out: employees hired after the month, and inactive ones whose deactivation came before
+//!   the month began and who have no session or leave in it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Months, NaiveDate, Utc};
+use clokio_bus::calendar::{self, hours};
+use clokio_bus::ids::OrgId;
+use clokio_bus::ops::{DayStatus, Employee, SUMMARY_CSV_HEADER, SummaryRow};
+use clokio_bus::types::EmployeeStatus;
+use clokio_bus::{BusError, stream};
+use clokio_runtime::directory::OrgInfo;
+
+use crate::{State, db};
+
+/// Employees per query and per CSV chunk: what bounds the CSV export's memory.
+const CSV_BATCH: usize = 1000;
+
+/// The calendar month asked for.
+#[derive(Clone, Copy, Debug)]
+pub struct Month {
+    pub first: NaiveDate,
+    pub last: NaiveDate,
+}
+
+impl Month {
+    pub fn new(year: i32, month: u32) -> Result<Self, BusError> {
+        let first = NaiveDate::from_ymd_opt(year, month, 1)
+            .ok_or_else(|| BusError::invalid("The month field must be between 1 and 12"))?;
+        let last = first
+            .checked_add_months(Months::new(1))
+            .and_then(|d| d.pred_opt())
+            .ok_or_else(|| BusError::invalid("The year field is out of range"))?;
+        Ok(Self { first, last })
+    }
+
+    fn days(&self) -> impl Iterator<Item = NaiveDate> {
+        self.first.iter_days().take_while(|d| *d <= self.last)
+    }
+}
+
+/// One employee's sessions of the month, per date: (date, first clock-in, net seconds).
+type Days = Vec<(NaiveDate, DateTime<Utc>, i64)>;
+
+/// The month's data of `employees` (all of the org's when None).
+async fn load(
+    state: &State,
+    org: OrgId,
+    month: Month,
+    employees: Option<&[i64]>,
+) -> Result<
+    (
+        HashMap<i64, Days>,
+        HashMap<i64, Vec<(NaiveDate, NaiveDate)>>,
+    ),
+    BusError,
+> {
+    let rows: Vec<(i64, Vec<NaiveDate>, Vec<DateTime<Utc>>, Vec<i64>)> = sqlx::query_as(
+        "SELECT employee_id, array_agg(work_date ORDER BY work_date), \
+            array_agg(first_in ORDER BY work_date), array_agg(net ORDER BY work_date) \
+         FROM (SELECT employee_id, work_date, min(clock_in) AS first_in, \
+                  coalesce(sum(net_seconds), 0)::bigint AS net \
+               FROM sessions \
+               WHERE org_id = $1 AND work_date BETWEEN $2 AND $3 \
+                 AND ($4::bigint[] IS NULL OR employee_id = ANY($4)) \
+               GROUP BY employee_id, work_date) d \
+         GROUP BY employee_id",
+    )
+    .bind(org.as_uuid())
+    .bind(month.first)
+    .bind(month.last)
+    .bind(employees)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db::err)?;
+    let days = rows
+        .into_iter()
+        .map(|(id, dates, firsts, nets)| {
+            let days = dates
+                .into_iter()
+                .zip(firsts)
+                .zip(nets)
+                .map(|((d, f), n)| (d, f, n))
+                .collect();
+            (id, days)
+        })
+        .collect();
+    let leave_rows: Vec<(i64, NaiveDate, NaiveDate)> = sqlx::query_as(
+        "SELECT employee_id, start_date, end_date FROM leaves \
+         WHERE org_id = $1 AND NOT deleted AND start_date <= $3 AND end_date >= $2 \
+           AND ($4::bigint[] IS NULL OR employee_id = ANY($4))",
+    )
+    .bind(org.as_uuid())
+    .bind(month.first)
+    .bind(month.last)
+    .bind(employees)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db::err)?;
+    let mut leaves: HashMap<i64, Vec<(NaiveDate, NaiveDate)>> = HashMap::new();
+    for (id, start, end) in leave_rows {
+        leaves.entry(id).or_default().push((start, end));
+    }
+    Ok((days, leaves))
+}
+
+/// What the month looks like for the org: each date and whether it is a work day.
+struct Calendar<'a> {
+    info: &'a OrgInfo,
+    month: Month,
+    work: Vec<(NaiveDate, bool)>,
+    today: NaiveDate,
+}
+
+impl<'a> Calendar<'a> {
+    fn new(info: &'a OrgInfo, month: Month) -> Self {
+        let settings = &info.org.settings;
+        Self {
+            info,
+            month,
+            work: month
+                .days()
+                .map(|d| (d, calendar::is_work_day(settings, d)))
+                .collect(),
+            today: info.org.timezone.today(),
+        }
+    }
+
+    fn is_work_day(&self, date: NaiveDate) -> bool {
+        self.work
+            .iter()
+            .find(|(d, _)| *d == date)
+            .is_some_and(|(_, w)| *w)
+    }
+
+    /// The employee's row, or None when they are left out of this month.
+    fn row(
+        &self,
+        e: &Employee,
+        days: &[(NaiveDate, DateTime<Utc>, i64)],
+        leaves: &[(NaiveDate, NaiveDate)],
+    ) -> Option<SummaryRow> {
+        let tz = self.info.org.timezone;
+        let settings = &self.info.org.settings;
+        if e.hire_date > self.month.last {
+            return None;
+        }
+        // Deactivated before the month began (and not changed since): inactive all month.
+        let inactive_since =
+            (e.status == EmployeeStatus::Inactive).then(|| tz.date_of(e.updated_at));
+        if inactive_since.is_some_and(|d| d < self.month.first)
+            && days.is_empty()
+            && leaves.is_empty()
+        {
+            return None;
+        }
+        let per_day = settings.schedule.hours_per_day * 3600.0;
+        let (mut late, mut total, mut overtime) = (0u32, 0i64, 0f64);
+        for (date, first_in, net) in days {
+            let work = self.is_work_day(*date);
+            if work && calendar::day_status(settings, tz, *date, *first_in) == DayStatus::Late {
+                late += 1;
+            }
+            total += net;
+            overtime += if work {
+                (*net as f64 - per_day).max(0.0)
+            } else {
+                *net as f64
+            };
+        }
+        let on_leave = |d: NaiveDate| leaves.iter().any(|(s, e)| *s <= d && d <= *e);
+        let present = |d: NaiveDate| days.iter().any(|(date, _, _)| *date == d);
+        let (mut leave_days, mut absences) = (0u32, 0u32);
+        for (d, work) in &self.work {
+            if !work {
+                continue;
+            }
+            if on_leave(*d) {
+                leave_days += 1;
+            } else if *d < self.today
+                && *d >= e.hire_date
+                && inactive_since.is_none_or(|since| *d < since)
+                && !present(*d)
+            {
+                absences += 1;
+            }
+        }
+        Some(SummaryRow {
+            employee_id: e.employee_id,
+            employee_name: e.name.clone(),
+            nip: e.employee_code.clone(),
+            department: e.department.clone(),
+            days_present: days.len() as u32,
+            late_count: late,
+            total_hours: hours(total),
+            overtime_hours: (overtime / 36.0).round() / 100.0,
+            leave_days,
+            absence_count: absences,
+        })
+    }
+}
+
+fn rows_of(
+    cal: &Calendar<'_>,
+    employees: &[Arc<Employee>],
+    days: &HashMap<i64, Days>,
+    leaves: &HashMap<i64, Vec<(NaiveDate, NaiveDate)>>,
+) -> Vec<SummaryRow> {
+    employees
+        .iter()
+        .filter_map(|e| {
+            let id = e.employee_id.get();
+            cal.row(
+                e,
+                days.get(&id).map_or(&[][..], Vec::as_slice),
+                leaves.get(&id).map_or(&[][..], Vec::as_slice),
+            )
+        })
+        .collect()
+}
+
+pub async fn json(state: &State, org: OrgId, month: Month) -> Result<Bytes, BusError> {
+    let (info, staff) = tokio::try_join!(state.directory.org(org), state.directory.staff(org))?;
+    let (days, leaves) = load(state, org, month, None).await?;
+    let cal = Calendar::new(&info, month);
+    clokio_bus::server::to_bytes(&rows_of(&cal, &staff.all, &days, &leaves))
+}
+
+/// Checks the request and starts streaming the CSV to `inbox`; the stream runs on after the
+/// answer, a batch of employees at a time, each batch waiting for the requester to take the last.
+pub async fn csv(
+    state: &State,
+    org: OrgId,
+    month: Month,
+    inbox: String,
+) -> Result<Bytes, BusError> {
+    let (info, staff) = tokio::try_join!(state.directory.org(org), state.directory.staff(org))?;
+    let sink = stream::Sink::new(state.nats.clone(), inbox, state.stream_timeout);
+    let state = state.clone();
+    tokio::spawn(async move {
+        let cal = Calendar::new(&info, month);
+        let result = async {
+            sink.send(Bytes::from_static(SUMMARY_CSV_HEADER.as_bytes()))
+                .await?;
+            for batch in staff.all.chunks(CSV_BATCH) {
+                let ids: Vec<i64> = batch.iter().map(|e| e.employee_id.get()).collect();
+                let (days, leaves) = load(&state, org, month, Some(&ids)).await?;
+                let mut out = Vec::with_capacity(batch.len() * 96);
+                for row in rows_of(&cal, batch, &days, &leaves) {
+                    write_csv_row(&mut out, &row);
+                }
+                if !out.is_empty() {
+                    sink.send(Bytes::from(out)).await?;
+                }
+            }
+            Ok::<(), BusError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                if let Err(err) = sink.end().await {
+                    tracing::warn!(%err, "CSV stream not ended");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%err, "CSV stream failed");
+                sink.fail(&err).await;
+            }
+        }
+    });
+    clokio_bus::server::to_bytes(&clokio_bus::ops::Empty {})
+}
+
+/// One CSV line (RFC 4180): the same numbers as the JSON. Text that a spreadsheet would run as a
+/// formula (`=`, `+`, `-`, `@` first) is prefixed with `'`.
+pub fn write_csv_row(out: &mut Vec<u8>, r: &SummaryRow) {
+    use std::io::Write;
+    let _ = write!(out, "{},", r.employee_id);
+    write_text(out, &r.employee_name);
+    out.push(b',');
+    write_text(out, r.nip.as_str());
+    out.push(b',');
+    write_text(out, r.department.as_deref().unwrap_or(""));
+    let _ = writeln!(
+        out,
+        ",{},{},{},{},{},{}",
+        r.days_present,
+        r.late_count,
+        number(r.total_hours),
+        number(r.overtime_hours),
+        r.leave_days,
+        r.absence_count
+    );
+}
+
+/// A number exactly as the JSON shows it.
+fn number(v: f64) -> String {
+    serde_json::to_string(&v).unwrap_or_else(|_| "0".to_owned())
+}
+
+fn write_text(out: &mut Vec<u8>, s: &str) {
+    let formula = s.starts_with(['=', '+', '-', '@']);
+    let quote = formula || s.contains([',', '"', '\n', '\r']);
+    if quote {
+        out.push(b'"');
+    }
+    if formula {
+        out.push(b'\'');
+    }
+    for b in s.bytes() {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    if quote {
+        out.push(b'"');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clokio_bus::ids::EmployeeId;
+    use clokio_bus::types::EmployeeCode;
+
+    fn row(name: &str, department: Option<&str>) -> SummaryRow {
+        SummaryRow {
+            employee_id: EmployeeId::new(7),
+            employee_name: name.to_owned(),
+            nip: EmployeeCode::parse("EMP-7").unwrap(),
+            department: department.map(str::to_owned),
+            days_present: 20,
+            late_count: 2,
+            total_hours: 160.5,
+            overtime_hours: 8.0,
+            leave_days: 1,
+            absence_count: 0,
+        }
+    }
+
+    #[test]
+    fn csv_rows_quote_escape_and_defuse_formulas() {
+        let mut out = Vec::new();
+        write_csv_row(&mut out, &row("Smith, \"Jo\"", None));
+        write_csv_row(&mut out, &row("=HYPERLINK(1)", Some("R&D")));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "7,\"Smith, \"\"Jo\"\"\",EMP-7,,20,2,160.5,8.0,1,0\n\
+             7,\"'=HYPERLINK(1)\",EMP-7,R&D,20,2,160.5,8.0,1,0\n"
+        );
+    }
+
+    #[test]
+    fn months_have_their_length() {
+        let feb = Month::new(2028, 2).unwrap();
+        assert_eq!(feb.days().count(), 29);
+        assert_eq!(Month::new(2026, 12).unwrap().last.to_string(), "2026-12-31");
+        assert!(Month::new(2026, 13).is_err());
+    }
+}
