@@ -56,12 +56,16 @@ impl Month {
 /// One employee's sessions of the month, per date: (date, first clock-in, net seconds).
 type Days = Vec<(NaiveDate, DateTime<Utc>, i64)>;
 
-/// The month's data of `employees` (all of the org's when None).
+/// The month's data of the employees whose ids lie in `ids` (inclusive), or of all.
+///
+/// Two statements, not one with an optional filter: Postgres caches a generic plan for a prepared
+/// statement after five runs, and a generic plan for "maybe all, maybe some" scans the whole month
+/// for every batch (measured: 37 ms became 465 ms per batch of 1,000 employees).
 async fn load(
     state: &State,
     org: OrgId,
     month: Month,
-    employees: Option<&[i64]>,
+    ids: Option<(i64, i64)>,
 ) -> Result<
     (
         HashMap<i64, Days>,
@@ -69,24 +73,38 @@ async fn load(
     ),
     BusError,
 > {
-    let rows: Vec<(i64, Vec<NaiveDate>, Vec<DateTime<Utc>>, Vec<i64>)> = sqlx::query_as(
-        "SELECT employee_id, array_agg(work_date ORDER BY work_date), \
+    const DAYS: &str = "SELECT employee_id, array_agg(work_date ORDER BY work_date), \
             array_agg(first_in ORDER BY work_date), array_agg(net ORDER BY work_date) \
          FROM (SELECT employee_id, work_date, min(clock_in) AS first_in, \
                   coalesce(sum(net_seconds), 0)::bigint AS net \
-               FROM sessions \
-               WHERE org_id = $1 AND work_date BETWEEN $2 AND $3 \
-                 AND ($4::bigint[] IS NULL OR employee_id = ANY($4)) \
+               FROM sessions WHERE org_id = $1 AND work_date BETWEEN $2 AND $3 {RANGE} \
                GROUP BY employee_id, work_date) d \
-         GROUP BY employee_id",
-    )
-    .bind(org.as_uuid())
-    .bind(month.first)
-    .bind(month.last)
-    .bind(employees)
-    .fetch_all(&state.pool)
-    .await
-    .map_err(db::err)?;
+         GROUP BY employee_id";
+    const LEAVES: &str = "SELECT employee_id, start_date, end_date FROM leaves \
+         WHERE org_id = $1 AND NOT deleted AND start_date <= $3 AND end_date >= $2 {RANGE}";
+    let range = if ids.is_some() {
+        "AND employee_id BETWEEN $4 AND $5"
+    } else {
+        ""
+    };
+    let (low, high) = ids.unwrap_or_default();
+    let query = |sql: &str| sql.replace("{RANGE}", range);
+    let days_sql = query(DAYS);
+    let mut days_query =
+        sqlx::query_as::<_, (i64, Vec<NaiveDate>, Vec<DateTime<Utc>>, Vec<i64>)>(&days_sql)
+            .bind(org.as_uuid())
+            .bind(month.first)
+            .bind(month.last);
+    let leaves_sql = query(LEAVES);
+    let mut leaves_query = sqlx::query_as::<_, (i64, NaiveDate, NaiveDate)>(&leaves_sql)
+        .bind(org.as_uuid())
+        .bind(month.first)
+        .bind(month.last);
+    if ids.is_some() {
+        days_query = days_query.bind(low).bind(high);
+        leaves_query = leaves_query.bind(low).bind(high);
+    }
+    let rows = days_query.fetch_all(&state.pool).await.map_err(db::err)?;
     let days = rows
         .into_iter()
         .map(|(id, dates, firsts, nets)| {
@@ -99,18 +117,7 @@ async fn load(
             (id, days)
         })
         .collect();
-    let leave_rows: Vec<(i64, NaiveDate, NaiveDate)> = sqlx::query_as(
-        "SELECT employee_id, start_date, end_date FROM leaves \
-         WHERE org_id = $1 AND NOT deleted AND start_date <= $3 AND end_date >= $2 \
-           AND ($4::bigint[] IS NULL OR employee_id = ANY($4))",
-    )
-    .bind(org.as_uuid())
-    .bind(month.first)
-    .bind(month.last)
-    .bind(employees)
-    .fetch_all(&state.pool)
-    .await
-    .map_err(db::err)?;
+    let leave_rows = leaves_query.fetch_all(&state.pool).await.map_err(db::err)?;
     let mut leaves: HashMap<i64, Vec<(NaiveDate, NaiveDate)>> = HashMap::new();
     for (id, start, end) in leave_rows {
         leaves.entry(id).or_default().push((start, end));
@@ -257,8 +264,14 @@ pub async fn csv(
             sink.send(Bytes::from_static(SUMMARY_CSV_HEADER.as_bytes()))
                 .await?;
             for batch in staff.all.chunks(CSV_BATCH) {
-                let ids: Vec<i64> = batch.iter().map(|e| e.employee_id.get()).collect();
-                let (days, leaves) = load(&state, org, month, Some(&ids)).await?;
+                // The staff list is in id order, so a batch is a range of ids.
+                let range = batch
+                    .iter()
+                    .map(|e| e.employee_id.get())
+                    .fold((i64::MAX, i64::MIN), |(lo, hi), id| {
+                        (lo.min(id), hi.max(id))
+                    });
+                let (days, leaves) = load(&state, org, month, Some(range)).await?;
                 let mut out = Vec::with_capacity(batch.len() * 96);
                 for row in rows_of(&cal, batch, &days, &leaves) {
                     write_csv_row(&mut out, &row);

@@ -6,6 +6,9 @@
 //!   clock events per second, against `/healthz` in the same run.
 //! - `daily`: the daily report of an org of 10,000 employees (`--employees`) who all attended,
 //!   against the same report for a date nobody attended (the fixed cost of the path).
+//! - `summary`: the monthly summary of an org of 10,000 employees × 22 work days (220,000
+//!   sessions), as JSON against the same summary of a month without sessions, and as CSV with
+//!   the peak memory of the gateway and reporting-svc before and after.
 //!
 //! Read path: with the same HTTP client and concurrency in one run it loads `GET /healthz` (the bare HTTP
 //! baseline) and an authenticated `GET /api/v1/employees` (API key auth, the Redis limiter script,
@@ -107,6 +110,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "read" => {}
         "clock" => return clock_bench(&args, &client).await,
         "daily" => return daily_bench(&args, &client).await,
+        "summary" => return summary_bench(&args, &client).await,
         other => return Err(format!("unknown scenario {other} (read, clock or daily)").into()),
     }
     let key = setup(&args, &client).await?;
@@ -236,6 +240,7 @@ async fn setup(
                         "location": "Bench HQ",
                         "department": "Benchmarks",
                         "password": "benchmark-password",
+                        "hire_date": "2025-01-01",
                     }))
                     .send()
                     .await
@@ -626,4 +631,196 @@ fn table(phases: &[&Phase]) {
     for p in phases {
         println!("{}", p.row());
     }
+}
+
+/// Peak and current resident memory, KiB.
+type Memory = Option<(u64, u64)>;
+
+/// Peak and current resident memory (KiB) of a process started by `deploy/local/up.sh`.
+fn memory_kib(service: &str) -> Memory {
+    let pid = std::fs::read_to_string(format!(".clokio/run/{service}.pid")).ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()
+    };
+    Some((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+/// The monthly summary of January 2026 for an org whose employees worked all 22 work days.
+async fn summary_bench(
+    args: &Args,
+    client: &reqwest::Client,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let n = args.employees;
+    let state = std::path::PathBuf::from(".clokio").join(format!("bench-summary-{n}.key"));
+    let url = |path: &str| format!("{}{path}", args.url);
+    let days: Vec<chrono::NaiveDate> = (1..=31)
+        .filter_map(|d| chrono::NaiveDate::from_ymd_opt(2026, 1, d))
+        .filter(|d| chrono::Datelike::weekday(d).number_from_monday() <= 5)
+        .collect();
+    let complete = |key: String| async move {
+        let res = client
+            .get(url("/api/v1/attendance/summary?month=1&year=2026"))
+            .header("X-API-Key", &key)
+            .send()
+            .await
+            .ok()?;
+        let body: serde_json::Value = res.json().await.ok()?;
+        let rows = body["data"].as_array()?;
+        let present: u64 = rows.iter().filter_map(|r| r["days_present"].as_u64()).sum();
+        Some(rows.len() == n && present == (n * 22) as u64)
+    };
+    let mut key = std::fs::read_to_string(&state)
+        .ok()
+        .map(|k| k.trim().to_owned());
+    if let Some(k) = &key
+        && complete(k.clone()).await != Some(true)
+    {
+        key = None;
+    }
+    let key = match key {
+        Some(k) => {
+            eprintln!("reusing the org in {}", state.display());
+            k
+        }
+        None => {
+            eprintln!(
+                "creating an org with {n} employees × {} work days (once; kept in {})…",
+                days.len(),
+                state.display()
+            );
+            let key = setup(args, client).await?;
+            for day in &days {
+                for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
+                    let records: Vec<serde_json::Value> = chunk
+                        .iter()
+                        .map(|i| serde_json::json!({
+                            "nip": format!("B{i:05}"),
+                            "clock_in": format!("{day}T08:{:02}:00Z", i % 30),
+                            "clock_out": format!("{day}T17:{:02}:00Z", (i * 7) % 60),
+                            "breaks": [{"start": format!("{day}T12:00:00Z"), "end": format!("{day}T12:30:00Z")}],
+                        }))
+                        .collect();
+                    let res = client
+                        .post(url("/api/v1/attendance/import"))
+                        .header("X-API-Key", &key)
+                        .json(&serde_json::json!({ "records": records }))
+                        .send()
+                        .await?;
+                    if res.status() != 201 {
+                        return Err(format!("import failed: {}", res.text().await?).into());
+                    }
+                }
+                eprintln!("  imported {day}");
+            }
+            eprintln!("waiting for the projection…");
+            let started = Instant::now();
+            while complete(key.clone()).await != Some(true) {
+                if started.elapsed() > Duration::from_secs(600) {
+                    return Err("the projection did not catch up within 10 minutes".into());
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            std::fs::create_dir_all(".clokio")?;
+            std::fs::write(&state, &key)?;
+            key
+        }
+    };
+    let runs = (args.seconds as usize * 2).max(20);
+    let time = |path: String| {
+        let key = key.clone();
+        async move {
+            for _ in 0..3 {
+                let _ = client
+                    .get(url(&path))
+                    .header("X-API-Key", &key)
+                    .send()
+                    .await?
+                    .bytes()
+                    .await?;
+            }
+            let mut latencies = Vec::with_capacity(runs);
+            let mut bytes = 0;
+            let started = Instant::now();
+            for _ in 0..runs {
+                let t = Instant::now();
+                let res = client
+                    .get(url(&path))
+                    .header("X-API-Key", &key)
+                    .send()
+                    .await?;
+                if res.status() != 200 {
+                    return Err::<(Phase, usize), Box<dyn std::error::Error>>(
+                        format!("{path}: {}", res.status()).into(),
+                    );
+                }
+                bytes = res.bytes().await?.len();
+                latencies.push(t.elapsed().as_micros() as u64);
+            }
+            latencies.sort_unstable();
+            Ok((
+                Phase {
+                    name: path,
+                    requests: runs,
+                    errors: 0,
+                    elapsed: started.elapsed(),
+                    latencies_us: latencies,
+                },
+                bytes,
+            ))
+        }
+    };
+    // The CSV first, so its memory peak is its own.
+    let before = (memory_kib("gateway"), memory_kib("reporting-svc"));
+    let (csv, csv_bytes) =
+        time("/api/v1/attendance/summary?month=1&year=2026&format=csv".to_owned()).await?;
+    let after_csv = (memory_kib("gateway"), memory_kib("reporting-svc"));
+    let (empty, _) = time("/api/v1/attendance/summary?month=1&year=2025".to_owned()).await?;
+    let (full, json_bytes) =
+        time("/api/v1/attendance/summary?month=1&year=2026".to_owned()).await?;
+    let after_json = (memory_kib("gateway"), memory_kib("reporting-svc"));
+    let mut empty = empty;
+    empty.name = "summary JSON, month without sessions".to_owned();
+    let mut full = full;
+    full.name = format!("summary JSON, {n} × 22 days");
+    let mut csv = csv;
+    csv.name = format!("summary CSV, {n} × 22 days");
+    println!(
+        "\nMonthly summary, one request at a time, {runs} requests per phase (JSON {:.1} MiB, CSV {:.1} MiB)\n",
+        json_bytes as f64 / 1048576.0,
+        csv_bytes as f64 / 1048576.0
+    );
+    table(&[&empty, &full, &csv]);
+    println!(
+        "\nJSON p50: {:.1} ms (target ≤ 300 ms); full/empty p50 ratio: {:.2}",
+        full.percentile(0.5),
+        full.percentile(0.5) / empty.percentile(0.5)
+    );
+    let show = |label: &str, m: (Memory, Memory)| {
+        let f = |x: Memory| {
+            x.map_or("n/a".to_owned(), |(peak, rss)| {
+                format!(
+                    "peak {:.1} MiB, now {:.1} MiB",
+                    peak as f64 / 1024.0,
+                    rss as f64 / 1024.0
+                )
+            })
+        };
+        println!(
+            "  {label:<22} gateway: {:<34} reporting-svc: {}",
+            f(m.0),
+            f(m.1)
+        );
+    };
+    println!("\nMemory (from /proc, processes started by up.sh):");
+    show("before", before);
+    show("after the CSV runs", after_csv);
+    show("after the JSON runs", after_json);
+    Ok(())
 }
