@@ -56,17 +56,17 @@ pub async fn run(
             let consumer = consumer(&js, &subjects).await?;
             let mut messages = consumer.messages().await?.ready_chunks(BATCH);
             while let Some(batch) = messages.next().await {
+                let mut failed = None;
                 let batch: Vec<jetstream::Message> = batch
                     .into_iter()
-                    .filter_map(|m| match m {
-                        Ok(m) => Some(m),
-                        Err(err) => {
-                            tracing::warn!(%err, "event not received");
-                            None
-                        }
-                    })
+                    .filter_map(|m| m.map_err(|err| failed = Some(err)).ok())
                     .collect();
                 apply_and_ack(&pool, batch).await;
+                // A consumer deleted (a rebuild) or a connection lost: start over with a fresh
+                // subscription; what was not acknowledged is delivered again.
+                if let Some(err) = failed {
+                    return Err(err.into());
+                }
             }
             Ok::<(), async_nats::Error>(())
         };

@@ -163,6 +163,34 @@ async fn october_in_berlin_with_every_rule() {
         format!("{},Anna,A-1,Ops,7,2,47.5,24.0,2,16", anna["employee_id"])
     );
 
+    // Rebuild: the projection's rows are lost and its consumer deleted; the next consumer replays
+    // the stream and the month comes out the same.
+    let db = clokio_testkit::db().await;
+    for table in ["sessions", "leaves"] {
+        sqlx::query(&format!("DELETE FROM reporting.{table} WHERE org_id = $1"))
+            .bind(t.org.id.as_uuid())
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+    let res = gw
+        .get(&t.key, "/api/v1/attendance/summary?month=10&year=2026")
+        .await
+        .expect(200);
+    assert_eq!(res.data()[0]["days_present"], 0, "the rows are gone");
+    async_nats::jetstream::new(stack.nats.clone())
+        .get_stream(stack.bus_config.subjects.events_stream())
+        .await
+        .unwrap()
+        .delete_consumer("reporting")
+        .await
+        .unwrap();
+    assert_eq!(
+        summary_until(&gw, &t, "month=10&year=2026", &want).await,
+        want,
+        "rebuilt from the stream"
+    );
+
     // November holds only the rest of that last night: nothing (it belongs to October 31).
     let res = gw
         .get(&t.key, "/api/v1/attendance/summary?month=11&year=2026")
