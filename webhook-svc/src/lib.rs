@@ -1,64 +1,212 @@
-//! webhook-svc: Webhook subscriptions and deliveries.
-//!
-//! Skeleton: it registers on the bus as `clokio-webhook` (so `$SRV.PING` finds every replica)
-//! and answers no operation yet; its own issue brings its endpoints, schema and migrations.
+//! webhook-svc: webhook subscriptions and their deliveries. It owns the Postgres schema `webhook`,
+//! answers the subscription and delivery-log API on `<prefix>.v1.webhook.<operation>`, and turns
+//! attendance events into signed HTTP requests through JetStream (see [`deliver`]).
+
+mod config;
+mod db;
+pub mod deliver;
+pub mod guard;
+mod log;
+pub mod render;
+mod subs;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
+use async_nats::jetstream;
 use bytes::Bytes;
-use clokio_bus::server::{Handler, Spec};
-use clokio_bus::{BusError, ErrorCode, ServiceName};
-use clokio_runtime::config::{self, BusConfig, ConfigError};
+use clokio_bus::ids::OrgId;
+use clokio_bus::ops::{self, Operation, WEBHOOK_OPERATIONS};
+use clokio_bus::server::{Handler, Spec, dispatch};
+use clokio_bus::{Bus, BusError, ErrorCode, ServiceName, Subjects};
+use clokio_runtime::cache::{OrgCache, Weigh};
+use clokio_runtime::directory::Directory;
+use sqlx::PgPool;
 
-/// webhook-svc configuration, from `CLOKIO_*` environment variables.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub bus: BusConfig,
-    /// `CLOKIO_WEBHOOK_MAX_IN_FLIGHT`: bus requests handled at once per replica (default 256).
-    pub max_in_flight: usize,
-}
+pub use config::{Config, parse_schedule};
 
-impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
-            bus: BusConfig::from_env()?,
-            max_in_flight: config::parse("CLOKIO_WEBHOOK_MAX_IN_FLIGHT", 256)?,
-        })
+/// An org's active subscriptions, as the intake matches events against them.
+#[derive(Clone)]
+pub struct ActiveSubs(Arc<Vec<subs::SubRow>>);
+
+impl Weigh for ActiveSubs {
+    fn weight(&self) -> u32 {
+        64 + 1024 * self.0.len() as u32
     }
 }
 
-struct Service;
+/// Shared state of every handler and task.
+#[derive(Clone)]
+pub struct State {
+    pub(crate) pool: PgPool,
+    pub(crate) js: jetstream::Context,
+    pub(crate) subjects: Subjects,
+    pub(crate) directory: Arc<Directory>,
+    pub(crate) subs: Arc<OrgCache<(), ActiveSubs>>,
+    pub(crate) policy: Arc<guard::Policy>,
+    pub(crate) http: reqwest::Client,
+    pub(crate) caps: Arc<deliver::Caps>,
+    pub(crate) config: Arc<Config>,
+}
 
-impl Handler for Service {
-    async fn handle(&self, operation: &str, _payload: Bytes) -> Result<Bytes, BusError> {
-        Err(BusError::new(
-            ErrorCode::NotFound,
-            format!("Unknown operation {operation}"),
-        ))
+impl State {
+    /// After a committed change of `org`'s subscriptions: every replica's cache drops them.
+    pub(crate) async fn changed(&self, org: OrgId) {
+        if !self.subs.invalidate(org).await {
+            tracing::warn!(%org, "subscription cache invalidation not confirmed by NATS");
+        }
+    }
+
+    /// The org's active subscriptions (cached; fenced so a change just answered is seen).
+    pub(crate) async fn active(&self, org: OrgId) -> Result<ActiveSubs, BusError> {
+        self.subs
+            .get_or_load(org, (), None, || async {
+                let rows: Vec<subs::SubRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM subscriptions WHERE org_id = $1 AND active",
+                    subs::COLUMNS
+                ))
+                .bind(org.as_uuid())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db::err)?;
+                Ok(ActiveSubs(Arc::new(rows)))
+            })
+            .await
     }
 }
 
-/// Runs webhook-svc until `shutdown` resolves.
+impl std::ops::Deref for ActiveSubs {
+    type Target = [subs::SubRow];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// Starts webhook-svc and runs it until `shutdown` resolves.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let nats = clokio_runtime::connect_nats(&config.bus.nats_url, "webhook-svc").await?;
+    let pool = clokio_runtime::db::connect(
+        &config.database_url,
+        "webhook",
+        config.db_max_connections,
+        Duration::from_secs(30),
+    )
+    .await?;
+    sqlx::migrate!("./migrations").run(&pool).await?;
+    let policy = Arc::new(guard::Policy {
+        allow_http: config.allow_http,
+        allow: config.allow_cidrs.clone(),
+    });
+    let http = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(guard::GuardedResolver {
+            policy: policy.clone(),
+        }))
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let bus = Bus::new(
+        nats.clone(),
+        config.bus.subjects.clone(),
+        config.bus.request_timeout,
+    );
+    let directory = Arc::new(Directory::new(nats.clone(), bus).await?);
+    let subs = Arc::new(
+        OrgCache::new(
+            "webhook_subscriptions",
+            nats.clone(),
+            config
+                .bus
+                .subjects
+                .cache_invalidations(ServiceName::Webhook),
+            Some(Duration::from_secs(1)),
+        )
+        .await?,
+    );
+    let state = State {
+        pool: pool.clone(),
+        js: jetstream::new(nats.clone()),
+        subjects: config.bus.subjects.clone(),
+        directory: directory.clone(),
+        subs: subs.clone(),
+        policy,
+        http,
+        caps: Arc::default(),
+        config: Arc::new(config.clone()),
+    };
+    let (intake, workers) = deliver::setup(&state).await?;
+    let tasks = [
+        tokio::spawn(async move { directory.run_sync().await }),
+        tokio::spawn(async move { subs.run_sync().await }),
+        tokio::spawn(deliver::run_intake(state.clone(), intake)),
+        tokio::spawn(deliver::run_workers(state.clone(), workers)),
+        tokio::spawn(deliver::sweep(pool.clone(), config.retention_days)),
+    ];
     let spec = Spec {
         service: ServiceName::Webhook,
         description: "Webhook subscriptions and deliveries",
-        operations: &[],
+        operations: WEBHOOK_OPERATIONS,
         max_in_flight: config.max_in_flight,
     };
-    clokio_bus::server::serve(
+    let served = clokio_bus::server::serve(
         nats.clone(),
         &config.bus.subjects,
         spec,
-        Arc::new(Service),
+        Arc::new(state),
         shutdown,
     )
-    .await?;
-    nats.flush().await?;
+    .await;
+    for task in tasks {
+        task.abort();
+    }
+    let _ = nats.flush().await;
+    pool.close().await;
+    served?;
     Ok(())
+}
+
+impl Handler for State {
+    async fn handle(&self, operation: &str, payload: Bytes) -> Result<Bytes, BusError> {
+        let p = &payload[..];
+        match operation {
+            ops::WebhookCreateOp::NAME => {
+                dispatch::<ops::WebhookCreateOp, _, _>(p, |r| subs::create(self, r)).await
+            }
+            ops::WebhookUpdateOp::NAME => {
+                dispatch::<ops::WebhookUpdateOp, _, _>(p, |r| subs::update(self, r)).await
+            }
+            ops::WebhookListOp::NAME => {
+                dispatch::<ops::WebhookListOp, _, _>(p, |r| subs::list(self, r)).await
+            }
+            ops::WebhookGetOp::NAME => {
+                dispatch::<ops::WebhookGetOp, _, _>(p, |r| subs::get(self, r)).await
+            }
+            ops::WebhookDeleteOp::NAME => {
+                dispatch::<ops::WebhookDeleteOp, _, _>(p, |r| subs::delete(self, r)).await
+            }
+            ops::WebhookRotateOp::NAME => {
+                dispatch::<ops::WebhookRotateOp, _, _>(p, |r| subs::rotate(self, r)).await
+            }
+            ops::WebhookTestOp::NAME => {
+                dispatch::<ops::WebhookTestOp, _, _>(p, |r| log::test(self, r)).await
+            }
+            ops::DeliveryListOp::NAME => {
+                dispatch::<ops::DeliveryListOp, _, _>(p, |r| log::list(self, r)).await
+            }
+            ops::DeliveryGetOp::NAME => {
+                dispatch::<ops::DeliveryGetOp, _, _>(p, |r| log::get(self, r)).await
+            }
+            ops::DeliveryRetryOp::NAME => {
+                dispatch::<ops::DeliveryRetryOp, _, _>(p, |r| log::retry(self, r)).await
+            }
+            other => Err(BusError::new(
+                ErrorCode::NotFound,
+                format!("Unknown operation {other}"),
+            )),
+        }
+    }
 }

@@ -33,8 +33,10 @@ macro_rules! operation {
 
 pub mod attendance;
 pub mod reporting;
+pub mod webhook;
 pub use attendance::*;
 pub use reporting::*;
+pub use webhook::*;
 
 // ---------------------------------------------------------------- organizations
 

@@ -1,0 +1,215 @@
+//! webhook-svc's operations: subscriptions, their secrets, deliveries and the delivery log.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Empty, Operation};
+use crate::ids::OrgId;
+use crate::types::{LocalTime, Weekday};
+
+/// Where and how a subscriber is called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    Generic,
+    Slack,
+    Teams,
+    Discord,
+    GoogleChat,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Generic => "generic",
+            Self::Slack => "slack",
+            Self::Teams => "teams",
+            Self::Discord => "discord",
+            Self::GoogleChat => "google_chat",
+        }
+    }
+}
+
+impl std::str::FromStr for Platform {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "generic" => Ok(Self::Generic),
+            "slack" => Ok(Self::Slack),
+            "teams" => Ok(Self::Teams),
+            "discord" => Ok(Self::Discord),
+            "google_chat" => Ok(Self::GoogleChat),
+            _ => Err(
+                "The selected platform is invalid (generic, slack, teams, discord or google_chat)"
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
+/// The attendance events a subscription can ask for.
+pub const WEBHOOK_EVENTS: &[&str] = &["clock-in", "clock-out", "break-start", "break-end"];
+
+/// A local time window; `end` before `start` wraps midnight (22:00–06:00).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TimeRange {
+    pub start: LocalTime,
+    pub end: LocalTime,
+}
+
+/// What a subscription lets through; an empty list means all.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Filters {
+    /// Location names.
+    #[serde(default)]
+    pub locations: Vec<String>,
+    /// Employee codes.
+    #[serde(default)]
+    pub employees: Vec<String>,
+    #[serde(default)]
+    pub departments: Vec<String>,
+    #[serde(default)]
+    pub days_of_week: Vec<Weekday>,
+    /// In the org's time zone.
+    #[serde(default)]
+    pub time_range: Option<TimeRange>,
+}
+
+/// A subscription as the API shows it (the secret only as a hint).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Webhook {
+    pub id: uuid::Uuid,
+    pub url: String,
+    pub platform: Platform,
+    pub events: Vec<String>,
+    pub filters: Filters,
+    /// Null: the default template (chat platforms only).
+    pub template: Option<String>,
+    pub active: bool,
+    /// `whsec_…` + the last 4 characters.
+    pub secret_hint: String,
+    /// Why the subscription was switched off by Clokio, if it was.
+    pub disabled_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The create (and rotate) reply: the only time the secret is shown.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreatedWebhook {
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    /// `whsec_` + base64 of 24 random bytes. Shown once; store it now.
+    pub secret: String,
+}
+
+/// The fields of a create; on update, absent fields stay as they are.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebhookFields {
+    pub url: Option<String>,
+    pub platform: Option<Platform>,
+    pub events: Option<Vec<String>>,
+    pub filters: Option<Filters>,
+    /// Some(None) clears the template.
+    pub template: Option<Option<String>>,
+    pub active: Option<bool>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WebhookWrite {
+    pub org_id: OrgId,
+    /// None on create.
+    pub id: Option<uuid::Uuid>,
+    pub fields: WebhookFields,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WebhookRef {
+    pub org_id: OrgId,
+    pub id: uuid::Uuid,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WebhookListQuery {
+    pub org_id: OrgId,
+}
+
+/// One attempt to deliver.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Attempt {
+    pub at: DateTime<Utc>,
+    /// `scheduled` or `manual`.
+    pub trigger: String,
+    /// 0 when no HTTP answer came.
+    pub status_code: u16,
+    /// `timeout`, `connection`, `dns`, `blocked` or `http`; null on success.
+    pub error: Option<String>,
+    pub latency_ms: u64,
+    /// The answer's body, cut at 4 KiB.
+    pub response_body: String,
+}
+
+/// A delivery of one event to one subscription.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Delivery {
+    pub id: uuid::Uuid,
+    pub webhook_id: uuid::Uuid,
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    /// `pending`, `succeeded` or `failed`.
+    pub status: String,
+    pub attempt_count: u32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    /// Only when one delivery is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<Vec<Attempt>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeliveryPage {
+    pub deliveries: Vec<Delivery>,
+    pub page: u32,
+    pub per_page: u32,
+    pub total: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeliveryListQuery {
+    pub org_id: OrgId,
+    pub webhook_id: uuid::Uuid,
+    pub page: u32,
+    pub per_page: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeliveryRef {
+    pub org_id: OrgId,
+    pub webhook_id: uuid::Uuid,
+    pub delivery_id: uuid::Uuid,
+}
+
+operation!(WebhookCreateOp, Webhook, "webhook_create", WebhookWrite => CreatedWebhook);
+operation!(WebhookUpdateOp, Webhook, "webhook_update", WebhookWrite => Webhook);
+operation!(WebhookListOp, Webhook, "webhook_list", WebhookListQuery => Vec<Webhook>);
+operation!(WebhookGetOp, Webhook, "webhook_get", WebhookRef => Webhook);
+operation!(WebhookDeleteOp, Webhook, "webhook_delete", WebhookRef => Empty);
+operation!(WebhookRotateOp, Webhook, "webhook_rotate", WebhookRef => CreatedWebhook);
+operation!(WebhookTestOp, Webhook, "webhook_test", WebhookRef => Delivery);
+operation!(DeliveryListOp, Webhook, "delivery_list", DeliveryListQuery => DeliveryPage);
+operation!(DeliveryGetOp, Webhook, "delivery_get", DeliveryRef => Delivery);
+operation!(DeliveryRetryOp, Webhook, "delivery_retry", DeliveryRef => Delivery);
+
+/// Every operation webhook-svc answers.
+pub const WEBHOOK_OPERATIONS: &[&str] = &[
+    WebhookCreateOp::NAME,
+    WebhookUpdateOp::NAME,
+    WebhookListOp::NAME,
+    WebhookGetOp::NAME,
+    WebhookDeleteOp::NAME,
+    WebhookRotateOp::NAME,
+    WebhookTestOp::NAME,
+    DeliveryListOp::NAME,
+    DeliveryGetOp::NAME,
+    DeliveryRetryOp::NAME,
+];

@@ -1,0 +1,586 @@
+//! From events to HTTP requests, through JetStream only (no retry lives in memory):
+//!
+//! - **Intake**: the durable consumer `webhook-intake` on `<prefix>.events.attendance.>` matches
+//!   each event against the org's active subscriptions, stores one delivery per match (unique per
+//!   subscription and event, so a redelivered event stores nothing twice) and publishes its id to
+//!   the work-queue stream `<PREFIX>-WEBHOOK-DELIVERIES` (the delivery id is the `Nats-Msg-Id`),
+//!   then acknowledges the event. Imported history is not announced.
+//! - **Workers**: the durable consumer `webhook-workers` on that stream, shared by every replica.
+//!   Each message is one attempt: POST with a 15 s timeout and no redirects; 2xx acknowledges it;
+//!   a failure is NAKed with the next delay of the schedule (± 20 % jitter, at least the
+//!   receiver's `Retry-After` on 429/503), so JetStream holds it until then; after the last
+//!   attempt the delivery is `failed`. 410 switches the subscription off, and so does failing
+//!   for 5 days. A per-subscription cap keeps one slow receiver from taking every worker.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind};
+use chrono::Utc;
+use clokio_bus::BusError;
+use clokio_bus::events::Event;
+use clokio_bus::ids::OrgId;
+use clokio_bus::ops::{AttendanceEvent, Delivery};
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use crate::render;
+use crate::subs::{COLUMNS, SubRow};
+use crate::{State, db};
+
+pub const INTAKE: &str = "webhook-intake";
+pub const WORKERS: &str = "webhook-workers";
+/// Marks a manual retry.
+const TRIGGER_HEADER: &str = "Clokio-Trigger";
+/// A subscription failing for this long without a success is switched off.
+const DISABLE_AFTER: chrono::Duration = chrono::Duration::days(5);
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+pub fn queue_stream(state: &State) -> String {
+    format!(
+        "{}-WEBHOOK-DELIVERIES",
+        state.subjects.events_stream().trim_end_matches("-EVENTS")
+    )
+}
+
+pub fn queue_subject(state: &State) -> String {
+    format!("{}.webhook.deliveries", state.subjects.prefix())
+}
+
+/// Creates the work-queue stream and both consumers if missing.
+pub async fn setup(
+    state: &State,
+) -> Result<
+    (
+        jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+        jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+    ),
+    async_nats::Error,
+> {
+    let events = clokio_bus::events::ensure_events_stream(&state.js, &state.subjects).await?;
+    let intake = events
+        .get_or_create_consumer(
+            INTAKE,
+            jetstream::consumer::pull::Config {
+                durable_name: Some(INTAKE.to_owned()),
+                filter_subject: state.subjects.event_all_orgs("attendance", ">"),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending: 10_000,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let queue = state
+        .js
+        .get_or_create_stream(jetstream::stream::Config {
+            name: queue_stream(state),
+            subjects: vec![queue_subject(state)],
+            retention: jetstream::stream::RetentionPolicy::WorkQueue,
+            storage: jetstream::stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await?;
+    let workers = queue
+        .get_or_create_consumer(
+            WORKERS,
+            jetstream::consumer::pull::Config {
+                durable_name: Some(WORKERS.to_owned()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: state.config.ack_wait,
+                max_ack_pending: 20_000,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok((intake, workers))
+}
+
+/// Publishes a delivery to the work queue.
+pub async fn enqueue(state: &State, id: Uuid, manual: bool) -> Result<(), BusError> {
+    let mut headers = HeaderMap::new();
+    let msg_id = if manual {
+        headers.insert(TRIGGER_HEADER, "manual");
+        format!("{id}:manual:{}", Uuid::new_v4().simple())
+    } else {
+        id.to_string()
+    };
+    headers.insert("Nats-Msg-Id", msg_id.as_str());
+    let ack = state
+        .js
+        .publish_with_headers(queue_subject(state), headers, id.to_string().into())
+        .await
+        .map_err(|err| {
+            tracing::warn!(%err, "could not queue a delivery");
+            BusError::unavailable()
+        })?;
+    ack.await.map_err(|err| {
+        tracing::warn!(%err, "JetStream did not take a delivery");
+        BusError::unavailable()
+    })?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- intake
+
+pub async fn run_intake(
+    state: State,
+    consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+) {
+    loop {
+        let result = async {
+            let mut messages = consumer.messages().await?;
+            while let Some(msg) = messages.next().await {
+                let msg = msg?;
+                match take(&state, &msg.payload).await {
+                    Ok(()) => {
+                        let _ = msg.ack().await;
+                    }
+                    Err(err) => {
+                        tracing::warn!(%err, "event not taken; redelivered in 1 s");
+                        let _ = msg
+                            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                            .await;
+                    }
+                }
+            }
+            Ok::<(), async_nats::Error>(())
+        }
+        .await;
+        if let Err(err) = result {
+            tracing::warn!(%err, "intake consumer failed; retrying");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Stores and queues the deliveries of one event.
+async fn take(state: &State, payload: &[u8]) -> Result<(), BusError> {
+    let Ok(event) = serde_json::from_slice::<Event<AttendanceEvent>>(payload) else {
+        tracing::error!("unreadable attendance event skipped");
+        return Ok(());
+    };
+    if event.data.imported {
+        return Ok(());
+    }
+    let subs = state.active(event.org_id).await?;
+    let wanted: Vec<&SubRow> = subs
+        .iter()
+        .filter(|s| s.events.contains(&event.data.event))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let tz = state.directory.org(event.org_id).await?.org.timezone;
+    for sub in wanted {
+        if !render::matches(&sub.filters.0, &event.data, tz) {
+            continue;
+        }
+        let body = render::body(sub.platform(), sub.template.as_deref(), &event, tz);
+        let (id, status): (Uuid, String) = sqlx::query_as(
+            "INSERT INTO deliveries (id, org_id, subscription_id, event_id, event_type, body) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (subscription_id, event_id) DO UPDATE SET event_type = deliveries.event_type \
+             RETURNING id, status",
+        )
+        .bind(Uuid::new_v4())
+        .bind(event.org_id.as_uuid())
+        .bind(sub.id)
+        .bind(event.id.as_uuid())
+        .bind(&event.data.event)
+        .bind(body)
+        .fetch_one(&state.pool)
+        .await
+        .map_err(db::err)?;
+        if status == "pending" {
+            enqueue(state, id, false).await?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- workers
+
+/// Per-subscription in-flight attempts on this replica.
+#[derive(Default)]
+pub struct Caps(Mutex<HashMap<Uuid, Arc<Semaphore>>>);
+
+impl Caps {
+    fn of(&self, sub: Uuid, cap: usize) -> Arc<Semaphore> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, s| s.available_permits() < cap);
+        }
+        map.entry(sub)
+            .or_insert_with(|| Arc::new(Semaphore::new(cap)))
+            .clone()
+    }
+}
+
+pub async fn run_workers(
+    state: State,
+    consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+) {
+    let slots = Arc::new(Semaphore::new(state.config.workers));
+    loop {
+        let result = async {
+            let mut messages = consumer.messages().await?;
+            while let Some(msg) = messages.next().await {
+                let msg = msg?;
+                let permit = slots.clone().acquire_owned().await?;
+                let state = state.clone();
+                tokio::spawn(async move {
+                    attempt(&state, msg).await;
+                    drop(permit);
+                });
+            }
+            Ok::<(), async_nats::Error>(())
+        }
+        .await;
+        if let Err(err) = result {
+            tracing::warn!(%err, "delivery consumer failed; retrying");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Due {
+    body: Vec<u8>,
+    status: String,
+    attempt_count: i32,
+}
+
+/// What one HTTP attempt came to.
+struct Outcome {
+    status: u16,
+    error: Option<&'static str>,
+    latency: Duration,
+    body: String,
+    retry_after: Option<Duration>,
+}
+
+async fn attempt(state: &State, msg: jetstream::Message) {
+    let manual = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(TRIGGER_HEADER))
+        .is_some_and(|v| v.as_str() == "manual");
+    let Some(id) = std::str::from_utf8(&msg.payload)
+        .ok()
+        .and_then(|s| s.parse::<Uuid>().ok())
+    else {
+        let _ = msg.ack().await;
+        return;
+    };
+    match try_attempt(state, &msg, id, manual).await {
+        Ok(Some(delay)) => {
+            let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+        }
+        Ok(None) => {
+            let _ = msg.ack().await;
+        }
+        Err(err) => {
+            tracing::warn!(%err, delivery = %id, "attempt not recorded; retried in 5 s");
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                .await;
+        }
+    }
+}
+
+/// One attempt; Some(delay) when the message should come back after it.
+async fn try_attempt(
+    state: &State,
+    msg: &jetstream::Message,
+    id: Uuid,
+    manual: bool,
+) -> Result<Option<Duration>, BusError> {
+    let row: Option<(Uuid,)> =
+        sqlx::query_as("SELECT subscription_id FROM deliveries WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&state.pool)
+            .await
+            .map_err(db::err)?;
+    let Some((sub_id,)) = row else {
+        return Ok(None); // deleted with its subscription
+    };
+    let sub: Option<SubRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM subscriptions WHERE id = $1"
+    ))
+    .bind(sub_id)
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(db::err)?;
+    let Some(sub) = sub else { return Ok(None) };
+    let due: Due =
+        sqlx::query_as("SELECT body, status, attempt_count FROM deliveries WHERE id = $1")
+            .bind(id)
+            .fetch_one(&state.pool)
+            .await
+            .map_err(db::err)?;
+    if !manual && due.status != "pending" {
+        return Ok(None); // already settled (a republished message)
+    }
+    if !manual && !sub.active {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&state.pool)
+        .await
+        .map_err(db::err)?;
+        return Ok(None);
+    }
+    let cap = state.caps.of(sub.id, state.config.per_subscription);
+    let Ok(_slot) = cap.try_acquire_owned() else {
+        // This receiver has enough in flight here; others go first.
+        return Ok(Some(Duration::from_millis(250)));
+    };
+    let outcome = post(state, msg, &sub, id, &due.body).await;
+    let now = Utc::now();
+    let attempts = due.attempt_count + 1;
+    let ok = (200..300).contains(&outcome.status);
+    let gone = outcome.status == 410;
+    let schedule = &state.config.schedule;
+    let next = if ok || gone || manual || attempts as usize >= schedule.len() {
+        None
+    } else {
+        let base = schedule[attempts as usize];
+        let jitter = 0.8 + rand::random::<f64>() * 0.4;
+        let delay = base.mul_f64(jitter);
+        Some(match outcome.retry_after {
+            Some(after) if matches!(outcome.status, 429 | 503) => delay.max(after),
+            _ => delay,
+        })
+    };
+    let status = match (ok, next) {
+        (true, _) => "succeeded",
+        (false, Some(_)) => "pending",
+        (false, None) if manual && due.status == "pending" => "pending",
+        (false, None) if manual => due.status.as_str(),
+        (false, None) => "failed",
+    };
+    let mut tx = state.pool.begin().await.map_err(db::err)?;
+    sqlx::query(
+        "INSERT INTO attempts (delivery_id, at, trigger, status_code, error, latency_ms, response_body) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(if manual { "manual" } else { "scheduled" })
+    .bind(i32::from(outcome.status))
+    .bind(outcome.error)
+    .bind(outcome.latency.as_millis().min(i32::MAX as u128) as i32)
+    .bind(&outcome.body)
+    .execute(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    sqlx::query(
+        "UPDATE deliveries SET attempt_count = attempt_count + 1, status = $2, next_attempt_at = $3 \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(next.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d))
+    .execute(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    let disable = if gone {
+        Some("The endpoint answered 410 Gone".to_owned())
+    } else if !ok {
+        let (since,): (Option<chrono::DateTime<Utc>>,) = sqlx::query_as(
+            "UPDATE subscriptions SET failing_since = COALESCE(failing_since, $2) WHERE id = $1 \
+             RETURNING failing_since",
+        )
+        .bind(sub.id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db::err)?;
+        since.filter(|s| now - *s > DISABLE_AFTER).map(|s| {
+            format!(
+                "Every delivery failed since {}",
+                s.format("%Y-%m-%d %H:%M UTC")
+            )
+        })
+    } else {
+        sqlx::query("UPDATE subscriptions SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
+            .bind(sub.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db::err)?;
+        None
+    };
+    if let Some(reason) = &disable {
+        sqlx::query(
+            "UPDATE subscriptions SET active = false, disabled_reason = $2, updated_at = now() WHERE id = $1",
+        )
+        .bind(sub.id)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await
+        .map_err(db::err)?;
+    }
+    tx.commit().await.map_err(db::err)?;
+    if disable.is_some() {
+        state.changed(OrgId::from_uuid(sub.org_id)).await;
+    }
+    metrics::counter!("clokio_webhook_attempts_total",
+        "outcome" => if ok { "success" } else { outcome.error.unwrap_or("http") })
+    .increment(1);
+    Ok(next)
+}
+
+/// POSTs the body, keeping the message alive while the receiver takes its time.
+async fn post(
+    state: &State,
+    msg: &jetstream::Message,
+    sub: &SubRow,
+    id: Uuid,
+    body: &[u8],
+) -> Outcome {
+    let started = Instant::now();
+    let fail = |error: &'static str| Outcome {
+        status: 0,
+        error: Some(error),
+        latency: started.elapsed(),
+        body: String::new(),
+        retry_after: None,
+    };
+    let url = match state.policy.check_url(&sub.url) {
+        Ok(url) => url,
+        Err(_) => return fail("blocked"),
+    };
+    // A literal address never meets the resolver: check it here.
+    let literal = match url.host() {
+        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        _ => None,
+    };
+    if literal.is_some_and(|ip| !state.policy.permits(ip)) {
+        return fail("blocked");
+    }
+    let mut req = state
+        .http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("user-agent", "Clokio-Webhooks/1")
+        .body(body.to_vec());
+    if sub.platform() == clokio_bus::ops::Platform::Generic {
+        let ts = Utc::now().timestamp();
+        let webhook_id = id.to_string();
+        req = req
+            .header("webhook-id", &webhook_id)
+            .header("webhook-timestamp", ts.to_string())
+            .header(
+                "webhook-signature",
+                render::signature(&sub.signing_secrets(Utc::now()), &webhook_id, ts, body),
+            );
+    }
+    let send = req.send();
+    tokio::pin!(send);
+    let every = state.config.ack_wait / 3;
+    let res = loop {
+        tokio::select! {
+            res = &mut send => break res,
+            () = tokio::time::sleep(every) => {
+                let _ = msg.ack_with(AckKind::Progress).await;
+            }
+        }
+    };
+    match res {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            let retry_after = res
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+            let mut body = Vec::new();
+            let mut res = res;
+            while let Ok(Some(chunk)) = res.chunk().await {
+                body.extend_from_slice(&chunk);
+                if body.len() >= 4096 {
+                    break;
+                }
+            }
+            body.truncate(4096);
+            Outcome {
+                status,
+                error: (!(200..300).contains(&status)).then_some("http"),
+                latency: started.elapsed(),
+                body: String::from_utf8_lossy(&body).into_owned(),
+                retry_after,
+            }
+        }
+        Err(err) => {
+            let text = format!("{err:?}");
+            fail(if err.is_timeout() {
+                "timeout"
+            } else if text.contains("blocked") {
+                "blocked"
+            } else if text.contains("dns") || text.contains("resolve") || text.contains("lookup") {
+                "dns"
+            } else {
+                "connection"
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the delivery log
+
+#[derive(sqlx::FromRow)]
+pub struct DeliveryRow {
+    id: Uuid,
+    subscription_id: Uuid,
+    event_id: Uuid,
+    event_type: String,
+    status: String,
+    attempt_count: i32,
+    next_attempt_at: Option<chrono::DateTime<Utc>>,
+    created_at: chrono::DateTime<Utc>,
+}
+
+pub const DELIVERY_COLUMNS: &str =
+    "id, subscription_id, event_id, event_type, status, attempt_count, next_attempt_at, created_at";
+
+impl DeliveryRow {
+    pub fn view(self) -> Delivery {
+        Delivery {
+            id: self.id,
+            webhook_id: self.subscription_id,
+            event_id: self.event_id,
+            event_type: self.event_type,
+            status: self.status,
+            attempt_count: self.attempt_count.max(0) as u32,
+            next_attempt_at: self.next_attempt_at,
+            created_at: self.created_at,
+            attempts: None,
+        }
+    }
+}
+
+/// Deletes deliveries older than the retention, now and then.
+pub async fn sweep(pool: sqlx::PgPool, days: u32) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        if let Err(err) = sqlx::query(
+            "DELETE FROM deliveries WHERE created_at < now() - make_interval(days => $1)",
+        )
+        .bind(days as i32)
+        .execute(&pool)
+        .await
+        {
+            tracing::warn!(%err, "could not sweep old deliveries");
+        }
+    }
+}

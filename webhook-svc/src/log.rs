@@ -1,0 +1,145 @@
+//! The delivery log through the API: deliveries newest first (paged), one with every attempt, a
+//! manual retry, and a test delivery of a sample event.
+
+use chrono::Utc;
+use clokio_bus::BusError;
+use clokio_bus::events::Event;
+use clokio_bus::ids::{AttendanceId, EmployeeId, EventId, LocationId};
+use clokio_bus::ops::{
+    Attempt, AttendanceEvent, Delivery, DeliveryListQuery, DeliveryPage, DeliveryRef, WebhookRef,
+};
+use clokio_bus::types::EmployeeCode;
+use uuid::Uuid;
+
+use crate::deliver::{DELIVERY_COLUMNS, DeliveryRow, enqueue};
+use crate::{State, db, render, subs};
+
+pub async fn list(state: &State, q: DeliveryListQuery) -> Result<DeliveryPage, BusError> {
+    subs::fetch(state, q.org_id, q.webhook_id).await?;
+    let per_page = q.per_page.clamp(1, 100);
+    let page = q.page.max(1);
+    let rows: Vec<DeliveryRow> = sqlx::query_as(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE subscription_id = $1 \
+         ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
+    ))
+    .bind(q.webhook_id)
+    .bind(i64::from(per_page))
+    .bind(i64::from(page - 1) * i64::from(per_page))
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db::err)?;
+    let (total,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM deliveries WHERE subscription_id = $1")
+            .bind(q.webhook_id)
+            .fetch_one(&state.pool)
+            .await
+            .map_err(db::err)?;
+    Ok(DeliveryPage {
+        deliveries: rows.into_iter().map(DeliveryRow::view).collect(),
+        page,
+        per_page,
+        total: total.max(0) as u64,
+    })
+}
+
+async fn fetch(state: &State, r: &DeliveryRef) -> Result<Delivery, BusError> {
+    subs::fetch(state, r.org_id, r.webhook_id).await?;
+    let row: Option<DeliveryRow> = sqlx::query_as(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1 AND subscription_id = $2"
+    ))
+    .bind(r.delivery_id)
+    .bind(r.webhook_id)
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(db::err)?;
+    Ok(row
+        .ok_or_else(|| BusError::not_found("Delivery not found"))?
+        .view())
+}
+
+pub async fn get(state: &State, r: DeliveryRef) -> Result<Delivery, BusError> {
+    let mut delivery = fetch(state, &r).await?;
+    let attempts: Vec<(
+        chrono::DateTime<Utc>,
+        String,
+        i32,
+        Option<String>,
+        i32,
+        String,
+    )> = sqlx::query_as(
+        "SELECT at, trigger, status_code, error, latency_ms, response_body FROM attempts \
+             WHERE delivery_id = $1 ORDER BY at, id",
+    )
+    .bind(r.delivery_id)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db::err)?;
+    delivery.attempts = Some(
+        attempts
+            .into_iter()
+            .map(|(at, trigger, status, error, latency, body)| Attempt {
+                at,
+                trigger,
+                status_code: status.clamp(0, 999) as u16,
+                error,
+                latency_ms: latency.max(0) as u64,
+                response_body: body,
+            })
+            .collect(),
+    );
+    Ok(delivery)
+}
+
+/// Sends the delivery once more now (whatever its state); the attempt is logged as `manual`.
+pub async fn retry(state: &State, r: DeliveryRef) -> Result<Delivery, BusError> {
+    let delivery = fetch(state, &r).await?;
+    enqueue(state, delivery.id, true).await?;
+    Ok(delivery)
+}
+
+/// A sample clock-in sent to the subscription now, as a delivery in its log.
+pub async fn test(state: &State, r: WebhookRef) -> Result<Delivery, BusError> {
+    let sub = subs::fetch(state, r.org_id, r.id).await?;
+    let tz = state.directory.org(r.org_id).await?.org.timezone;
+    let now = clokio_bus::calendar::whole_seconds(Utc::now());
+    let event = Event {
+        id: EventId::new_random(),
+        org_id: r.org_id,
+        occurred_at: now,
+        kind: "attendance.clock-in".to_owned(),
+        data: AttendanceEvent {
+            event: "clock-in".to_owned(),
+            attendance_id: AttendanceId::new(0),
+            employee_id: EmployeeId::new(0),
+            employee_code: EmployeeCode::parse("TEST-0001").map_err(|_| BusError::internal())?,
+            employee_name: "Test Employee".to_owned(),
+            department: Some("Test".to_owned()),
+            location_id: LocationId::new(0),
+            location_name: "Test Location".to_owned(),
+            timestamp: now,
+            work_date: tz.date_of(now),
+            clock_in: now,
+            clock_out: None,
+            total_hours: None,
+            break_minutes: None,
+            break_seconds: None,
+            imported: false,
+        },
+    };
+    let body = render::body(sub.platform(), sub.template.as_deref(), &event, tz);
+    let row: DeliveryRow = sqlx::query_as(&format!(
+        "INSERT INTO deliveries (id, org_id, subscription_id, event_id, event_type, body) \
+         VALUES ($1, $2, $3, $4, 'clock-in', $5) RETURNING {DELIVERY_COLUMNS}"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(r.org_id.as_uuid())
+    .bind(sub.id)
+    .bind(event.id.as_uuid())
+    .bind(body)
+    .fetch_one(&state.pool)
+    .await
+    .map_err(db::err)?;
+    let delivery = row.view();
+    enqueue(state, delivery.id, true).await?;
+    Ok(delivery)
+}
