@@ -226,6 +226,32 @@ impl Fields {
         }
     }
 
+    pub fn optional_bool(&mut self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.take(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(_) => Err(ApiError::invalid(format!(
+                "The {name} field must be true or false"
+            ))),
+        }
+    }
+
+    /// Absent → None; null → Some(None) (clear it); a string → Some(Some(s)).
+    pub fn nullable_str(
+        &mut self,
+        name: &str,
+        max: usize,
+    ) -> Result<Option<Option<String>>, ApiError> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(Value::Null) => {
+                self.0.remove(name);
+                Ok(Some(None))
+            }
+            Some(_) => Ok(Some(self.optional_str(name, max)?)),
+        }
+    }
+
     /// A nested object.
     pub fn optional_object(&mut self, name: &str) -> Result<Option<Fields>, ApiError> {
         match self.take(name) {

@@ -5,7 +5,9 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::routes::{api_keys, attendance, employees, leaves, locations, organization, summary};
+use crate::routes::{
+    api_keys, attendance, employees, leaves, locations, organization, summary, webhooks,
+};
 
 /// The success envelope around `data`.
 #[derive(ToSchema)]
@@ -47,6 +49,8 @@ pub struct ErrorEnvelope {
         attendance::today_detailed, attendance::import,
         leaves::create, leaves::list, leaves::remove,
         summary::summary,
+        webhooks::create, webhooks::list, webhooks::show, webhooks::update, webhooks::remove,
+        webhooks::test, webhooks::rotate, webhooks::deliveries, webhooks::delivery, webhooks::retry,
     ),
     modifiers(&ApiKeyAuth),
 )]
@@ -97,6 +101,13 @@ mod tests {
             "/api/v1/leaves",
             "/api/v1/leaves/{id}",
             "/api/v1/attendance/summary",
+            "/api/v1/webhooks",
+            "/api/v1/webhooks/{id}",
+            "/api/v1/webhooks/{id}/test",
+            "/api/v1/webhooks/{id}/rotate-secret",
+            "/api/v1/webhooks/{id}/deliveries",
+            "/api/v1/webhooks/{id}/deliveries/{delivery_id}",
+            "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
         ] {
             assert!(doc["paths"][path].is_object(), "{path} missing");
         }

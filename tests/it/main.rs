@@ -16,3 +16,4 @@ mod organization;
 mod outage;
 mod rate_limit;
 mod summary;
+mod webhooks;

@@ -57,18 +57,21 @@ async fn fetch(state: &State, r: &DeliveryRef) -> Result<Delivery, BusError> {
         .view())
 }
 
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    at: chrono::DateTime<Utc>,
+    trigger: String,
+    status_code: i32,
+    error: Option<String>,
+    latency_ms: i32,
+    response_body: String,
+}
+
 pub async fn get(state: &State, r: DeliveryRef) -> Result<Delivery, BusError> {
     let mut delivery = fetch(state, &r).await?;
-    let attempts: Vec<(
-        chrono::DateTime<Utc>,
-        String,
-        i32,
-        Option<String>,
-        i32,
-        String,
-    )> = sqlx::query_as(
+    let attempts: Vec<AttemptRow> = sqlx::query_as(
         "SELECT at, trigger, status_code, error, latency_ms, response_body FROM attempts \
-             WHERE delivery_id = $1 ORDER BY at, id",
+         WHERE delivery_id = $1 ORDER BY at, id",
     )
     .bind(r.delivery_id)
     .fetch_all(&state.pool)
@@ -77,13 +80,13 @@ pub async fn get(state: &State, r: DeliveryRef) -> Result<Delivery, BusError> {
     delivery.attempts = Some(
         attempts
             .into_iter()
-            .map(|(at, trigger, status, error, latency, body)| Attempt {
-                at,
-                trigger,
-                status_code: status.clamp(0, 999) as u16,
-                error,
-                latency_ms: latency.max(0) as u64,
-                response_body: body,
+            .map(|a| Attempt {
+                at: a.at,
+                trigger: a.trigger,
+                status_code: a.status_code.clamp(0, 999) as u16,
+                error: a.error,
+                latency_ms: a.latency_ms.max(0) as u64,
+                response_body: a.response_body,
             })
             .collect(),
     );

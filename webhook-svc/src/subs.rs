@@ -83,12 +83,7 @@ async fn check(state: &State, f: &WebhookFields, create: bool) -> Result<(), Bus
                 "The url field must not be greater than 2048 characters",
             ));
         }
-        let parsed = state.policy.check_url(url).map_err(BusError::invalid)?;
-        state
-            .policy
-            .check_target(&parsed)
-            .await
-            .map_err(BusError::invalid)?;
+        state.policy.check_url(url).map_err(BusError::invalid)?;
     }
     match &f.events {
         None if create => return Err(BusError::invalid("The events field is required")),
@@ -109,13 +104,22 @@ async fn check(state: &State, f: &WebhookFields, create: bool) -> Result<(), Bus
         }
         None => {}
     }
-    if let Some(Some(template)) = &f.template {
+    if let Some(template) = &f.template {
         if template.chars().count() > 2000 {
             return Err(BusError::invalid(
                 "The template field must not be greater than 2000 characters",
             ));
         }
         check_template(template).map_err(BusError::invalid)?;
+    }
+    // Last, as it is the one check that asks DNS.
+    if let Some(url) = &f.url {
+        let parsed = state.policy.check_url(url).map_err(BusError::invalid)?;
+        state
+            .policy
+            .check_target(&parsed)
+            .await
+            .map_err(BusError::invalid)?;
     }
     Ok(())
 }
@@ -150,7 +154,7 @@ pub async fn create(state: &State, req: WebhookWrite) -> Result<CreatedWebhook, 
     .bind(f.platform.unwrap_or(Platform::Generic).as_str())
     .bind(dedup(f.events.unwrap_or_default()))
     .bind(sqlx::types::Json(f.filters.unwrap_or_default()))
-    .bind(f.template.flatten())
+    .bind(f.template)
     .bind(f.active.unwrap_or(true))
     .bind(&secret)
     .fetch_one(&state.pool)
@@ -214,8 +218,8 @@ pub async fn update(state: &State, req: WebhookWrite) -> Result<Webhook, BusErro
     .bind(f.platform.map(Platform::as_str))
     .bind(f.events.map(dedup))
     .bind(f.filters.map(sqlx::types::Json))
-    .bind(f.template.is_some())
-    .bind(f.template.flatten())
+    .bind(f.template.is_some() || f.clear_template)
+    .bind(f.template)
     .bind(f.active)
     .fetch_optional(&state.pool)
     .await

@@ -92,6 +92,7 @@ impl Stack {
         stack.start_employee_svc().await;
         stack.start_attendance_svc().await;
         stack.start_reporting_svc().await;
+        stack.start_webhook_svc().await;
         let gw = stack.start_gateway().await;
         (stack, gw)
     }
@@ -156,6 +157,59 @@ impl Stack {
         }));
         self.wait_for_replicas(ServiceName::Reporting, before + 1)
             .await;
+    }
+
+    /// webhook-svc for tests: loopback and plain http allowed (the capturing receiver), a short
+    /// retry schedule (`0s,1s,3s`) and a 3 s ack wait.
+    pub fn webhook_config(&self) -> clokio_webhook_svc::Config {
+        clokio_webhook_svc::Config {
+            bus: self.bus_config.clone(),
+            database_url: database_url(),
+            db_max_connections: 8,
+            max_in_flight: 64,
+            schedule: clokio_webhook_svc::parse_schedule("0s,1s,3s").expect("schedule"),
+            timeout: Duration::from_secs(5),
+            workers: 64,
+            per_subscription: 8,
+            ack_wait: Duration::from_secs(3),
+            retention_days: 30,
+            allow_http: true,
+            allow_cidrs: vec!["127.0.0.0/8".parse().expect("cidr")],
+        }
+    }
+
+    /// Starts one webhook-svc replica with `config` and waits until it is registered.
+    pub async fn start_webhook_svc_with(&mut self, config: clokio_webhook_svc::Config) {
+        let before = self.replicas(ServiceName::Webhook).await;
+        let stop = self.stopper();
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(err) = clokio_webhook_svc::run(config, stop).await {
+                panic!("webhook-svc failed: {err}");
+            }
+        }));
+        self.wait_for_replicas(ServiceName::Webhook, before + 1)
+            .await;
+    }
+
+    pub async fn start_webhook_svc(&mut self) {
+        let config = self.webhook_config();
+        self.start_webhook_svc_with(config).await;
+    }
+
+    /// A webhook-svc replica on a runtime of its own (see [`Isolated`]).
+    pub fn isolated_webhook_svc(&self) -> Isolated {
+        let config = self.webhook_config();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.spawn(async move {
+            if let Err(err) = clokio_webhook_svc::run(config, std::future::pending()).await {
+                eprintln!("webhook-svc failed: {err}");
+            }
+        });
+        Isolated(Some(rt))
     }
 
     pub fn attendance_config(&self) -> clokio_attendance_svc::Config {
@@ -719,4 +773,148 @@ pub async fn db() -> sqlx::PgPool {
         .connect(&database_url())
         .await
         .expect("test database reachable")
+}
+
+/// One request a [`Receiver`] took.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub at: std::time::Instant,
+    pub path: String,
+    pub headers: axum::http::HeaderMap,
+    pub body: axum::body::Bytes,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+/// How a [`Receiver`] answers one request.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub delay: Duration,
+}
+
+impl Answer {
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    received: Vec<Received>,
+    script: std::collections::VecDeque<Answer>,
+}
+
+/// A capturing HTTP receiver for webhook tests: records every request and answers as scripted
+/// (200 when nothing is scripted). Stops with the test.
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    state: std::sync::Arc<std::sync::Mutex<ReceiverState>>,
+    arrived: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let receiver = Self {
+            url,
+            state: std::sync::Arc::default(),
+            arrived: std::sync::Arc::default(),
+        };
+        let r = receiver.clone();
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let r = r.clone();
+                async move {
+                    let answer = {
+                        let mut s = r.state.lock().unwrap();
+                        s.received.push(Received {
+                            at: std::time::Instant::now(),
+                            path: uri.path().to_owned(),
+                            headers,
+                            body,
+                        });
+                        s.script.pop_front()
+                    };
+                    r.arrived.notify_waiters();
+                    let answer = answer.unwrap_or_else(|| Answer::status(200));
+                    tokio::time::sleep(answer.delay).await;
+                    let mut res = axum::response::Response::new(axum::body::Body::from("ok"));
+                    *res.status_mut() =
+                        axum::http::StatusCode::from_u16(answer.status).expect("status");
+                    for (k, v) in answer.headers {
+                        res.headers_mut().insert(
+                            axum::http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                            axum::http::HeaderValue::from_str(&v).expect("value"),
+                        );
+                    }
+                    res
+                }
+            },
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        receiver
+    }
+
+    /// Scripts the next answers, in order.
+    pub fn answer(&self, answers: impl IntoIterator<Item = Answer>) {
+        self.state.lock().unwrap().script.extend(answers);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// Waits until `n` requests have arrived (panics after `within`).
+    pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.arrived.notified();
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let got = self.received();
+                assert!(
+                    got.len() >= n,
+                    "{} of {n} requests within {within:?}",
+                    got.len()
+                );
+                return got;
+            }
+        }
+    }
 }

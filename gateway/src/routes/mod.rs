@@ -8,6 +8,7 @@ pub mod locations;
 pub mod organization;
 pub mod summary;
 pub mod system;
+pub mod webhooks;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -29,6 +30,7 @@ pub fn api_routes() -> Router<App> {
         .merge(attendance::routes())
         .merge(leaves::routes())
         .merge(summary::routes())
+        .merge(webhooks::routes())
         .merge(locations::routes())
         .merge(api_keys::routes())
         .merge(organization::routes())

@@ -110,8 +110,10 @@ pub struct WebhookFields {
     pub platform: Option<Platform>,
     pub events: Option<Vec<String>>,
     pub filters: Option<Filters>,
-    /// Some(None) clears the template.
-    pub template: Option<Option<String>>,
+    pub template: Option<String>,
+    /// On update: back to the default template (`"template": null`).
+    #[serde(default)]
+    pub clear_template: bool,
     pub active: Option<bool>,
 }
 

@@ -1,0 +1,385 @@
+//! `/api/v1/webhooks`: subscriptions, their secrets, test deliveries and the delivery log.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use clokio_bus::ops::{
+    CreatedWebhook, Delivery, DeliveryGetOp, DeliveryListOp, DeliveryListQuery, DeliveryPage,
+    DeliveryRef, DeliveryRetryOp, Filters, Platform, TimeRange, Webhook, WebhookCreateOp,
+    WebhookDeleteOp, WebhookFields, WebhookGetOp, WebhookListOp, WebhookListQuery, WebhookRef,
+    WebhookRotateOp, WebhookTestOp, WebhookUpdateOp, WebhookWrite,
+};
+use clokio_bus::types::{LocalTime, Weekday};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{RETRIEVED, forward};
+use crate::auth::Auth;
+use crate::body::Fields;
+use crate::envelope::ApiError;
+use crate::openapi::{Envelope, ErrorEnvelope};
+use crate::{App, RequestId};
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/api/v1/webhooks", get(list).post(create))
+        .route(
+            "/api/v1/webhooks/{id}",
+            get(show).patch(update).delete(remove),
+        )
+        .route("/api/v1/webhooks/{id}/test", post(test))
+        .route("/api/v1/webhooks/{id}/rotate-secret", post(rotate))
+        .route("/api/v1/webhooks/{id}/deliveries", get(deliveries))
+        .route(
+            "/api/v1/webhooks/{id}/deliveries/{delivery_id}",
+            get(delivery),
+        )
+        .route(
+            "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
+            post(retry),
+        )
+}
+
+fn webhook_id(s: &str) -> Result<Uuid, ApiError> {
+    s.parse()
+        .map_err(|_| ApiError::not_found("Webhook not found"))
+}
+
+/// The subscription fields of a body; `create` requires url and events.
+fn fields(mut f: Fields) -> Result<WebhookFields, ApiError> {
+    let url = f.optional_str("url", 2048)?;
+    let platform = f
+        .optional_str("platform", 32)?
+        .map(|p| p.parse::<Platform>())
+        .transpose()
+        .map_err(ApiError::invalid)?;
+    let events = f.optional_list("events", 4, |s| Ok(s.to_owned()))?;
+    let filters = match f.optional_object("filters")? {
+        None => None,
+        Some(mut g) => {
+            let names = |g: &mut Fields, name: &str| {
+                g.optional_list(name, 1000, |s| Ok(s.to_owned()))
+                    .map(Option::unwrap_or_default)
+            };
+            let locations = names(&mut g, "locations")?;
+            let employees = names(&mut g, "employees")?;
+            let departments = names(&mut g, "departments")?;
+            let days_of_week = g
+                .optional_list("days_of_week", 7, |s| {
+                    Weekday::parse(s).ok_or_else(|| {
+                        ApiError::invalid(
+                            "The days_of_week field must only contain days of the week (monday … sunday)",
+                        )
+                    })
+                })?
+                .unwrap_or_default();
+            let time_range = match g.optional_object("time_range")? {
+                None => None,
+                Some(mut r) => {
+                    let time = |r: &mut Fields, name: &str| {
+                        let v = r.required_str(name, 5).map_err(|_| {
+                            ApiError::invalid(format!(
+                                "The time_range.{name} field is required (HH:MM)"
+                            ))
+                        })?;
+                        LocalTime::parse(&v).map_err(|_| {
+                            ApiError::invalid(format!(
+                                "The time_range.{name} field must be a time in HH:MM format"
+                            ))
+                        })
+                    };
+                    Some(TimeRange {
+                        start: time(&mut r, "start")?,
+                        end: time(&mut r, "end")?,
+                    })
+                }
+            };
+            Some(Filters {
+                locations,
+                employees,
+                departments,
+                days_of_week,
+                time_range,
+            })
+        }
+    };
+    let template = f.nullable_str("template", 2000)?;
+    let active = f.optional_bool("active")?;
+    Ok(WebhookFields {
+        url,
+        platform,
+        events,
+        filters,
+        clear_template: matches!(template, Some(None)),
+        template: template.flatten(),
+        active,
+    })
+}
+
+/// A subscription's fields, for the OpenAPI document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct WebhookBody {
+    /// `https` only; private, loopback, link-local and reserved addresses are refused.
+    url: String,
+    /// Default `generic`.
+    platform: Option<Platform>,
+    /// Some of `clock-in`, `clock-out`, `break-start`, `break-end`.
+    events: Vec<String>,
+    filters: Option<Filters>,
+    /// Placeholders `{employee_name}`, `{employee_code}`, `{department}`, `{event_type}`,
+    /// `{timestamp}`, `{location_name}` (chat platforms).
+    template: Option<String>,
+    active: Option<bool>,
+}
+
+/// Create a webhook subscription; the response shows its signing secret once.
+#[utoipa::path(post, path = "/api/v1/webhooks", tag = "Webhooks", request_body = WebhookBody,
+    responses(
+        (status = 201, body = Envelope<CreatedWebhook>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn create(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    f: Fields,
+) -> Result<Response, ApiError> {
+    let req = WebhookWrite {
+        org_id: auth.org_id,
+        id: None,
+        fields: fields(f)?,
+    };
+    forward::<WebhookCreateOp>(
+        &app,
+        &rid,
+        &req,
+        StatusCode::CREATED,
+        "Webhook created successfully",
+    )
+    .await
+}
+
+/// List the organization's webhooks (secrets as hints).
+#[utoipa::path(get, path = "/api/v1/webhooks", tag = "Webhooks",
+    responses((status = 200, body = Envelope<Vec<Webhook>>), (status = 401, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn list(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+) -> Result<Response, ApiError> {
+    let req = WebhookListQuery {
+        org_id: auth.org_id,
+    };
+    forward::<WebhookListOp>(&app, &rid, &req, StatusCode::OK, RETRIEVED).await
+}
+
+/// One webhook.
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "Webhooks",
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Envelope<Webhook>), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn show(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let req = WebhookRef {
+        org_id: auth.org_id,
+        id: webhook_id(&id)?,
+    };
+    forward::<WebhookGetOp>(&app, &rid, &req, StatusCode::OK, RETRIEVED).await
+}
+
+/// Change a webhook; absent fields stay, `"template": null` restores the default, `"active": true`
+/// switches back on one that was disabled.
+#[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "Webhooks", request_body = WebhookBody,
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Envelope<Webhook>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 413, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn update(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    Path(id): Path<String>,
+    f: Fields,
+) -> Result<Response, ApiError> {
+    let req = WebhookWrite {
+        org_id: auth.org_id,
+        id: Some(webhook_id(&id)?),
+        fields: fields(f)?,
+    };
+    forward::<WebhookUpdateOp>(
+        &app,
+        &rid,
+        &req,
+        StatusCode::OK,
+        "Webhook updated successfully",
+    )
+    .await
+}
+
+/// Delete a webhook and its delivery log.
+#[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "Webhooks",
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Envelope<Object>), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn remove(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let req = WebhookRef {
+        org_id: auth.org_id,
+        id: webhook_id(&id)?,
+    };
+    forward::<WebhookDeleteOp>(
+        &app,
+        &rid,
+        &req,
+        StatusCode::OK,
+        "Webhook deleted successfully",
+    )
+    .await
+}
+
+/// Send a sample clock-in to the webhook now; returns the delivery to follow in the log.
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", tag = "Webhooks",
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 202, body = Envelope<Delivery>), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn test(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let req = WebhookRef {
+        org_id: auth.org_id,
+        id: webhook_id(&id)?,
+    };
+    forward::<WebhookTestOp>(
+        &app,
+        &rid,
+        &req,
+        StatusCode::ACCEPTED,
+        "Test delivery queued",
+    )
+    .await
+}
+
+/// A new signing secret, shown once; the old one also signs for 24 hours.
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/rotate-secret", tag = "Webhooks",
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Envelope<CreatedWebhook>), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn rotate(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let req = WebhookRef {
+        org_id: auth.org_id,
+        id: webhook_id(&id)?,
+    };
+    forward::<WebhookRotateOp>(
+        &app,
+        &rid,
+        &req,
+        StatusCode::OK,
+        "Secret rotated successfully",
+    )
+    .await
+}
+
+fn page_param(q: &HashMap<String, String>, name: &str, default: u32) -> Result<u32, ApiError> {
+    match q.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Ok(default),
+        Some(s) => s.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            ApiError::invalid(format!("The {name} field must be a positive integer"))
+        }),
+    }
+}
+
+/// The webhook's deliveries, newest first (`page`, `per_page` up to 100).
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "Webhooks",
+    params(("id" = String, Path, format = Uuid),
+        ("page" = Option<u32>, Query), ("per_page" = Option<u32>, Query)),
+    responses((status = 200, body = Envelope<DeliveryPage>), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn deliveries(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let req = DeliveryListQuery {
+        org_id: auth.org_id,
+        webhook_id: webhook_id(&id)?,
+        page: page_param(&q, "page", 1)?,
+        per_page: page_param(&q, "per_page", 20)?.min(100),
+    };
+    forward::<DeliveryListOp>(&app, &rid, &req, StatusCode::OK, RETRIEVED).await
+}
+
+fn delivery_ref(auth: &Auth, id: &str, delivery: &str) -> Result<DeliveryRef, ApiError> {
+    Ok(DeliveryRef {
+        org_id: auth.org_id,
+        webhook_id: webhook_id(id)?,
+        delivery_id: delivery
+            .parse()
+            .map_err(|_| ApiError::not_found("Delivery not found"))?,
+    })
+}
+
+/// One delivery with every attempt.
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries/{delivery_id}", tag = "Webhooks",
+    params(("id" = String, Path, format = Uuid), ("delivery_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Envelope<Delivery>), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn delivery(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let req = delivery_ref(&auth, &id, &delivery_id)?;
+    forward::<DeliveryGetOp>(&app, &rid, &req, StatusCode::OK, RETRIEVED).await
+}
+
+/// Send a delivery again now; the attempt is logged as `manual`.
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry", tag = "Webhooks",
+    params(("id" = String, Path, format = Uuid), ("delivery_id" = String, Path, format = Uuid)),
+    responses((status = 202, body = Envelope<Delivery>), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn retry(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let req = delivery_ref(&auth, &id, &delivery_id)?;
+    forward::<DeliveryRetryOp>(&app, &rid, &req, StatusCode::ACCEPTED, "Retry queued").await
+}

@@ -1,0 +1,688 @@
+//! Webhooks end to end: subscriptions through the API, attendance events delivered to a capturing
+//! receiver, signatures checked with the Standard Webhooks reference verifier, every platform's
+//! body, every filter, retries through JetStream, the delivery log, the SSRF guard, isolation.
+
+use std::time::Duration;
+
+use chrono::{Duration as Span, Timelike};
+use clokio_bus::types::Plan;
+use clokio_testkit::{Answer, Gateway, Receiver, Stack, Tenant, json};
+use serde_json::Value;
+
+use crate::attendance::{now, ts};
+
+async fn hook(gw: &Gateway, t: &Tenant, body: Value) -> Value {
+    gw.post(&t.key, "/api/v1/webhooks", &body)
+        .await
+        .expect(201)
+        .data()
+        .clone()
+}
+
+async fn clock_in(gw: &Gateway, t: &Tenant, nip: &str) {
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/clock-in",
+        &json!({ "nip": nip }),
+    )
+    .await
+    .expect(200);
+}
+
+#[tokio::test]
+async fn subscriptions_are_managed_through_the_api() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let r = Receiver::start().await;
+    let res = gw
+        .post(
+            &t.key,
+            "/api/v1/webhooks",
+            &json!({"url": format!("{}/hook", r.url), "events": ["clock-in", "clock-out"],
+                "filters": {"departments": ["Ops"], "time_range": {"start": "22:00", "end": "06:00"}}}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(res.message(), "Webhook created successfully");
+    let created = res.data().clone();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_") && secret.len() > 30);
+    assert_eq!(created["platform"], "generic");
+    assert_eq!(created["active"], true);
+    assert_eq!(
+        created["secret_hint"],
+        format!("whsec_…{}", &secret[secret.len() - 4..])
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+    let list = gw.get(&t.key, "/api/v1/webhooks").await.expect(200);
+    assert_eq!(list.data().as_array().unwrap().len(), 1);
+    assert!(!list.text.contains(&secret), "the secret is shown once");
+    assert_eq!(list.data()[0]["filters"]["time_range"]["start"], "22:00");
+
+    let res = gw
+        .patch(
+            &t.key,
+            &format!("/api/v1/webhooks/{id}"),
+            &json!({"platform": "slack", "template": "{employee_name} did {event_type}", "active": false}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(res.data()["platform"], "slack");
+    assert_eq!(res.data()["active"], false);
+    assert_eq!(res.data()["events"], json!(["clock-in", "clock-out"]));
+    let res = gw
+        .patch(
+            &t.key,
+            &format!("/api/v1/webhooks/{id}"),
+            &json!({"template": null}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(res.data()["template"], Value::Null);
+
+    let rotated = gw
+        .post(
+            &t.key,
+            &format!("/api/v1/webhooks/{id}/rotate-secret"),
+            &json!({}),
+        )
+        .await
+        .expect(200);
+    assert_ne!(rotated.data()["secret"], secret.as_str());
+
+    for (body, message) in [
+        (json!({"events": ["clock-in"]}), "The url field is required".to_owned()),
+        (
+            json!({"url": "https://example.com/h"}),
+            "The events field is required".to_owned(),
+        ),
+        (
+            json!({"url": "https://example.com/h", "events": ["lunch"]}),
+            "The events field contains an unknown event lunch (clock-in, clock-out, break-start, break-end)".to_owned(),
+        ),
+        (
+            json!({"url": "https://example.com/h", "events": ["clock-in"], "platform": "fax"}),
+            "The selected platform is invalid (generic, slack, teams, discord or google_chat)".to_owned(),
+        ),
+        (
+            json!({"url": "https://example.com/h", "events": ["clock-in"], "template": "Hi {name}"}),
+            "The template contains an unknown placeholder {name} (known: {employee_name}, {employee_code}, {department}, {event_type}, {timestamp}, {location_name})".to_owned(),
+        ),
+        (
+            json!({"url": "https://example.com/h", "events": ["clock-in"], "filters": {"time_range": {"start": "25:00", "end": "06:00"}}}),
+            "The time_range.start field must be a time in HH:MM format".to_owned(),
+        ),
+        (
+            json!({"url": "ftp://example.com/h", "events": ["clock-in"]}),
+            "The url field must be an https URL".to_owned(),
+        ),
+        (
+            json!({"url": "https://10.0.0.8/h", "events": ["clock-in"]}),
+            "The url must not point to a private, loopback, link-local or reserved address (10.0.0.8)".to_owned(),
+        ),
+        (
+            json!({"url": "https://[::ffff:192.168.1.1]/h", "events": ["clock-in"]}),
+            "The url must not point to a private, loopback, link-local or reserved address (::ffff:192.168.1.1)".to_owned(),
+        ),
+        (
+            json!({"url": "https://169.254.169.254/latest/meta-data", "events": ["clock-in"]}),
+            "The url must not point to a private, loopback, link-local or reserved address (169.254.169.254)".to_owned(),
+        ),
+    ] {
+        gw.post(&t.key, "/api/v1/webhooks", &body)
+            .await
+            .expect_error(422, &message);
+    }
+
+    // Another org sees none of it.
+    let other = stack.tenant(&gw, Plan::Enterprise).await;
+    gw.get(&other.key, &format!("/api/v1/webhooks/{id}"))
+        .await
+        .expect_error(404, "Webhook not found");
+    gw.delete(&other.key, &format!("/api/v1/webhooks/{id}"))
+        .await
+        .expect_error(404, "Webhook not found");
+    let res = gw.get(&other.key, "/api/v1/webhooks").await.expect(200);
+    assert_eq!(res.data(), &json!([]));
+    gw.get(&t.key, "/api/v1/webhooks/not-a-uuid")
+        .await
+        .expect_error(404, "Webhook not found");
+
+    gw.delete(&t.key, &format!("/api/v1/webhooks/{id}"))
+        .await
+        .expect(200);
+    gw.get(&t.key, &format!("/api/v1/webhooks/{id}"))
+        .await
+        .expect_error(404, "Webhook not found");
+}
+
+#[tokio::test]
+async fn a_clock_in_reaches_a_generic_endpoint_signed() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let r = Receiver::start().await;
+    gw.create_employee(
+        &t.key,
+        "Sarah Johnson",
+        json!({"employee_code": "EMP-1042", "department": "Engineering"}),
+    )
+    .await;
+    let created = hook(
+        &gw,
+        &t,
+        json!({"url": format!("{}/hook", r.url), "events": ["clock-in"]}),
+    )
+    .await;
+    let secret = created["secret"].as_str().unwrap();
+    clock_in(&gw, &t, "EMP-1042").await;
+    let got = r.wait_for(1, Duration::from_secs(10)).await;
+    let req = &got[0];
+    assert_eq!(req.path, "/hook");
+    assert_eq!(req.header("content-type"), "application/json");
+    let verifier = standardwebhooks::Webhook::new(secret).unwrap();
+    verifier
+        .verify(&req.body, &req.headers)
+        .expect("a valid Standard Webhooks signature");
+    let wrong = standardwebhooks::Webhook::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+    assert!(wrong.verify(&req.body, &req.headers).is_err());
+    let body = req.json();
+    assert_eq!(body["type"], "clock-in");
+    assert_eq!(body["data"]["employee_name"], "Sarah Johnson");
+    assert_eq!(body["data"]["employee_code"], "EMP-1042");
+    assert_eq!(body["data"]["department"], "Engineering");
+    assert_eq!(body["data"]["location_name"], "Main Office");
+    assert_eq!(body["timestamp"], body["data"]["timestamp"]);
+    // Only clock-in was asked for.
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/clock-out",
+        &json!({"nip": "EMP-1042"}),
+    )
+    .await
+    .expect(200);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(r.received().len(), 1);
+
+    // After a rotation both secrets sign, so receivers can switch over.
+    let rotated = gw
+        .post(
+            &t.key,
+            &format!(
+                "/api/v1/webhooks/{}/rotate-secret",
+                created["id"].as_str().unwrap()
+            ),
+            &json!({}),
+        )
+        .await
+        .expect(200);
+    clock_in(&gw, &t, "EMP-1042").await;
+    let got = r.wait_for(2, Duration::from_secs(10)).await;
+    let req = &got[1];
+    assert_eq!(req.header("webhook-signature").split(' ').count(), 2);
+    for s in [secret, rotated.data()["secret"].as_str().unwrap()] {
+        standardwebhooks::Webhook::new(s)
+            .unwrap()
+            .verify(&req.body, &req.headers)
+            .expect("both secrets verify during the overlap");
+    }
+}
+
+#[tokio::test]
+async fn chat_platforms_get_their_own_bodies_with_the_template() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack
+        .tenant_in(&gw, Plan::Enterprise, "Asia/Jerusalem")
+        .await;
+    let r = Receiver::start().await;
+    gw.create_employee(
+        &t.key,
+        "Sarah Johnson",
+        json!({"employee_code": "EMP-1042", "department": "Engineering"}),
+    )
+    .await;
+    for platform in ["slack", "discord", "google_chat", "teams"] {
+        hook(
+            &gw,
+            &t,
+            json!({"url": format!("{}/{platform}", r.url), "platform": platform, "events": ["clock-in"]}),
+        )
+        .await;
+    }
+    hook(
+        &gw,
+        &t,
+        json!({"url": format!("{}/custom", r.url), "platform": "slack", "events": ["clock-in"],
+            "template": "{employee_code} of {department}: {event_type}"}),
+    )
+    .await;
+    let at = now() - Span::minutes(30);
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/clock-in",
+        &json!({"nip": "EMP-1042", "timestamp": ts(at)}),
+    )
+    .await
+    .expect(200);
+    let got = r.wait_for(5, Duration::from_secs(10)).await;
+    let tz: chrono_tz::Tz = "Asia/Jerusalem".parse().unwrap();
+    let local = at
+        .with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M %Z")
+        .to_string();
+    let text = format!("Sarah Johnson clocked in at Main Office ({local})");
+    let body = |path: &str| {
+        got.iter()
+            .find(|g| g.path == path)
+            .unwrap_or_else(|| panic!("{path} not called"))
+            .json()
+    };
+    assert_eq!(body("/slack"), json!({"text": text}));
+    assert_eq!(body("/google_chat"), json!({"text": text}));
+    assert_eq!(body("/discord"), json!({"content": text}));
+    let teams = body("/teams");
+    assert_eq!(teams["type"], "message");
+    let card = &teams["attachments"][0];
+    assert_eq!(
+        card["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert_eq!(card["content"]["type"], "AdaptiveCard");
+    assert_eq!(
+        card["content"]["body"][0],
+        json!({"type": "TextBlock", "text": text, "wrap": true})
+    );
+    assert_eq!(
+        body("/custom"),
+        json!({"text": "EMP-1042 of Engineering: clocked in"})
+    );
+    // Chat platforms are not signed: only generic endpoints verify.
+    assert!(got.iter().all(|g| g.header("webhook-signature").is_empty()));
+}
+
+#[tokio::test]
+async fn every_filter_kind_lets_through_only_what_it_names() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    gw.post(
+        &t.key,
+        "/api/v1/locations",
+        &json!({"name": "Depot", "latitude": 10.0, "longitude": 10.0, "radius_meters": 100}),
+    )
+    .await
+    .expect(201);
+    let r = Receiver::start().await;
+    for (code, dept) in [("E-1", "Ops"), ("E-2", "Sales"), ("E-3", "Ops")] {
+        gw.create_employee(
+            &t.key,
+            code,
+            json!({"employee_code": code, "department": dept}),
+        )
+        .await;
+    }
+    let (t1, t2, t3) = (
+        now() - Span::hours(5),
+        now() - Span::hours(1),
+        now() - Span::hours(3),
+    );
+    let hhmm = |at: chrono::DateTime<chrono::Utc>| format!("{:02}:{:02}", at.hour(), at.minute());
+    let other_day = (now() + Span::days(3))
+        .format("%A")
+        .to_string()
+        .to_lowercase();
+    for (name, filters) in [
+        ("locations", json!({"locations": ["Depot"]})),
+        ("employees", json!({"employees": ["E-2"]})),
+        ("departments", json!({"departments": ["Ops"]})),
+        ("days", json!({"days_of_week": [other_day]})),
+        // From 30 minutes before t2 round midnight to 30 minutes after t1: t1 and t2, not t3.
+        (
+            "wrap",
+            json!({"time_range": {"start": hhmm(t2 - Span::minutes(30)), "end": hhmm(t1 + Span::minutes(30))}}),
+        ),
+        ("all", json!({})),
+    ] {
+        hook(
+            &gw,
+            &t,
+            json!({"url": format!("{}/{name}", r.url), "events": ["clock-in"], "filters": filters}),
+        )
+        .await;
+    }
+    for (code, at, place) in [
+        ("E-1", t1, None),
+        ("E-2", t2, Some((10.0, 10.0))),
+        ("E-3", t3, None),
+    ] {
+        let mut body = json!({"nip": code, "timestamp": ts(at)});
+        if let Some((lat, lon)) = place {
+            body["latitude"] = json!(lat);
+            body["longitude"] = json!(lon);
+        }
+        gw.post(&t.key, "/api/v1/attendance/clock-in", &body)
+            .await
+            .expect(200);
+    }
+    // all: 3, locations: 1, employees: 1, departments: 2, wrap: 2, days: 0.
+    let got = r.wait_for(9, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got_now = r.received();
+    assert_eq!(got_now.len(), got.len(), "nothing more arrived");
+    let who = |path: &str| {
+        let mut codes: Vec<String> = got_now
+            .iter()
+            .filter(|g| g.path == path)
+            .map(|g| {
+                g.json()["data"]["employee_code"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        codes.sort();
+        codes
+    };
+    assert_eq!(who("/all"), ["E-1", "E-2", "E-3"]);
+    assert_eq!(who("/locations"), ["E-2"]);
+    assert_eq!(who("/employees"), ["E-2"]);
+    assert_eq!(who("/departments"), ["E-1", "E-3"]);
+    assert_eq!(who("/wrap"), ["E-1", "E-2"]);
+    assert!(who("/days").is_empty());
+}
+
+#[tokio::test]
+async fn failures_are_retried_through_jetstream_and_logged() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let r = Receiver::start().await;
+    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
+        .await;
+    let created = hook(
+        &gw,
+        &t,
+        json!({"url": format!("{}/hook", r.url), "events": ["clock-in", "clock-out"]}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    // The schedule in tests is 0 s, 1 s, 3 s.
+    r.answer([
+        Answer::status(500),
+        Answer::status(500),
+        Answer::status(200),
+    ]);
+    clock_in(&gw, &t, "E-1").await;
+    let got = r.wait_for(3, Duration::from_secs(15)).await;
+    let ids: Vec<&str> = got.iter().map(|g| g.header("webhook-id")).collect();
+    assert!(
+        ids.iter().all(|i| *i == ids[0]),
+        "one webhook-id across retries"
+    );
+    let (gap1, gap2) = (got[1].at - got[0].at, got[2].at - got[1].at);
+    assert!(gap1 >= Duration::from_millis(750), "{gap1:?}");
+    assert!(gap2 >= Duration::from_millis(2300), "{gap2:?}");
+    assert!(gap2 > gap1, "the gap grows: {gap1:?} then {gap2:?}");
+
+    // The attempt is recorded a moment after the receiver answered.
+    let page = loop {
+        let page = gw
+            .get(&t.key, &format!("/api/v1/webhooks/{id}/deliveries"))
+            .await
+            .expect(200);
+        if page.data()["deliveries"][0]["status"] != "pending" {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let delivery = page.data()["deliveries"][0].clone();
+    assert_eq!(page.data()["total"], 1);
+    assert_eq!(delivery["status"], "succeeded");
+    assert_eq!(delivery["attempt_count"], 3);
+    let detail = gw
+        .get(
+            &t.key,
+            &format!(
+                "/api/v1/webhooks/{id}/deliveries/{}",
+                delivery["id"].as_str().unwrap()
+            ),
+        )
+        .await
+        .expect(200);
+    let attempts = detail.data()["attempts"].as_array().unwrap().clone();
+    let codes: Vec<i64> = attempts
+        .iter()
+        .map(|a| a["status_code"].as_i64().unwrap())
+        .collect();
+    assert_eq!(codes, [500, 500, 200]);
+    assert_eq!(attempts[0]["error"], "http");
+    assert_eq!(attempts[2]["error"], Value::Null);
+    assert_eq!(attempts[0]["trigger"], "scheduled");
+    assert_eq!(attempts[0]["response_body"], "ok");
+
+    // Retry-After on a 503 is honoured over the 1 s of the schedule.
+    r.answer([
+        Answer::status(503).header("retry-after", "2"),
+        Answer::status(200),
+    ]);
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/clock-out",
+        &json!({"nip": "E-1"}),
+    )
+    .await
+    .expect(200);
+    let got = r.wait_for(5, Duration::from_secs(15)).await;
+    let gap = got[4].at - got[3].at;
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "Retry-After ignored: {gap:?}"
+    );
+
+    // Exhausted: failed after the last attempt; a manual retry sends it once more.
+    r.answer([
+        Answer::status(500),
+        Answer::status(500),
+        Answer::status(500),
+    ]);
+    clock_in(&gw, &t, "E-1").await;
+    r.wait_for(8, Duration::from_secs(15)).await;
+    let failed = loop {
+        let page = gw
+            .get(
+                &t.key,
+                &format!("/api/v1/webhooks/{id}/deliveries?per_page=1"),
+            )
+            .await
+            .expect(200);
+        let d = page.data()["deliveries"][0].clone();
+        if d["status"] == "failed" {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(failed["attempt_count"], 3);
+    let did = failed["id"].as_str().unwrap().to_owned();
+    gw.post(
+        &t.key,
+        &format!("/api/v1/webhooks/{id}/deliveries/{did}/retry"),
+        &json!({}),
+    )
+    .await
+    .expect(202);
+    r.wait_for(9, Duration::from_secs(10)).await;
+    let detail = loop {
+        let d = gw
+            .get(&t.key, &format!("/api/v1/webhooks/{id}/deliveries/{did}"))
+            .await
+            .expect(200);
+        if d.data()["status"] == "succeeded" {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let last = detail.data()["attempts"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["trigger"], "manual");
+    assert_eq!(last["status_code"], 200);
+}
+
+#[tokio::test]
+async fn a_410_switches_the_subscription_off_with_the_reason() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let r = Receiver::start().await;
+    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
+        .await;
+    let created = hook(
+        &gw,
+        &t,
+        json!({"url": format!("{}/hook", r.url), "events": ["clock-in", "clock-out"]}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    r.answer([Answer::status(410)]);
+    clock_in(&gw, &t, "E-1").await;
+    r.wait_for(1, Duration::from_secs(10)).await;
+    let sub = loop {
+        let res = gw
+            .get(&t.key, &format!("/api/v1/webhooks/{id}"))
+            .await
+            .expect(200);
+        if res.data()["active"] == false {
+            break res.data().clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(sub["disabled_reason"], "The endpoint answered 410 Gone");
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/clock-out",
+        &json!({"nip": "E-1"}),
+    )
+    .await
+    .expect(200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(r.received().len(), 1, "nothing more once it is off");
+    // Switching it back on clears the reason.
+    let res = gw
+        .patch(
+            &t.key,
+            &format!("/api/v1/webhooks/{id}"),
+            &json!({"active": true}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(res.data()["disabled_reason"], Value::Null);
+}
+
+#[tokio::test]
+async fn the_test_endpoint_sends_a_sample_and_imported_history_is_not_announced() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let r = Receiver::start().await;
+    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
+        .await;
+    let created = hook(
+        &gw,
+        &t,
+        json!({"url": format!("{}/hook", r.url), "events": ["clock-in", "clock-out"]}),
+    )
+    .await;
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/import",
+        &json!({"records": [{"nip": "E-1", "clock_in": "2026-01-05T09:00:00Z", "clock_out": "2026-01-05T17:00:00Z"}]}),
+    )
+    .await
+    .expect(201);
+    let res = gw
+        .post(
+            &t.key,
+            &format!("/api/v1/webhooks/{}/test", created["id"].as_str().unwrap()),
+            &json!({}),
+        )
+        .await
+        .expect(202);
+    assert_eq!(res.data()["event_type"], "clock-in");
+    let got = r.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].json()["data"]["employee_name"], "Test Employee");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(r.received().len(), 1, "the import was not announced");
+}
+
+#[tokio::test]
+async fn a_hostname_resolving_to_loopback_is_refused_when_not_allowed() {
+    let mut stack = Stack::empty().await;
+    stack.start_employee_svc().await;
+    let mut strict = stack.webhook_config();
+    strict.allow_http = false;
+    strict.allow_cidrs = Vec::new();
+    stack.start_webhook_svc_with(strict).await;
+    let gw = stack.start_gateway().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    for (url, message) in [
+        (
+            "https://localhost/hook",
+            "The url must not point to a private, loopback, link-local or reserved address (",
+        ),
+        (
+            "http://example.com/hook",
+            "The url field must be an https URL",
+        ),
+        (
+            "https://127.0.0.1/hook",
+            "The url must not point to a private, loopback, link-local or reserved address (127.0.0.1)",
+        ),
+        (
+            "https://[::1]/hook",
+            "The url must not point to a private, loopback, link-local or reserved address (::1)",
+        ),
+    ] {
+        let res = gw
+            .post(
+                &t.key,
+                "/api/v1/webhooks",
+                &json!({"url": url, "events": ["clock-in"]}),
+            )
+            .await
+            .expect(422);
+        assert!(
+            res.message().starts_with(message),
+            "{url}: {}",
+            res.message()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_svc_killed_mid_delivery_loses_nothing() {
+    let mut stack = Stack::empty().await;
+    stack.start_employee_svc().await;
+    stack.start_attendance_svc().await;
+    let mut first = stack.isolated_webhook_svc();
+    stack
+        .wait_for_replicas(clokio_bus::ServiceName::Webhook, 1)
+        .await;
+    let gw = stack.start_gateway().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let r = Receiver::start().await;
+    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
+        .await;
+    hook(
+        &gw,
+        &t,
+        json!({"url": format!("{}/hook", r.url), "events": ["clock-in"]}),
+    )
+    .await;
+    // The receiver holds the first attempt while the replica dies.
+    r.answer([Answer::status(200).after(Duration::from_secs(2))]);
+    clock_in(&gw, &t, "E-1").await;
+    r.wait_for(1, Duration::from_secs(10)).await;
+    first.kill();
+    stack.start_webhook_svc().await;
+    // The unacknowledged delivery comes back after the ack wait (3 s in tests).
+    let got = r.wait_for(2, Duration::from_secs(15)).await;
+    assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
+}
