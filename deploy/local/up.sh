@@ -15,6 +15,9 @@ cd "$(dirname "$0")/../.."
 
 : "${CLOKIO_ENV:=development}"
 : "${CLOKIO_LOG_FORMAT:=human}"
+# Development only: webhooks may target this machine (loopback) over plain http.
+: "${CLOKIO_WEBHOOK_ALLOW_CIDRS:=127.0.0.0/8,::1/128}"
+: "${CLOKIO_WEBHOOK_ALLOW_HTTP:=true}"
 export_clokio_vars
 
 ensure_packages

@@ -174,6 +174,15 @@ async fn a_clock_in_reaches_a_generic_endpoint_signed() {
     )
     .await;
     let secret = created["secret"].as_str().unwrap();
+    // Another org's webhook never hears of this org's events.
+    let other = stack.tenant(&gw, Plan::Enterprise).await;
+    let elsewhere = Receiver::start().await;
+    hook(
+        &gw,
+        &other,
+        json!({"url": format!("{}/other", elsewhere.url), "events": ["clock-in", "clock-out"]}),
+    )
+    .await;
     clock_in(&gw, &t, "EMP-1042").await;
     let got = r.wait_for(1, Duration::from_secs(10)).await;
     let req = &got[0];
@@ -202,6 +211,7 @@ async fn a_clock_in_reaches_a_generic_endpoint_signed() {
     .expect(200);
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(r.received().len(), 1);
+    assert!(elsewhere.received().is_empty(), "org isolation");
 
     // After a rotation both secrets sign, so receivers can switch over.
     let rotated = gw

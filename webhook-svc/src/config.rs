@@ -20,7 +20,7 @@ pub struct Config {
     pub timeout: Duration,
     /// `CLOKIO_WEBHOOK_WORKERS`: attempts in flight per replica (default 256).
     pub workers: usize,
-    /// `CLOKIO_WEBHOOK_PER_SUBSCRIPTION`: attempts in flight per subscription per replica (8).
+    /// `CLOKIO_WEBHOOK_PER_SUBSCRIPTION`: attempts in flight per subscription per replica (32).
     pub per_subscription: usize,
     /// `CLOKIO_WEBHOOK_ACK_WAIT_MS`: how long a taken delivery may go unreported before another
     /// replica gets it (default 30000; a slow receiver keeps it alive meanwhile).
@@ -64,7 +64,7 @@ impl Config {
             schedule,
             timeout: config::millis("CLOKIO_WEBHOOK_TIMEOUT_MS", 15_000)?,
             workers: config::parse("CLOKIO_WEBHOOK_WORKERS", 256)?,
-            per_subscription: config::parse("CLOKIO_WEBHOOK_PER_SUBSCRIPTION", 8)?,
+            per_subscription: config::parse("CLOKIO_WEBHOOK_PER_SUBSCRIPTION", 32)?,
             ack_wait: config::millis("CLOKIO_WEBHOOK_ACK_WAIT_MS", 30_000)?,
             retention_days: config::parse("CLOKIO_WEBHOOK_LOG_RETENTION_DAYS", 30)?,
             allow_http: config::parse("CLOKIO_WEBHOOK_ALLOW_HTTP", false)?,

@@ -28,7 +28,7 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::render;
-use crate::subs::{COLUMNS, SubRow};
+use crate::subs::{SubRow, sub_columns};
 use crate::{State, db};
 
 pub const INTAKE: &str = "webhook-intake";
@@ -70,7 +70,7 @@ pub async fn setup(
                 filter_subject: state.subjects.event_all_orgs("attendance", ">"),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(30),
-                max_ack_pending: 10_000,
+                max_ack_pending: 100_000,
                 ..Default::default()
             },
         )
@@ -93,7 +93,9 @@ pub async fn setup(
                 durable_name: Some(WORKERS.to_owned()),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: state.config.ack_wait,
-                max_ack_pending: 20_000,
+                // Deliveries waiting for a retry (hours, NAKed with a delay) stay pending on the
+                // consumer; a low limit would let a backlog of dead receivers stop new deliveries.
+                max_ack_pending: 1_000_000,
                 ..Default::default()
             },
         )
@@ -135,19 +137,26 @@ pub async fn run_intake(
     loop {
         let result = async {
             let mut messages = consumer.messages().await?;
+            // Events are independent of each other: take up to 64 at once.
+            let slots = Arc::new(Semaphore::new(64));
             while let Some(msg) = messages.next().await {
                 let msg = msg?;
-                match take(&state, &msg.payload).await {
-                    Ok(()) => {
-                        let _ = msg.ack().await;
+                let permit = slots.clone().acquire_owned().await?;
+                let state = state.clone();
+                tokio::spawn(async move {
+                    match take(&state, &msg.payload).await {
+                        Ok(()) => {
+                            let _ = msg.ack().await;
+                        }
+                        Err(err) => {
+                            tracing::warn!(%err, "event not taken; redelivered in 1 s");
+                            let _ = msg
+                                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                                .await;
+                        }
                     }
-                    Err(err) => {
-                        tracing::warn!(%err, "event not taken; redelivered in 1 s");
-                        let _ = msg
-                            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                            .await;
-                    }
-                }
+                    drop(permit);
+                });
             }
             Ok::<(), async_nats::Error>(())
         }
@@ -177,29 +186,45 @@ async fn take(state: &State, payload: &[u8]) -> Result<(), BusError> {
         return Ok(());
     }
     let tz = state.directory.org(event.org_id).await?.org.timezone;
+    let (mut subs_of, mut bodies) = (Vec::new(), Vec::new());
     for sub in wanted {
-        if !render::matches(&sub.filters.0, &event.data, tz) {
-            continue;
+        if render::matches(&sub.filters.0, &event.data, tz) {
+            subs_of.push(sub.id);
+            bodies.push(render::body(
+                sub.platform(),
+                sub.template.as_deref(),
+                &event,
+                tz,
+            ));
         }
-        let body = render::body(sub.platform(), sub.template.as_deref(), &event, tz);
-        let (id, status): (Uuid, String) = sqlx::query_as(
-            "INSERT INTO deliveries (id, org_id, subscription_id, event_id, event_type, body) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (subscription_id, event_id) DO UPDATE SET event_type = deliveries.event_type \
-             RETURNING id, status",
-        )
-        .bind(Uuid::new_v4())
-        .bind(event.org_id.as_uuid())
-        .bind(sub.id)
-        .bind(event.id.as_uuid())
-        .bind(&event.data.event)
-        .bind(body)
-        .fetch_one(&state.pool)
-        .await
-        .map_err(db::err)?;
-        if status == "pending" {
-            enqueue(state, id, false).await?;
-        }
+    }
+    if subs_of.is_empty() {
+        return Ok(());
+    }
+    // One statement for all of the event's deliveries; a redelivered event finds them stored.
+    let ids: Vec<Uuid> = (0..subs_of.len()).map(|_| Uuid::new_v4()).collect();
+    let stored: Vec<(Uuid, String)> = sqlx::query_as(
+        "INSERT INTO deliveries (id, org_id, subscription_id, event_id, event_type, body) \
+         SELECT d.id, $2, d.sub, $3, $4, d.body FROM unnest($1::uuid[], $5::uuid[], $6::bytea[]) \
+            AS d(id, sub, body) \
+         ON CONFLICT (subscription_id, event_id) DO UPDATE SET event_type = deliveries.event_type \
+         RETURNING id, status",
+    )
+    .bind(&ids)
+    .bind(event.org_id.as_uuid())
+    .bind(event.id.as_uuid())
+    .bind(&event.data.event)
+    .bind(&subs_of)
+    .bind(&bodies)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db::err)?;
+    let queued = stored
+        .into_iter()
+        .filter(|(_, status)| status == "pending")
+        .map(|(id, _)| enqueue(state, id, false));
+    for result in futures::future::join_all(queued).await {
+        result?;
     }
     Ok(())
 }
@@ -254,6 +279,8 @@ struct Due {
     body: Vec<u8>,
     status: String,
     attempt_count: i32,
+    #[sqlx(flatten)]
+    sub: SubRow,
 }
 
 /// What one HTTP attempt came to.
@@ -301,29 +328,19 @@ async fn try_attempt(
     id: Uuid,
     manual: bool,
 ) -> Result<Option<Duration>, BusError> {
-    let row: Option<(Uuid,)> =
-        sqlx::query_as("SELECT subscription_id FROM deliveries WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&state.pool)
-            .await
-            .map_err(db::err)?;
-    let Some((sub_id,)) = row else {
-        return Ok(None); // deleted with its subscription
-    };
-    let sub: Option<SubRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM subscriptions WHERE id = $1"
+    let due: Option<Due> = sqlx::query_as(&format!(
+        "SELECT d.body, d.status, d.attempt_count, {} \
+         FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id WHERE d.id = $1",
+        sub_columns()
     ))
-    .bind(sub_id)
+    .bind(id)
     .fetch_optional(&state.pool)
     .await
     .map_err(db::err)?;
-    let Some(sub) = sub else { return Ok(None) };
-    let due: Due =
-        sqlx::query_as("SELECT body, status, attempt_count FROM deliveries WHERE id = $1")
-            .bind(id)
-            .fetch_one(&state.pool)
-            .await
-            .map_err(db::err)?;
+    let Some(due) = due else {
+        return Ok(None); // deleted with its subscription
+    };
+    let sub = &due.sub;
     if !manual && due.status != "pending" {
         return Ok(None); // already settled (a republished message)
     }
@@ -338,11 +355,12 @@ async fn try_attempt(
         return Ok(None);
     }
     let cap = state.caps.of(sub.id, state.config.per_subscription);
-    let Ok(_slot) = cap.try_acquire_owned() else {
-        // This receiver has enough in flight here; others go first.
+    // This receiver has enough in flight here: wait a moment, then let others go first.
+    let Ok(Ok(_slot)) = tokio::time::timeout(Duration::from_millis(100), cap.acquire_owned()).await
+    else {
         return Ok(Some(Duration::from_millis(250)));
     };
-    let outcome = post(state, msg, &sub, id, &due.body).await;
+    let outcome = post(state, msg, sub, id, &due.body).await;
     let now = Utc::now();
     let attempts = due.attempt_count + 1;
     let ok = (200..300).contains(&outcome.status);
@@ -366,10 +384,14 @@ async fn try_attempt(
         (false, None) if manual => due.status.as_str(),
         (false, None) => "failed",
     };
-    let mut tx = state.pool.begin().await.map_err(db::err)?;
-    sqlx::query(
-        "INSERT INTO attempts (delivery_id, at, trigger, status_code, error, latency_ms, response_body) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    // The attempt and the delivery's new state in one statement; the common case (a success of
+    // a healthy subscription) needs nothing else, so no transaction around it.
+    let record = sqlx::query(
+        "WITH a AS ( \
+            INSERT INTO attempts (delivery_id, at, trigger, status_code, error, latency_ms, response_body) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7)) \
+         UPDATE deliveries SET attempt_count = attempt_count + 1, status = $8, next_attempt_at = $9 \
+         WHERE id = $1",
     )
     .bind(id)
     .bind(now)
@@ -378,19 +400,15 @@ async fn try_attempt(
     .bind(outcome.error)
     .bind(outcome.latency.as_millis().min(i32::MAX as u128) as i32)
     .bind(&outcome.body)
-    .execute(&mut *tx)
-    .await
-    .map_err(db::err)?;
-    sqlx::query(
-        "UPDATE deliveries SET attempt_count = attempt_count + 1, status = $2, next_attempt_at = $3 \
-         WHERE id = $1",
-    )
-    .bind(id)
     .bind(status)
-    .bind(next.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d))
-    .execute(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    .bind(next.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d));
+    if ok && sub.failing_since.is_none() {
+        record.execute(&state.pool).await.map_err(db::err)?;
+        metrics::counter!("clokio_webhook_attempts_total", "outcome" => "success").increment(1);
+        return Ok(next);
+    }
+    let mut tx = state.pool.begin().await.map_err(db::err)?;
+    record.execute(&mut *tx).await.map_err(db::err)?;
     let disable = if gone {
         Some("The endpoint answered 410 Gone".to_owned())
     } else if !ok {
@@ -410,11 +428,13 @@ async fn try_attempt(
             )
         })
     } else {
-        sqlx::query("UPDATE subscriptions SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-            .bind(sub.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db::err)?;
+        if sub.failing_since.is_some() {
+            sqlx::query("UPDATE subscriptions SET failing_since = NULL WHERE id = $1")
+                .bind(sub.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db::err)?;
+        }
         None
     };
     if let Some(reason) = &disable {

@@ -32,12 +32,22 @@ pub struct SubRow {
     pub previous_secret: Option<String>,
     pub previous_until: Option<DateTime<Utc>>,
     pub disabled_reason: Option<String>,
+    pub failing_since: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 pub const COLUMNS: &str = "id, org_id, url, platform, events, filters, template, active, secret, \
-    previous_secret, previous_until, disabled_reason, created_at, updated_at";
+    previous_secret, previous_until, disabled_reason, failing_since, created_at, updated_at";
+
+/// The subscription's columns qualified by `s.`, for joins.
+pub fn sub_columns() -> String {
+    COLUMNS
+        .split(',')
+        .map(|c| format!("s.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl SubRow {
     pub fn platform(&self) -> Platform {
