@@ -547,19 +547,8 @@ async fn one_org_never_sees_or_clocks_another_orgs_attendance() {
 async fn a_daily_report_for_20000_employees_crosses_the_bus_whole() {
     let (stack, gw) = Stack::start().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
-    let db = clokio_testkit::db().await;
     let n = 20_000;
-    sqlx::query(
-        "INSERT INTO employee.employees (org_id, employee_code, name, email, location_id, password_hash, hire_date) \
-         SELECT $1, 'B' || lpad(i::text, 5, '0'), 'Employee ' || i, 'e' || i || '@example.com', \
-            (SELECT id FROM employee.locations WHERE org_id = $1), 'x', DATE '2026-01-01' \
-         FROM generate_series(1, $2) AS i",
-    )
-    .bind(t.org.id.as_uuid())
-    .bind(n)
-    .execute(&db)
-    .await
-    .unwrap();
+    clokio_testkit::seed_employees(t.org.id, "B", n, "2026-01-01").await;
     let date = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap();
     for chunk in 0..4 {
         let records: Vec<Value> = (1..=5000)

@@ -350,19 +350,8 @@ async fn summary_requests_are_checked_and_scoped_to_the_org() {
 async fn a_large_csv_streams_the_same_numbers_as_the_json() {
     let (stack, gw) = Stack::start().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
-    let db = clokio_testkit::db().await;
     let n = 2500;
-    sqlx::query(
-        "INSERT INTO employee.employees (org_id, employee_code, name, email, location_id, password_hash, hire_date) \
-         SELECT $1, 'S' || lpad(i::text, 5, '0'), 'Employee ' || i, 's' || i || '@example.com', \
-            (SELECT id FROM employee.locations WHERE org_id = $1), 'x', DATE '2026-02-01' \
-         FROM generate_series(1, $2) AS i",
-    )
-    .bind(t.org.id.as_uuid())
-    .bind(n)
-    .execute(&db)
-    .await
-    .unwrap();
+    clokio_testkit::seed_employees(t.org.id, "S", n, "2026-02-01").await;
     let records: Vec<Value> = (1..=n)
         .map(|i| {
             let day = 2 + i % 5; // Monday 2 to Friday 6 March 2026
@@ -388,7 +377,7 @@ async fn a_large_csv_streams_the_same_numbers_as_the_json() {
             .iter()
             .map(|r| r["days_present"].as_i64().unwrap())
             .sum();
-        if seen == n || started.elapsed() > Duration::from_secs(20) {
+        if seen == i64::from(n) || started.elapsed() > Duration::from_secs(20) {
             break Value::Array(rows);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

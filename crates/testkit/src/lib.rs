@@ -104,9 +104,26 @@ impl Stack {
         }
     }
 
+    /// Runs a service until the stack stops and waits until one more replica of it is registered
+    /// under this stack's prefix.
+    async fn start_service<Fut>(&mut self, service: ServiceName, run: impl FnOnce(Stop) -> Fut)
+    where
+        Fut: std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>
+            + Send
+            + 'static,
+    {
+        let before = self.replicas(service).await;
+        let running = run(Box::pin(self.stopper()));
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(err) = running.await {
+                panic!("{} failed: {err}", service.micro_name());
+            }
+        }));
+        self.wait_for_replicas(service, before + 1).await;
+    }
+
     /// Starts one employee-svc replica and waits until it is registered under this stack's prefix.
     pub async fn start_employee_svc(&mut self) {
-        let before = self.replicas(ServiceName::Employee).await;
         let config = clokio_employee_svc::Config {
             bus: self.bus_config.clone(),
             database_url: database_url(),
@@ -114,49 +131,35 @@ impl Stack {
             max_in_flight: 64,
             redis_url: redis_url(),
         };
-        let stop = self.stopper();
-        self.tasks.push(tokio::spawn(async move {
-            if let Err(err) = clokio_employee_svc::run(config, stop).await {
-                panic!("employee-svc failed: {err}");
-            }
-        }));
-        self.wait_for_replicas(ServiceName::Employee, before + 1)
-            .await;
+        self.start_service(ServiceName::Employee, |stop| {
+            clokio_employee_svc::run(config, stop)
+        })
+        .await;
     }
 
     /// Starts one attendance-svc replica and waits until it is registered under this stack's
     /// prefix.
     pub async fn start_attendance_svc(&mut self) {
-        let before = self.replicas(ServiceName::Attendance).await;
         let config = self.attendance_config();
-        let stop = self.stopper();
-        self.tasks.push(tokio::spawn(async move {
-            if let Err(err) = clokio_attendance_svc::run(config, stop).await {
-                panic!("attendance-svc failed: {err}");
-            }
-        }));
-        self.wait_for_replicas(ServiceName::Attendance, before + 1)
-            .await;
+        self.start_service(ServiceName::Attendance, |stop| {
+            clokio_attendance_svc::run(config, stop)
+        })
+        .await;
     }
 
     /// Starts one reporting-svc replica and waits until it is registered under this stack's
     /// prefix.
     pub async fn start_reporting_svc(&mut self) {
-        let before = self.replicas(ServiceName::Reporting).await;
         let config = clokio_reporting_svc::Config {
             bus: self.bus_config.clone(),
             database_url: database_url(),
             db_max_connections: 4,
             max_in_flight: 16,
         };
-        let stop = self.stopper();
-        self.tasks.push(tokio::spawn(async move {
-            if let Err(err) = clokio_reporting_svc::run(config, stop).await {
-                panic!("reporting-svc failed: {err}");
-            }
-        }));
-        self.wait_for_replicas(ServiceName::Reporting, before + 1)
-            .await;
+        self.start_service(ServiceName::Reporting, |stop| {
+            clokio_reporting_svc::run(config, stop)
+        })
+        .await;
     }
 
     /// webhook-svc for tests: loopback and plain http allowed (the capturing receiver), a short
@@ -180,15 +183,10 @@ impl Stack {
 
     /// Starts one webhook-svc replica with `config` and waits until it is registered.
     pub async fn start_webhook_svc_with(&mut self, config: clokio_webhook_svc::Config) {
-        let before = self.replicas(ServiceName::Webhook).await;
-        let stop = self.stopper();
-        self.tasks.push(tokio::spawn(async move {
-            if let Err(err) = clokio_webhook_svc::run(config, stop).await {
-                panic!("webhook-svc failed: {err}");
-            }
-        }));
-        self.wait_for_replicas(ServiceName::Webhook, before + 1)
-            .await;
+        self.start_service(ServiceName::Webhook, |stop| {
+            clokio_webhook_svc::run(config, stop)
+        })
+        .await;
     }
 
     pub async fn start_webhook_svc(&mut self) {
@@ -199,17 +197,7 @@ impl Stack {
     /// A webhook-svc replica on a runtime of its own (see [`Isolated`]).
     pub fn isolated_webhook_svc(&self) -> Isolated {
         let config = self.webhook_config();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.spawn(async move {
-            if let Err(err) = clokio_webhook_svc::run(config, std::future::pending()).await {
-                eprintln!("webhook-svc failed: {err}");
-            }
-        });
-        Isolated(Some(rt))
+        Isolated::run(clokio_webhook_svc::run(config, std::future::pending()))
     }
 
     pub fn attendance_config(&self) -> clokio_attendance_svc::Config {
@@ -225,17 +213,7 @@ impl Stack {
     /// every task the service spawned: a crash, as near as one process allows.
     pub fn isolated_attendance_svc(&self) -> Isolated {
         let config = self.attendance_config();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.spawn(async move {
-            if let Err(err) = clokio_attendance_svc::run(config, std::future::pending()).await {
-                eprintln!("attendance-svc failed: {err}");
-            }
-        });
-        Isolated(Some(rt))
+        Isolated::run(clokio_attendance_svc::run(config, std::future::pending()))
     }
 
     /// The `$SRV.INFO` answers of the replicas of `service` with endpoints under this stack's
@@ -448,6 +426,24 @@ impl Drop for Stack {
 pub struct Isolated(Option<tokio::runtime::Runtime>);
 
 impl Isolated {
+    fn run(
+        service: impl std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static,
+    ) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.spawn(async move {
+            if let Err(err) = service.await {
+                eprintln!("service failed: {err}");
+            }
+        });
+        Self(Some(rt))
+    }
+
     /// Stops every task of the service at its next await, without any shutdown of its own.
     pub fn kill(&mut self) {
         if let Some(rt) = self.0.take() {
@@ -460,6 +456,27 @@ impl Drop for Isolated {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// What a service started by a stack runs until.
+type Stop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Inserts `n` employees (`{prefix}00001`, …) straight into employee-svc's tables, at the org's
+/// first location: creating thousands through the API would spend minutes hashing passwords.
+pub async fn seed_employees(org: OrgId, prefix: &str, n: i32, hire_date: &str) {
+    sqlx::query(
+        "INSERT INTO employee.employees (org_id, employee_code, name, email, location_id, password_hash, hire_date) \
+         SELECT $1, $3 || lpad(i::text, 5, '0'), 'Employee ' || i, $3 || i || '@example.com', \
+            (SELECT min(id) FROM employee.locations WHERE org_id = $1), 'x', $4::date \
+         FROM generate_series(1, $2) AS i",
+    )
+    .bind(org.as_uuid())
+    .bind(n)
+    .bind(prefix)
+    .bind(hire_date)
+    .execute(&db().await)
+    .await
+    .expect("employees seeded");
 }
 
 /// An organization and one of its keys.
