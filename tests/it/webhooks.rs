@@ -696,3 +696,103 @@ async fn a_webhook_svc_killed_mid_delivery_loses_nothing() {
     let got = r.wait_for(2, Duration::from_secs(15)).await;
     assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
 }
+
+/// The guard runs again when sending, on the addresses the name resolves to then: a webhook
+/// created while loopback was allowed is refused once it is not, without a connection.
+#[tokio::test]
+async fn the_address_connected_to_is_checked_when_sending() {
+    let mut stack = Stack::empty().await;
+    stack.start_employee_svc().await;
+    stack.start_attendance_svc().await;
+    let mut permissive = stack.isolated_webhook_svc();
+    stack
+        .wait_for_replicas(clokio_bus::ServiceName::Webhook, 1)
+        .await;
+    let gw = stack.start_gateway().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let r = Receiver::start().await;
+    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
+        .await;
+    let port = r.url.rsplit(':').next().unwrap().to_owned();
+    let created = hook(
+        &gw,
+        &t,
+        json!({"url": format!("http://localhost:{port}/hook"), "events": ["clock-in"]}),
+    )
+    .await;
+    permissive.kill();
+    let mut strict = stack.webhook_config();
+    strict.allow_cidrs = Vec::new();
+    stack.start_webhook_svc_with(strict).await;
+    clock_in(&gw, &t, "E-1").await;
+    let id = created["id"].as_str().unwrap();
+    let attempt = loop {
+        let page = gw
+            .get(&t.key, &format!("/api/v1/webhooks/{id}/deliveries"))
+            .await
+            .expect(200);
+        if let Some(d) = page.data()["deliveries"].as_array().and_then(|d| d.first())
+            && d["attempt_count"].as_i64() > Some(0)
+        {
+            let detail = gw
+                .get(
+                    &t.key,
+                    &format!(
+                        "/api/v1/webhooks/{id}/deliveries/{}",
+                        d["id"].as_str().unwrap()
+                    ),
+                )
+                .await
+                .expect(200);
+            break detail.data()["attempts"][0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(attempt["status_code"], 0);
+    assert_eq!(attempt["error"], "blocked");
+    assert!(r.received().is_empty(), "no request reached the receiver");
+}
+
+#[tokio::test]
+async fn a_subscription_failing_for_five_days_is_switched_off() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let r = Receiver::start().await;
+    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
+        .await;
+    let created = hook(
+        &gw,
+        &t,
+        json!({"url": format!("{}/hook", r.url), "events": ["clock-in"]}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    // Its receiver has failed every delivery for six days.
+    sqlx::query(
+        "UPDATE webhook.subscriptions SET failing_since = now() - interval '6 days' WHERE id = $1",
+    )
+    .bind(id.parse::<uuid::Uuid>().unwrap())
+    .execute(&clokio_testkit::db().await)
+    .await
+    .unwrap();
+    r.answer([Answer::status(500)]);
+    clock_in(&gw, &t, "E-1").await;
+    r.wait_for(1, Duration::from_secs(10)).await;
+    let sub = loop {
+        let res = gw
+            .get(&t.key, &format!("/api/v1/webhooks/{id}"))
+            .await
+            .expect(200);
+        if res.data()["active"] == false {
+            break res.data().clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        sub["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Every delivery failed since "),
+        "{sub}"
+    );
+}

@@ -540,18 +540,30 @@ async fn post(
                 retry_after,
             }
         }
-        Err(err) => {
-            let text = format!("{err:?}");
-            fail(if err.is_timeout() {
-                "timeout"
-            } else if text.contains("blocked") {
-                "blocked"
-            } else if text.contains("dns") || text.contains("resolve") || text.contains("lookup") {
-                "dns"
-            } else {
-                "connection"
-            })
+        Err(err) => fail(error_kind(&err)),
+    }
+}
+
+/// What kind of failure a request error is: `timeout`, `blocked` (the guard refused every
+/// address), `dns` or `connection`.
+fn error_kind(err: &reqwest::Error) -> &'static str {
+    if err.is_timeout() {
+        return "timeout";
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(e) = source {
+        if e.is::<crate::guard::Blocked>() {
+            return "blocked";
         }
+        source = e.source();
+    }
+    let text = format!("{err:?}").to_lowercase();
+    if text.contains("blocked") {
+        "blocked"
+    } else if text.contains("dns") || text.contains("resolve") || text.contains("lookup") {
+        "dns"
+    } else {
+        "connection"
     }
 }
 
