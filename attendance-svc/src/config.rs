@@ -11,6 +11,8 @@ pub struct Config {
     pub db_max_connections: u32,
     /// `CLOKIO_ATTENDANCE_MAX_IN_FLIGHT`: bus requests handled at once per replica (default 256).
     pub max_in_flight: usize,
+    /// `CLOKIO_ATTENDANCE_OPS_ADDR`: `/healthz`, `/readyz`, `/metrics` (default `0.0.0.0:9102`; `off`).
+    pub ops_addr: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -20,6 +22,10 @@ impl Config {
             database_url: config::database_url("CLOKIO_ATTENDANCE_DATABASE_URL"),
             db_max_connections: config::parse("CLOKIO_ATTENDANCE_DB_MAX_CONNECTIONS", 16)?,
             max_in_flight: config::parse("CLOKIO_ATTENDANCE_MAX_IN_FLIGHT", 256)?,
+            ops_addr: config::ops_addr(
+                "CLOKIO_ATTENDANCE_OPS_ADDR",
+                std::net::SocketAddr::from(([0, 0, 0, 0], 9102)),
+            )?,
         })
     }
 }

@@ -64,6 +64,16 @@ pub async fn run(
         async move { directory.run_sync().await }
     });
     let sweep = tokio::spawn(idempotency::sweep(pool.clone()));
+    let ops = config.ops_addr.map(|addr| {
+        let readiness = clokio_runtime::ops::Readiness::new()
+            .nats(nats.clone())
+            .postgres(pool.clone());
+        tokio::spawn(clokio_runtime::ops::serve(
+            addr,
+            "attendance-svc",
+            readiness,
+        ))
+    });
     let state = State {
         pool: pool.clone(),
         subjects: config.bus.subjects.clone(),
@@ -99,6 +109,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     sync.abort();
     sweep.abort();
+    if let Some(ops) = ops {
+        ops.abort();
+    }
     let _ = relay.await;
     let _ = nats.flush().await;
     pool.close().await;

@@ -18,6 +18,11 @@ cd "$(dirname "$0")/../.."
 # Development only: webhooks may target this machine (loopback) over plain http.
 : "${CLOKIO_WEBHOOK_ALLOW_CIDRS:=127.0.0.0/8,::1/128}"
 : "${CLOKIO_WEBHOOK_ALLOW_HTTP:=true}"
+# Each service's ops port (/healthz, /readyz, /metrics), on loopback only.
+: "${CLOKIO_EMPLOYEE_OPS_ADDR:=127.0.0.1:9101}"
+: "${CLOKIO_ATTENDANCE_OPS_ADDR:=127.0.0.1:9102}"
+: "${CLOKIO_WEBHOOK_OPS_ADDR:=127.0.0.1:9103}"
+: "${CLOKIO_REPORTING_OPS_ADDR:=127.0.0.1:9104}"
 export_clokio_vars
 
 ensure_packages

@@ -11,6 +11,8 @@ pub struct Config {
     pub db_max_connections: u32,
     /// `CLOKIO_EMPLOYEE_MAX_IN_FLIGHT`: bus requests handled at once per replica (default 256).
     pub max_in_flight: usize,
+    /// `CLOKIO_EMPLOYEE_OPS_ADDR`: `/healthz`, `/readyz`, `/metrics` (default `0.0.0.0:9101`; `off`).
+    pub ops_addr: Option<std::net::SocketAddr>,
     /// `CLOKIO_REDIS_URL`: where writes bump the org cache generation the gateways read.
     pub redis_url: String,
 }
@@ -22,6 +24,10 @@ impl Config {
             database_url: config::database_url("CLOKIO_EMPLOYEE_DATABASE_URL"),
             db_max_connections: config::parse("CLOKIO_EMPLOYEE_DB_MAX_CONNECTIONS", 10)?,
             max_in_flight: config::parse("CLOKIO_EMPLOYEE_MAX_IN_FLIGHT", 256)?,
+            ops_addr: config::ops_addr(
+                "CLOKIO_EMPLOYEE_OPS_ADDR",
+                std::net::SocketAddr::from(([0, 0, 0, 0], 9101)),
+            )?,
             redis_url: config::string("CLOKIO_REDIS_URL", "redis://127.0.0.1:6379"),
         })
     }

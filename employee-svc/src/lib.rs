@@ -79,6 +79,13 @@ pub async fn run(
             Duration::from_millis(500),
         )?),
     };
+    let ops = config.ops_addr.map(|addr| {
+        let readiness = clokio_runtime::ops::Readiness::new()
+            .nats(nats.clone())
+            .postgres(pool.clone())
+            .redis(state.redis.clone());
+        tokio::spawn(clokio_runtime::ops::serve(addr, "employee-svc", readiness))
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let relay = tokio::spawn(outbox::relay(
         pool.clone(),
@@ -104,6 +111,9 @@ pub async fn run(
     .await;
     let _ = stop_tx.send(true);
     sync.abort();
+    if let Some(ops) = ops {
+        ops.abort();
+    }
     let _ = relay.await;
     let _ = nats.flush().await;
     pool.close().await;

@@ -70,6 +70,12 @@ pub async fn run(
             let _ = stop_rx.wait_for(|stop| *stop).await;
         },
     ));
+    let ops = config.ops_addr.map(|addr| {
+        let readiness = clokio_runtime::ops::Readiness::new()
+            .nats(nats.clone())
+            .postgres(pool.clone());
+        tokio::spawn(clokio_runtime::ops::serve(addr, "reporting-svc", readiness))
+    });
     let state = State {
         pool: pool.clone(),
         nats: nats.clone(),
@@ -92,6 +98,9 @@ pub async fn run(
     .await;
     let _ = stop_tx.send(true);
     sync.abort();
+    if let Some(ops) = ops {
+        ops.abort();
+    }
     let _ = projector.await;
     let _ = nats.flush().await;
     pool.close().await;

@@ -12,6 +12,7 @@ mod employees;
 mod envelope;
 mod isolation;
 mod locations;
+mod ops;
 mod organization;
 mod outage;
 mod rate_limit;

@@ -13,6 +13,8 @@ pub struct Config {
     pub db_max_connections: u32,
     /// `CLOKIO_WEBHOOK_MAX_IN_FLIGHT`: bus requests handled at once per replica (default 256).
     pub max_in_flight: usize,
+    /// `CLOKIO_WEBHOOK_OPS_ADDR`: `/healthz`, `/readyz`, `/metrics` (default `0.0.0.0:9103`; `off`).
+    pub ops_addr: Option<std::net::SocketAddr>,
     /// `CLOKIO_WEBHOOK_RETRY_SCHEDULE`: delay before each attempt, the first normally 0
     /// (default `0s,5s,5m,30m,2h,5h,10h,10h`).
     pub schedule: Vec<Duration>,
@@ -61,6 +63,10 @@ impl Config {
             database_url: config::database_url("CLOKIO_WEBHOOK_DATABASE_URL"),
             db_max_connections: config::parse("CLOKIO_WEBHOOK_DB_MAX_CONNECTIONS", 16)?,
             max_in_flight: config::parse("CLOKIO_WEBHOOK_MAX_IN_FLIGHT", 256)?,
+            ops_addr: config::ops_addr(
+                "CLOKIO_WEBHOOK_OPS_ADDR",
+                std::net::SocketAddr::from(([0, 0, 0, 0], 9103)),
+            )?,
             schedule,
             timeout: config::millis("CLOKIO_WEBHOOK_TIMEOUT_MS", 15_000)?,
             workers: config::parse("CLOKIO_WEBHOOK_WORKERS", 256)?,

@@ -139,12 +139,21 @@ pub async fn run(
         config: Arc::new(config.clone()),
     };
     let (intake, workers) = deliver::setup(&state).await?;
+    let readiness = clokio_runtime::ops::Readiness::new()
+        .nats(nats.clone())
+        .postgres(pool.clone());
+    let ops_addr = config.ops_addr;
     let tasks = [
         tokio::spawn(async move { directory.run_sync().await }),
         tokio::spawn(async move { subs.run_sync().await }),
         tokio::spawn(deliver::run_intake(state.clone(), intake)),
         tokio::spawn(deliver::run_workers(state.clone(), workers)),
         tokio::spawn(deliver::sweep(pool.clone(), config.retention_days)),
+        tokio::spawn(async move {
+            if let Some(addr) = ops_addr {
+                clokio_runtime::ops::serve(addr, "webhook-svc", readiness).await;
+            }
+        }),
     ];
     let spec = Spec {
         service: ServiceName::Webhook,

@@ -141,6 +141,7 @@ pub async fn serve<H: Handler>(
                 .map(|v| v.as_str().to_owned());
             let span =
                 tracing::info_span!("bus", operation = op, request_id = request_id.as_deref());
+            let started = Instant::now();
             let result = tracing::Instrument::instrument(
                 async {
                     let payload = whole_request(&client, &req.message).await?;
@@ -149,6 +150,15 @@ pub async fn serve<H: Handler>(
                 span,
             )
             .await;
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(err) if err.code.status() >= 500 => "error",
+                Err(_) => "refused",
+            };
+            metrics::counter!("clokio_bus_requests_total", "operation" => op, "outcome" => outcome)
+                .increment(1);
+            metrics::histogram!("clokio_bus_request_duration_seconds", "operation" => op)
+                .record(started.elapsed().as_secs_f64());
             let sent = match result {
                 Ok(bytes) => match chunks.split(bytes) {
                     (first, None) => req.respond(Ok(first)).await,

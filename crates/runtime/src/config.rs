@@ -1,6 +1,7 @@
 //! Reading configuration from `CLOKIO_*` environment variables: defaults in code, a value from
 //! the environment when set, and an error that names the variable when it does not parse.
 
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -49,6 +50,15 @@ pub fn millis(var_name: &str, default_ms: u64) -> Result<Duration, ConfigError> 
 }
 
 /// A string, or `default`.
+/// The ops port's address (`/healthz`, `/readyz`, `/metrics`): `default` unless set; `off`
+/// disables it.
+pub fn ops_addr(var_name: &str, default: SocketAddr) -> Result<Option<SocketAddr>, ConfigError> {
+    match var(var_name).as_deref() {
+        Some("off") => Ok(None),
+        _ => parse(var_name, default).map(Some),
+    }
+}
+
 pub fn string(var_name: &str, default: &str) -> String {
     var(var_name).unwrap_or_else(|| default.to_owned())
 }

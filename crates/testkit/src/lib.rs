@@ -129,6 +129,7 @@ impl Stack {
             database_url: database_url(),
             db_max_connections: 5,
             max_in_flight: 64,
+            ops_addr: None,
             redis_url: redis_url(),
         };
         self.start_service(ServiceName::Employee, |stop| {
@@ -155,6 +156,7 @@ impl Stack {
             database_url: database_url(),
             db_max_connections: 4,
             max_in_flight: 16,
+            ops_addr: None,
         };
         self.start_service(ServiceName::Reporting, |stop| {
             clokio_reporting_svc::run(config, stop)
@@ -170,6 +172,7 @@ impl Stack {
             database_url: database_url(),
             db_max_connections: 8,
             max_in_flight: 64,
+            ops_addr: None,
             schedule: clokio_webhook_svc::parse_schedule("0s,1s,3s").expect("schedule"),
             timeout: Duration::from_secs(5),
             workers: 64,
@@ -206,6 +209,7 @@ impl Stack {
             database_url: database_url(),
             db_max_connections: 8,
             max_in_flight: 64,
+            ops_addr: None,
         }
     }
 
