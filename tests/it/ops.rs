@@ -65,3 +65,91 @@ async fn a_service_serves_health_readiness_and_metrics() {
     }
     service.abort();
 }
+
+/// Replicas stopped one at a time under steady load (each drains what was routed to it before
+/// it stopped, while a fresh replica takes over): no client request fails.
+#[tokio::test]
+async fn a_rolling_restart_under_load_fails_no_request() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let mut stack = Stack::empty().await;
+    stack.start_employee_svc().await;
+    let start = |stack: &Stack| {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(clokio_attendance_svc::run(
+            stack.attendance_config(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        (tx, task)
+    };
+    let mut replicas = vec![start(&stack), start(&stack)];
+    stack.wait_for_replicas(ServiceName::Attendance, 2).await;
+    let gw = stack.start_gateway().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    for i in 0..8 {
+        gw.create_employee(&t.key, "Worker", json!({"employee_code": format!("W-{i}")}))
+            .await;
+    }
+    let today = chrono::Utc::now().date_naive();
+    let running = Arc::new(AtomicBool::new(true));
+    let (sent, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load: Vec<_> = (0..8)
+        .map(|i| {
+            let (gw, key) = (gw.clone(), t.key.clone());
+            let (running, sent, failed) = (running.clone(), sent.clone(), failed.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while running.load(Ordering::Relaxed) {
+                    let res = match n % 3 {
+                        0 => {
+                            gw.post(
+                                &key,
+                                "/api/v1/attendance/clock-in",
+                                &json!({"nip": format!("W-{i}")}),
+                            )
+                            .await
+                        }
+                        1 => {
+                            gw.get(&key, &format!("/api/v1/attendance/daily?date={today}"))
+                                .await
+                        }
+                        _ => {
+                            gw.post(
+                                &key,
+                                "/api/v1/attendance/clock-out",
+                                &json!({"nip": format!("W-{i}")}),
+                            )
+                            .await
+                        }
+                    };
+                    n += 1;
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    if !(200..300).contains(&res.status) {
+                        eprintln!("{}: {}", res.status, res.text);
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for _ in 0..2 {
+        // A new replica first, then the oldest one stops (as a Deployment's surge does).
+        replicas.push(start(&stack));
+        stack.wait_for_replicas(ServiceName::Attendance, 3).await;
+        let (stop, task) = replicas.remove(0);
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    running.store(false, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    let (sent, failed) = (sent.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert!(sent > 100, "load ran: {sent} requests");
+    assert_eq!(failed, 0, "{failed} of {sent} requests failed");
+}

@@ -99,8 +99,7 @@ pub async fn serve<H: Handler>(
         let endpoint = group.endpoint(*op).await?;
         endpoints.push(endpoint.map(move |req| (*op, req)));
     }
-    // A service with no operations yet still stays registered until shutdown.
-    let mut requests = futures::stream::select_all(endpoints).chain(futures::stream::pending());
+    let mut requests = futures::stream::select_all(endpoints);
     let chunks = Arc::new(
         ChunkStore::serve(
             client.clone(),
@@ -120,10 +119,28 @@ pub async fn serve<H: Handler>(
     );
 
     tokio::pin!(shutdown);
+    // On shutdown the endpoints unsubscribe, and the requests NATS already routed here are still
+    // answered (a drain), so a rolling restart does not cost the requests in flight towards this
+    // replica. The drain is bounded in case a subscription never reports its end.
+    let mut micro = Some(micro);
+    let mut drain_until = None;
     loop {
-        let next = tokio::select! {
-            () = &mut shutdown => break,
-            next = requests.next() => next,
+        let next = match drain_until {
+            None => tokio::select! {
+                () = &mut shutdown => {
+                    if let Some(micro) = micro.take() {
+                        micro.stop().await?;
+                    }
+                    drain_until = Some(tokio::time::Instant::now() + DRAIN_LIMIT);
+                    continue;
+                }
+                // A service with no operations yet just waits for shutdown.
+                next = requests.next(), if !requests.is_empty() => next,
+            },
+            Some(until) => match tokio::time::timeout_at(until, requests.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
         };
         let Some((op, req)) = next else { break };
         let Ok(permit) = limit.clone().acquire_owned().await else {
@@ -186,10 +203,15 @@ pub async fn serve<H: Handler>(
     // Wait for in-flight requests: every permit back means every task has answered.
     let _ = limit.acquire_many(max_in_flight as u32).await;
     chunks.stop();
-    micro.stop().await?;
+    if let Some(micro) = micro {
+        micro.stop().await?;
+    }
     tracing::info!(service = service.as_str(), "bus service stopped");
     Ok(())
 }
+
+/// The longest a stopping service keeps answering what was routed to it before it stopped.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// How long a service waits for each chunk of a large request.
 const REQUEST_CHUNK_TIMEOUT: Duration = Duration::from_secs(5);
