@@ -43,25 +43,42 @@ async fn days(
     end: NaiveDate,
     employee: Option<EmployeeId>,
 ) -> Result<Vec<DayRow>, BusError> {
-    sqlx::query_as(
+    let sql = one_employee(
         "SELECT work_date, employee_id, min(clock_in) AS first_in, max(clock_out) AS last_out, \
             bool_or(clock_out IS NULL) AS open, \
-            sum(greatest(extract(epoch FROM coalesce(clock_out, $5) - clock_in), 0))::bigint \
+            sum(greatest(extract(epoch FROM coalesce(clock_out, $4) - clock_in), 0))::bigint \
                 AS work_seconds, \
-            sum(break_seconds + greatest(coalesce(extract(epoch FROM $5 - break_open_since), 0), 0))::bigint \
+            sum(break_seconds + greatest(coalesce(extract(epoch FROM $4 - break_open_since), 0), 0))::bigint \
                 AS break_seconds \
          FROM sessions \
-         WHERE org_id = $1 AND work_date BETWEEN $2 AND $3 AND ($4::bigint IS NULL OR employee_id = $4) \
+         WHERE org_id = $1 AND work_date BETWEEN $2 AND $3 {EMPLOYEE} \
          GROUP BY work_date, employee_id ORDER BY work_date, employee_id",
-    )
-    .bind(org.as_uuid())
-    .bind(start)
-    .bind(end)
-    .bind(employee.map(|e| e.get()))
-    .bind(whole_seconds(Utc::now()))
-    .fetch_all(&state.pool)
-    .await
-    .map_err(db::err)
+        employee.is_some(),
+        5,
+    );
+    let mut query = sqlx::query_as(&sql)
+        .bind(org.as_uuid())
+        .bind(start)
+        .bind(end)
+        .bind(whole_seconds(Utc::now()));
+    if let Some(e) = employee {
+        query = query.bind(e.get());
+    }
+    query.fetch_all(&state.pool).await.map_err(db::err)
+}
+
+/// `sql` with `{EMPLOYEE}` replaced by a filter on parameter `$n` when reading one employee,
+/// else by nothing. Two statements, not one with an optional filter: Postgres caches a generic
+/// plan for a prepared statement after five runs, and the generic plan of "one employee or all"
+/// scans every employee's rows (measured: one employee's month went from under 2 ms to 27–51 ms
+/// once the org's daily reports had run).
+fn one_employee(sql: &str, one: bool, n: u8) -> String {
+    let filter = if one {
+        format!("AND employee_id = ${n}")
+    } else {
+        String::new()
+    };
+    sql.replace("{EMPLOYEE}", &filter)
 }
 
 fn records(info: &OrgInfo, staff: &Staff, rows: Vec<DayRow>, with_date: bool) -> Vec<DailyRecord> {
@@ -211,34 +228,39 @@ async fn activity(
     // Without a date, an employee still clocked in from an earlier date is shown on that date.
     let mut shift_date: HashMap<i64, NaiveDate> = HashMap::new();
     if date.is_none() {
-        let open: Vec<(i64, NaiveDate)> = sqlx::query_as(
+        let sql = one_employee(
             "SELECT employee_id, work_date FROM sessions \
-             WHERE org_id = $1 AND clock_out IS NULL AND ($2::bigint IS NULL OR employee_id = $2)",
-        )
-        .bind(org.as_uuid())
-        .bind(one)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db::err)?;
+             WHERE org_id = $1 AND clock_out IS NULL {EMPLOYEE}",
+            one.is_some(),
+            2,
+        );
+        let mut query = sqlx::query_as::<_, (i64, NaiveDate)>(&sql).bind(org.as_uuid());
+        if let Some(e) = one {
+            query = query.bind(e);
+        }
+        let open = query.fetch_all(&mut *tx).await.map_err(db::err)?;
         shift_date.extend(open);
     }
     let mut dates: Vec<NaiveDate> = vec![date.unwrap_or(today)];
     dates.extend(shift_date.values().copied());
     dates.sort_unstable();
     dates.dedup();
-    let sessions: Vec<SessionRow> = sqlx::query_as(
+    let sql = one_employee(
         "SELECT id, employee_id, work_date, clock_in, clock_out, location, out_location, \
             break_seconds, break_open_since \
          FROM sessions \
-         WHERE org_id = $1 AND work_date = ANY($2) AND ($3::bigint IS NULL OR employee_id = $3) \
+         WHERE org_id = $1 AND work_date = ANY($2) {EMPLOYEE} \
          ORDER BY employee_id, clock_in",
-    )
-    .bind(org.as_uuid())
-    .bind(&dates)
-    .bind(one)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db::err)?;
+        one.is_some(),
+        3,
+    );
+    let mut query = sqlx::query_as::<_, SessionRow>(&sql)
+        .bind(org.as_uuid())
+        .bind(&dates);
+    if let Some(e) = one {
+        query = query.bind(e);
+    }
+    let sessions = query.fetch_all(&mut *tx).await.map_err(db::err)?;
     let ids: Vec<i64> = sessions.iter().map(|s| s.id).collect();
     let breaks: Vec<BreakRow> = if ids.is_empty() {
         Vec::new()
