@@ -40,17 +40,6 @@ const DISABLE_AFTER: chrono::Duration = chrono::Duration::days(5);
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
-pub fn queue_stream(state: &State) -> String {
-    format!(
-        "{}-WEBHOOK-DELIVERIES",
-        state.subjects.events_stream().trim_end_matches("-EVENTS")
-    )
-}
-
-pub fn queue_subject(state: &State) -> String {
-    format!("{}.webhook.deliveries", state.subjects.prefix())
-}
-
 /// Creates the work-queue stream and both consumers if missing.
 pub async fn setup(
     state: &State,
@@ -78,8 +67,8 @@ pub async fn setup(
     let queue = state
         .js
         .get_or_create_stream(jetstream::stream::Config {
-            name: queue_stream(state),
-            subjects: vec![queue_subject(state)],
+            name: state.subjects.webhook_queue().0,
+            subjects: vec![state.subjects.webhook_queue().1],
             retention: jetstream::stream::RetentionPolicy::WorkQueue,
             storage: jetstream::stream::StorageType::File,
             duplicate_window: Duration::from_secs(120),
@@ -115,7 +104,11 @@ pub async fn enqueue(state: &State, id: Uuid, manual: bool) -> Result<(), BusErr
     headers.insert("Nats-Msg-Id", msg_id.as_str());
     let ack = state
         .js
-        .publish_with_headers(queue_subject(state), headers, id.to_string().into())
+        .publish_with_headers(
+            state.subjects.webhook_queue().1,
+            headers,
+            id.to_string().into(),
+        )
         .await
         .map_err(|err| {
             tracing::warn!(%err, "could not queue a delivery");

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use clokio_bus::events::Event;
 use clokio_bus::ops::{AttendanceEvent, Filters, Platform};
-use clokio_bus::types::{Timezone, Weekday};
+use clokio_bus::types::Timezone;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -137,11 +137,7 @@ pub fn matches(filters: &Filters, e: &AttendanceEvent, tz: Timezone) -> bool {
     let local = e.timestamp.with_timezone(&tz.tz());
     if !filters.days_of_week.is_empty() {
         let iso = local.weekday().number_from_monday() as i16;
-        if !filters
-            .days_of_week
-            .iter()
-            .any(|d| d.iso() == iso && Weekday::from_iso(iso).is_some())
-        {
+        if !filters.days_of_week.iter().any(|d| d.iso() == iso) {
             return false;
         }
     }

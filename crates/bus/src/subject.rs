@@ -116,6 +116,14 @@ impl Subjects {
     pub fn events_stream(&self) -> String {
         format!("{}-events", self.prefix).to_uppercase()
     }
+
+    /// webhook-svc's work-queue stream of deliveries, and its one subject.
+    pub fn webhook_queue(&self) -> (String, String) {
+        (
+            format!("{}-webhook-deliveries", self.prefix).to_uppercase(),
+            format!("{}.webhook.deliveries", self.prefix),
+        )
+    }
 }
 
 #[cfg(test)]
