@@ -562,47 +562,22 @@ async fn daily_bench(
         }
     };
     let runs = (args.seconds as usize * 5).max(20);
-    let measure = |name: String, path: String| {
-        let key = key.clone();
-        async move {
-            for _ in 0..5 {
-                let _ = get(&key, &path).await?.bytes().await?;
-            }
-            let mut latencies = Vec::with_capacity(runs);
-            let mut bytes = 0;
-            let started = Instant::now();
-            for _ in 0..runs {
-                let t = Instant::now();
-                let res = get(&key, &path).await?;
-                if res.status() != 200 {
-                    return Err::<(Phase, usize), Box<dyn std::error::Error>>(
-                        format!("{path}: {}", res.status()).into(),
-                    );
-                }
-                bytes = res.bytes().await?.len();
-                latencies.push(t.elapsed().as_micros() as u64);
-            }
-            latencies.sort_unstable();
-            Ok((
-                Phase {
-                    name,
-                    requests: runs,
-                    errors: 0,
-                    elapsed: started.elapsed(),
-                    latencies_us: latencies,
-                },
-                bytes,
-            ))
-        }
-    };
-    let (empty, _) = measure(
+    let (empty, _) = sequential(
+        client,
+        &args.url,
+        &key,
         "daily report, nobody attended".to_owned(),
-        "/api/v1/attendance/daily?date=2026-01-04".to_owned(),
+        "/api/v1/attendance/daily?date=2026-01-04",
+        runs,
     )
     .await?;
-    let (full, bytes) = measure(
+    let (full, bytes) = sequential(
+        client,
+        &args.url,
+        &key,
         format!("daily report, {} records", args.employees),
-        format!("/api/v1/attendance/daily?date={date}"),
+        &format!("/api/v1/attendance/daily?date={date}"),
+        runs,
     )
     .await?;
     println!(
@@ -616,6 +591,48 @@ async fn daily_bench(
         full.percentile(0.5) / empty.percentile(0.5)
     );
     Ok(())
+}
+
+/// `runs` GETs of `path`, one after another after a short warm-up: the latencies and the size of
+/// the last answer.
+async fn sequential(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    name: String,
+    path: &str,
+    runs: usize,
+) -> Result<(Phase, usize), Box<dyn std::error::Error>> {
+    let get = || {
+        client
+            .get(format!("{base}{path}"))
+            .header("X-API-Key", key)
+            .send()
+    };
+    for _ in 0..3 {
+        let _ = get().await?.bytes().await?;
+    }
+    let mut latencies = Vec::with_capacity(runs);
+    let mut bytes = 0;
+    let started = Instant::now();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let res = get().await?;
+        if res.status() != 200 {
+            return Err(format!("{path}: {}", res.status()).into());
+        }
+        bytes = res.bytes().await?.len();
+        latencies.push(t.elapsed().as_micros() as u64);
+    }
+    latencies.sort_unstable();
+    let phase = Phase {
+        name,
+        requests: runs,
+        errors: 0,
+        elapsed: started.elapsed(),
+        latencies_us: latencies,
+    };
+    Ok((phase, bytes))
 }
 
 fn table(phases: &[&Phase]) {
@@ -737,64 +754,27 @@ async fn summary_bench(
         }
     };
     let runs = (args.seconds as usize * 2).max(20);
-    let time = |path: String| {
-        let key = key.clone();
-        async move {
-            for _ in 0..3 {
-                let _ = client
-                    .get(url(&path))
-                    .header("X-API-Key", &key)
-                    .send()
-                    .await?
-                    .bytes()
-                    .await?;
-            }
-            let mut latencies = Vec::with_capacity(runs);
-            let mut bytes = 0;
-            let started = Instant::now();
-            for _ in 0..runs {
-                let t = Instant::now();
-                let res = client
-                    .get(url(&path))
-                    .header("X-API-Key", &key)
-                    .send()
-                    .await?;
-                if res.status() != 200 {
-                    return Err::<(Phase, usize), Box<dyn std::error::Error>>(
-                        format!("{path}: {}", res.status()).into(),
-                    );
-                }
-                bytes = res.bytes().await?.len();
-                latencies.push(t.elapsed().as_micros() as u64);
-            }
-            latencies.sort_unstable();
-            Ok((
-                Phase {
-                    name: path,
-                    requests: runs,
-                    errors: 0,
-                    elapsed: started.elapsed(),
-                    latencies_us: latencies,
-                },
-                bytes,
-            ))
-        }
-    };
     // The CSV first, so its memory peak is its own.
     let before = (memory_kib("gateway"), memory_kib("reporting-svc"));
-    let (csv, csv_bytes) =
-        time("/api/v1/attendance/summary?month=1&year=2026&format=csv".to_owned()).await?;
+    let time =
+        |name: String, path: &'static str| sequential(client, &args.url, &key, name, path, runs);
+    let (csv, csv_bytes) = time(
+        format!("summary CSV, {n} × 22 days"),
+        "/api/v1/attendance/summary?month=1&year=2026&format=csv",
+    )
+    .await?;
     let after_csv = (memory_kib("gateway"), memory_kib("reporting-svc"));
-    let (empty, _) = time("/api/v1/attendance/summary?month=1&year=2025".to_owned()).await?;
-    let (full, json_bytes) =
-        time("/api/v1/attendance/summary?month=1&year=2026".to_owned()).await?;
+    let (empty, _) = time(
+        "summary JSON, month without sessions".to_owned(),
+        "/api/v1/attendance/summary?month=1&year=2025",
+    )
+    .await?;
+    let (full, json_bytes) = time(
+        format!("summary JSON, {n} × 22 days"),
+        "/api/v1/attendance/summary?month=1&year=2026",
+    )
+    .await?;
     let after_json = (memory_kib("gateway"), memory_kib("reporting-svc"));
-    let mut empty = empty;
-    empty.name = "summary JSON, month without sessions".to_owned();
-    let mut full = full;
-    full.name = format!("summary JSON, {n} × 22 days");
-    let mut csv = csv;
-    csv.name = format!("summary CSV, {n} × 22 days");
     println!(
         "\nMonthly summary, one request at a time, {runs} requests per phase (JSON {:.1} MiB, CSV {:.1} MiB)\n",
         json_bytes as f64 / 1048576.0,
