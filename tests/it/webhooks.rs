@@ -19,6 +19,22 @@ async fn hook(gw: &Gateway, t: &Tenant, body: Value) -> Value {
         .clone()
 }
 
+/// The data of `GET path` once `done` holds for it; panics after 15 s.
+async fn get_until(gw: &Gateway, t: &Tenant, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let data = gw.get(&t.key, path).await.expect(200).data().clone();
+        if done(&data) {
+            return data;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} did not get there within 15 s: {data}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn clock_in(gw: &Gateway, t: &Tenant, nip: &str) {
     gw.post(
         &t.key,
@@ -415,7 +431,7 @@ async fn failures_are_retried_through_jetstream_and_logged() {
     let id = created["id"].as_str().unwrap().to_owned();
     // The schedule in tests is 0 s, 1 s, 3 s.
     r.answer([
-        Answer::status(500),
+        Answer::status(500).body("x".repeat(10_000)),
         Answer::status(500),
         Answer::status(200),
     ]);
@@ -432,18 +448,12 @@ async fn failures_are_retried_through_jetstream_and_logged() {
     assert!(gap2 > gap1, "the gap grows: {gap1:?} then {gap2:?}");
 
     // The attempt is recorded a moment after the receiver answered.
-    let page = loop {
-        let page = gw
-            .get(&t.key, &format!("/api/v1/webhooks/{id}/deliveries"))
-            .await
-            .expect(200);
-        if page.data()["deliveries"][0]["status"] != "pending" {
-            break page;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let delivery = page.data()["deliveries"][0].clone();
-    assert_eq!(page.data()["total"], 1);
+    let page = get_until(&gw, &t, &format!("/api/v1/webhooks/{id}/deliveries"), |d| {
+        d["deliveries"][0]["status"] != "pending"
+    })
+    .await;
+    let delivery = page["deliveries"][0].clone();
+    assert_eq!(page["total"], 1);
     assert_eq!(delivery["status"], "succeeded");
     assert_eq!(delivery["attempt_count"], 3);
     let detail = gw
@@ -465,7 +475,13 @@ async fn failures_are_retried_through_jetstream_and_logged() {
     assert_eq!(attempts[0]["error"], "http");
     assert_eq!(attempts[2]["error"], Value::Null);
     assert_eq!(attempts[0]["trigger"], "scheduled");
-    assert_eq!(attempts[0]["response_body"], "ok");
+    assert_eq!(
+        attempts[0]["response_body"],
+        "x".repeat(4096),
+        "the answer's body is kept up to 4 KiB"
+    );
+    assert_eq!(attempts[1]["response_body"], "ok");
+    assert!(attempts.iter().all(|a| a["latency_ms"].is_u64()));
 
     // Retry-After on a 503 is honoured over the 1 s of the schedule.
     r.answer([
@@ -494,20 +510,14 @@ async fn failures_are_retried_through_jetstream_and_logged() {
     ]);
     clock_in(&gw, &t, "E-1").await;
     r.wait_for(8, Duration::from_secs(15)).await;
-    let failed = loop {
-        let page = gw
-            .get(
-                &t.key,
-                &format!("/api/v1/webhooks/{id}/deliveries?per_page=1"),
-            )
-            .await
-            .expect(200);
-        let d = page.data()["deliveries"][0].clone();
-        if d["status"] == "failed" {
-            break d;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let failed = get_until(
+        &gw,
+        &t,
+        &format!("/api/v1/webhooks/{id}/deliveries?per_page=1"),
+        |d| d["deliveries"][0]["status"] == "failed",
+    )
+    .await["deliveries"][0]
+        .clone();
     assert_eq!(failed["attempt_count"], 3);
     let did = failed["id"].as_str().unwrap().to_owned();
     gw.post(
@@ -518,17 +528,14 @@ async fn failures_are_retried_through_jetstream_and_logged() {
     .await
     .expect(202);
     r.wait_for(9, Duration::from_secs(10)).await;
-    let detail = loop {
-        let d = gw
-            .get(&t.key, &format!("/api/v1/webhooks/{id}/deliveries/{did}"))
-            .await
-            .expect(200);
-        if d.data()["status"] == "succeeded" {
-            break d;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let last = detail.data()["attempts"]
+    let detail = get_until(
+        &gw,
+        &t,
+        &format!("/api/v1/webhooks/{id}/deliveries/{did}"),
+        |d| d["status"] == "succeeded",
+    )
+    .await;
+    let last = detail["attempts"]
         .as_array()
         .unwrap()
         .last()
@@ -555,16 +562,10 @@ async fn a_410_switches_the_subscription_off_with_the_reason() {
     r.answer([Answer::status(410)]);
     clock_in(&gw, &t, "E-1").await;
     r.wait_for(1, Duration::from_secs(10)).await;
-    let sub = loop {
-        let res = gw
-            .get(&t.key, &format!("/api/v1/webhooks/{id}"))
-            .await
-            .expect(200);
-        if res.data()["active"] == false {
-            break res.data().clone();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let sub = get_until(&gw, &t, &format!("/api/v1/webhooks/{id}"), |d| {
+        d["active"] == false
+    })
+    .await;
     assert_eq!(sub["disabled_reason"], "The endpoint answered 410 Gone");
     gw.post(
         &t.key,
@@ -726,28 +727,21 @@ async fn the_address_connected_to_is_checked_when_sending() {
     stack.start_webhook_svc_with(strict).await;
     clock_in(&gw, &t, "E-1").await;
     let id = created["id"].as_str().unwrap();
-    let attempt = loop {
-        let page = gw
-            .get(&t.key, &format!("/api/v1/webhooks/{id}/deliveries"))
-            .await
-            .expect(200);
-        if let Some(d) = page.data()["deliveries"].as_array().and_then(|d| d.first())
-            && d["attempt_count"].as_i64() > Some(0)
-        {
-            let detail = gw
-                .get(
-                    &t.key,
-                    &format!(
-                        "/api/v1/webhooks/{id}/deliveries/{}",
-                        d["id"].as_str().unwrap()
-                    ),
-                )
-                .await
-                .expect(200);
-            break detail.data()["attempts"][0].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let page = get_until(&gw, &t, &format!("/api/v1/webhooks/{id}/deliveries"), |d| {
+        d["deliveries"][0]["attempt_count"].as_i64() > Some(0)
+    })
+    .await;
+    let detail = gw
+        .get(
+            &t.key,
+            &format!(
+                "/api/v1/webhooks/{id}/deliveries/{}",
+                page["deliveries"][0]["id"].as_str().unwrap()
+            ),
+        )
+        .await
+        .expect(200);
+    let attempt = detail.data()["attempts"][0].clone();
     assert_eq!(attempt["status_code"], 0);
     assert_eq!(attempt["error"], "blocked");
     assert!(r.received().is_empty(), "no request reached the receiver");
@@ -778,16 +772,10 @@ async fn a_subscription_failing_for_five_days_is_switched_off() {
     r.answer([Answer::status(500)]);
     clock_in(&gw, &t, "E-1").await;
     r.wait_for(1, Duration::from_secs(10)).await;
-    let sub = loop {
-        let res = gw
-            .get(&t.key, &format!("/api/v1/webhooks/{id}"))
-            .await
-            .expect(200);
-        if res.data()["active"] == false {
-            break res.data().clone();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let sub = get_until(&gw, &t, &format!("/api/v1/webhooks/{id}"), |d| {
+        d["active"] == false
+    })
+    .await;
     assert!(
         sub["disabled_reason"]
             .as_str()

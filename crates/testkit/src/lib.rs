@@ -824,6 +824,7 @@ pub struct Answer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub delay: Duration,
+    pub body: String,
 }
 
 impl Answer {
@@ -832,7 +833,13 @@ impl Answer {
             status,
             headers: Vec::new(),
             delay: Duration::ZERO,
+            body: "ok".to_owned(),
         }
+    }
+
+    pub fn body(mut self, body: impl Into<String>) -> Self {
+        self.body = body.into();
+        self
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -890,7 +897,8 @@ impl Receiver {
                     r.arrived.notify_waiters();
                     let answer = answer.unwrap_or_else(|| Answer::status(200));
                     tokio::time::sleep(answer.delay).await;
-                    let mut res = axum::response::Response::new(axum::body::Body::from("ok"));
+                    let mut res =
+                        axum::response::Response::new(axum::body::Body::from(answer.body));
                     *res.status_mut() =
                         axum::http::StatusCode::from_u16(answer.status).expect("status");
                     for (k, v) in answer.headers {
