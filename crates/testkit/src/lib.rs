@@ -398,11 +398,14 @@ impl Drop for Stack {
         for t in &self.tasks {
             t.abort();
         }
-        // Delete this stack's events stream so test runs do not pile up streams on the shared
-        // server. Drop cannot await, so a short-lived thread with its own runtime does it.
-        let (url, stream) = (
+        // Delete this stack's streams so test runs do not pile them up on the shared server.
+        // Drop cannot await, so a short-lived thread with its own runtime does it.
+        let (url, streams) = (
             self.bus_config.nats_url.clone(),
-            self.bus_config.subjects.events_stream(),
+            [
+                self.bus_config.subjects.events_stream(),
+                self.bus_config.subjects.webhook_queue().0,
+            ],
         );
         let cleanup = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -414,10 +417,11 @@ impl Drop for Stack {
             rt.block_on(async {
                 let delete = async {
                     let client = async_nats::connect(url).await.ok()?;
-                    async_nats::jetstream::new(client)
-                        .delete_stream(stream)
-                        .await
-                        .ok()
+                    let js = async_nats::jetstream::new(client);
+                    for stream in streams {
+                        let _ = js.delete_stream(stream).await;
+                    }
+                    Some(())
                 };
                 let _ = tokio::time::timeout(Duration::from_secs(2), delete).await;
             });
