@@ -5,7 +5,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    clokio_runtime::telemetry::init_logging("attendance-svc");
+    let telemetry = clokio_runtime::telemetry::init("attendance-svc");
     let config = match clokio_attendance_svc::Config::from_env() {
         Ok(config) => config,
         Err(err) => {
@@ -13,11 +13,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match clokio_attendance_svc::run(config, clokio_runtime::shutdown_signal()).await {
+    let code = match clokio_attendance_svc::run(config, clokio_runtime::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(%err, "attendance-svc failed");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }

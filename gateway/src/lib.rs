@@ -198,8 +198,29 @@ pub fn router(app: App) -> Router {
         .with_state(app)
 }
 
-/// Outermost layer: request id in and out, the body bound, metrics and the access log.
-async fn request_context(State(app): State<App>, mut req: Request, next: Next) -> Response {
+/// Outermost layer: the request's span (continuing a caller's W3C trace context when it sends
+/// one), request id in and out, the body bound, metrics and the access log.
+async fn request_context(State(app): State<App>, req: Request, next: Next) -> Response {
+    let span = tracing::info_span!(
+        "http request",
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        http.route = tracing::field::Empty,
+        request_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        clokio_bus::trace::continue_from_values(
+            &span,
+            header(clokio_bus::trace::TRACEPARENT),
+            header(clokio_bus::trace::TRACESTATE),
+        );
+    }
+    tracing::Instrument::instrument(in_request_context(app, req, next), span).await
+}
+
+async fn in_request_context(app: App, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = req
         .headers()
@@ -223,6 +244,9 @@ async fn request_context(State(app): State<App>, mut req: Request, next: Next) -
         Method::OPTIONS => "OPTIONS",
         _ => "other",
     };
+    let span = tracing::Span::current();
+    span.record("request_id", id.as_str());
+    span.record("http.route", route.as_str());
     req.extensions_mut().insert(RequestId(id.clone()));
     // History imports carry up to 5,000 records; every other body is small.
     let body_limit = if route == "/api/v1/attendance/import" {

@@ -5,7 +5,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    clokio_runtime::telemetry::init_logging("gateway");
+    let telemetry = clokio_runtime::telemetry::init("gateway");
     let config = match clokio_gateway::Config::from_env() {
         Ok(config) => config,
         Err(err) => {
@@ -23,11 +23,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match clokio_gateway::run(config, listener, clokio_runtime::shutdown_signal()).await {
+    let code = match clokio_gateway::run(config, listener, clokio_runtime::shutdown_signal()).await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(%err, "gateway failed");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }

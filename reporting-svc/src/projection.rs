@@ -245,6 +245,15 @@ async fn apply_and_ack(pool: &PgPool, batch: Vec<jetstream::Message>) {
     }
     let mut changes = Changes::default();
     for msg in &batch {
+        // A span per event in the trace of the write that made it.
+        let span = tracing::info_span!(
+            "project event",
+            otel.kind = "consumer",
+            subject = %msg.subject,
+            trace_id = tracing::field::Empty,
+        );
+        clokio_bus::trace::continue_from(&span, msg.headers.as_ref());
+        let _entered = span.enter();
         if !changes.add(&msg.payload) {
             tracing::error!(subject = %msg.subject, "unreadable event skipped");
         }

@@ -14,12 +14,21 @@ async fn replicas_are_discoverable_and_share_the_subject() {
     assert_ne!(infos[0]["id"], infos[1]["id"]);
     for info in &infos {
         assert_eq!(info["name"], "clokio-employee");
-        let endpoints = info["endpoints"].as_array().unwrap();
-        assert_eq!(endpoints.len(), clokio_bus::ops::EMPLOYEE_OPERATIONS.len());
-        assert!(
-            endpoints
-                .iter()
-                .all(|e| e["queue_group"] == "clokio-employee")
+        let metadata = &info["metadata"];
+        assert_eq!(metadata["queue_group"], "clokio-employee");
+        assert_eq!(
+            metadata["subject"],
+            format!(
+                "{}.*",
+                stack
+                    .bus_config
+                    .subjects
+                    .service_group(ServiceName::Employee)
+            )
+        );
+        assert_eq!(
+            metadata["operations"],
+            clokio_bus::ops::EMPLOYEE_OPERATIONS.join(",")
         );
     }
     for _ in 0..20 {

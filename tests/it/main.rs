@@ -17,4 +17,5 @@ mod organization;
 mod outage;
 mod rate_limit;
 mod summary;
+mod telemetry;
 mod webhooks;

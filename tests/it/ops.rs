@@ -66,26 +66,57 @@ async fn a_service_serves_health_readiness_and_metrics() {
     service.abort();
 }
 
-/// Replicas stopped one at a time under steady load (each drains what was routed to it before
-/// it stopped, while a fresh replica takes over): no client request fails.
+/// One replica of a service in a rolling restart, stopped by its own signal.
+struct Replica {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), Box<dyn std::error::Error + Send + Sync>>>,
+}
+
+impl Replica {
+    fn start(stack: &Stack, service: ServiceName) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            let _ = stopped.await;
+        };
+        let task = match service {
+            ServiceName::Employee => {
+                tokio::spawn(clokio_employee_svc::run(stack.employee_config(), signal))
+            }
+            ServiceName::Attendance => tokio::spawn(clokio_attendance_svc::run(
+                stack.attendance_config(),
+                signal,
+            )),
+            other => panic!("no rolling restart for {other:?}"),
+        };
+        Self { stop, task }
+    }
+
+    /// Signals the replica as SIGTERM would, and waits until it has drained and exited.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Two replicas each of employee-svc and attendance-svc, restarted one at a time under steady
+/// load (a new replica first, then the oldest stops and drains, as a Deployment's surge does):
+/// no client request fails. The load reaches both services: clock-in/out, the daily report,
+/// employee status writes (which also make attendance-svc ask employee-svc again) and lists.
 #[tokio::test]
 async fn a_rolling_restart_under_load_fails_no_request() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     let mut stack = Stack::empty().await;
-    stack.start_employee_svc().await;
-    let start = |stack: &Stack| {
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(clokio_attendance_svc::run(
-            stack.attendance_config(),
-            async move {
-                let _ = rx.await;
-            },
-        ));
-        (tx, task)
-    };
-    let mut replicas = vec![start(&stack), start(&stack)];
+    let mut employees = vec![
+        Replica::start(&stack, ServiceName::Employee),
+        Replica::start(&stack, ServiceName::Employee),
+    ];
+    stack.wait_for_replicas(ServiceName::Employee, 2).await;
+    let mut attendance = vec![
+        Replica::start(&stack, ServiceName::Attendance),
+        Replica::start(&stack, ServiceName::Attendance),
+    ];
     stack.wait_for_replicas(ServiceName::Attendance, 2).await;
     let gw = stack.start_gateway().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
@@ -101,29 +132,21 @@ async fn a_rolling_restart_under_load_fails_no_request() {
             let (gw, key) = (gw.clone(), t.key.clone());
             let (running, sent, failed) = (running.clone(), sent.clone(), failed.clone());
             tokio::spawn(async move {
+                let nip = json!({"nip": format!("W-{i}")});
                 let mut n = 0;
                 while running.load(Ordering::Relaxed) {
-                    let res = match n % 3 {
-                        0 => {
-                            gw.post(
-                                &key,
-                                "/api/v1/attendance/clock-in",
-                                &json!({"nip": format!("W-{i}")}),
-                            )
-                            .await
-                        }
+                    let res = match n % 5 {
+                        0 => gw.post(&key, "/api/v1/attendance/clock-in", &nip).await,
                         1 => {
                             gw.get(&key, &format!("/api/v1/attendance/daily?date={today}"))
                                 .await
                         }
-                        _ => {
-                            gw.post(
-                                &key,
-                                "/api/v1/attendance/clock-out",
-                                &json!({"nip": format!("W-{i}")}),
-                            )
-                            .await
+                        2 => {
+                            let path = format!("/api/v1/employees/W-{i}/status");
+                            gw.patch(&key, &path, &json!({"status": "active"})).await
                         }
+                        3 => gw.post(&key, "/api/v1/attendance/clock-out", &nip).await,
+                        _ => gw.get(&key, "/api/v1/employees").await,
                     };
                     n += 1;
                     sent.fetch_add(1, Ordering::Relaxed);
@@ -136,20 +159,25 @@ async fn a_rolling_restart_under_load_fails_no_request() {
         })
         .collect();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    for _ in 0..2 {
-        // A new replica first, then the oldest one stops (as a Deployment's surge does).
-        replicas.push(start(&stack));
-        stack.wait_for_replicas(ServiceName::Attendance, 3).await;
-        let (stop, task) = replicas.remove(0);
-        let _ = stop.send(());
-        task.await.unwrap().unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for (service, replicas) in [
+        (ServiceName::Employee, &mut employees),
+        (ServiceName::Attendance, &mut attendance),
+    ] {
+        for _ in 0..2 {
+            replicas.push(Replica::start(&stack, service));
+            stack.wait_for_replicas(service, 3).await;
+            let started = std::time::Instant::now();
+            replicas.remove(0).stop().await;
+            eprintln!("{service:?} replica drained in {:?}", started.elapsed());
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
     }
     running.store(false, Ordering::Relaxed);
     for l in load {
         l.await.unwrap();
     }
     let (sent, failed) = (sent.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
-    assert!(sent > 100, "load ran: {sent} requests");
+    assert!(sent > 200, "load ran: {sent} requests");
     assert_eq!(failed, 0, "{failed} of {sent} requests failed");
+    futures::future::join_all(employees.into_iter().chain(attendance).map(Replica::stop)).await;
 }

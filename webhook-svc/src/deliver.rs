@@ -102,6 +102,7 @@ pub async fn enqueue(state: &State, id: Uuid, manual: bool) -> Result<(), BusErr
         id.to_string()
     };
     headers.insert("Nats-Msg-Id", msg_id.as_str());
+    clokio_bus::trace::inject(&tracing::Span::current(), &mut headers);
     let ack = state
         .js
         .publish_with_headers(
@@ -136,7 +137,14 @@ pub async fn run_intake(
                 let msg = msg?;
                 let permit = slots.clone().acquire_owned().await?;
                 let state = state.clone();
-                tokio::spawn(async move {
+                let span = tracing::info_span!(
+                    "take event",
+                    otel.kind = "consumer",
+                    subject = %msg.subject,
+                    trace_id = tracing::field::Empty,
+                );
+                clokio_bus::trace::continue_from(&span, msg.headers.as_ref());
+                let task = async move {
                     match take(&state, &msg.payload).await {
                         Ok(()) => {
                             let _ = msg.ack().await;
@@ -149,7 +157,8 @@ pub async fn run_intake(
                         }
                     }
                     drop(permit);
-                });
+                };
+                tokio::spawn(tracing::Instrument::instrument(task, span));
             }
             Ok::<(), async_nats::Error>(())
         }
@@ -252,10 +261,17 @@ pub async fn run_workers(
                 let msg = msg?;
                 let permit = slots.clone().acquire_owned().await?;
                 let state = state.clone();
-                tokio::spawn(async move {
+                let span = tracing::info_span!(
+                    "deliver webhook",
+                    otel.kind = "consumer",
+                    trace_id = tracing::field::Empty,
+                );
+                clokio_bus::trace::continue_from(&span, msg.headers.as_ref());
+                let task = async move {
                     attempt(&state, msg).await;
                     drop(permit);
-                });
+                };
+                tokio::spawn(tracing::Instrument::instrument(task, span));
             }
             Ok::<(), async_nats::Error>(())
         }

@@ -60,13 +60,18 @@ pub async fn handle(state: &State, action: Action, req: ClockRequest) -> Result<
         state.directory.org(req.org_id),
         state.directory.employee(req.org_id, &req.nip)
     )?;
-    let mut tx = state.pool.begin().await.map_err(db::err)?;
-    if let Some(answer) = idem.claim(&mut tx).await? {
-        return answer;
-    }
-    let result = apply(state, &mut tx, action, &req, &info, &employee).await;
-    let changed = result.is_ok();
-    let answer = idem.settle(tx, result).await;
+    let transaction = async {
+        let mut tx = state.pool.begin().await.map_err(db::err)?;
+        if let Some(answer) = idem.claim(&mut tx).await? {
+            return Ok((false, answer));
+        }
+        let result = apply(state, &mut tx, action, &req, &info, &employee).await;
+        let changed = result.is_ok();
+        Ok((changed, idem.settle(tx, result).await))
+    };
+    let (changed, answer) =
+        tracing::Instrument::instrument(transaction, clokio_runtime::db::span(action.operation()))
+            .await?;
     if changed && answer.is_ok() {
         state.kick.kick();
         metrics::counter!("clokio_clock_events_total", "action" => action.operation()).increment(1);

@@ -78,10 +78,25 @@ impl Bus {
         payload: Bytes,
         request_id: Option<&str>,
     ) -> Result<Bytes, BusError> {
+        let span = tracing::info_span!(
+            "bus request",
+            otel.kind = "client",
+            messaging.destination.name = %subject,
+        );
         let mut headers = HeaderMap::new();
         if let Some(id) = request_id {
             headers.insert(REQUEST_ID_HEADER, id);
         }
+        crate::trace::inject(&span, &mut headers);
+        tracing::Instrument::instrument(self.send(subject, payload, headers), span).await
+    }
+
+    async fn send(
+        &self,
+        subject: String,
+        payload: Bytes,
+        mut headers: HeaderMap,
+    ) -> Result<Bytes, BusError> {
         // A request too large for one message: send the first chunk and serve the rest until the
         // reply is in.
         let chunk_bytes = chunk::chunk_bytes(&self.client);

@@ -13,6 +13,7 @@ pub mod ops;
 pub mod server;
 pub mod stream;
 pub mod subject;
+pub mod trace;
 pub mod types;
 
 pub use client::Bus;

@@ -1,6 +1,6 @@
-//! Serving a bus service: one NATS micro service per service name, one endpoint per operation in
-//! the service's queue group (so `$SRV.PING` finds every replica and replicas share the load),
-//! each request handled on its own task with a bound on how many run at once. Replies larger than
+//! Serving a bus service: one NATS micro service per service name (so `$SRV.PING` finds every
+//! replica), one queue subscription for all its operations (so replicas share the load), each
+//! request handled on its own task with a bound on how many run at once. Replies larger than
 //! one NATS message are pulled in chunks (see [`crate::chunk`]).
 
 use std::future::Future;
@@ -10,9 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use async_nats::service::{
-    NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE, ServiceExt, error::Error as MicroError,
-};
+use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE, ServiceExt};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
@@ -72,8 +70,23 @@ pub struct Spec {
     pub max_in_flight: usize,
 }
 
-/// Registers the service with its operations and answers requests until `shutdown` resolves;
-/// then it unsubscribes and waits for in-flight requests to finish.
+/// Registers the service and answers requests until `shutdown` resolves, then drains: it stops
+/// taking requests without dropping any that NATS already routed to it, and waits for the
+/// requests in flight to finish.
+///
+/// One queue subscription on `<group>.*` carries every operation, so a replica has one count of
+/// requests delivered to it. That count is what makes the drain lossless: the replica asks the
+/// server to stop after `delivered + margin` messages (`UNSUB <sid> <max>`), and both the server
+/// and the client drop the subscription at exactly that message, so nothing routed here is left
+/// unread. (A plain unsubscribe, and async-nats' drain, drop the subscription in the client before
+/// the server has stopped routing to it; the requests in between would time out.) The margin
+/// covers what is on its way at the moment of the UNSUB: a quarter second of the last second's
+/// traffic, at least [`DRAIN_MARGIN_MIN`]. When traffic is too thin to use the margin up (no
+/// request for [`DRAIN_IDLE`], or [`DRAIN_LIMIT`] in all), the replica unsubscribes plainly; at
+/// that rate a request in transit is unlikely, not impossible.
+///
+/// The NATS micro service (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`) still announces each replica;
+/// its metadata names the subject and operations, since it registers no endpoints of its own.
 pub async fn serve<H: Handler>(
     client: async_nats::Client,
     subjects: &Subjects,
@@ -87,31 +100,30 @@ pub async fn serve<H: Handler>(
         operations,
         max_in_flight,
     } = spec;
+    let group = subjects.service_group(service);
+    let subject = format!("{group}.*");
     let micro = client
         .service_builder()
         .description(description)
-        .queue_group(service.micro_name())
+        .metadata(HashMap::from([
+            ("subject".to_owned(), subject.clone()),
+            ("queue_group".to_owned(), service.micro_name()),
+            ("operations".to_owned(), operations.join(",")),
+        ]))
         .start(service.micro_name(), env!("CARGO_PKG_VERSION"))
         .await?;
-    let group = micro.group(subjects.service_group(service));
-    let mut endpoints = Vec::with_capacity(operations.len());
-    for op in operations {
-        let endpoint = group.endpoint(*op).await?;
-        endpoints.push(endpoint.map(move |req| (*op, req)));
-    }
-    let mut requests = futures::stream::select_all(endpoints);
     let chunks = Arc::new(
         ChunkStore::serve(
             client.clone(),
-            format!(
-                "{}._chunks.{}",
-                subjects.service_group(service),
-                micro.info().await.id
-            ),
+            format!("{group}._chunks.{}", micro.info().await.id),
         )
         .await?,
     );
+    let mut requests = client
+        .queue_subscribe(subject, service.micro_name())
+        .await?;
     let limit = Arc::new(Semaphore::new(max_in_flight));
+    let tasks = tokio_util::task::TaskTracker::new();
     tracing::info!(
         service = service.as_str(),
         operations = operations.len(),
@@ -119,10 +131,8 @@ pub async fn serve<H: Handler>(
     );
 
     tokio::pin!(shutdown);
-    // On shutdown the endpoints unsubscribe, and the requests NATS already routed here are still
-    // answered (a drain), so a rolling restart does not cost the requests in flight towards this
-    // replica. The drain is bounded in case a subscription never reports its end.
     let mut micro = Some(micro);
+    let mut traffic = Traffic::new();
     let mut drain_until = None;
     loop {
         let next = match drain_until {
@@ -131,37 +141,71 @@ pub async fn serve<H: Handler>(
                     if let Some(micro) = micro.take() {
                         micro.stop().await?;
                     }
+                    let max = traffic.delivered + traffic.margin();
+                    requests.unsubscribe_after(max).await?;
+                    tracing::info!(service = service.as_str(), max, "draining bus requests");
                     drain_until = Some(tokio::time::Instant::now() + DRAIN_LIMIT);
                     continue;
                 }
-                // A service with no operations yet just waits for shutdown.
-                next = requests.next(), if !requests.is_empty() => next,
+                next = requests.next() => next,
             },
-            Some(until) => match tokio::time::timeout_at(until, requests.next()).await {
-                Ok(next) => next,
-                Err(_) => break,
-            },
+            Some(until) => {
+                let idle = tokio::time::Instant::now() + DRAIN_IDLE;
+                match tokio::time::timeout_at(until.min(idle), requests.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        tracing::info!(service = service.as_str(), "drain ends on a quiet bus");
+                        break;
+                    }
+                }
+            }
         };
-        let Some((op, req)) = next else { break };
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            break;
-        };
-        let handler = handler.clone();
-        let chunks = chunks.clone();
-        let client = client.clone();
-        tokio::spawn(async move {
-            let request_id = req
-                .message
+        // The subscription ends on its last counted message (or if the connection closes).
+        let Some(msg) = next else { break };
+        traffic.count();
+        let op = msg
+            .subject
+            .rsplit('.')
+            .next()
+            .and_then(|op| operations.iter().find(|known| **known == op).copied());
+        let (handler, chunks, client, limit) = (
+            handler.clone(),
+            chunks.clone(),
+            client.clone(),
+            limit.clone(),
+        );
+        tasks.spawn(async move {
+            let Some(reply) = msg.reply.clone() else {
+                return;
+            };
+            let Some(op) = op else {
+                let err = BusError::new(
+                    crate::ErrorCode::NotFound,
+                    format!("Unknown operation {}", msg.subject),
+                );
+                send(&client, reply, Err(err), &chunks, "unknown").await;
+                return;
+            };
+            let Ok(_permit) = limit.acquire_owned().await else {
+                return;
+            };
+            let request_id = msg
                 .headers
                 .as_ref()
                 .and_then(|h| h.get(REQUEST_ID_HEADER))
                 .map(|v| v.as_str().to_owned());
-            let span =
-                tracing::info_span!("bus", operation = op, request_id = request_id.as_deref());
+            let span = tracing::info_span!(
+                "bus",
+                otel.kind = "server",
+                operation = op,
+                request_id = request_id.as_deref(),
+                trace_id = tracing::field::Empty,
+            );
+            crate::trace::continue_from(&span, msg.headers.as_ref());
             let started = Instant::now();
             let result = tracing::Instrument::instrument(
                 async {
-                    let payload = whole_request(&client, &req.message).await?;
+                    let payload = whole_request(&client, &msg).await?;
                     handler.handle(op, payload).await
                 },
                 span,
@@ -176,42 +220,107 @@ pub async fn serve<H: Handler>(
                 .increment(1);
             metrics::histogram!("clokio_bus_request_duration_seconds", "operation" => op)
                 .record(started.elapsed().as_secs_f64());
-            let sent = match result {
-                Ok(bytes) => match chunks.split(bytes) {
-                    (first, None) => req.respond(Ok(first)).await,
-                    (first, Some(headers)) => req.respond_with_headers(Ok(first), headers).await,
-                },
-                Err(err) => {
-                    if err.code == crate::ErrorCode::Internal {
-                        tracing::error!(operation = op, "request failed: internal error");
-                    }
-                    let status = err.code.status() as usize;
-                    req.respond(Err(MicroError {
-                        status: err.message,
-                        code: status,
-                    }))
-                    .await
-                }
-            };
-            if let Err(err) = sent {
-                tracing::warn!(operation = op, %err, "could not send reply");
-            }
-            drop(permit);
+            send(&client, reply, result, &chunks, op).await;
         });
     }
+    // Whatever is still subscribed goes now (a drain that hit its limit).
     drop(requests);
-    // Wait for in-flight requests: every permit back means every task has answered.
-    let _ = limit.acquire_many(max_in_flight as u32).await;
-    chunks.stop();
     if let Some(micro) = micro {
         micro.stop().await?;
     }
+    tasks.close();
+    tasks.wait().await;
+    chunks.stop();
+    // Replies are queued in the client; make sure they are written before the caller closes it.
+    client.flush().await?;
     tracing::info!(service = service.as_str(), "bus service stopped");
     Ok(())
 }
 
-/// The longest a stopping service keeps answering what was routed to it before it stopped.
-const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+/// Answers one request: its reply (chunked when large) or its error in the NATS micro error
+/// headers, which is what [`crate::client`] reads.
+async fn send(
+    client: &async_nats::Client,
+    reply: async_nats::Subject,
+    result: Result<Bytes, BusError>,
+    chunks: &ChunkStore,
+    op: &str,
+) {
+    let sent = match result {
+        Ok(bytes) => match chunks.split(bytes) {
+            (first, None) => client.publish(reply, first).await,
+            (first, Some(headers)) => client.publish_with_headers(reply, headers, first).await,
+        },
+        Err(err) => {
+            if err.code == crate::ErrorCode::Internal {
+                tracing::error!(operation = op, "request failed: internal error");
+            }
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(NATS_SERVICE_ERROR, err.message.as_str());
+            headers.insert(
+                NATS_SERVICE_ERROR_CODE,
+                err.code.status().to_string().as_str(),
+            );
+            client
+                .publish_with_headers(reply, headers, Bytes::new())
+                .await
+        }
+    };
+    if let Err(err) = sent {
+        tracing::warn!(operation = op, %err, "could not send reply");
+    }
+}
+
+/// Requests delivered to this replica: the total, which the drain's UNSUB counts on, and the
+/// last second's, which sizes its margin.
+struct Traffic {
+    delivered: u64,
+    second_started: Instant,
+    this_second: u64,
+    last_second: u64,
+}
+
+impl Traffic {
+    fn new() -> Self {
+        Self {
+            delivered: 0,
+            second_started: Instant::now(),
+            this_second: 0,
+            last_second: 0,
+        }
+    }
+
+    fn count(&mut self) {
+        self.delivered += 1;
+        let elapsed = self.second_started.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            self.last_second = if elapsed < Duration::from_secs(2) {
+                self.this_second
+            } else {
+                0
+            };
+            self.this_second = 0;
+            self.second_started = Instant::now();
+        }
+        self.this_second += 1;
+    }
+
+    /// How many more requests the server may route here after the UNSUB: far more than can be
+    /// in transit, which is what was routed in the time an UNSUB takes to reach the server.
+    fn margin(&self) -> u64 {
+        (self.last_second.max(self.this_second) / 4).max(DRAIN_MARGIN_MIN)
+    }
+}
+
+/// The least margin a drain allows for requests in transit.
+const DRAIN_MARGIN_MIN: u64 = 32;
+
+/// A draining replica that gets no request for this long is no longer being routed much.
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
+
+/// The longest a stopping service keeps answering what is routed to it. Below the 30 s a
+/// Kubernetes pod gets by default between SIGTERM and SIGKILL, with room for in-flight work.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// How long a service waits for each chunk of a large request.
 const REQUEST_CHUNK_TIMEOUT: Duration = Duration::from_secs(5);

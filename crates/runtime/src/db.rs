@@ -112,3 +112,14 @@ pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
     let db = err.as_database_error()?;
     (db.code().as_deref() == Some("23505")).then(|| db.constraint().unwrap_or("").to_owned())
 }
+
+/// A span around one database transaction or statement, a child of the current span (so it sits
+/// in the trace of the request or event that caused it).
+pub fn span(operation: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "db",
+        otel.kind = "client",
+        db.system.name = "postgresql",
+        db.operation.name = operation,
+    )
+}

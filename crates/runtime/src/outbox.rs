@@ -25,6 +25,16 @@ use tokio::sync::Notify;
 
 const BATCH: i64 = 256;
 
+/// An outbox row: sequence, event id, subject, payload and the writer's trace context.
+type Row = (
+    i64,
+    uuid::Uuid,
+    String,
+    Vec<u8>,
+    Option<String>,
+    Option<String>,
+);
+
 /// Adds `event` to the outbox inside the caller's transaction.
 pub async fn enqueue<T: Serialize>(
     tx: &mut Transaction<'_, Postgres>,
@@ -32,12 +42,18 @@ pub async fn enqueue<T: Serialize>(
     event: &Event<T>,
 ) -> Result<(), sqlx::Error> {
     let payload = serde_json::to_vec(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query("INSERT INTO outbox (event_id, subject, payload) VALUES ($1, $2, $3)")
-        .bind(event.id.as_uuid())
-        .bind(subject)
-        .bind(payload)
-        .execute(&mut **tx)
-        .await?;
+    let trace = clokio_bus::trace::context_of(&tracing::Span::current());
+    sqlx::query(
+        "INSERT INTO outbox (event_id, subject, payload, traceparent, tracestate) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(event.id.as_uuid())
+    .bind(subject)
+    .bind(payload)
+    .bind(trace.traceparent)
+    .bind(trace.tracestate)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -54,13 +70,16 @@ pub async fn enqueue_many<T: Serialize>(
         subjects.push(subject.as_str());
         payloads.push(serde_json::to_vec(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
     }
+    let trace = clokio_bus::trace::context_of(&tracing::Span::current());
     sqlx::query(
-        "INSERT INTO outbox (event_id, subject, payload) \
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[])",
+        "INSERT INTO outbox (event_id, subject, payload, traceparent, tracestate) \
+         SELECT e.*, $4, $5 FROM unnest($1::uuid[], $2::text[], $3::bytea[]) AS e",
     )
     .bind(ids)
     .bind(subjects)
     .bind(payloads)
+    .bind(trace.traceparent)
+    .bind(trace.tracestate)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -155,8 +174,8 @@ async fn relay_batch(
     if !leader {
         return Ok(Outcome::default());
     }
-    let rows: Vec<(i64, uuid::Uuid, String, Vec<u8>)> = sqlx::query_as(
-        "SELECT seq, event_id, subject, payload FROM outbox \
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT seq, event_id, subject, payload, traceparent, tracestate FROM outbox \
          WHERE starts_with(subject, $1 || '.') ORDER BY seq LIMIT $2",
     )
     .bind(prefix)
@@ -172,12 +191,20 @@ async fn relay_batch(
     }
     let mut held: HashSet<&str> = HashSet::new();
     let mut acks = Vec::with_capacity(rows.len());
-    for (seq, id, subject, payload) in &rows {
+    for (seq, id, subject, payload, traceparent, tracestate) in &rows {
         if held.contains(subject.as_str()) {
             continue;
         }
+        // The event carries the trace of the write that made it, to its consumers.
+        let mut headers = async_nats::HeaderMap::new();
+        clokio_bus::trace::TraceHeaders {
+            traceparent: traceparent.clone(),
+            tracestate: tracestate.clone(),
+        }
+        .write_to(&mut headers);
         let msg = jetstream::message::PublishMessage::build()
             .payload(Bytes::from(payload.clone()))
+            .headers(headers)
             .message_id(id.to_string());
         match js.send_publish(subject.clone(), msg).await {
             Ok(ack) => acks.push((*seq, subject.as_str(), ack)),

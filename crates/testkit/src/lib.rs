@@ -122,16 +122,21 @@ impl Stack {
         self.wait_for_replicas(service, before + 1).await;
     }
 
-    /// Starts one employee-svc replica and waits until it is registered under this stack's prefix.
-    pub async fn start_employee_svc(&mut self) {
-        let config = clokio_employee_svc::Config {
+    /// An employee-svc replica's test configuration.
+    pub fn employee_config(&self) -> clokio_employee_svc::Config {
+        clokio_employee_svc::Config {
             bus: self.bus_config.clone(),
             database_url: database_url(),
             db_max_connections: 5,
             max_in_flight: 64,
             ops_addr: None,
             redis_url: redis_url(),
-        };
+        }
+    }
+
+    /// Starts one employee-svc replica and waits until it is registered under this stack's prefix.
+    pub async fn start_employee_svc(&mut self) {
+        let config = self.employee_config();
         self.start_service(ServiceName::Employee, |stop| {
             clokio_employee_svc::run(config, stop)
         })
@@ -220,8 +225,9 @@ impl Stack {
         Isolated::run(clokio_attendance_svc::run(config, std::future::pending()))
     }
 
-    /// The `$SRV.INFO` answers of the replicas of `service` with endpoints under this stack's
-    /// prefix (other stacks on the same server register the same service name).
+    /// The `$SRV.INFO` answers of the replicas of `service` serving this stack's subjects
+    /// (their metadata names the subject: other stacks on the same server register the same
+    /// service name under other prefixes).
     pub async fn replica_infos(&self, service: ServiceName) -> Vec<Value> {
         let group = format!("{}.", self.bus_config.subjects.service_group(service));
         let inbox = self.nats.new_inbox();
@@ -243,10 +249,9 @@ impl Stack {
             let Ok(info) = serde_json::from_slice::<Value>(&msg.payload) else {
                 continue;
             };
-            let ours = info["endpoints"].as_array().is_some_and(|eps| {
-                eps.iter()
-                    .any(|e| e["subject"].as_str().is_some_and(|s| s.starts_with(&group)))
-            });
+            let ours = info["metadata"]["subject"]
+                .as_str()
+                .is_some_and(|s| s.starts_with(&group));
             if ours {
                 infos.push(info);
             }
