@@ -22,8 +22,8 @@ impl Config {
         Ok(Self {
             bus: BusConfig::from_env()?,
             database_url: config::database_url("CLOKIO_EMPLOYEE_DATABASE_URL"),
-            db_max_connections: config::parse("CLOKIO_EMPLOYEE_DB_MAX_CONNECTIONS", 10)?,
-            max_in_flight: config::parse("CLOKIO_EMPLOYEE_MAX_IN_FLIGHT", 256)?,
+            db_max_connections: config::count("CLOKIO_EMPLOYEE_DB_MAX_CONNECTIONS", 10)?,
+            max_in_flight: config::count("CLOKIO_EMPLOYEE_MAX_IN_FLIGHT", 256)?,
             ops_addr: config::ops_addr(
                 "CLOKIO_EMPLOYEE_OPS_ADDR",
                 std::net::SocketAddr::from(([0, 0, 0, 0], 9101)),

@@ -51,7 +51,8 @@ pub async fn run(
     .await?;
     sqlx::migrate!("./migrations").run(&pool).await?;
     let js = async_nats::jetstream::new(nats.clone());
-    clokio_bus::events::ensure_events_stream(&js, &config.bus.subjects).await?;
+    clokio_bus::events::ensure_events_stream(&js, &config.bus.subjects, config.bus.stream_replicas)
+        .await?;
 
     let lists = Arc::new(
         OrgCache::new(
@@ -83,6 +84,7 @@ pub async fn run(
         let readiness = clokio_runtime::ops::Readiness::new()
             .nats(nats.clone())
             .postgres(pool.clone())
+            .outbox(pool.clone(), config.bus.subjects.prefix().to_string())
             .redis(state.redis.clone());
         tokio::spawn(clokio_runtime::ops::serve(addr, "employee-svc", readiness))
     });

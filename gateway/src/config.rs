@@ -57,8 +57,8 @@ impl Config {
             rate_limit_pro,
             auth_cache_ttl: config::millis("CLOKIO_AUTH_CACHE_TTL_MS", 60_000)?,
             key_touch_interval: config::millis("CLOKIO_KEY_TOUCH_INTERVAL_MS", 10_000)?,
-            max_body_bytes: config::parse("CLOKIO_MAX_BODY_BYTES", 1024 * 1024)?,
-            max_import_body_bytes: config::parse("CLOKIO_MAX_IMPORT_BODY_BYTES", 16 * 1024 * 1024)?,
+            max_body_bytes: config::count("CLOKIO_MAX_BODY_BYTES", 1024 * 1024)?,
+            max_import_body_bytes: config::count("CLOKIO_MAX_IMPORT_BODY_BYTES", 16 * 1024 * 1024)?,
         })
     }
 }

@@ -20,8 +20,8 @@ impl Config {
         Ok(Self {
             bus: BusConfig::from_env()?,
             database_url: config::database_url("CLOKIO_REPORTING_DATABASE_URL"),
-            db_max_connections: config::parse("CLOKIO_REPORTING_DB_MAX_CONNECTIONS", 8)?,
-            max_in_flight: config::parse("CLOKIO_REPORTING_MAX_IN_FLIGHT", 64)?,
+            db_max_connections: config::count("CLOKIO_REPORTING_DB_MAX_CONNECTIONS", 8)?,
+            max_in_flight: config::count("CLOKIO_REPORTING_MAX_IN_FLIGHT", 64)?,
             ops_addr: config::ops_addr(
                 "CLOKIO_REPORTING_OPS_ADDR",
                 std::net::SocketAddr::from(([0, 0, 0, 0], 9104)),

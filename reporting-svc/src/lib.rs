@@ -49,7 +49,7 @@ pub async fn run(
     sqlx::migrate!("./migrations").run(&pool).await?;
     let js = async_nats::jetstream::new(nats.clone());
     // Fail at start, not later, if the consumer cannot be made.
-    projection::consumer(&js, &config.bus.subjects).await?;
+    projection::consumer(&js, &config.bus.subjects, config.bus.stream_replicas).await?;
 
     let bus = Bus::new(
         nats.clone(),
@@ -66,6 +66,7 @@ pub async fn run(
         pool.clone(),
         js,
         config.bus.subjects.clone(),
+        config.bus.stream_replicas,
         async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         },
@@ -73,7 +74,12 @@ pub async fn run(
     let ops = config.ops_addr.map(|addr| {
         let readiness = clokio_runtime::ops::Readiness::new()
             .nats(nats.clone())
-            .postgres(pool.clone());
+            .postgres(pool.clone())
+            .consumer(
+                async_nats::jetstream::new(nats.clone()),
+                config.bus.subjects.events_stream(),
+                projection::CONSUMER,
+            );
         tokio::spawn(clokio_runtime::ops::serve(addr, "reporting-svc", readiness))
     });
     let state = State {

@@ -25,8 +25,9 @@ const BATCH: usize = 1000;
 pub async fn consumer(
     js: &jetstream::Context,
     subjects: &Subjects,
+    replicas: usize,
 ) -> Result<jetstream::consumer::Consumer<jetstream::consumer::pull::Config>, async_nats::Error> {
-    let stream = clokio_bus::events::ensure_events_stream(js, subjects).await?;
+    let stream = clokio_bus::events::ensure_events_stream(js, subjects, replicas).await?;
     let consumer = stream
         .get_or_create_consumer(
             CONSUMER,
@@ -48,12 +49,13 @@ pub async fn run(
     pool: PgPool,
     js: jetstream::Context,
     subjects: Subjects,
+    replicas: usize,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     loop {
         let consumed = async {
-            let consumer = consumer(&js, &subjects).await?;
+            let consumer = consumer(&js, &subjects, replicas).await?;
             let mut messages = consumer.messages().await?.ready_chunks(BATCH);
             while let Some(batch) = messages.next().await {
                 let mut failed = None;

@@ -61,18 +61,18 @@ impl Config {
         Ok(Self {
             bus: BusConfig::from_env()?,
             database_url: config::database_url("CLOKIO_WEBHOOK_DATABASE_URL"),
-            db_max_connections: config::parse("CLOKIO_WEBHOOK_DB_MAX_CONNECTIONS", 16)?,
-            max_in_flight: config::parse("CLOKIO_WEBHOOK_MAX_IN_FLIGHT", 256)?,
+            db_max_connections: config::count("CLOKIO_WEBHOOK_DB_MAX_CONNECTIONS", 16)?,
+            max_in_flight: config::count("CLOKIO_WEBHOOK_MAX_IN_FLIGHT", 256)?,
             ops_addr: config::ops_addr(
                 "CLOKIO_WEBHOOK_OPS_ADDR",
                 std::net::SocketAddr::from(([0, 0, 0, 0], 9103)),
             )?,
             schedule,
             timeout: config::millis("CLOKIO_WEBHOOK_TIMEOUT_MS", 15_000)?,
-            workers: config::parse("CLOKIO_WEBHOOK_WORKERS", 256)?,
-            per_subscription: config::parse("CLOKIO_WEBHOOK_PER_SUBSCRIPTION", 32)?,
+            workers: config::count("CLOKIO_WEBHOOK_WORKERS", 256)?,
+            per_subscription: config::count("CLOKIO_WEBHOOK_PER_SUBSCRIPTION", 32)?,
             ack_wait: config::millis("CLOKIO_WEBHOOK_ACK_WAIT_MS", 30_000)?,
-            retention_days: config::parse("CLOKIO_WEBHOOK_LOG_RETENTION_DAYS", 30)?,
+            retention_days: config::count("CLOKIO_WEBHOOK_LOG_RETENTION_DAYS", 30)?,
             allow_http: config::parse("CLOKIO_WEBHOOK_ALLOW_HTTP", false)?,
             allow_cidrs,
         })

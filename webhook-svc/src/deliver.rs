@@ -50,7 +50,9 @@ pub async fn setup(
     ),
     async_nats::Error,
 > {
-    let events = clokio_bus::events::ensure_events_stream(&state.js, &state.subjects).await?;
+    let replicas = state.config.bus.stream_replicas;
+    let events =
+        clokio_bus::events::ensure_events_stream(&state.js, &state.subjects, replicas).await?;
     let intake = events
         .get_or_create_consumer(
             INTAKE,
@@ -64,17 +66,19 @@ pub async fn setup(
             },
         )
         .await?;
-    let queue = state
-        .js
-        .get_or_create_stream(jetstream::stream::Config {
+    let queue = clokio_bus::events::ensure_stream(
+        &state.js,
+        jetstream::stream::Config {
             name: state.subjects.webhook_queue().0,
             subjects: vec![state.subjects.webhook_queue().1],
             retention: jetstream::stream::RetentionPolicy::WorkQueue,
             storage: jetstream::stream::StorageType::File,
             duplicate_window: Duration::from_secs(120),
+            num_replicas: replicas,
             ..Default::default()
-        })
-        .await?;
+        },
+    )
+    .await?;
     let workers = queue
         .get_or_create_consumer(
             WORKERS,

@@ -51,21 +51,53 @@ pub struct ApiKeyRevoked {
     pub key_hash: KeyHash,
 }
 
-/// Creates the events stream if it is missing (every publishing service calls this at start).
+/// Creates the events stream if it is missing (every publishing service calls this at start),
+/// with `replicas` copies (3 on a production NATS cluster).
 pub async fn ensure_events_stream(
     js: &jetstream::Context,
     subjects: &Subjects,
+    replicas: usize,
 ) -> Result<jetstream::stream::Stream, async_nats::Error> {
-    let stream = js
-        .get_or_create_stream(jetstream::stream::Config {
+    ensure_stream(
+        js,
+        jetstream::stream::Config {
             name: subjects.events_stream(),
             subjects: vec![subjects.events_wildcard()],
             storage: jetstream::stream::StorageType::File,
             retention: jetstream::stream::RetentionPolicy::Limits,
             max_age: Duration::from_secs(30 * 24 * 3600),
             duplicate_window: Duration::from_secs(120),
+            num_replicas: replicas,
             ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Creates a stream if it is missing; an existing one keeps its settings except its replica
+/// count, which follows `config` (so raising `CLOKIO_STREAM_REPLICAS` on a grown cluster takes
+/// effect at the next start).
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    config: jetstream::stream::Config,
+) -> Result<jetstream::stream::Stream, async_nats::Error> {
+    let replicas = config.num_replicas;
+    let mut stream = js.get_or_create_stream(config).await?;
+    let current = stream.info().await?.config.clone();
+    if current.num_replicas != replicas {
+        tracing::info!(
+            stream = %current.name,
+            from = current.num_replicas,
+            to = replicas,
+            "changing the stream's replicas"
+        );
+        let name = current.name.clone();
+        js.update_stream(jetstream::stream::Config {
+            num_replicas: replicas,
+            ..current
         })
         .await?;
+        stream = js.get_stream(name).await?;
+    }
     Ok(stream)
 }

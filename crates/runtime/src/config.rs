@@ -36,6 +36,23 @@ where
     }
 }
 
+/// A count that must be at least 1 (pool sizes, concurrency bounds, byte limits).
+pub fn count<T>(var_name: &str, default: T) -> Result<T, ConfigError>
+where
+    T: FromStr + PartialOrd + From<u8> + std::fmt::Display,
+    T::Err: std::fmt::Display,
+{
+    let n = parse(var_name, default)?;
+    if n < T::from(1) {
+        return Err(ConfigError {
+            var: var_name.to_owned(),
+            value: n.to_string(),
+            reason: "must be at least 1".to_owned(),
+        });
+    }
+    Ok(n)
+}
+
 /// A duration in milliseconds.
 pub fn millis(var_name: &str, default_ms: u64) -> Result<Duration, ConfigError> {
     let ms: u64 = parse(var_name, default_ms)?;
@@ -49,7 +66,6 @@ pub fn millis(var_name: &str, default_ms: u64) -> Result<Duration, ConfigError> 
     Ok(Duration::from_millis(ms))
 }
 
-/// A string, or `default`.
 /// The ops port's address (`/healthz`, `/readyz`, `/metrics`): `default` unless set; `off`
 /// disables it.
 pub fn ops_addr(var_name: &str, default: SocketAddr) -> Result<Option<SocketAddr>, ConfigError> {
@@ -80,10 +96,13 @@ pub struct BusConfig {
     pub nats_url: String,
     pub subjects: Subjects,
     pub request_timeout: Duration,
+    /// Copies of each JetStream stream the services create (`CLOKIO_STREAM_REPLICAS`, 1–5).
+    pub stream_replicas: usize,
 }
 
 impl BusConfig {
-    /// `CLOKIO_NATS_URL`, `CLOKIO_SUBJECT_PREFIX`, `CLOKIO_BUS_TIMEOUT_MS`.
+    /// `CLOKIO_NATS_URL`, `CLOKIO_SUBJECT_PREFIX`, `CLOKIO_BUS_TIMEOUT_MS`,
+    /// `CLOKIO_STREAM_REPLICAS`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let prefix = string("CLOKIO_SUBJECT_PREFIX", "clokio");
         let prefix = Prefix::parse(&prefix).map_err(|reason| ConfigError {
@@ -95,6 +114,51 @@ impl BusConfig {
             nats_url: string("CLOKIO_NATS_URL", DEFAULT_NATS_URL),
             subjects: Subjects::new(prefix),
             request_timeout: millis("CLOKIO_BUS_TIMEOUT_MS", 5_000)?,
+            stream_replicas: stream_replicas()?,
         })
     }
+}
+
+/// `CLOKIO_STREAM_REPLICAS`: 1 on a single NATS server, 3 on a production cluster; JetStream
+/// allows at most 5.
+fn stream_replicas() -> Result<usize, ConfigError> {
+    let n: usize = parse("CLOKIO_STREAM_REPLICAS", 1)?;
+    if !(1..=5).contains(&n) {
+        return Err(ConfigError {
+            var: "CLOKIO_STREAM_REPLICAS".to_owned(),
+            value: n.to_string(),
+            reason: "must be 1 to 5".to_owned(),
+        });
+    }
+    Ok(n)
+}
+
+/// For tests of a service binary: runs `bin` with `var=value` and returns what it printed to
+/// stderr when it refused to start (exit status 2), or `None` when it did anything else.
+pub fn refusal(bin: &str, var: &str, value: &str) -> Option<String> {
+    let mut child = std::process::Command::new(bin)
+        .env(var, value)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    // A binary that accepted the value goes on to connect and serve: give it a moment, then stop it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut()?, &mut stderr).ok()?;
+    (status.code() == Some(2)).then_some(stderr)
 }

@@ -67,6 +67,7 @@ impl Stack {
             nats_url: url,
             subjects: Subjects::new(random_prefix()),
             request_timeout: timeout,
+            stream_replicas: 1,
         };
         let nats = async_nats::connect(&bus_config.nats_url)
             .await

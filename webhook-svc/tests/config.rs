@@ -1,0 +1,22 @@
+//! Every setting is checked at start: a bad value stops the binary with exit status 2 and an
+//! error that names the variable.
+
+#[test]
+fn a_bad_setting_stops_the_start_and_names_the_variable() {
+    for (var, value) in [
+        ("CLOKIO_WEBHOOK_WORKERS", "0"),
+        ("CLOKIO_WEBHOOK_TIMEOUT_MS", "soon"),
+        ("CLOKIO_WEBHOOK_RETRY_SCHEDULE", "5s,banana"),
+        ("CLOKIO_WEBHOOK_ALLOW_CIDRS", "10.0.0.0/33"),
+        ("CLOKIO_WEBHOOK_ALLOW_HTTP", "maybe"),
+        ("CLOKIO_WEBHOOK_OPS_ADDR", "x"),
+        ("CLOKIO_STREAM_REPLICAS", "7"),
+        ("CLOKIO_BUS_TIMEOUT_MS", "0"),
+        ("CLOKIO_SUBJECT_PREFIX", "bad prefix"),
+    ] {
+        let stderr =
+            clokio_runtime::config::refusal(env!("CARGO_BIN_EXE_clokio-webhook-svc"), var, value)
+                .unwrap_or_else(|| panic!("{var}={value} was not refused"));
+        assert!(stderr.contains(var), "{var}={value}: {stderr}");
+    }
+}
