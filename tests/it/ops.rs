@@ -11,10 +11,7 @@ use clokio_testkit::{Stack, json};
 async fn a_service_serves_health_readiness_and_metrics() {
     let mut stack = Stack::empty().await;
     stack.start_employee_svc().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut config = stack.attendance_config();
     config.ops_addr = Some(SocketAddr::from(([127, 0, 0, 1], port)));
     let service = tokio::spawn(clokio_attendance_svc::run(config, std::future::pending()));
@@ -48,22 +45,64 @@ async fn a_service_serves_health_readiness_and_metrics() {
         ready.json::<serde_json::Value>().await.unwrap(),
         json!({"nats": "ok", "postgres": "ok"})
     );
-    let metrics = client
-        .get(format!("{ops}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for series in [
-        "clokio_bus_requests_total{operation=\"clock_in\",outcome=\"ok\"}",
-        "clokio_bus_requests_total{operation=\"clock_in\",outcome=\"refused\"}",
-        "clokio_bus_request_duration_seconds_bucket{operation=\"clock_in\"",
-    ] {
-        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
-    }
+    scrape_until(
+        &format!("{ops}/metrics"),
+        &[
+            "clokio_bus_requests_total{operation=\"clock_in\",outcome=\"ok\"}",
+            "clokio_bus_requests_total{operation=\"clock_in\",outcome=\"refused\"}",
+            "clokio_bus_request_duration_seconds_bucket{operation=\"clock_in\"",
+            "clokio_db_pool_connections{state=\"in_use\"}",
+            "clokio_db_pool_connections{state=\"idle\"}",
+            "clokio_db_pool_max_connections ",
+            // The clock-in's event has left (only this stack's prefix is counted).
+            "clokio_outbox_pending_rows 0\n",
+            "clokio_outbox_oldest_seconds 0\n",
+        ],
+    )
+    .await;
     service.abort();
+
+    // webhook-svc's ops port reads its two JetStream consumers.
+    let port = free_port();
+    let mut config = stack.webhook_config();
+    config.ops_addr = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+    let webhooks = tokio::spawn(clokio_webhook_svc::run(config, std::future::pending()));
+    stack.wait_for_replicas(ServiceName::Webhook, 1).await;
+    let mut series = Vec::new();
+    for consumer in ["webhook-intake", "webhook-workers"] {
+        for gauge in ["pending", "ack_pending", "redelivered"] {
+            series.push(format!(
+                "clokio_jetstream_consumer_{gauge}{{consumer=\"{consumer}\"}} 0\n"
+            ));
+        }
+    }
+    let series: Vec<&str> = series.iter().map(String::as_str).collect();
+    scrape_until(&format!("http://127.0.0.1:{port}/metrics"), &series).await;
+    webhooks.abort();
+}
+
+/// Scrapes `url` until every one of `series` is in the text; panics with the last text after 5 s.
+async fn scrape_until(url: &str, series: &[&str]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+        let missing: Vec<&&str> = series.iter().filter(|s| !text.contains(**s)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{missing:?} missing:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
 }
 
 /// One replica of a service in a rolling restart, stopped by its own signal.
@@ -180,4 +219,66 @@ async fn a_rolling_restart_under_load_fails_no_request() {
     assert!(sent > 200, "load ran: {sent} requests");
     assert_eq!(failed, 0, "{failed} of {sent} requests failed");
     futures::future::join_all(employees.into_iter().chain(attendance).map(Replica::stop)).await;
+}
+
+/// Replicas of two services starting at once on an empty database: sqlx's migrator lock lets one
+/// of each apply the migrations, the others wait and find them applied, and every replica comes
+/// up.
+#[tokio::test]
+async fn replicas_starting_together_migrate_once() {
+    use sqlx::Connection;
+
+    let name = format!("clokio_migrate_{}", uuid::Uuid::new_v4().simple());
+    let admin_url = clokio_testkit::database_url();
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+
+    let stack = Stack::empty().await;
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let mut employee = stack.employee_config();
+        employee.database_url = url.clone();
+        let mut attendance = stack.attendance_config();
+        attendance.database_url = url.clone();
+        replicas.push(tokio::spawn(clokio_employee_svc::run(
+            employee,
+            std::future::pending(),
+        )));
+        replicas.push(tokio::spawn(clokio_attendance_svc::run(
+            attendance,
+            std::future::pending(),
+        )));
+    }
+    stack.wait_for_replicas(ServiceName::Employee, 3).await;
+    stack.wait_for_replicas(ServiceName::Attendance, 3).await;
+    for replica in &replicas {
+        assert!(!replica.is_finished(), "a replica failed to start");
+    }
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    for (schema, files) in [
+        ("employee", std::fs::read_dir("../employee-svc/migrations")),
+        ("attendance", std::fs::read_dir("../attendance-svc/migrations")),
+    ] {
+        let files = files.unwrap().count() as i64;
+        let (applied, failed): (i64, i64) = sqlx::query_as(&format!(
+            "SELECT count(*), count(*) FILTER (WHERE NOT success) FROM {schema}._sqlx_migrations"
+        ))
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        assert_eq!((applied, failed), (files, 0), "{schema}");
+    }
+    for replica in replicas {
+        replica.abort();
+    }
+    drop(db);
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 }

@@ -141,7 +141,17 @@ pub async fn run(
     let (intake, workers) = deliver::setup(&state).await?;
     let readiness = clokio_runtime::ops::Readiness::new()
         .nats(nats.clone())
-        .postgres(pool.clone());
+        .postgres(pool.clone())
+        .consumer(
+            state.js.clone(),
+            state.subjects.events_stream(),
+            deliver::INTAKE,
+        )
+        .consumer(
+            state.js.clone(),
+            state.subjects.webhook_queue().0,
+            deliver::WORKERS,
+        );
     let ops_addr = config.ops_addr;
     let tasks = [
         tokio::spawn(async move { directory.run_sync().await }),

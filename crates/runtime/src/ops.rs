@@ -1,6 +1,9 @@
 //! The small HTTP port every service serves for operators: `/healthz` (the process is up),
 //! `/readyz` (its NATS connection, database and, where it has one, Redis answer) and `/metrics`
 //! (Prometheus text). It carries no API and needs no key; keep it off the public network.
+//!
+//! Some metrics are read when scraped rather than counted as things happen: the database pool's
+//! connections, the outbox's backlog, and JetStream consumers' pending and redelivered messages.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,9 +19,15 @@ use futures::future::BoxFuture;
 /// One dependency's check: its name and whether it answers now.
 pub type Check = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
 
-/// The checks of a service's readiness.
+/// Sets gauges from a reading taken at scrape time.
+pub type Sample = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// The checks of a service's readiness, and the readings its `/metrics` takes.
 #[derive(Clone, Default)]
-pub struct Readiness(Vec<(&'static str, Check)>);
+pub struct Readiness {
+    checks: Vec<(&'static str, Check)>,
+    samples: Vec<Sample>,
+}
 
 impl Readiness {
     pub fn new() -> Self {
@@ -27,7 +36,7 @@ impl Readiness {
 
     /// Ready only while the client is connected.
     pub fn nats(mut self, client: async_nats::Client) -> Self {
-        self.0.push((
+        self.checks.push((
             "nats",
             Arc::new(move || {
                 let connected =
@@ -38,9 +47,21 @@ impl Readiness {
         self
     }
 
-    /// Ready while `SELECT 1` answers within a second.
+    /// Ready while `SELECT 1` answers within a second; `/metrics` reads the pool's connections
+    /// (`clokio_db_pool_connections{state="in_use"|"idle"}`, `clokio_db_pool_max_connections`).
     pub fn postgres(mut self, pool: sqlx::PgPool) -> Self {
-        self.0.push((
+        let sampled = pool.clone();
+        self.samples.push(Arc::new(move || {
+            let pool = sampled.clone();
+            Box::pin(async move {
+                let (size, idle) = (pool.size() as f64, pool.num_idle() as f64);
+                metrics::gauge!("clokio_db_pool_connections", "state" => "in_use").set(size - idle);
+                metrics::gauge!("clokio_db_pool_connections", "state" => "idle").set(idle);
+                metrics::gauge!("clokio_db_pool_max_connections")
+                    .set(pool.options().get_max_connections() as f64);
+            })
+        }));
+        self.checks.push((
             "postgres",
             Arc::new(move || {
                 let pool = pool.clone();
@@ -58,13 +79,70 @@ impl Readiness {
 
     /// Ready while Redis answers a PING.
     pub fn redis(mut self, redis: Arc<crate::redis::LazyRedis>) -> Self {
-        self.0.push((
+        self.checks.push((
             "redis",
             Arc::new(move || {
                 let redis = redis.clone();
                 Box::pin(async move { redis.ping().await })
             }),
         ));
+        self
+    }
+
+    /// `/metrics` reads the outbox's backlog: `clokio_outbox_pending_rows` and
+    /// `clokio_outbox_oldest_seconds` (how long the oldest unpublished event has waited; the
+    /// relay's lag), of the rows under this subject prefix.
+    pub fn outbox(mut self, pool: sqlx::PgPool, prefix: String) -> Self {
+        self.samples.push(Arc::new(move || {
+            let (pool, prefix) = (pool.clone(), prefix.clone());
+            Box::pin(async move {
+                let read = sqlx::query_as::<_, (i64, f64)>(
+                    "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 \
+                     FROM outbox WHERE starts_with(subject, $1 || '.')",
+                )
+                .bind(&prefix)
+                .fetch_one(&pool);
+                if let Ok(Ok((rows, oldest))) = tokio::time::timeout(Duration::from_secs(1), read).await
+                {
+                    metrics::gauge!("clokio_outbox_pending_rows").set(rows as f64);
+                    metrics::gauge!("clokio_outbox_oldest_seconds").set(oldest);
+                }
+            })
+        }));
+        self
+    }
+
+    /// `/metrics` reads a JetStream consumer: `clokio_jetstream_consumer_pending` (messages not
+    /// yet delivered), `clokio_jetstream_consumer_ack_pending` (delivered, not yet acknowledged:
+    /// in progress or waiting for a retry) and `clokio_jetstream_consumer_redelivered`, each
+    /// labelled with the consumer.
+    pub fn consumer(
+        mut self,
+        js: async_nats::jetstream::Context,
+        stream: String,
+        consumer: &'static str,
+    ) -> Self {
+        self.samples.push(Arc::new(move || {
+            let (js, stream) = (js.clone(), stream.clone());
+            Box::pin(async move {
+                let read = async {
+                    js.get_stream_no_info(&stream)
+                        .await
+                        .ok()?
+                        .consumer_info(consumer)
+                        .await
+                        .ok()
+                };
+                if let Ok(Some(info)) = tokio::time::timeout(Duration::from_secs(1), read).await {
+                    metrics::gauge!("clokio_jetstream_consumer_pending", "consumer" => consumer)
+                        .set(info.num_pending as f64);
+                    metrics::gauge!("clokio_jetstream_consumer_ack_pending", "consumer" => consumer)
+                        .set(info.num_ack_pending as f64);
+                    metrics::gauge!("clokio_jetstream_consumer_redelivered", "consumer" => consumer)
+                        .set(info.num_redelivered as f64);
+                }
+            })
+        }));
         self
     }
 }
@@ -93,7 +171,7 @@ pub async fn serve(addr: SocketAddr, service: &'static str, readiness: Readiness
 async fn ready(State(readiness): State<Arc<Readiness>>) -> Response {
     let mut body = serde_json::Map::new();
     let mut all = true;
-    for (name, check) in &readiness.0 {
+    for (name, check) in &readiness.checks {
         let ok = check().await;
         all &= ok;
         body.insert(
@@ -109,7 +187,8 @@ async fn ready(State(readiness): State<Arc<Readiness>>) -> Response {
     (status, axum::Json(serde_json::Value::Object(body))).into_response()
 }
 
-async fn metrics() -> Response {
+async fn metrics(State(readiness): State<Arc<Readiness>>) -> Response {
+    futures::future::join_all(readiness.samples.iter().map(|sample| sample())).await;
     let mut res = crate::telemetry::metrics_handle().render().into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
