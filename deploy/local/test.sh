@@ -7,6 +7,9 @@ cd "$(dirname "$0")/../.."
 # shellcheck source=deploy/local/lib.sh
 . deploy/local/lib.sh
 
+# The container and Kubernetes manifests first: seconds, and independent of the build.
+bash deploy/k8s/validate.sh
+
 ensure_packages
 ensure_servers
 

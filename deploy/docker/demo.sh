@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Creates a demo organization and API key on a running Clokio stack, then prints them.
+# Runs in the tools image (clokioctl, curl, jq); compose.yaml's `demo` service mounts it:
+#
+#   docker compose -f deploy/docker/compose.yaml run --rm demo
+#
+# Each run creates a new organization ("Demo Company", Pro plan, UTC).
+set -euo pipefail
+
+log() { printf 'demo: %s\n' "$*" >&2; }
+die() {
+	printf 'demo: error: %s\n' "$*" >&2
+	exit 1
+}
+
+gateway=${CLOKIO_GATEWAY_URL:-http://gateway:8080}
+employee_ready=${CLOKIO_EMPLOYEE_READY_URL:-http://employee-svc:9101/readyz}
+
+# wait_ready URL SECONDS: until URL answers 200.
+wait_ready() {
+	local url=$1 deadline=$((SECONDS + $2))
+	until curl -fsS -o /dev/null --max-time 3 "$url" 2>/dev/null; do
+		((SECONDS < deadline)) || return 1
+		sleep 1
+	done
+}
+
+log "waiting for the gateway and employee-svc (first start runs the migrations)"
+wait_ready "$gateway/readyz" 120 || die "$gateway/readyz did not answer 200 within 120 s"
+wait_ready "$employee_ready" 120 || die "$employee_ready did not answer 200 within 120 s"
+
+out=$(clokioctl org create --name "Demo Company" --plan pro --timezone UTC --json) ||
+	die "clokioctl org create failed"
+org_id=$(jq -er '.id' <<<"$out") || die "no id in the output of clokioctl org create: $out"
+log "created organization Demo Company ($org_id)"
+
+out=$(clokioctl key create --org "$org_id" --name "Demo key" --json) ||
+	die "clokioctl key create failed"
+api_key=$(jq -er '.key' <<<"$out") || die "no key in the output of clokioctl key create"
+log "created API key \"Demo key\" (shown only now: store it)"
+
+printf 'CLOKIO_URL=http://localhost:8080\nCLOKIO_ORG_ID=%s\nCLOKIO_API_KEY=%s\n' "$org_id" "$api_key"
+log "try: curl -H \"X-API-Key: \$CLOKIO_API_KEY\" http://localhost:8080/api/v1/employees"
