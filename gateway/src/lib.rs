@@ -201,6 +201,10 @@ pub fn router(app: App) -> Router {
 /// Outermost layer: the request's span (continuing a caller's W3C trace context when it sends
 /// one), request id in and out, the body bound, metrics and the access log.
 async fn request_context(State(app): State<App>, req: Request, next: Next) -> Response {
+    // Probes and scrapes are not traced: they would be most of the traces and say nothing.
+    if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        return in_request_context(app, req, next).await;
+    }
     let span = tracing::info_span!(
         "http request",
         otel.kind = "server",

@@ -87,6 +87,10 @@ pub fn continue_from_values(
     traceparent: Option<&str>,
     tracestate: Option<&str>,
 ) {
+    if traceparent.is_none() {
+        record_trace_id(span);
+        return;
+    }
     let mut headers = HeaderMap::new();
     TraceHeaders {
         traceparent: traceparent.map(str::to_owned),

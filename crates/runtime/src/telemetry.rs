@@ -69,9 +69,10 @@ pub fn init(service: &'static str) -> Telemetry {
             Some(Err(_)) => None,
             None => None,
         };
-        let tracer_provider = tracer_provider(service, exporter);
+        let tracer_provider =
+            (!env_is("OTEL_SDK_DISABLED", "true")).then(|| tracer_provider(service, exporter));
         if install(service, tracer_provider.clone()) {
-            provider = Some(tracer_provider);
+            provider = tracer_provider;
             tracing::info!("logging started");
         }
     });
@@ -84,7 +85,7 @@ pub fn init_with_exporter(service: &'static str, exporter: impl SpanExporter + '
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter)
         .build();
-    install(service, provider)
+    install(service, Some(provider))
 }
 
 fn tracer_provider<E: SpanExporter + 'static>(
@@ -102,17 +103,20 @@ fn tracer_provider<E: SpanExporter + 'static>(
     builder.build()
 }
 
-fn otlp_configured() -> bool {
-    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
-    let is = |name: &str, value: &str| {
-        std::env::var(name).is_ok_and(|v| v.trim().eq_ignore_ascii_case(value))
-    };
-    (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-        && !is("OTEL_TRACES_EXPORTER", "none")
-        && !is("OTEL_SDK_DISABLED", "true")
+fn env_is(name: &str, value: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v.trim().eq_ignore_ascii_case(value))
 }
 
-fn install(service: &'static str, provider: SdkTracerProvider) -> bool {
+fn otlp_configured() -> bool {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+        && !env_is("OTEL_TRACES_EXPORTER", "none")
+        && !env_is("OTEL_SDK_DISABLED", "true")
+}
+
+/// Installs the subscriber: logs, and spans through OpenTelemetry unless `provider` is `None`
+/// (`OTEL_SDK_DISABLED=true`: no trace ids, nothing propagated).
+fn install(service: &'static str, provider: Option<SdkTracerProvider>) -> bool {
     let filter = std::env::var("CLOKIO_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
@@ -120,14 +124,18 @@ fn install(service: &'static str, provider: SdkTracerProvider) -> bool {
     let json = std::env::var("CLOKIO_LOG_FORMAT")
         .map(|v| v != "human")
         .unwrap_or(true);
-    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     // Spans are ours and the libraries' at info and above, whatever the log filter says.
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer("clokio"))
-        .with_location(false)
-        .with_threads(false)
-        .with_filter(LevelFilter::INFO);
-    opentelemetry::global::set_tracer_provider(provider);
+    let otel = provider.map(|provider| {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        let layer = tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("clokio"))
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_filter(LevelFilter::INFO);
+        opentelemetry::global::set_tracer_provider(provider);
+        layer
+    });
     let registry = tracing_subscriber::registry().with(otel);
     let result = if json {
         let format = WithService {
