@@ -198,6 +198,13 @@ pub fn router(app: App) -> Router {
         .with_state(app)
 }
 
+/// The longest request URI (path and query) served; longer ones get 414.
+const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// The most header bytes (names and values) a request may carry; more gets 431. (hyper itself
+/// refuses more than 100 headers, also with 431.)
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
 /// Outermost layer: the request's span (continuing a caller's W3C trace context when it sends
 /// one), request id in and out, the body bound, metrics and the access log.
 async fn request_context(State(app): State<App>, req: Request, next: Next) -> Response {
@@ -264,7 +271,20 @@ async fn in_request_context(app: App, mut req: Request, next: Next) -> Response 
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         .is_some_and(|len| len > body_limit);
-    let mut res = if declared_too_large {
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    let mut res = if req.uri().to_string().len() > MAX_URI_BYTES {
+        ApiError::new(StatusCode::URI_TOO_LONG, "The request URI is too long").into_response()
+    } else if header_bytes > MAX_HEADER_BYTES {
+        ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "The request headers are too large",
+        )
+        .into_response()
+    } else if declared_too_large {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "The request body is too large",

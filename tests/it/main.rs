@@ -11,6 +11,7 @@ mod bus;
 mod employees;
 mod envelope;
 mod isolation;
+mod limits;
 mod locations;
 mod ops;
 mod organization;

@@ -262,7 +262,10 @@ async fn replicas_starting_together_migrate_once() {
     let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
     for (schema, files) in [
         ("employee", std::fs::read_dir("../employee-svc/migrations")),
-        ("attendance", std::fs::read_dir("../attendance-svc/migrations")),
+        (
+            "attendance",
+            std::fs::read_dir("../attendance-svc/migrations"),
+        ),
     ] {
         let files = files.unwrap().count() as i64;
         let (applied, failed): (i64, i64) = sqlx::query_as(&format!(

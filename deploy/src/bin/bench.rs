@@ -11,6 +11,14 @@
 //!   the peak memory of the gateway and reporting-svc before and after.
 //! - `webhook`: clock events with 10 generic webhooks each, delivered to a receiver in this
 //!   process: deliveries per second and the time from each event's 2xx to its delivery's arrival.
+//! - `all`: every scenario above at its standard size (read path; clock at 1,000 employees; daily
+//!   at 10,000 and 20,000; summary at 10,000; webhooks at 1,000 deliveries/s offered) plus each
+//!   service's resident memory idle (before) and its peak (after), written as one markdown table
+//!   to `docs/benchmarks.md` with the machine and the date.
+//!
+//! Orgs of 500 employees or more are seeded straight into employee-svc's table (argon2 hashing
+//! 10,000 passwords through the API would take minutes and measure nothing of interest); the
+//! sessions still go in through the public import API.
 //!
 //! Read path: with the same HTTP client and concurrency in one run it loads `GET /healthz` (the bare HTTP
 //! baseline) and an authenticated `GET /api/v1/employees` (API key auth, the Redis limiter script,
@@ -29,7 +37,7 @@ use clokio_bus::ops::{KeyCreate, KeyCreateOp, OrgCreate, OrgCreateOp};
 use clokio_bus::types::{Plan, Timezone};
 use clokio_runtime::config::BusConfig;
 
-#[derive(Parser)]
+#[derive(Parser, Clone)]
 #[command(
     name = "clokio-bench",
     about = "Benchmark the gateway read path against /healthz"
@@ -56,7 +64,7 @@ struct Args {
     /// Count any HTTP answer as a success (to profile paths that end in a 4xx on purpose).
     #[arg(long)]
     any_status: bool,
-    /// `read`, `clock` or `daily`.
+    /// `read`, `clock`, `daily`, `summary`, `webhook` or `all`.
     #[arg(long, default_value = "read")]
     scenario: String,
 }
@@ -110,14 +118,166 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .timeout(Duration::from_secs(10))
         .build()?;
     match args.scenario.as_str() {
-        "read" => {}
-        "clock" => return clock_bench(&args, &client).await,
-        "daily" => return daily_bench(&args, &client).await,
-        "summary" => return summary_bench(&args, &client).await,
-        "webhook" => return webhook_bench(&args, &client).await,
-        other => return Err(format!("unknown scenario {other} (read, clock or daily)").into()),
+        "read" => read_bench(&args, &client).await,
+        "clock" => clock_bench(&args, &client).await,
+        "daily" => daily_bench(&args, &client).await,
+        "summary" => summary_bench(&args, &client).await,
+        "webhook" => webhook_bench(&args, &client).await,
+        "all" => all(&args, &client).await,
+        other => Err(format!(
+            "unknown scenario {other} (read, clock, daily, summary, webhook, all)"
+        )
+        .into()),
     }
-    let key = setup(&args, &client).await?;
+}
+
+/// One line of the `all` table.
+struct Row {
+    bench: String,
+    result: String,
+    baseline: String,
+    ratio: String,
+    target: String,
+    met: Option<bool>,
+}
+
+/// What each scenario adds to the `all` table.
+static REPORT: std::sync::Mutex<Vec<Row>> = std::sync::Mutex::new(Vec::new());
+
+fn report(
+    bench: String,
+    result: String,
+    baseline: String,
+    ratio: String,
+    target: &str,
+    met: Option<bool>,
+) {
+    REPORT.lock().unwrap().push(Row {
+        bench,
+        result,
+        baseline,
+        ratio,
+        target: target.to_owned(),
+        met,
+    });
+}
+
+const SERVICES: [&str; 5] = [
+    "gateway",
+    "employee-svc",
+    "attendance-svc",
+    "webhook-svc",
+    "reporting-svc",
+];
+
+/// Every scenario at its standard size, then `docs/benchmarks.md`.
+async fn all(args: &Args, client: &reqwest::Client) -> Result<(), Box<dyn std::error::Error>> {
+    let idle: Vec<(&str, Memory)> = SERVICES.iter().map(|s| (*s, memory_kib(s))).collect();
+    for (service, m) in &idle {
+        if let Some((_, rss)) = m {
+            let mib = *rss as f64 / 1024.0;
+            report(
+                format!("idle RSS, {service}"),
+                format!("{mib:.1} MiB"),
+                String::new(),
+                String::new(),
+                "≤ 30 MiB",
+                Some(mib <= 30.0),
+            );
+        }
+    }
+    let with = |employees: usize, concurrency: usize, rate: u64| Args {
+        employees,
+        concurrency,
+        rate,
+        ..args.clone()
+    };
+    read_bench(&with(50, 32, 1000), client).await?;
+    clock_bench(&with(1000, 64, 1000), client).await?;
+    daily_bench(&with(10_000, 32, 1000), client).await?;
+    daily_bench(&with(20_000, 32, 1000), client).await?;
+    summary_bench(&with(10_000, 32, 1000), client).await?;
+    webhook_bench(&with(1000, 64, 100), client).await?;
+    for service in SERVICES {
+        if let Some((peak, _)) = memory_kib(service) {
+            report(
+                format!("peak RSS after the runs, {service}"),
+                format!("{:.1} MiB", peak as f64 / 1024.0),
+                String::new(),
+                String::new(),
+                "",
+                None,
+            );
+        }
+    }
+    let machine = machine();
+    let mut md = String::from(
+        "# Benchmarks\n\nWritten by `deploy/local/bench.sh --scenario all` (release builds started by \
+         `deploy/local/up.sh`, load generated on the same machine). Ratios compare with a baseline \
+         measured in the same run, which is what to compare across machines; absolute numbers \
+         depend on the machine.\n\n",
+    );
+    md.push_str(&format!("{machine}\n\n"));
+    md.push_str("| benchmark | result | baseline (same run) | ratio | target | met |\n");
+    md.push_str("|---|---|---|---|---|---|\n");
+    for r in REPORT.lock().unwrap().iter() {
+        let met = match r.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "",
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {met} |\n",
+            r.bench, r.result, r.baseline, r.ratio, r.target
+        ));
+    }
+    std::fs::create_dir_all("docs")?;
+    std::fs::write("docs/benchmarks.md", &md)?;
+    println!("\n{md}");
+    eprintln!("written to docs/benchmarks.md");
+    Ok(())
+}
+
+/// The machine and the date, for the report.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map_or("unknown CPU".to_owned(), |m| m.trim().to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kib| kib / 1048576.0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let date = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!(
+        "Machine: {cores} cores ({model}), {mem_gib:.0} GiB, Linux {}; PostgreSQL, Redis and NATS on \
+         the same machine. Run: {date}.",
+        kernel.trim()
+    )
+}
+
+/// The gateway's read path against `/healthz` (module docs).
+async fn read_bench(
+    args: &Args,
+    client: &reqwest::Client,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let key = setup(args, client).await?;
     let healthz = format!("{}/healthz", args.url);
     let employees = format!("{}{}", args.url, args.path);
     let seconds = Duration::from_secs(args.seconds);
@@ -125,7 +285,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("warming up…");
     closed_loop(
         "warm-up",
-        &client,
+        client,
         &employees,
         Some(&key),
         args.concurrency,
@@ -134,7 +294,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await;
     closed_loop(
         "warm-up",
-        &client,
+        client,
         &healthz,
         None,
         args.concurrency,
@@ -144,7 +304,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let health = closed_loop(
         "GET /healthz",
-        &client,
+        client,
         &healthz,
         None,
         args.concurrency,
@@ -153,7 +313,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await;
     let read = closed_loop(
         "GET /api/v1/employees (50)",
-        &client,
+        client,
         &employees,
         Some(&key),
         args.concurrency,
@@ -161,18 +321,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await;
     let (fixed, fixed_from_send) =
-        fixed_rate(&client, &employees, &args.path, &key, args.rate, seconds).await;
+        fixed_rate(client, &employees, &args.path, &key, args.rate, seconds).await;
 
     println!(
         "\nGateway read path, {} connections, {} s per phase\n",
         args.concurrency, args.seconds
     );
     table(&[&health, &read, &fixed, &fixed_from_send]);
+    let ratio = read.throughput() / health.throughput();
     println!(
         "\nread/healthz throughput ratio: {:.3} (target ≥ 0.35); p99 at {} req/s: {:.2} ms (target ≤ 5 ms)",
-        read.throughput() / health.throughput(),
+        ratio,
         args.rate,
         fixed.percentile(0.99)
+    );
+    report(
+        format!(
+            "read path: `GET {}`, {} connections",
+            args.path, args.concurrency
+        ),
+        format!("{:.0} req/s", read.throughput()),
+        format!("`/healthz` {:.0} req/s", health.throughput()),
+        format!("{ratio:.3}"),
+        "≥ 0.35",
+        Some(ratio >= 0.35),
+    );
+    report(
+        format!("read path p99 at {} req/s offered", args.rate),
+        format!("{:.2} ms", fixed.percentile(0.99)),
+        String::new(),
+        String::new(),
+        "≤ 5 ms",
+        Some(fixed.percentile(0.99) <= 5.0),
     );
     Ok(())
 }
@@ -219,6 +399,10 @@ async fn setup(
     if res.status() != 201 {
         return Err(format!("creating the location failed: {}", res.text().await?).into());
     }
+    if args.employees >= SEED_IN_SQL_FROM {
+        seed(org.id, args.employees).await?;
+        return Ok(key);
+    }
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let workers = (0..args.concurrency.clamp(1, 16)).map(|_| {
         let (client, url, key, next, n) = (
@@ -262,6 +446,29 @@ async fn setup(
         w?;
     }
     Ok(key)
+}
+
+/// Orgs this large get their employees straight into employee-svc's table.
+const SEED_IN_SQL_FROM: usize = 500;
+
+/// `n` employees `B00000`… of `org` at its one location, as the API would create them but
+/// without a password (nobody logs in as them).
+async fn seed(org: clokio_bus::ids::OrgId, n: usize) -> Result<(), Box<dyn std::error::Error>> {
+    use sqlx::Connection;
+    let url = clokio_runtime::config::database_url("CLOKIO_EMPLOYEE_DATABASE_URL");
+    let mut db = sqlx::PgConnection::connect(&url).await?;
+    sqlx::query(
+        "INSERT INTO employee.employees \
+           (org_id, employee_code, name, email, department, location_id, password_hash, hire_date) \
+         SELECT $1, 'B' || lpad(i::text, 5, '0'), 'Bench Employee ' || i, 'bench' || i || '@example.com', \
+           'Benchmarks', (SELECT min(id) FROM employee.locations WHERE org_id = $1), '!', '2025-01-01' \
+         FROM generate_series(0, $2 - 1) AS i",
+    )
+    .bind(org.as_uuid())
+    .bind(n as i32)
+    .execute(&mut db)
+    .await?;
+    Ok(())
 }
 
 fn chrono_free_stamp() -> u128 {
@@ -492,6 +699,21 @@ async fn clock_bench(
         clock.throughput(),
         clock.throughput() / health.throughput()
     );
+    report(
+        format!(
+            "clock-in/out, {} employees, {concurrency} connections",
+            args.employees
+        ),
+        format!(
+            "{:.0} events/s (p50 {:.1} ms)",
+            clock.throughput(),
+            clock.percentile(0.5)
+        ),
+        format!("`/healthz` {:.0} req/s", health.throughput()),
+        format!("{:.3}", clock.throughput() / health.throughput()),
+        "≥ 1,500 events/s",
+        Some(clock.throughput() >= 1500.0),
+    );
     Ok(())
 }
 
@@ -589,6 +811,18 @@ async fn daily_bench(
         "\nfull report p50: {:.1} ms (target ≤ 150 ms at 10,000); full/empty p50 ratio: {:.1}",
         full.percentile(0.5),
         full.percentile(0.5) / empty.percentile(0.5)
+    );
+    report(
+        format!("daily report, {} records", args.employees),
+        format!("p50 {:.1} ms", full.percentile(0.5)),
+        format!("empty date p50 {:.1} ms", empty.percentile(0.5)),
+        format!("{:.1}", full.percentile(0.5) / empty.percentile(0.5)),
+        if args.employees <= 10_000 {
+            "≤ 150 ms"
+        } else {
+            ""
+        },
+        (args.employees <= 10_000).then_some(full.percentile(0.5) <= 150.0),
     );
     Ok(())
 }
@@ -802,6 +1036,22 @@ async fn summary_bench(
             f(m.1)
         );
     };
+    report(
+        format!("monthly summary JSON, {n} × 22 days"),
+        format!("p50 {:.1} ms", full.percentile(0.5)),
+        format!("empty month p50 {:.1} ms", empty.percentile(0.5)),
+        format!("{:.1}", full.percentile(0.5) / empty.percentile(0.5)),
+        "≤ 300 ms",
+        Some(full.percentile(0.5) <= 300.0),
+    );
+    report(
+        format!("monthly summary CSV, {n} × 22 days"),
+        format!("p50 {:.1} ms", csv.percentile(0.5)),
+        format!("JSON p50 {:.1} ms", full.percentile(0.5)),
+        format!("{:.2}", csv.percentile(0.5) / full.percentile(0.5)),
+        "",
+        None,
+    );
     println!("\nMemory (from /proc, processes started by up.sh):");
     show("before", before);
     show("after the CSV runs", after_csv);
@@ -982,6 +1232,33 @@ async fn webhook_bench(
         drain.throughput(),
         events_sent.as_secs_f64(),
         drain.errors
+    );
+    report(
+        format!(
+            "webhook event → delivery, {} deliveries/s offered",
+            rate as usize * HOOKS
+        ),
+        format!(
+            "p50 {:.1} ms, p99 {:.1} ms",
+            latency.percentile(0.5),
+            latency.percentile(0.99)
+        ),
+        String::new(),
+        String::new(),
+        "p50 ≤ 50 ms",
+        Some(latency.percentile(0.5) <= 50.0),
+    );
+    report(
+        format!("webhook deliveries, burst of {burst_events} events × {HOOKS}"),
+        format!(
+            "{:.0} deliveries/s, {} missing",
+            drain.throughput(),
+            drain.errors
+        ),
+        String::new(),
+        String::new(),
+        "≥ 3,000/s",
+        Some(drain.throughput() >= 3000.0 && drain.errors == 0),
     );
     Ok(())
 }
