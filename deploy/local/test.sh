@@ -21,4 +21,9 @@ else
 	runner=(cargo test --workspace --locked --no-fail-fast)
 fi
 log "running: ${runner[*]} $*"
-exec "${runner[@]}" "$@"
+mkdir -p "$STATE_DIR"
+status=0
+"${runner[@]}" "$@" 2>&1 | tee "$STATE_DIR/test-run.log" || status=$?
+# Nothing the run wrote (the database, the services' logs, its own output) holds a plaintext key.
+bash deploy/local/scan-secrets.sh "$STATE_DIR/test-run.log" || status=1
+exit "$status"

@@ -18,6 +18,15 @@ cd "$(dirname "$0")/../.."
 # Development only: webhooks may target this machine (loopback) over plain http.
 : "${CLOKIO_WEBHOOK_ALLOW_CIDRS:=127.0.0.0/8,::1/128}"
 : "${CLOKIO_WEBHOOK_ALLOW_HTTP:=true}"
+# The key that seals webhook signing secrets in the database: made once, kept in .clokio.
+if [[ -z ${CLOKIO_WEBHOOK_SECRET_KEY:-} ]]; then
+	key_file="$STATE_DIR/webhook-secret-key"
+	if [[ ! -s $key_file ]]; then
+		mkdir -p "$STATE_DIR"
+		(umask 077 && head -c 32 /dev/urandom | base64 >"$key_file")
+	fi
+	CLOKIO_WEBHOOK_SECRET_KEY=$(<"$key_file")
+fi
 # Each service's ops port (/healthz, /readyz, /metrics), on loopback only.
 : "${CLOKIO_EMPLOYEE_OPS_ADDR:=127.0.0.1:9101}"
 : "${CLOKIO_ATTENDANCE_OPS_ADDR:=127.0.0.1:9102}"

@@ -251,6 +251,26 @@ async fn a_clock_in_reaches_a_generic_endpoint_signed() {
             .verify(&req.body, &req.headers)
             .expect("both secrets verify during the overlap");
     }
+    // At rest both secrets are sealed: a dump of the table shows neither.
+    let (current, previous): (String, Option<String>) = sqlx::query_as(
+        "SELECT secret, previous_secret FROM webhook.subscriptions WHERE id = $1::uuid",
+    )
+    .bind(created["id"].as_str().unwrap())
+    .fetch_one(&clokio_testkit::db().await)
+    .await
+    .unwrap();
+    let previous = previous.expect("the previous secret is kept for the overlap");
+    for (stored, plain) in [
+        (&current, rotated.data()["secret"].as_str().unwrap()),
+        (&previous, secret),
+    ] {
+        assert!(stored.starts_with("sealed1:"), "{stored}");
+        let key = plain.trim_start_matches("whsec_");
+        assert!(
+            !stored.contains(key),
+            "the plaintext secret is in the table"
+        );
+    }
 }
 
 #[tokio::test]

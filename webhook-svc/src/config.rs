@@ -31,6 +31,10 @@ pub struct Config {
     pub retention_days: u32,
     /// `CLOKIO_WEBHOOK_ALLOW_HTTP`: plain http targets (development only; default false).
     pub allow_http: bool,
+    /// `CLOKIO_WEBHOOK_SECRET_KEY`: 32 random bytes, base64 (`openssl rand -base64 32`), that
+    /// seal the signing secrets in the database. Required; keep it in a secret store, and keep it:
+    /// without it the stored secrets cannot be opened.
+    pub secret_key: [u8; 32],
     /// `CLOKIO_WEBHOOK_ALLOW_CIDRS`: comma-separated networks allowed despite the SSRF guard
     /// (development only, e.g. `127.0.0.0/8`; default none).
     pub allow_cidrs: Vec<ipnet::IpNet>,
@@ -75,6 +79,8 @@ impl Config {
             retention_days: config::count("CLOKIO_WEBHOOK_LOG_RETENTION_DAYS", 30)?,
             allow_http: config::parse("CLOKIO_WEBHOOK_ALLOW_HTTP", false)?,
             allow_cidrs,
+            // Last, so that a start without it still reports any other bad setting first.
+            secret_key: secret_key()?,
         })
     }
 }
@@ -101,6 +107,23 @@ pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
         return Err("must list 1 to 50 delays".to_owned());
     }
     Ok(delays)
+}
+
+/// `CLOKIO_WEBHOOK_SECRET_KEY`: base64 of exactly 32 bytes.
+fn secret_key() -> Result<[u8; 32], ConfigError> {
+    use base64::Engine as _;
+    let var = "CLOKIO_WEBHOOK_SECRET_KEY";
+    let refuse = |value: String| ConfigError {
+        var: var.to_owned(),
+        value,
+        reason: "must be 32 random bytes in base64 (openssl rand -base64 32)".to_owned(),
+    };
+    let raw = config::var(var).ok_or_else(|| refuse(String::new()))?;
+    base64::engine::general_purpose::STANDARD
+        .decode(raw.trim())
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| refuse("(not shown)".to_owned()))
 }
 
 #[cfg(test)]

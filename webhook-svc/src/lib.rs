@@ -8,6 +8,7 @@ pub mod deliver;
 pub mod guard;
 mod log;
 pub mod render;
+mod seal;
 mod subs;
 
 use std::future::Future;
@@ -88,6 +89,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    seal::install(&config.secret_key);
     let nats = clokio_runtime::connect_nats(&config.bus.nats_url, "webhook-svc").await?;
     let pool = clokio_runtime::db::connect(
         &config.database_url,
@@ -97,6 +99,7 @@ pub async fn run(
     )
     .await?;
     sqlx::migrate!("./migrations").run(&pool).await?;
+    seal::seal_stored(&pool).await?;
     let policy = Arc::new(guard::Policy {
         allow_http: config.allow_http,
         allow: config.allow_cidrs.clone(),

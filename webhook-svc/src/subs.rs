@@ -11,6 +11,7 @@ use clokio_bus::ops::{
 use uuid::Uuid;
 
 use crate::render::{check_template, hint, new_secret};
+use crate::seal::Secret;
 use crate::{State, db};
 
 /// The most subscriptions one org may have.
@@ -28,8 +29,8 @@ pub struct SubRow {
     pub filters: sqlx::types::Json<Filters>,
     pub template: Option<String>,
     pub active: bool,
-    pub secret: String,
-    pub previous_secret: Option<String>,
+    pub secret: Secret,
+    pub previous_secret: Option<Secret>,
     pub previous_until: Option<DateTime<Utc>>,
     pub disabled_reason: Option<String>,
     pub failing_since: Option<DateTime<Utc>>,
@@ -60,7 +61,7 @@ impl SubRow {
         if let (Some(prev), Some(until)) = (&self.previous_secret, self.previous_until)
             && now < until
         {
-            secrets.push(prev);
+            secrets.push(prev.as_str());
         }
         secrets
     }
@@ -74,7 +75,7 @@ impl SubRow {
             filters: self.filters.0.clone(),
             template: self.template.clone(),
             active: self.active,
-            secret_hint: hint(&self.secret),
+            secret_hint: hint(self.secret.as_str()),
             disabled_reason: self.disabled_reason.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -166,7 +167,7 @@ pub async fn create(state: &State, req: WebhookWrite) -> Result<CreatedWebhook, 
     .bind(sqlx::types::Json(f.filters.unwrap_or_default()))
     .bind(f.template)
     .bind(f.active.unwrap_or(true))
-    .bind(&secret)
+    .bind(Secret::new(secret.clone()))
     .fetch_one(&state.pool)
     .await
     .map_err(db::err)?;
@@ -263,7 +264,7 @@ pub async fn rotate(state: &State, r: WebhookRef) -> Result<CreatedWebhook, BusE
     ))
     .bind(r.org_id.as_uuid())
     .bind(r.id)
-    .bind(&secret)
+    .bind(Secret::new(secret.clone()))
     .bind(Utc::now() + ROTATION_OVERLAP)
     .fetch_optional(&state.pool)
     .await

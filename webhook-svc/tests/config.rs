@@ -10,6 +10,7 @@ fn a_bad_setting_stops_the_start_and_names_the_variable() {
         ("CLOKIO_WEBHOOK_ALLOW_CIDRS", "10.0.0.0/33"),
         ("CLOKIO_WEBHOOK_ALLOW_HTTP", "maybe"),
         ("CLOKIO_WEBHOOK_OPS_ADDR", "x"),
+        ("CLOKIO_WEBHOOK_SECRET_KEY", "c2hvcnQ="),
         ("CLOKIO_STREAM_REPLICAS", "7"),
         ("CLOKIO_BUS_TIMEOUT_MS", "0"),
         ("CLOKIO_SUBJECT_PREFIX", "bad prefix"),

@@ -180,6 +180,7 @@ impl Stack {
             max_in_flight: 64,
             ops_addr: None,
             schedule: clokio_webhook_svc::parse_schedule("0s,1s,3s").expect("schedule"),
+            secret_key: [42; 32],
             timeout: Duration::from_secs(5),
             workers: 64,
             per_subscription: 8,
