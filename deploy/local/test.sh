@@ -15,6 +15,16 @@ ensure_servers
 
 export CLOKIO_TEST_DATABASE_URL CLOKIO_NATS_URL CLOKIO_REDIS_URL
 
+# schemathesis (PyPI) for the fuzz test (tests/it/fuzz.rs), in a virtualenv of its own.
+fuzz_venv="$STATE_DIR/tools/fuzz"
+if [[ ! -x $fuzz_venv/bin/schemathesis ]]; then
+	log "installing schemathesis into $fuzz_venv"
+	# (validate.sh above has made sure python3 can create virtualenvs.)
+	python3 -m venv "$fuzz_venv"
+	"$fuzz_venv/bin/pip" install --quiet --disable-pip-version-check 'schemathesis==4.32.5'
+fi
+export CLOKIO_SCHEMATHESIS="$fuzz_venv/bin/schemathesis"
+
 if cargo nextest --version >/dev/null 2>&1; then
 	runner=(cargo nextest run --workspace --locked --no-fail-fast)
 else

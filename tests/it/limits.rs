@@ -100,3 +100,40 @@ async fn each_bound_is_a_clear_4xx() {
     assert_eq!(urls.len(), 100);
     assert!(!urls.iter().any(|u| u.ends_with("/one-more")));
 }
+
+/// Error messages quote what the client sent; a line break in it must not cost the reply (it
+/// travels in a NATS header): the refusal comes back as a 422.
+#[tokio::test]
+async fn line_breaks_in_refused_input_come_back_as_422_at_once() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let receiver = Receiver::start().await;
+    // Before, each of these waited out the bus timeout and came back 504.
+    let res = gw
+        .post(
+            &t.key,
+            "/api/v1/webhooks",
+            &json!({"url": format!("{}/h", receiver.url), "events": ["a\nb"]}),
+        )
+        .await;
+    assert_eq!(res.status, 422, "{}", res.text);
+    assert!(!res.body["message"].as_str().unwrap().contains('\n'));
+    let res = gw
+        .post(
+            &t.key,
+            "/api/v1/webhooks",
+            &json!({"url": format!("{}/h", receiver.url), "events": ["clock-in"], "template": "{x\r\ny}"}),
+        )
+        .await;
+    assert_eq!(res.status, 422, "{}", res.text);
+    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
+        .await;
+    let res = gw
+        .post(
+            &t.key,
+            "/api/v1/attendance/import",
+            &json!({"records": [{"nip": "E-1", "clock_in": "2026-01-05T08:00:00Z", "location": "x\ny"}]}),
+        )
+        .await;
+    assert_eq!(res.status, 422, "{}", res.text);
+}

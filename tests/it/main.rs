@@ -10,6 +10,8 @@ mod auth;
 mod bus;
 mod employees;
 mod envelope;
+mod faults;
+mod fuzz;
 mod isolation;
 mod limits;
 mod locations;

@@ -256,7 +256,7 @@ async fn send(
                 tracing::error!(operation = op, "request failed: internal error");
             }
             let mut headers = async_nats::HeaderMap::new();
-            headers.insert(NATS_SERVICE_ERROR, err.message.as_str());
+            headers.insert(NATS_SERVICE_ERROR, header_safe(&err.message).as_str());
             headers.insert(
                 NATS_SERVICE_ERROR_CODE,
                 err.code.status().to_string().as_str(),
@@ -269,6 +269,16 @@ async fn send(
     if let Err(err) = sent {
         tracing::warn!(operation = op, %err, "could not send reply");
     }
+}
+
+/// `message` fit for a NATS header value: messages quote what clients sent, and a CR or LF in a
+/// header would make the reply unsendable (the client would wait out its timeout), so control
+/// characters become spaces.
+pub fn header_safe(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Requests delivered to this replica: the total, which the drain's UNSUB counts on, and the

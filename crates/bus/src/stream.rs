@@ -65,7 +65,10 @@ impl Sink {
     /// Ends the stream with an error (the requester's result is cut short).
     pub async fn fail(self, err: &BusError) {
         let mut headers = HeaderMap::new();
-        headers.insert(NATS_SERVICE_ERROR, err.message.as_str());
+        headers.insert(
+            NATS_SERVICE_ERROR,
+            crate::server::header_safe(&err.message).as_str(),
+        );
         headers.insert(
             NATS_SERVICE_ERROR_CODE,
             err.code.status().to_string().as_str(),

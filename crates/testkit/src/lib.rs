@@ -220,6 +220,39 @@ impl Stack {
         }
     }
 
+    /// An employee-svc replica on a runtime of its own (see [`Isolated`]).
+    pub fn isolated_employee_svc(&self) -> Isolated {
+        Isolated::run(clokio_employee_svc::run(
+            self.employee_config(),
+            std::future::pending(),
+        ))
+    }
+
+    /// A reporting-svc replica on a runtime of its own (see [`Isolated`]).
+    pub fn isolated_reporting_svc(&self) -> Isolated {
+        let config = clokio_reporting_svc::Config {
+            bus: self.bus_config.clone(),
+            database_url: database_url(),
+            db_max_connections: 4,
+            max_in_flight: 16,
+            ops_addr: None,
+        };
+        Isolated::run(clokio_reporting_svc::run(config, std::future::pending()))
+    }
+
+    /// A gateway on a runtime of its own (see [`Isolated`]), serving on the returned client's URL.
+    pub fn isolated_gateway(&self) -> (Isolated, Gateway) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let config = self.gateway_config();
+        let isolated = Isolated::run(async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            clokio_gateway::run(config, listener, std::future::pending()).await
+        });
+        (isolated, Gateway::new(format!("http://{addr}")))
+    }
+
     /// An attendance-svc replica on a runtime of its own, which [`Isolated::kill`] drops with
     /// every task the service spawned: a crash, as near as one process allows.
     pub fn isolated_attendance_svc(&self) -> Isolated {
@@ -790,6 +823,26 @@ impl Events {
                 .map(|v| v.as_str().to_owned())
                 .unwrap_or_default(),
         }
+    }
+
+    /// The next event (acknowledged), or `None` when none arrives within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<ReceivedEvent> {
+        let msg = tokio::time::timeout(wait, self.0.next())
+            .await
+            .ok()?
+            .expect("consumer open")
+            .expect("event readable");
+        let _ = msg.ack().await;
+        Some(ReceivedEvent {
+            subject: msg.subject.to_string(),
+            body: serde_json::from_slice(&msg.payload).expect("event is JSON"),
+            msg_id: msg
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default(),
+        })
     }
 
     /// True when no further event arrives within `wait`.

@@ -160,7 +160,7 @@ async fn clock<O: Operation<Request = ClockRequest>>(
 
 /// Clock in an employee.
 #[utoipa::path(post, path = "/api/v1/attendance/clock-in", tag = "Attendance", request_body = ClockBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a retry of the same request within 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Replays the first answer for a retry of the same request within 24 h")),
     responses(
         (status = 200, description = "Clocked in", body = Envelope<ClockedIn>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
@@ -192,7 +192,7 @@ pub async fn clock_in(
 
 /// Clock out an employee (a running break ends with it).
 #[utoipa::path(post, path = "/api/v1/attendance/clock-out", tag = "Attendance", request_body = ClockBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a retry of the same request within 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Replays the first answer for a retry of the same request within 24 h")),
     responses(
         (status = 200, description = "Clocked out", body = Envelope<ClockedOut>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
@@ -222,7 +222,7 @@ pub async fn clock_out(
 
 /// Start a break for an employee who is clocked in.
 #[utoipa::path(post, path = "/api/v1/attendance/break-start", tag = "Attendance", request_body = BreakBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a retry of the same request within 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Replays the first answer for a retry of the same request within 24 h")),
     responses(
         (status = 200, description = "Break started", body = Envelope<BreakStarted>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
@@ -252,7 +252,7 @@ pub async fn break_start(
 
 /// End a break for an employee who is on a break.
 #[utoipa::path(post, path = "/api/v1/attendance/break-end", tag = "Attendance", request_body = BreakBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a retry of the same request within 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Replays the first answer for a retry of the same request within 24 h")),
     responses(
         (status = 200, description = "Break ended", body = Envelope<BreakEnded>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
@@ -499,7 +499,7 @@ pub struct ImportBody {
 
 /// Import attendance history, all or nothing. A refusal names the record (`records.3: …`).
 #[utoipa::path(post, path = "/api/v1/attendance/import", tag = "Attendance", request_body = ImportBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a retry of the same request within 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Replays the first answer for a retry of the same request within 24 h")),
     responses(
         (status = 201, description = "Imported", body = Envelope<Imported>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),

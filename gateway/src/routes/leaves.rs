@@ -45,7 +45,7 @@ pub struct LeaveBody {
 
 /// Record leave for an employee (org-local dates, inclusive).
 #[utoipa::path(post, path = "/api/v1/leaves", tag = "Leave", request_body = LeaveBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a retry of the same request within 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Replays the first answer for a retry of the same request within 24 h")),
     responses(
         (status = 201, body = Envelope<Leave>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
@@ -126,10 +126,11 @@ pub async fn list(
 /// Delete a leave.
 #[utoipa::path(delete, path = "/api/v1/leaves/{id}", tag = "Leave",
     params(("id" = i64, Path, description = "The leave id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer for a retry of the same request within 24 h")),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Replays the first answer for a retry of the same request within 24 h")),
     responses(
         (status = 200, description = "The deleted leave", body = Envelope<Leave>),
         (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 422, description = "A malformed or reused Idempotency-Key", body = ErrorEnvelope),
         (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
     security(("api_key" = [])))]
 pub async fn remove(

@@ -1,0 +1,420 @@
+//! Faults under a steady mixed load: clock-in, breaks and clock-out across many employees through
+//! two gateways, daily reads, and a webhook for every attendance event to a capturing receiver.
+//! For each fault (kill -9 of a service replica, or of one of two gateways) the test checks that
+//!
+//! - every write that got a 2xx is in the database, and every write has exactly one event (by
+//!   event id), with no event for a write that was never answered 2xx beyond those left
+//!   ambiguous by a 504;
+//! - every event is delivered to the webhook at least once (distinct `webhook-id`s), and
+//!   reporting-svc's projection ends with the same sessions, open and closed, as attendance-svc;
+//! - clients saw no 5xx other than 503/504, and the load recovers by itself;
+//!
+//! and prints one row of the fault table (`--no-capture` shows it). A kill here is
+//! [`clokio_testkit::Isolated::kill`]: the service's runtime is dropped with every task and
+//! connection, as near to kill -9 as one process allows.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clokio_bus::ServiceName;
+use clokio_bus::types::Plan;
+use clokio_testkit::{Gateway, Receiver, Stack, json};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    Attendance,
+    Webhook,
+    Employee,
+    Reporting,
+    Gateway,
+}
+
+/// One answered (or failed) request of the load.
+struct Sent {
+    action: &'static str,
+    status: u16,
+    attendance_id: Option<i64>,
+    at: Instant,
+}
+
+const WORKERS: usize = 12;
+const ACTIONS: [&str; 4] = ["clock-in", "break-start", "break-end", "clock-out"];
+
+/// The load: each worker takes its own two employees round the day's cycle, one request at a time,
+/// alternating the two gateways, with a daily read between cycles. A state conflict after an
+/// unanswered request (a 504 whose write did happen) moves the worker on to the next step.
+fn start_load(
+    gateways: Vec<Gateway>,
+    key: String,
+    running: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Vec<Sent>>> {
+    (0..WORKERS)
+        .map(|w| {
+            let (gateways, key, running) = (gateways.clone(), key.clone(), running.clone());
+            tokio::spawn(async move {
+                let mut sent = Vec::new();
+                let mut step = [0usize; 2];
+                let mut n = 0usize;
+                while running.load(Ordering::Relaxed) {
+                    let e = n % 2;
+                    let gw = &gateways[n % gateways.len()];
+                    n += 1;
+                    let action = ACTIONS[step[e] % 4];
+                    let res = gw
+                        .client
+                        .post(format!("{}/api/v1/attendance/{action}", gw.url))
+                        .header("X-API-Key", &key)
+                        .json(&json!({"nip": format!("F-{w}-{e}")}))
+                        .send()
+                        .await;
+                    let (status, body) = match res {
+                        Ok(res) => {
+                            let status = res.status().as_u16();
+                            (
+                                status,
+                                res.json::<serde_json::Value>().await.unwrap_or_default(),
+                            )
+                        }
+                        // The connection failed (a gateway gone): not answered at all.
+                        Err(_) => (0, serde_json::Value::Null),
+                    };
+                    let id = body["data"]["attendance_id"].as_i64();
+                    if (200..300).contains(&status) || status == 409 {
+                        step[e] += 1;
+                    }
+                    sent.push(Sent {
+                        action,
+                        status,
+                        attendance_id: id,
+                        at: Instant::now(),
+                    });
+                    if n.is_multiple_of(8) {
+                        let today = chrono::Utc::now().date_naive();
+                        let status = match gw
+                            .client
+                            .get(format!("{}/api/v1/attendance/daily?date={today}", gw.url))
+                            .header("X-API-Key", &key)
+                            .send()
+                            .await
+                        {
+                            Ok(res) => res.status().as_u16(),
+                            Err(_) => 0,
+                        };
+                        sent.push(Sent {
+                            action: "daily",
+                            status,
+                            attendance_id: None,
+                            at: Instant::now(),
+                        });
+                    }
+                }
+                sent
+            })
+        })
+        .collect()
+}
+
+async fn run(fault: Fault) {
+    let mut stack = Stack::empty().await;
+    let mut employee = Some(stack.isolated_employee_svc());
+    stack.wait_for_replicas(ServiceName::Employee, 1).await;
+    let mut attendance = vec![
+        stack.isolated_attendance_svc(),
+        stack.isolated_attendance_svc(),
+    ];
+    let mut webhook = Some(stack.isolated_webhook_svc());
+    let mut reporting = Some(stack.isolated_reporting_svc());
+    stack.wait_for_replicas(ServiceName::Attendance, 2).await;
+    stack.wait_for_replicas(ServiceName::Webhook, 1).await;
+    stack.wait_for_replicas(ServiceName::Reporting, 1).await;
+    let (mut doomed_gateway, gw1) = stack.isolated_gateway();
+    let gw2 = stack.start_gateway().await;
+    wait_healthy(&gw1).await;
+    let t = stack.tenant(&gw2, Plan::Enterprise).await;
+    let receiver = Receiver::start().await;
+    gw2.post(
+        &t.key,
+        "/api/v1/webhooks",
+        &json!({"url": format!("{}/all", receiver.url), "events": ACTIONS}),
+    )
+    .await
+    .expect(201);
+    for w in 0..WORKERS {
+        for e in 0..2 {
+            gw2.create_employee(
+                &t.key,
+                "Fault Worker",
+                json!({"employee_code": format!("F-{w}-{e}")}),
+            )
+            .await;
+        }
+    }
+
+    let started = Instant::now();
+    let running = Arc::new(AtomicBool::new(true));
+    let load = start_load(
+        vec![gw1.clone(), gw2.clone()],
+        t.key.clone(),
+        running.clone(),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let fault_at = Instant::now();
+    match fault {
+        Fault::Attendance => attendance[0].kill(),
+        Fault::Gateway => doomed_gateway.kill(),
+        Fault::Webhook => webhook.take().unwrap().kill(),
+        Fault::Employee => employee.take().unwrap().kill(),
+        Fault::Reporting => reporting.take().unwrap().kill(),
+    }
+    // A replacement where the service had one replica (as Kubernetes would start one).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let restarted_at = Instant::now();
+    match fault {
+        Fault::Webhook => webhook = Some(stack.isolated_webhook_svc()),
+        Fault::Employee => employee = Some(stack.isolated_employee_svc()),
+        Fault::Reporting => reporting = Some(stack.isolated_reporting_svc()),
+        Fault::Attendance | Fault::Gateway => {}
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    running.store(false, Ordering::Relaxed);
+    let mut sent = Vec::new();
+    for l in load {
+        sent.extend(l.await.unwrap());
+    }
+
+    // Clients: 2xx, state conflicts after an ambiguous answer, 503/504 while something was down,
+    // and refused connections to the killed gateway; nothing else, never a 500.
+    let mut by_code: BTreeMap<u16, usize> = BTreeMap::new();
+    for s in &sent {
+        *by_code.entry(s.status).or_default() += 1;
+    }
+    for (code, n) in &by_code {
+        assert!(
+            matches!(code, 200..=299 | 409 | 503 | 504) || (*code == 0 && fault == Fault::Gateway),
+            "{fault:?}: {n} answers of {code}"
+        );
+    }
+    let ok = |s: &&Sent| (200..300).contains(&s.status);
+    let writes: Vec<&Sent> = sent
+        .iter()
+        .filter(|s| s.action != "daily")
+        .filter(ok)
+        .collect();
+    // Writes whose outcome the client cannot know: timed out, or cut off with their gateway.
+    let ambiguous = sent
+        .iter()
+        .filter(|s| s.action != "daily" && matches!(s.status, 0 | 504))
+        .count();
+    let mut timeline = [0usize; 20];
+    for s in sent.iter().filter(ok) {
+        let slot = (s.at.duration_since(started).as_millis() / 500) as usize;
+        if slot < timeline.len() {
+            timeline[slot] += 1;
+        }
+    }
+    eprintln!("{fault:?}: 2xx per 500 ms: {timeline:?}");
+    let recovery = sent
+        .iter()
+        .filter(|s| s.at > restarted_at)
+        .find(|s| ok(s))
+        .map(|s| s.at.duration_since(restarted_at));
+
+    // Every 2xx write is stored.
+    let db = clokio_testkit::db().await;
+    let mut lost_writes = 0;
+    for w in &writes {
+        let id = w.attendance_id.expect("a 2xx write names its session");
+        let (exists, closed, breaks): (bool, bool, i64) = sqlx::query_as(
+            "SELECT true, s.clock_out IS NOT NULL, \
+               (SELECT count(*) FROM attendance.breaks b WHERE b.session_id = s.id) \
+             FROM attendance.sessions s WHERE s.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&db)
+        .await
+        .unwrap()
+        .unwrap_or((false, false, 0));
+        let stored = exists
+            && match w.action {
+                "clock-out" => closed,
+                "break-start" | "break-end" => breaks > 0,
+                _ => true,
+            };
+        if !stored {
+            lost_writes += 1;
+        }
+    }
+
+    // Every write has exactly one event; each (session, kind) answered 2xx has one.
+    let org = t.org.id;
+    let mut events = stack
+        .events(format!(
+            "{}.events.attendance.{org}.>",
+            stack.bus_config.subjects.prefix()
+        ))
+        .await;
+    let mut ids = HashSet::new();
+    let mut duplicates = 0;
+    let mut per_write: HashMap<(i64, String), usize> = HashMap::new();
+    while let Some(e) = events.next_within(Duration::from_secs(2)).await {
+        if !ids.insert(e.body["id"].to_string()) {
+            duplicates += 1;
+        }
+        let key = (
+            e.body["data"]["attendance_id"].as_i64().unwrap_or_default(),
+            e.body["data"]["event"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+        *per_write.entry(key).or_default() += 1;
+    }
+    let mut answered: HashMap<(i64, String), usize> = HashMap::new();
+    for w in &writes {
+        *answered
+            .entry((w.attendance_id.unwrap(), w.action.to_owned()))
+            .or_default() += 1;
+    }
+    let lost_events: usize = answered
+        .iter()
+        .map(|(k, n)| n.saturating_sub(per_write.get(k).copied().unwrap_or(0)))
+        .sum();
+    let unanswered_events = ids.len().saturating_sub(writes.len());
+
+    // Every event reaches the webhook (once the delivery pipeline has caught up: events a killed
+    // webhook-svc had taken come back after the intake consumer's 30 s ack wait).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let delivered = loop {
+        let got: HashSet<String> = receiver
+            .received()
+            .iter()
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect();
+        if got.len() >= ids.len() || Instant::now() > deadline {
+            break got.len();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // reporting-svc's projection holds every session, closed as attendance-svc has it.
+    let projection =
+        "SELECT count(*) FILTER (WHERE clock_out IS NULL), count(*) FROM {} WHERE org_id = $1";
+    let attendance_counts: (i64, i64) =
+        sqlx::query_as(&projection.replace("{}", "attendance.sessions"))
+            .bind(org.as_uuid())
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let projected = loop {
+        let counts: (i64, i64) = sqlx::query_as(&projection.replace("{}", "reporting.sessions"))
+            .bind(org.as_uuid())
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        if counts == attendance_counts || Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let errors: Vec<String> = by_code
+        .iter()
+        .filter(|(c, _)| !(200..300).contains(*c))
+        .map(|(c, n)| {
+            format!(
+                "{}: {n}",
+                if *c == 0 {
+                    "refused".to_owned()
+                } else {
+                    c.to_string()
+                }
+            )
+        })
+        .collect();
+    eprintln!(
+        "| fault | requests | 2xx | errors by code | writes lost | events lost | events without a 2xx (≤ unanswered) | duplicate events | delivered / events | recovery after restart |"
+    );
+    eprintln!(
+        "| kill -9 {fault:?} at {:.1} s | {} | {} | {} | {lost_writes} | {lost_events} | {unanswered_events} (≤ {ambiguous}) | {duplicates} | {delivered} / {} | {} |",
+        fault_at.duration_since(started).as_secs_f64(),
+        sent.len(),
+        sent.iter().filter(ok).count(),
+        if errors.is_empty() {
+            "none".to_owned()
+        } else {
+            errors.join(", ")
+        },
+        ids.len(),
+        recovery.map_or("none".to_owned(), |d| format!("{} ms", d.as_millis())),
+    );
+    assert!(
+        writes.len() > 100,
+        "{fault:?}: the load ran ({} writes)",
+        writes.len()
+    );
+    assert_eq!(
+        lost_writes, 0,
+        "{fault:?}: 2xx writes missing from the database"
+    );
+    assert_eq!(lost_events, 0, "{fault:?}: 2xx writes without their event");
+    assert_eq!(duplicates, 0, "{fault:?}: an event published twice");
+    assert!(
+        unanswered_events <= ambiguous,
+        "{fault:?}: {unanswered_events} events for writes never answered, only {ambiguous} 504s"
+    );
+    assert_eq!(delivered, ids.len(), "{fault:?}: events not delivered");
+    assert_eq!(
+        projected, attendance_counts,
+        "{fault:?}: reporting's projection (open, all) differs from attendance's"
+    );
+    let recovery = recovery.expect("the load recovered after the restart");
+    assert!(
+        recovery < Duration::from_secs(10),
+        "{fault:?}: recovery took {recovery:?}"
+    );
+    drop((employee, attendance, webhook, reporting, doomed_gateway));
+}
+
+async fn wait_healthy(gw: &Gateway) {
+    for _ in 0..200 {
+        if gw
+            .client
+            .get(format!("{}/healthz", gw.url))
+            .send()
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("gateway did not come up");
+}
+
+#[tokio::test]
+async fn kill_one_of_two_attendance_replicas_under_load() {
+    run(Fault::Attendance).await;
+}
+
+#[tokio::test]
+async fn kill_webhook_svc_under_load() {
+    run(Fault::Webhook).await;
+}
+
+#[tokio::test]
+async fn kill_employee_svc_under_load() {
+    run(Fault::Employee).await;
+}
+
+#[tokio::test]
+async fn kill_reporting_svc_under_load() {
+    run(Fault::Reporting).await;
+}
+
+#[tokio::test]
+async fn kill_one_of_two_gateways_under_load() {
+    run(Fault::Gateway).await;
+}
