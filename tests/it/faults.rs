@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use clokio_bus::ServiceName;
 use clokio_bus::types::Plan;
-use clokio_testkit::{Gateway, Receiver, Stack, json};
+use clokio_testkit::{Gateway, NatsServer, Receiver, Stack, json};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Fault {
@@ -29,6 +29,8 @@ enum Fault {
     Employee,
     Reporting,
     Gateway,
+    /// The NATS server (a test-owned one) killed, and started again 3 s later.
+    Nats,
 }
 
 /// One answered (or failed) request of the load.
@@ -117,7 +119,14 @@ fn start_load(
 }
 
 async fn run(fault: Fault) {
-    let mut stack = Stack::empty().await;
+    let mut nats = match fault {
+        Fault::Nats => Some(NatsServer::start().await),
+        _ => None,
+    };
+    let mut stack = match &nats {
+        Some(server) => Stack::on(server.url(), Duration::from_millis(1500)).await,
+        None => Stack::empty().await,
+    };
     let mut employee = Some(stack.isolated_employee_svc());
     stack.wait_for_replicas(ServiceName::Employee, 1).await;
     let mut attendance = vec![
@@ -167,14 +176,18 @@ async fn run(fault: Fault) {
         Fault::Webhook => webhook.take().unwrap().kill(),
         Fault::Employee => employee.take().unwrap().kill(),
         Fault::Reporting => reporting.take().unwrap().kill(),
+        Fault::Nats => nats.as_mut().unwrap().kill(),
     }
-    // A replacement where the service had one replica (as Kubernetes would start one).
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A replacement where the service had one replica (as Kubernetes would start one); NATS
+    // comes back after a longer outage.
+    let outage = if fault == Fault::Nats { 3 } else { 1 };
+    tokio::time::sleep(Duration::from_secs(outage)).await;
     let restarted_at = Instant::now();
     match fault {
         Fault::Webhook => webhook = Some(stack.isolated_webhook_svc()),
         Fault::Employee => employee = Some(stack.isolated_employee_svc()),
         Fault::Reporting => reporting = Some(stack.isolated_reporting_svc()),
+        Fault::Nats => nats.as_mut().unwrap().restart().await,
         Fault::Attendance | Fault::Gateway => {}
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -338,7 +351,12 @@ async fn run(fault: Fault) {
         "| fault | requests | 2xx | errors by code | writes lost | events lost | events without a 2xx (≤ unanswered) | duplicate events | delivered / events | recovery after restart |"
     );
     eprintln!(
-        "| kill -9 {fault:?} at {:.1} s | {} | {} | {} | {lost_writes} | {lost_events} | {unanswered_events} (≤ {ambiguous}) | {duplicates} | {delivered} / {} | {} |",
+        "| {} {fault:?} at {:.1} s | {} | {} | {} | {lost_writes} | {lost_events} | {unanswered_events} (≤ {ambiguous}) | {duplicates} | {delivered} / {} | {} |",
+        if fault == Fault::Nats {
+            "restart"
+        } else {
+            "kill -9"
+        },
         fault_at.duration_since(started).as_secs_f64(),
         sent.len(),
         sent.iter().filter(ok).count(),
@@ -376,6 +394,8 @@ async fn run(fault: Fault) {
         "{fault:?}: recovery took {recovery:?}"
     );
     drop((employee, attendance, webhook, reporting, doomed_gateway));
+    drop(stack);
+    drop(nats);
 }
 
 async fn wait_healthy(gw: &Gateway) {
@@ -412,6 +432,11 @@ async fn kill_employee_svc_under_load() {
 #[tokio::test]
 async fn kill_reporting_svc_under_load() {
     run(Fault::Reporting).await;
+}
+
+#[tokio::test]
+async fn restart_nats_under_load() {
+    run(Fault::Nats).await;
 }
 
 #[tokio::test]
