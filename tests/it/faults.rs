@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use clokio_bus::ServiceName;
 use clokio_bus::types::Plan;
-use clokio_testkit::{Gateway, NatsServer, Receiver, Stack, json};
+use clokio_testkit::{Gateway, NatsServer, Receiver, RedisServer, Stack, json};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Fault {
@@ -31,6 +31,8 @@ enum Fault {
     Gateway,
     /// The NATS server (a test-owned one) killed, and started again 3 s later.
     Nats,
+    /// The Redis server (a test-owned one) killed, and started again 10 s later.
+    Redis,
 }
 
 /// One answered (or failed) request of the load.
@@ -127,6 +129,13 @@ async fn run(fault: Fault) {
         Some(server) => Stack::on(server.url(), Duration::from_millis(1500)).await,
         None => Stack::empty().await,
     };
+    let mut redis = match fault {
+        Fault::Redis => Some(RedisServer::start().await),
+        _ => None,
+    };
+    if let Some(server) = &redis {
+        stack.redis_url = server.url();
+    }
     let mut employee = Some(stack.isolated_employee_svc());
     stack.wait_for_replicas(ServiceName::Employee, 1).await;
     let mut attendance = vec![
@@ -177,10 +186,15 @@ async fn run(fault: Fault) {
         Fault::Employee => employee.take().unwrap().kill(),
         Fault::Reporting => reporting.take().unwrap().kill(),
         Fault::Nats => nats.as_mut().unwrap().kill(),
+        Fault::Redis => redis.as_mut().unwrap().kill(),
     }
     // A replacement where the service had one replica (as Kubernetes would start one); NATS
     // comes back after a longer outage.
-    let outage = if fault == Fault::Nats { 3 } else { 1 };
+    let outage = match fault {
+        Fault::Nats => 3,
+        Fault::Redis => 10,
+        _ => 1,
+    };
     tokio::time::sleep(Duration::from_secs(outage)).await;
     let restarted_at = Instant::now();
     match fault {
@@ -188,6 +202,7 @@ async fn run(fault: Fault) {
         Fault::Employee => employee = Some(stack.isolated_employee_svc()),
         Fault::Reporting => reporting = Some(stack.isolated_reporting_svc()),
         Fault::Nats => nats.as_mut().unwrap().restart().await,
+        Fault::Redis => redis.as_mut().unwrap().restart().await,
         Fault::Attendance | Fault::Gateway => {}
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -352,10 +367,10 @@ async fn run(fault: Fault) {
     );
     eprintln!(
         "| {} {fault:?} at {:.1} s | {} | {} | {} | {lost_writes} | {lost_events} | {unanswered_events} (≤ {ambiguous}) | {duplicates} | {delivered} / {} | {} |",
-        if fault == Fault::Nats {
-            "restart"
-        } else {
-            "kill -9"
+        match fault {
+            Fault::Nats => "restart",
+            Fault::Redis => "10 s down:",
+            _ => "kill -9",
         },
         fault_at.duration_since(started).as_secs_f64(),
         sent.len(),
@@ -395,7 +410,7 @@ async fn run(fault: Fault) {
     );
     drop((employee, attendance, webhook, reporting, doomed_gateway));
     drop(stack);
-    drop(nats);
+    drop((nats, redis));
 }
 
 async fn wait_healthy(gw: &Gateway) {
@@ -437,6 +452,13 @@ async fn kill_reporting_svc_under_load() {
 #[tokio::test]
 async fn restart_nats_under_load() {
     run(Fault::Nats).await;
+}
+
+/// Rate limits and cache generations live in Redis: while it is down the gateways fall back to
+/// their own bounded limiters and NATS round trips, so clients see no error at all.
+#[tokio::test]
+async fn redis_down_for_ten_seconds_under_load() {
+    run(Fault::Redis).await;
 }
 
 #[tokio::test]

@@ -47,6 +47,8 @@ pub struct Stack {
     pub bus_config: BusConfig,
     pub bus: Bus,
     pub nats: async_nats::Client,
+    /// The Redis the gateway and employee-svc use (the shared one unless a test sets its own).
+    pub redis_url: String,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -82,6 +84,7 @@ impl Stack {
             bus_config,
             bus,
             nats,
+            redis_url: redis_url(),
             stop,
             tasks: Vec::new(),
         }
@@ -131,7 +134,7 @@ impl Stack {
             db_max_connections: 5,
             max_in_flight: 64,
             ops_addr: None,
-            redis_url: redis_url(),
+            redis_url: self.redis_url.clone(),
         }
     }
 
@@ -320,7 +323,7 @@ impl Stack {
         clokio_gateway::Config {
             bus: self.bus_config.clone(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            redis_url: redis_url(),
+            redis_url: self.redis_url.clone(),
             redis_timeout: Duration::from_millis(200),
             rate_limit_basic: 100,
             rate_limit_pro: 1000,
@@ -688,6 +691,65 @@ impl Gateway {
         }
         let res = self.post(key, "/api/v1/employees", &body).await.expect(201);
         res.data().clone()
+    }
+}
+
+/// A redis-server of the test's own (a free port, nothing kept on disk), for tests that must
+/// stop it. Killed when dropped.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = Self { port, child: None };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on the same port, and waits until it accepts.
+    pub async fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not listen on {}", self.port);
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
