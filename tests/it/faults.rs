@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use clokio_bus::ServiceName;
 use clokio_bus::types::Plan;
-use clokio_testkit::{Gateway, NatsServer, Receiver, RedisServer, Stack, json};
+use clokio_testkit::{Gateway, NatsServer, PgServer, Receiver, RedisServer, Stack, json};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Fault {
@@ -33,6 +33,8 @@ enum Fault {
     Nats,
     /// The Redis server (a test-owned one) killed, and started again 10 s later.
     Redis,
+    /// The PostgreSQL server (a test-owned one) stopped as by a crash, and started 3 s later.
+    Postgres,
 }
 
 /// One answered (or failed) request of the load.
@@ -136,6 +138,13 @@ async fn run(fault: Fault) {
     if let Some(server) = &redis {
         stack.redis_url = server.url();
     }
+    let pg = match fault {
+        Fault::Postgres => Some(PgServer::start().await),
+        _ => None,
+    };
+    if let Some(server) = &pg {
+        stack.database_url = server.url();
+    }
     let mut employee = Some(stack.isolated_employee_svc());
     stack.wait_for_replicas(ServiceName::Employee, 1).await;
     let mut attendance = vec![
@@ -187,11 +196,12 @@ async fn run(fault: Fault) {
         Fault::Reporting => reporting.take().unwrap().kill(),
         Fault::Nats => nats.as_mut().unwrap().kill(),
         Fault::Redis => redis.as_mut().unwrap().kill(),
+        Fault::Postgres => pg.as_ref().unwrap().kill(),
     }
     // A replacement where the service had one replica (as Kubernetes would start one); NATS
     // comes back after a longer outage.
     let outage = match fault {
-        Fault::Nats => 3,
+        Fault::Nats | Fault::Postgres => 3,
         Fault::Redis => 10,
         _ => 1,
     };
@@ -203,6 +213,7 @@ async fn run(fault: Fault) {
         Fault::Reporting => reporting = Some(stack.isolated_reporting_svc()),
         Fault::Nats => nats.as_mut().unwrap().restart().await,
         Fault::Redis => redis.as_mut().unwrap().restart().await,
+        Fault::Postgres => pg.as_ref().unwrap().restart().await,
         Fault::Attendance | Fault::Gateway => {}
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -250,7 +261,7 @@ async fn run(fault: Fault) {
         .map(|s| s.at.duration_since(restarted_at));
 
     // Every 2xx write is stored.
-    let db = clokio_testkit::db().await;
+    let db = stack.db().await;
     let mut lost_writes = 0;
     for w in &writes {
         let id = w.attendance_id.expect("a 2xx write names its session");
@@ -368,7 +379,7 @@ async fn run(fault: Fault) {
     eprintln!(
         "| {} {fault:?} at {:.1} s | {} | {} | {} | {lost_writes} | {lost_events} | {unanswered_events} (≤ {ambiguous}) | {duplicates} | {delivered} / {} | {} |",
         match fault {
-            Fault::Nats => "restart",
+            Fault::Nats | Fault::Postgres => "restart",
             Fault::Redis => "10 s down:",
             _ => "kill -9",
         },
@@ -410,7 +421,7 @@ async fn run(fault: Fault) {
     );
     drop((employee, attendance, webhook, reporting, doomed_gateway));
     drop(stack);
-    drop((nats, redis));
+    drop((nats, redis, pg));
 }
 
 async fn wait_healthy(gw: &Gateway) {
@@ -459,6 +470,11 @@ async fn restart_nats_under_load() {
 #[tokio::test]
 async fn redis_down_for_ten_seconds_under_load() {
     run(Fault::Redis).await;
+}
+
+#[tokio::test]
+async fn restart_postgres_under_load() {
+    run(Fault::Postgres).await;
 }
 
 #[tokio::test]

@@ -49,6 +49,8 @@ pub struct Stack {
     pub nats: async_nats::Client,
     /// The Redis the gateway and employee-svc use (the shared one unless a test sets its own).
     pub redis_url: String,
+    /// The database the services use (the shared test database unless a test sets its own).
+    pub database_url: String,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -85,6 +87,7 @@ impl Stack {
             bus,
             nats,
             redis_url: redis_url(),
+            database_url: database_url(),
             stop,
             tasks: Vec::new(),
         }
@@ -130,7 +133,7 @@ impl Stack {
     pub fn employee_config(&self) -> clokio_employee_svc::Config {
         clokio_employee_svc::Config {
             bus: self.bus_config.clone(),
-            database_url: database_url(),
+            database_url: self.database_url.clone(),
             db_max_connections: 5,
             max_in_flight: 64,
             ops_addr: None,
@@ -162,7 +165,7 @@ impl Stack {
     pub async fn start_reporting_svc(&mut self) {
         let config = clokio_reporting_svc::Config {
             bus: self.bus_config.clone(),
-            database_url: database_url(),
+            database_url: self.database_url.clone(),
             db_max_connections: 4,
             max_in_flight: 16,
             ops_addr: None,
@@ -178,7 +181,7 @@ impl Stack {
     pub fn webhook_config(&self) -> clokio_webhook_svc::Config {
         clokio_webhook_svc::Config {
             bus: self.bus_config.clone(),
-            database_url: database_url(),
+            database_url: self.database_url.clone(),
             db_max_connections: 8,
             max_in_flight: 64,
             ops_addr: None,
@@ -216,7 +219,7 @@ impl Stack {
     pub fn attendance_config(&self) -> clokio_attendance_svc::Config {
         clokio_attendance_svc::Config {
             bus: self.bus_config.clone(),
-            database_url: database_url(),
+            database_url: self.database_url.clone(),
             db_max_connections: 8,
             max_in_flight: 64,
             ops_addr: None,
@@ -235,7 +238,7 @@ impl Stack {
     pub fn isolated_reporting_svc(&self) -> Isolated {
         let config = clokio_reporting_svc::Config {
             bus: self.bus_config.clone(),
-            database_url: database_url(),
+            database_url: self.database_url.clone(),
             db_max_connections: 4,
             max_in_flight: 16,
             ops_addr: None,
@@ -414,6 +417,15 @@ impl Stack {
 
     pub fn stop(&self) {
         let _ = self.stop.send(true);
+    }
+
+    /// A pool on this stack's database.
+    pub async fn db(&self) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.database_url)
+            .await
+            .expect("the stack's database reachable")
     }
 
     /// Events of this stack's stream on `filter_subject`, from the beginning.
@@ -691,6 +703,154 @@ impl Gateway {
         }
         let res = self.post(key, "/api/v1/employees", &body).await.expect(201);
         res.data().clone()
+    }
+}
+
+/// A PostgreSQL server of the test's own (a fresh cluster on a free port with a `clokio`
+/// superuser and database, trust auth, no fsync), for tests that must stop it. Stopped when
+/// dropped. Run as root, it runs the server as the `postgres` user, as PostgreSQL requires.
+pub struct PgServer {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+}
+
+impl PgServer {
+    pub async fn start() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL's binaries in /usr/lib/postgresql")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .find(|b| b.join("initdb").exists())
+            .expect("initdb");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("clokio-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("data dir");
+        let server = Self { port, dir, bin };
+        server.as_owner(&["chown", "-R"]);
+        let initdb = server.bin.join("initdb");
+        let data = server.dir.join("data");
+        server.run(&[
+            initdb.to_str().unwrap(),
+            "-D",
+            data.to_str().unwrap(),
+            "-U",
+            "clokio",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ]);
+        server.restart().await;
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&format!(
+            "postgres://clokio@127.0.0.1:{}/postgres",
+            server.port
+        ))
+        .await
+        .expect("own postgres reachable");
+        sqlx::query("CREATE DATABASE clokio")
+            .execute(&mut admin)
+            .await
+            .expect("database created");
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://clokio@127.0.0.1:{}/clokio", self.port)
+    }
+
+    fn root() -> bool {
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"))
+    }
+
+    /// `chown -R postgres: <dir>` when running as root (PostgreSQL refuses to run as root).
+    fn as_owner(&self, chown: &[&str]) {
+        if Self::root() {
+            let status = std::process::Command::new(chown[0])
+                .args(&chown[1..])
+                .arg("postgres:postgres")
+                .arg(&self.dir)
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown of the data dir");
+        }
+    }
+
+    /// Runs a PostgreSQL program, as the `postgres` user when root.
+    fn run(&self, args: &[&str]) {
+        let out = self.output(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn output(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = if Self::root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]);
+            c.args(args);
+            c
+        } else {
+            let mut c = std::process::Command::new(args[0]);
+            c.args(&args[1..]);
+            c
+        };
+        cmd.output().expect("a PostgreSQL program runs")
+    }
+
+    fn pg_ctl_args(&self, action: &[&str]) -> Vec<String> {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let data = self.dir.join("data");
+        let log = self.dir.join("log");
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let mut args: Vec<String> = vec![
+            pg_ctl.display().to_string(),
+            "-D".into(),
+            data.display().to_string(),
+            "-l".into(),
+            log.display().to_string(),
+            "-o".into(),
+            options,
+            "-w".into(),
+        ];
+        args.extend(action.iter().map(|a| a.to_string()));
+        args
+    }
+
+    fn pg_ctl(&self, action: &[&str]) {
+        let args = self.pg_ctl_args(action);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&args);
+    }
+
+    /// Starts the server (again) on the same port and data, and waits until it accepts.
+    pub async fn restart(&self) {
+        self.pg_ctl(&["start"]);
+    }
+
+    /// Stops the server at once, as a crash would (`pg_ctl stop -m immediate`: no checkpoint).
+    pub fn kill(&self) {
+        self.pg_ctl(&["-m", "immediate", "stop"]);
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let args = self.pg_ctl_args(&["-m", "immediate", "stop"]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let _ = self.output(&args);
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
