@@ -276,7 +276,9 @@ async fn in_request_context(app: App, mut req: Request, next: Next) -> Response 
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
-    let mut res = if req.uri().to_string().len() > MAX_URI_BYTES {
+    let uri = req.uri();
+    let uri_bytes = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
+    let mut res = if uri_bytes > MAX_URI_BYTES {
         ApiError::new(StatusCode::URI_TOO_LONG, "The request URI is too long").into_response()
     } else if header_bytes > MAX_HEADER_BYTES {
         ApiError::new(

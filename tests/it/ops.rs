@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use clokio_bus::ServiceName;
 use clokio_bus::types::Plan;
-use clokio_testkit::{Stack, json};
+use clokio_testkit::{Stack, free_port, json};
 
 #[tokio::test]
 async fn a_service_serves_health_readiness_and_metrics() {
@@ -96,13 +96,6 @@ async fn scrape_until(url: &str, series: &[&str]) {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
 }
 
 /// One replica of a service in a rolling restart, stopped by its own signal.

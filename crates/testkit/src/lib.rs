@@ -706,6 +706,36 @@ impl Gateway {
     }
 }
 
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Waits until a server of the test's own accepts connections on `port`.
+async fn wait_listening(port: u16, name: &str) {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{name} did not listen on {port}");
+}
+
+/// Kills a server of the test's own (SIGKILL) and waits for it to exit.
+fn kill_child(child: &mut Option<std::process::Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 /// A PostgreSQL server of the test's own (a fresh cluster on a free port with a `clokio`
 /// superuser and database, trust auth, no fsync), for tests that must stop it. Stopped when
 /// dropped. Run as root, it runs the server as the `postgres` user, as PostgreSQL requires.
@@ -722,10 +752,7 @@ impl PgServer {
             .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
             .find(|b| b.join("initdb").exists())
             .expect("initdb");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let dir = std::env::temp_dir().join(format!("clokio-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("data dir");
         let server = Self { port, dir, bin };
@@ -863,10 +890,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let mut server = Self { port, child: None };
         server.restart().await;
         server
@@ -886,24 +910,12 @@ impl RedisServer {
             .spawn()
             .expect("redis-server starts");
         self.child = Some(child);
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server did not listen on {}", self.port);
+        wait_listening(self.port, "redis-server").await;
     }
 
     /// Kills the server (SIGKILL) and waits for it to exit.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 }
 
@@ -923,10 +935,7 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("clokio-nats-{}", uuid::Uuid::new_v4().simple()));
         let mut server = Self {
@@ -967,24 +976,12 @@ impl NatsServer {
             .spawn()
             .expect("nats-server starts");
         self.child = Some(child);
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("nats-server did not listen on {}", self.port);
+        wait_listening(self.port, "nats-server").await;
     }
 
     /// Kills the server (SIGKILL) and waits for it to exit.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 }
 
@@ -1029,22 +1026,9 @@ pub struct Events(async_nats::jetstream::consumer::pull::Stream);
 impl Events {
     /// The next event (acknowledged); panics after 5 s without one.
     pub async fn next(&mut self) -> ReceivedEvent {
-        let msg = tokio::time::timeout(Duration::from_secs(5), self.0.next())
+        self.next_within(Duration::from_secs(5))
             .await
             .expect("an event within 5 s")
-            .expect("consumer open")
-            .expect("event readable");
-        let _ = msg.ack().await;
-        ReceivedEvent {
-            subject: msg.subject.to_string(),
-            body: serde_json::from_slice(&msg.payload).expect("event is JSON"),
-            msg_id: msg
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Nats-Msg-Id"))
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default(),
-        }
     }
 
     /// The next event (acknowledged), or `None` when none arrives within `wait`.
