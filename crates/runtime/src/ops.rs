@@ -98,7 +98,7 @@ impl Readiness {
             Box::pin(async move {
                 let read = sqlx::query_as::<_, (i64, f64)>(
                     "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 \
-                     FROM outbox WHERE starts_with(subject, $1 || '.')",
+                     FROM outbox WHERE split_part(subject, '.', 1) = $1",
                 )
                 .bind(&prefix)
                 .fetch_one(&pool);

@@ -10,7 +10,8 @@
 //!
 //! Each owning service creates the table in its own schema with this shape:
 //! `outbox (seq bigserial primary key, event_id uuid not null unique, subject text not null,
-//! payload bytea not null, created_at timestamptz not null default now())`.
+//! payload bytea not null, created_at timestamptz not null default now(), traceparent text,
+//! tracestate text)`, indexed on `(split_part(subject, '.', 1), seq)` (prefix, then commit order).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -110,6 +111,10 @@ pub async fn relay(
         // commit) always wakes the relay, so new events never wait behind a stuck row.
         let wait = match relay_batch(&pool, &js, &prefix).await {
             Ok(out) if out.held_back == 0 && out.fetched == BATCH as usize => continue,
+            // Another replica is publishing a batch, which may have been read before the commit
+            // that kicked this one: look again as soon as that batch is likely done, rather than
+            // leaving the new rows for the next poll.
+            Ok(out) if !out.leader => Duration::from_millis(25),
             Ok(out) if out.held_back == 0 => {
                 backoff = Duration::from_millis(100);
                 Duration::from_secs(1)
@@ -150,6 +155,8 @@ enum RelayError {
 
 #[derive(Debug, Default)]
 struct Outcome {
+    /// False when another replica held the relay lock, and nothing was looked at.
+    leader: bool,
     fetched: usize,
     published: usize,
     held_back: usize,
@@ -176,13 +183,14 @@ async fn relay_batch(
     }
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT seq, event_id, subject, payload, traceparent, tracestate FROM outbox \
-         WHERE starts_with(subject, $1 || '.') ORDER BY seq LIMIT $2",
+         WHERE split_part(subject, '.', 1) = $1 ORDER BY seq LIMIT $2",
     )
     .bind(prefix)
     .bind(BATCH)
     .fetch_all(&mut *tx)
     .await?;
     let mut out = Outcome {
+        leader: true,
         fetched: rows.len(),
         ..Outcome::default()
     };

@@ -453,8 +453,13 @@ impl Drop for Stack {
         for t in &self.tasks {
             t.abort();
         }
-        // Delete this stack's streams so test runs do not pile them up on the shared server.
-        // Drop cannot await, so a short-lived thread with its own runtime does it.
+        // Delete this stack's streams, and the outbox rows its relays had not yet published, so
+        // test runs do not pile them up on the shared servers. Drop cannot await, so a
+        // short-lived thread with its own runtime does it.
+        let (database_url, prefix) = (
+            self.database_url.clone(),
+            self.bus_config.subjects.prefix().to_string(),
+        );
         let (url, streams) = (
             self.bus_config.nats_url.clone(),
             [
@@ -479,6 +484,20 @@ impl Drop for Stack {
                     Some(())
                 };
                 let _ = tokio::time::timeout(Duration::from_secs(2), delete).await;
+                let purge = async {
+                    let db = sqlx::PgPool::connect(&database_url).await.ok()?;
+                    for schema in ["attendance", "employee"] {
+                        let _ = sqlx::query(&format!(
+                            "DELETE FROM {schema}.outbox WHERE split_part(subject, '.', 1) = $1"
+                        ))
+                        .bind(&prefix)
+                        .execute(&db)
+                        .await;
+                    }
+                    db.close().await;
+                    Some(())
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), purge).await;
             });
         });
         let _ = cleanup.join();
