@@ -20,6 +20,10 @@ use uuid::Uuid;
 /// The durable consumer's name.
 pub const CONSUMER: &str = "reporting";
 const BATCH: usize = 1000;
+/// How long a replica may hold events unacknowledged before they go to another one. Short, so
+/// the events a killed replica had taken come back within seconds; a slow write keeps its batch
+/// with progress acknowledgements.
+const ACK_WAIT: Duration = Duration::from_secs(5);
 
 /// Creates (or finds) the consumer.
 pub async fn consumer(
@@ -28,18 +32,16 @@ pub async fn consumer(
     replicas: usize,
 ) -> Result<jetstream::consumer::Consumer<jetstream::consumer::pull::Config>, async_nats::Error> {
     let stream = clokio_bus::events::ensure_events_stream(js, subjects, replicas).await?;
+    // Created, or updated to these settings (a deployment started with other ones follows).
     let consumer = stream
-        .get_or_create_consumer(
-            CONSUMER,
-            jetstream::consumer::pull::Config {
-                durable_name: Some(CONSUMER.to_owned()),
-                filter_subject: subjects.events_wildcard(),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                max_ack_pending: 20_000,
-                ..Default::default()
-            },
-        )
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some(CONSUMER.to_owned()),
+            filter_subject: subjects.events_wildcard(),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: ACK_WAIT,
+            max_ack_pending: 20_000,
+            ..Default::default()
+        })
         .await?;
     Ok(consumer)
 }
@@ -260,7 +262,19 @@ async fn apply_and_ack(pool: &PgPool, batch: Vec<jetstream::Message>) {
             tracing::error!(subject = %msg.subject, "unreadable event skipped");
         }
     }
-    match changes.write(pool).await {
+    let write = changes.write(pool);
+    tokio::pin!(write);
+    let written = loop {
+        tokio::select! {
+            written = &mut write => break written,
+            () = tokio::time::sleep(ACK_WAIT / 3) => {
+                for msg in &batch {
+                    let _ = msg.ack_with(AckKind::Progress).await;
+                }
+            }
+        }
+    };
+    match written {
         Ok(()) => {
             metrics::counter!("clokio_projection_events_total").increment(batch.len() as u64);
             for msg in &batch {

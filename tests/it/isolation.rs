@@ -95,6 +95,19 @@ async fn every_endpoint_with_another_orgs_identifiers_finds_nothing() {
         json!({"employee_code": "A-1", "location": "Aardvark Works"}),
     )
     .await;
+    // The webhook first, so A's clock-in below has a delivery to find.
+    let hook = gw
+        .post(
+            &a.key,
+            "/api/v1/webhooks",
+            &json!({"url": format!("{}/aardvark", receiver.url), "events": ["clock-in"]}),
+        )
+        .await
+        .expect(201)
+        .data()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     gw.post(
         &a.key,
         "/api/v1/attendance/clock-in",
@@ -112,18 +125,6 @@ async fn every_endpoint_with_another_orgs_identifiers_finds_nothing() {
         .expect(201)
         .data()["id"]
         .clone();
-    let hook = gw
-        .post(
-            &a.key,
-            "/api/v1/webhooks",
-            &json!({"url": format!("{}/aardvark", receiver.url), "events": ["clock-in"]}),
-        )
-        .await
-        .expect(201)
-        .data()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     receiver.wait_for(1, Duration::from_secs(10)).await;
     let mut delivery = serde_json::Value::Null;
     for _ in 0..100 {

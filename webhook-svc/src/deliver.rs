@@ -53,18 +53,18 @@ pub async fn setup(
     let replicas = state.config.bus.stream_replicas;
     let events =
         clokio_bus::events::ensure_events_stream(&state.js, &state.subjects, replicas).await?;
+    // Created, or updated to these settings (a deployment started with other ones follows). A
+    // short ack wait brings back within seconds the events a killed replica had taken; taking
+    // one is a lookup, one insert and a publish.
     let intake = events
-        .get_or_create_consumer(
-            INTAKE,
-            jetstream::consumer::pull::Config {
-                durable_name: Some(INTAKE.to_owned()),
-                filter_subject: state.subjects.event_all_orgs("attendance", ">"),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                max_ack_pending: 100_000,
-                ..Default::default()
-            },
-        )
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some(INTAKE.to_owned()),
+            filter_subject: state.subjects.event_all_orgs("attendance", ">"),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(5),
+            max_ack_pending: 100_000,
+            ..Default::default()
+        })
         .await?;
     let queue = clokio_bus::events::ensure_stream(
         &state.js,
@@ -80,18 +80,15 @@ pub async fn setup(
     )
     .await?;
     let workers = queue
-        .get_or_create_consumer(
-            WORKERS,
-            jetstream::consumer::pull::Config {
-                durable_name: Some(WORKERS.to_owned()),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: state.config.ack_wait,
-                // Deliveries waiting for a retry (hours, NAKed with a delay) stay pending on the
-                // consumer; a low limit would let a backlog of dead receivers stop new deliveries.
-                max_ack_pending: 1_000_000,
-                ..Default::default()
-            },
-        )
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some(WORKERS.to_owned()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: state.config.ack_wait,
+            // Deliveries waiting for a retry (hours, NAKed with a delay) stay pending on the
+            // consumer; a low limit would let a backlog of dead receivers stop new deliveries.
+            max_ack_pending: 1_000_000,
+            ..Default::default()
+        })
         .await?;
     Ok((intake, workers))
 }
