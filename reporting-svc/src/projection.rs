@@ -5,6 +5,8 @@
 //! clock-in, a deletion before its creation), so redeliveries and replays change nothing.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
@@ -55,6 +57,9 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let applied = Arc::new(AtomicU64::new(0));
+    let upkeep = tokio::spawn(upkeep(pool.clone(), applied.clone()));
+    let _upkeep = AbortOnDrop(upkeep);
     loop {
         let consumed = async {
             let consumer = consumer(&js, &subjects, replicas).await?;
@@ -65,7 +70,10 @@ pub async fn run(
                     .into_iter()
                     .filter_map(|m| m.map_err(|err| failed = Some(err)).ok())
                     .collect();
-                apply_and_ack(&pool, batch).await;
+                let n = batch.len() as u64;
+                if apply_and_ack(&pool, batch).await {
+                    applied.fetch_add(n, Ordering::Relaxed);
+                }
                 // A consumer deleted (a rebuild) or a connection lost: start over with a fresh
                 // subscription; what was not acknowledged is delivered again.
                 if let Some(err) = failed {
@@ -243,9 +251,10 @@ impl Changes {
     }
 }
 
-async fn apply_and_ack(pool: &PgPool, batch: Vec<jetstream::Message>) {
+/// True when the batch was written.
+async fn apply_and_ack(pool: &PgPool, batch: Vec<jetstream::Message>) -> bool {
     if batch.is_empty() {
-        return;
+        return false;
     }
     let mut changes = Changes::default();
     for msg in &batch {
@@ -282,6 +291,7 @@ async fn apply_and_ack(pool: &PgPool, batch: Vec<jetstream::Message>) {
                     tracing::warn!(%err, "event ack failed; it will be redelivered");
                 }
             }
+            true
         }
         Err(err) => {
             tracing::warn!(%err, events = batch.len(), "projection write failed; events redelivered");
@@ -290,6 +300,57 @@ async fn apply_and_ack(pool: &PgPool, batch: Vec<jetstream::Message>) {
                     .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
                     .await;
             }
+            false
         }
+    }
+}
+
+/// Rows changed since the last upkeep that call for another.
+const UPKEEP_AFTER: u64 = 10_000;
+
+/// Keeps the planner's statistics and the visibility map of the projection current after bulk
+/// changes (a history import, a rebuild), whether or not the server's autovacuum is on or has
+/// come round yet. The summary's plan depends on both: with the statistics of an empty table it
+/// sorted 220,000 rows on disk (600 ms instead of 260 ms), and its index-only scan needs the
+/// visibility map.
+async fn upkeep(pool: PgPool, applied: Arc<AtomicU64>) {
+    let mut done = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let now = applied.load(Ordering::Relaxed);
+        if now - done < UPKEEP_AFTER {
+            continue;
+        }
+        match vacuum(&pool).await {
+            Ok(()) => done = now,
+            Err(err) => tracing::warn!(%err, "projection upkeep failed; will retry"),
+        }
+    }
+}
+
+/// `VACUUM (ANALYZE)` of the projection's tables, by one replica at a time (the others skip).
+pub async fn vacuum(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let (got,): (bool,) =
+        sqlx::query_as("SELECT pg_try_advisory_lock(hashtext(current_schema() || '.upkeep'))")
+            .fetch_one(&mut *conn)
+            .await?;
+    if !got {
+        return Ok(());
+    }
+    // Not in a transaction, so the simple protocol.
+    let result = sqlx::Executor::execute(&mut *conn, "VACUUM (ANALYZE) sessions, leaves").await;
+    sqlx::query("SELECT pg_advisory_unlock(hashtext(current_schema() || '.upkeep'))")
+        .execute(&mut *conn)
+        .await?;
+    result.map(|_| ())
+}
+
+/// Aborts a task when dropped (the projection's upkeep ends with it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

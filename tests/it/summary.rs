@@ -392,3 +392,34 @@ async fn a_large_csv_streams_the_same_numbers_as_the_json() {
     assert!(body.len() > 100_000);
     assert_eq!(body, csv_of(&json_rows));
 }
+
+/// The projection's upkeep (run by reporting-svc after bulk changes, whatever autovacuum does)
+/// refreshes the planner's statistics and the visibility map of its tables.
+#[tokio::test]
+async fn the_projection_upkeep_vacuums_and_analyzes_its_tables() {
+    let (stack, _gw) = Stack::start().await;
+    let pool =
+        clokio_runtime::db::connect(&stack.database_url, "reporting", 2, Duration::from_secs(5))
+            .await
+            .unwrap();
+    let stamps = "SELECT coalesce(max(greatest(last_vacuum, last_autovacuum)), 'epoch'), \
+                         coalesce(max(greatest(last_analyze, last_autoanalyze)), 'epoch') \
+                  FROM pg_stat_user_tables WHERE schemaname = 'reporting' AND relname = 'sessions'";
+    type Stamps = (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>);
+    let before: Stamps = sqlx::query_as(stamps).fetch_one(&pool).await.unwrap();
+    clokio_reporting_svc::projection::vacuum(&pool)
+        .await
+        .unwrap();
+    // The statistics collector reports with a short delay.
+    let started = Instant::now();
+    let after: Stamps = loop {
+        let after: Stamps = sqlx::query_as(stamps).fetch_one(&pool).await.unwrap();
+        if (after.0 > before.0 && after.1 > before.1) || started.elapsed() > Duration::from_secs(5)
+        {
+            break after;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(after.0 > before.0, "vacuumed: {before:?} → {after:?}");
+    assert!(after.1 > before.1, "analyzed: {before:?} → {after:?}");
+}

@@ -132,6 +132,11 @@ fn install(service: &'static str, provider: Option<SdkTracerProvider>) -> bool {
             .with_location(false)
             .with_threads(false)
             .with_tracked_inactivity(false)
+            // Nothing here reads `opentelemetry::Context::current()` (trace headers come from the
+            // span itself), and activating it on every span entry was the cost of a poll: sqlx
+            // polls its row stream inside the caller's span once per row, which made a
+            // 220,000-row read in a request 2× slower than the same read in a spawned task.
+            .with_context_activation(false)
             .with_filter(LevelFilter::INFO);
         opentelemetry::global::set_tracer_provider(provider);
         layer
