@@ -17,6 +17,7 @@ use clokio_bus::ops::{AttendanceEvent, Leave};
 use futures::StreamExt;
 use serde::Deserialize;
 use sqlx::PgPool;
+use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
 /// The durable consumer's name.
@@ -58,8 +59,7 @@ pub async fn run(
 ) {
     tokio::pin!(shutdown);
     let applied = Arc::new(AtomicU64::new(0));
-    let upkeep = tokio::spawn(upkeep(pool.clone(), applied.clone()));
-    let _upkeep = AbortOnDrop(upkeep);
+    let _upkeep = AbortOnDropHandle::new(tokio::spawn(upkeep(pool.clone(), applied.clone())));
     loop {
         let consumed = async {
             let consumer = consumer(&js, &subjects, replicas).await?;
@@ -344,13 +344,4 @@ pub async fn vacuum(pool: &PgPool) -> Result<(), sqlx::Error> {
         .execute(&mut *conn)
         .await?;
     result.map(|_| ())
-}
-
-/// Aborts a task when dropped (the projection's upkeep ends with it).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

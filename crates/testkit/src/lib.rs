@@ -349,19 +349,8 @@ impl Stack {
             }
         }));
         let gw = Gateway::new(format!("http://{addr}"));
-        for _ in 0..200 {
-            if gw
-                .client
-                .get(format!("{}/healthz", gw.url))
-                .send()
-                .await
-                .is_ok()
-            {
-                return gw;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("gateway did not come up");
+        gw.wait_healthy().await;
+        gw
     }
 
     /// A new organization, created over the bus as the operator does.
@@ -642,6 +631,23 @@ impl Gateway {
             .build()
             .expect("client");
         Self { url, client }
+    }
+
+    /// Waits (up to 5 s) until the gateway answers `/healthz`.
+    pub async fn wait_healthy(&self) {
+        for _ in 0..200 {
+            if self
+                .client
+                .get(format!("{}/healthz", self.url))
+                .send()
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("gateway did not come up");
     }
 
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Res {
