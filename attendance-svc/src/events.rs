@@ -47,29 +47,49 @@ impl Clocked<'_> {
 }
 
 impl Clocked<'_> {
-    /// Writes the session's `event` (e.g. `clock-in`) at `at` to the outbox.
-    pub async fn emit(
+    /// Adds the session's `event` (e.g. `clock-in`) at `at` to `rows`.
+    pub fn emit(
         &self,
         state: &State,
-        tx: &mut Transaction<'_, Postgres>,
+        rows: &mut outbox::Rows,
         org: OrgId,
         event: &str,
         at: DateTime<Utc>,
     ) -> Result<(), BusError> {
-        emit(state, tx, org, event, at, self.event(event, at)).await
+        emit(state, rows, org, event, at, self.event(event, at))
     }
 }
 
-/// Writes an attendance event (`event` is its kind, e.g. `clock-in`) to the outbox.
-pub async fn emit(
+/// Adds an attendance event (`event` is its kind, e.g. `clock-in`) to `rows`, for the outbox.
+pub fn emit(
     state: &State,
-    tx: &mut Transaction<'_, Postgres>,
+    rows: &mut outbox::Rows,
     org: OrgId,
     event: &str,
     at: DateTime<Utc>,
     data: AttendanceEvent,
 ) -> Result<(), BusError> {
-    enqueue(state, tx, org, kind::ATTENDANCE, event, at, &data).await
+    let (subject, e) = wrap(state, org, kind::ATTENDANCE, event, at, &data);
+    rows.push(subject, &e).map_err(db::err)
+}
+
+/// The subject and envelope of an event of this service.
+fn wrap<'a, T>(
+    state: &State,
+    org: OrgId,
+    domain: &str,
+    event: &str,
+    at: DateTime<Utc>,
+    data: &'a T,
+) -> (String, Event<&'a T>) {
+    let e = Event {
+        id: EventId::new_random(),
+        org_id: org,
+        occurred_at: at,
+        kind: format!("{domain}.{event}"),
+        data,
+    };
+    (state.subjects.event(domain, org, event), e)
 }
 
 /// Writes any event of this service to the outbox.
@@ -82,13 +102,6 @@ pub async fn enqueue<T: Serialize>(
     at: DateTime<Utc>,
     data: &T,
 ) -> Result<(), BusError> {
-    let e = Event {
-        id: EventId::new_random(),
-        org_id: org,
-        occurred_at: at,
-        kind: format!("{domain}.{event}"),
-        data,
-    };
-    let subject = state.subjects.event(domain, org, event);
+    let (subject, e) = wrap(state, org, domain, event, at, data);
     outbox::enqueue(tx, &subject, &e).await.map_err(db::err)
 }

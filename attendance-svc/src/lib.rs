@@ -65,6 +65,7 @@ pub async fn run(
         async move { directory.run_sync().await }
     });
     let sweep = tokio::spawn(idempotency::sweep(pool.clone()));
+    let upkeep = tokio::spawn(clokio_runtime::db::upkeep(pool.clone()));
     let ops = config.ops_addr.map(|addr| {
         let readiness = clokio_runtime::ops::Readiness::new()
             .nats(nats.clone())
@@ -110,6 +111,7 @@ pub async fn run(
     .await;
     let _ = stop_tx.send(true);
     sync.abort();
+    upkeep.abort();
     sweep.abort();
     if let Some(ops) = ops {
         ops.abort();

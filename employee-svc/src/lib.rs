@@ -88,6 +88,7 @@ pub async fn run(
             .redis(state.redis.clone());
         tokio::spawn(clokio_runtime::ops::serve(addr, "employee-svc", readiness))
     });
+    let upkeep = tokio::spawn(clokio_runtime::db::upkeep(pool.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let relay = tokio::spawn(outbox::relay(
         pool.clone(),
@@ -113,6 +114,7 @@ pub async fn run(
     .await;
     let _ = stop_tx.send(true);
     sync.abort();
+    upkeep.abort();
     if let Some(ops) = ops {
         ops.abort();
     }

@@ -61,6 +61,7 @@ pub async fn run(
         let directory = directory.clone();
         async move { directory.run_sync().await }
     });
+    let upkeep = tokio::spawn(clokio_runtime::db::upkeep(pool.clone()));
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let projector = tokio::spawn(projection::run(
         pool.clone(),
@@ -104,6 +105,7 @@ pub async fn run(
     .await;
     let _ = stop_tx.send(true);
     sync.abort();
+    upkeep.abort();
     if let Some(ops) = ops {
         ops.abort();
     }

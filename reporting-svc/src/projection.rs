@@ -5,8 +5,6 @@
 //! clock-in, a deletion before its creation), so redeliveries and replays change nothing.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
@@ -17,7 +15,6 @@ use clokio_bus::ops::{AttendanceEvent, Leave};
 use futures::StreamExt;
 use serde::Deserialize;
 use sqlx::PgPool;
-use tokio_util::task::AbortOnDropHandle;
 use uuid::Uuid;
 
 /// The durable consumer's name.
@@ -58,8 +55,6 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let applied = Arc::new(AtomicU64::new(0));
-    let _upkeep = AbortOnDropHandle::new(tokio::spawn(upkeep(pool.clone(), applied.clone())));
     loop {
         let consumed = async {
             let consumer = consumer(&js, &subjects, replicas).await?;
@@ -70,10 +65,7 @@ pub async fn run(
                     .into_iter()
                     .filter_map(|m| m.map_err(|err| failed = Some(err)).ok())
                     .collect();
-                let n = batch.len() as u64;
-                if apply_and_ack(&pool, batch).await {
-                    applied.fetch_add(n, Ordering::Relaxed);
-                }
+                apply_and_ack(&pool, batch).await;
                 // A consumer deleted (a rebuild) or a connection lost: start over with a fresh
                 // subscription; what was not acknowledged is delivered again.
                 if let Some(err) = failed {
@@ -251,10 +243,10 @@ impl Changes {
     }
 }
 
-/// True when the batch was written.
-async fn apply_and_ack(pool: &PgPool, batch: Vec<jetstream::Message>) -> bool {
+/// Applies a batch and acknowledges it, or asks for it again after a second.
+async fn apply_and_ack(pool: &PgPool, batch: Vec<jetstream::Message>) {
     if batch.is_empty() {
-        return false;
+        return;
     }
     let mut changes = Changes::default();
     for msg in &batch {
@@ -291,7 +283,6 @@ async fn apply_and_ack(pool: &PgPool, batch: Vec<jetstream::Message>) -> bool {
                     tracing::warn!(%err, "event ack failed; it will be redelivered");
                 }
             }
-            true
         }
         Err(err) => {
             tracing::warn!(%err, events = batch.len(), "projection write failed; events redelivered");
@@ -300,48 +291,6 @@ async fn apply_and_ack(pool: &PgPool, batch: Vec<jetstream::Message>) -> bool {
                     .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
                     .await;
             }
-            false
         }
     }
-}
-
-/// Rows changed since the last upkeep that call for another.
-const UPKEEP_AFTER: u64 = 10_000;
-
-/// Keeps the planner's statistics and the visibility map of the projection current after bulk
-/// changes (a history import, a rebuild), whether or not the server's autovacuum is on or has
-/// come round yet. The summary's plan depends on both: with the statistics of an empty table it
-/// sorted 220,000 rows on disk (600 ms instead of 260 ms), and its index-only scan needs the
-/// visibility map.
-async fn upkeep(pool: PgPool, applied: Arc<AtomicU64>) {
-    let mut done = 0;
-    loop {
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        let now = applied.load(Ordering::Relaxed);
-        if now - done < UPKEEP_AFTER {
-            continue;
-        }
-        match vacuum(&pool).await {
-            Ok(()) => done = now,
-            Err(err) => tracing::warn!(%err, "projection upkeep failed; will retry"),
-        }
-    }
-}
-
-/// `VACUUM (ANALYZE)` of the projection's tables, by one replica at a time (the others skip).
-pub async fn vacuum(pool: &PgPool) -> Result<(), sqlx::Error> {
-    let mut conn = pool.acquire().await?;
-    let (got,): (bool,) =
-        sqlx::query_as("SELECT pg_try_advisory_lock(hashtext(current_schema() || '.upkeep'))")
-            .fetch_one(&mut *conn)
-            .await?;
-    if !got {
-        return Ok(());
-    }
-    // Not in a transaction, so the simple protocol.
-    let result = sqlx::Executor::execute(&mut *conn, "VACUUM (ANALYZE) sessions, leaves").await;
-    sqlx::query("SELECT pg_advisory_unlock(hashtext(current_schema() || '.upkeep'))")
-        .execute(&mut *conn)
-        .await?;
-    result.map(|_| ())
 }

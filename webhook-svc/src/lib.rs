@@ -162,6 +162,7 @@ pub async fn run(
         tokio::spawn(deliver::run_intake(state.clone(), intake)),
         tokio::spawn(deliver::run_workers(state.clone(), workers)),
         tokio::spawn(deliver::sweep(pool.clone(), config.retention_days)),
+        tokio::spawn(clokio_runtime::db::upkeep(pool.clone())),
         tokio::spawn(async move {
             if let Some(addr) = ops_addr {
                 clokio_runtime::ops::serve(addr, "webhook-svc", readiness).await;

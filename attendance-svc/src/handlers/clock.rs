@@ -16,6 +16,8 @@ use clokio_bus::ops::{
 use clokio_bus::server::to_bytes;
 use clokio_bus::types::EmployeeStatus;
 use clokio_bus::{BusError, ErrorCode};
+use std::sync::LazyLock;
+
 use sqlx::{Postgres, Transaction};
 
 use crate::events::{self, Clocked};
@@ -23,6 +25,7 @@ use crate::idempotency::Idempotency;
 use crate::{State, db, geo};
 use clokio_bus::calendar::whole_seconds;
 use clokio_runtime::directory::OrgInfo;
+use clokio_runtime::outbox;
 
 /// How far ahead of our clock an offline kiosk's timestamp may be.
 const MAX_FUTURE: Duration = Duration::minutes(2);
@@ -120,22 +123,82 @@ fn requested_time(
 }
 
 /// The employee's state, locked for this transaction (created on first use).
+#[derive(sqlx::FromRow)]
+struct EmployeeState {
+    open_session_id: Option<i64>,
+    last_event_at: Option<DateTime<Utc>>,
+    /// The id a clock-in's session gets, drawn in the same statement when asked for and no
+    /// session is open: the clock-in event carries it, and is written with the session.
+    new_session_id: Option<i64>,
+}
+
 async fn lock_state(
     tx: &mut Transaction<'_, Postgres>,
     employee: &Employee,
     org: clokio_bus::ids::OrgId,
-) -> Result<(Option<i64>, Option<DateTime<Utc>>), BusError> {
+    clock_in: bool,
+) -> Result<EmployeeState, BusError> {
     sqlx::query_as(
         "INSERT INTO employee_state (org_id, employee_id) VALUES ($1, $2) \
          ON CONFLICT (org_id, employee_id) DO UPDATE SET org_id = EXCLUDED.org_id \
-         RETURNING open_session_id, last_event_at",
+         RETURNING open_session_id, last_event_at, \
+            CASE WHEN $3 AND open_session_id IS NULL THEN nextval('sessions_id_seq') END \
+            AS new_session_id",
     )
     .bind(org.as_uuid())
     .bind(employee.employee_id.get())
+    .bind(clock_in)
     .fetch_one(&mut **tx)
     .await
     .map_err(db::err)
 }
+
+/// The statements of the four writes. Each also inserts the write's events into the outbox
+/// (`outbox_rows`, bound after the statement's own parameters), so the change and its events
+/// take one round trip.
+static CLOCK_IN: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH s AS ( \
+            INSERT INTO sessions (id, org_id, employee_id, work_date, clock_in, location_id, location) \
+            VALUES ($7, $1, $2, $3, $4, $5, $6)), \
+         {} \
+         UPDATE employee_state SET open_session_id = $7, last_event_at = $4 \
+         WHERE org_id = $1 AND employee_id = $2",
+        outbox::rows_cte(8)
+    )
+});
+static CLOCK_OUT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH s AS ( \
+            UPDATE sessions SET clock_out = $3, out_location_id = $4, out_location = $5, \
+                break_seconds = $6, break_open_since = NULL \
+            WHERE id = $2 RETURNING id), \
+         b AS (UPDATE breaks SET ended_at = $3 WHERE session_id = $2 AND ended_at IS NULL), \
+         {} \
+         UPDATE employee_state SET open_session_id = NULL, last_event_at = $3 \
+         WHERE org_id = $1 AND employee_id = $7 AND open_session_id = (SELECT id FROM s)",
+        outbox::rows_cte(8)
+    )
+});
+static BREAK_START: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH b AS (INSERT INTO breaks (session_id, started_at) VALUES ($2, $3)), \
+         s AS (UPDATE sessions SET break_open_since = $3 WHERE id = $2), \
+         {} \
+         UPDATE employee_state SET last_event_at = $3 WHERE org_id = $1 AND employee_id = $4",
+        outbox::rows_cte(5)
+    )
+});
+static BREAK_END: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH b AS (UPDATE breaks SET ended_at = $3 WHERE session_id = $2 AND ended_at IS NULL), \
+         s AS (UPDATE sessions SET break_open_since = NULL, break_seconds = break_seconds + $5 \
+               WHERE id = $2), \
+         {} \
+         UPDATE employee_state SET last_event_at = $3 WHERE org_id = $1 AND employee_id = $4",
+        outbox::rows_cte(6)
+    )
+});
 
 #[derive(sqlx::FromRow)]
 struct OpenSession {
@@ -193,7 +256,11 @@ async fn apply(
     }
     // Breaks carry no position: they happen where the session is.
     let (location_id, location) = place(info, employee, req)?;
-    let (open, last) = lock_state(tx, employee, req.org_id).await?;
+    let EmployeeState {
+        open_session_id: open,
+        last_event_at: last,
+        new_session_id,
+    } = lock_state(tx, employee, req.org_id, action == Action::ClockIn).await?;
     let session = match (action, open) {
         (Action::ClockIn, Some(_)) => {
             return Err(BusError::conflict("Employee is already clocked in"));
@@ -231,25 +298,11 @@ async fn apply(
     };
     let tz = info.org.timezone;
     let org = req.org_id;
+    let mut rows = outbox::Rows::default();
     match (action, session) {
         (Action::ClockIn, _) => {
+            let id = new_session_id.ok_or_else(BusError::internal)?;
             let work_date = tz.date_of(at);
-            let (id,): (i64,) = sqlx::query_as(
-                "WITH s AS ( \
-                    INSERT INTO sessions (org_id, employee_id, work_date, clock_in, location_id, location) \
-                    VALUES ($1, $2, $3, $4, $5, $6) RETURNING id) \
-                 UPDATE employee_state SET open_session_id = (SELECT id FROM s), last_event_at = $4 \
-                 WHERE org_id = $1 AND employee_id = $2 RETURNING open_session_id",
-            )
-            .bind(org.as_uuid())
-            .bind(employee.employee_id.get())
-            .bind(work_date)
-            .bind(at)
-            .bind(location_id.get())
-            .bind(&location)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(db::err)?;
             let attendance_id = AttendanceId::new(id);
             let clocked = Clocked {
                 attendance_id,
@@ -259,7 +312,16 @@ async fn apply(
                 work_date,
                 clock_in: at,
             };
-            clocked.emit(state, tx, org, kind::CLOCK_IN, at).await?;
+            clocked.emit(state, &mut rows, org, kind::CLOCK_IN, at)?;
+            let query = sqlx::query(&CLOCK_IN)
+                .bind(org.as_uuid())
+                .bind(employee.employee_id.get())
+                .bind(work_date)
+                .bind(at)
+                .bind(location_id.get())
+                .bind(&location)
+                .bind(id);
+            rows.bind(query).execute(&mut **tx).await.map_err(db::err)?;
             to_bytes(&ClockedIn {
                 attendance_id,
                 employee_name: employee.name.clone(),
@@ -270,31 +332,11 @@ async fn apply(
         (Action::ClockOut, Some(s)) => {
             let open_break = s.break_open_since.map(|since| (at - since).num_seconds());
             let break_seconds = s.break_seconds + open_break.unwrap_or(0);
-            sqlx::query(
-                "WITH s AS ( \
-                    UPDATE sessions SET clock_out = $3, out_location_id = $4, out_location = $5, \
-                        break_seconds = $6, break_open_since = NULL \
-                    WHERE id = $2 RETURNING id), \
-                 b AS ( \
-                    UPDATE breaks SET ended_at = $3 WHERE session_id = $2 AND ended_at IS NULL) \
-                 UPDATE employee_state SET open_session_id = NULL, last_event_at = $3 \
-                 WHERE org_id = $1 AND employee_id = $7 AND open_session_id = (SELECT id FROM s)",
-            )
-            .bind(org.as_uuid())
-            .bind(s.id)
-            .bind(at)
-            .bind(location_id.get())
-            .bind(&location)
-            .bind(break_seconds)
-            .bind(employee.employee_id.get())
-            .execute(&mut **tx)
-            .await
-            .map_err(db::err)?;
             let attendance_id = AttendanceId::new(s.id);
             let total_seconds = (at - s.clock_in).num_seconds() - break_seconds;
             let clocked = s.clocked(attendance_id, employee);
             if open_break.is_some() {
-                clocked.emit(state, tx, org, kind::BREAK_END, at).await?;
+                clocked.emit(state, &mut rows, org, kind::BREAK_END, at)?;
             }
             let mut event = clocked.event(kind::CLOCK_OUT, at);
             event.location_id = location_id;
@@ -303,7 +345,16 @@ async fn apply(
             event.total_hours = Some(clokio_bus::calendar::hours(total_seconds));
             event.break_minutes = Some(clokio_bus::calendar::minutes(break_seconds));
             event.break_seconds = Some(break_seconds);
-            events::emit(state, tx, org, kind::CLOCK_OUT, at, event).await?;
+            events::emit(state, &mut rows, org, kind::CLOCK_OUT, at, event)?;
+            let query = sqlx::query(&CLOCK_OUT)
+                .bind(org.as_uuid())
+                .bind(s.id)
+                .bind(at)
+                .bind(location_id.get())
+                .bind(&location)
+                .bind(break_seconds)
+                .bind(employee.employee_id.get());
+            rows.bind(query).execute(&mut **tx).await.map_err(db::err)?;
             to_bytes(&ClockedOut {
                 attendance_id,
                 employee_name: employee.name.clone(),
@@ -315,21 +366,20 @@ async fn apply(
             })
         }
         (Action::BreakStart, Some(s)) => {
-            sqlx::query(
-                "WITH b AS (INSERT INTO breaks (session_id, started_at) VALUES ($2, $3)), \
-                 s AS (UPDATE sessions SET break_open_since = $3 WHERE id = $2) \
-                 UPDATE employee_state SET last_event_at = $3 WHERE org_id = $1 AND employee_id = $4",
-            )
-            .bind(org.as_uuid())
-            .bind(s.id)
-            .bind(at)
-            .bind(employee.employee_id.get())
-            .execute(&mut **tx)
-            .await
-            .map_err(db::err)?;
             let attendance_id = AttendanceId::new(s.id);
-            let clocked = s.clocked(attendance_id, employee);
-            clocked.emit(state, tx, org, kind::BREAK_START, at).await?;
+            s.clocked(attendance_id, employee).emit(
+                state,
+                &mut rows,
+                org,
+                kind::BREAK_START,
+                at,
+            )?;
+            let query = sqlx::query(&BREAK_START)
+                .bind(org.as_uuid())
+                .bind(s.id)
+                .bind(at)
+                .bind(employee.employee_id.get());
+            rows.bind(query).execute(&mut **tx).await.map_err(db::err)?;
             to_bytes(&BreakStarted {
                 attendance_id,
                 employee_name: employee.name.clone(),
@@ -339,23 +389,16 @@ async fn apply(
         (Action::BreakEnd, Some(s)) => {
             let since = s.break_open_since.ok_or_else(BusError::internal)?;
             let seconds = (at - since).num_seconds();
-            sqlx::query(
-                "WITH b AS (UPDATE breaks SET ended_at = $3 WHERE session_id = $2 AND ended_at IS NULL), \
-                 s AS (UPDATE sessions SET break_open_since = NULL, break_seconds = break_seconds + $5 \
-                       WHERE id = $2) \
-                 UPDATE employee_state SET last_event_at = $3 WHERE org_id = $1 AND employee_id = $4",
-            )
-            .bind(org.as_uuid())
-            .bind(s.id)
-            .bind(at)
-            .bind(employee.employee_id.get())
-            .bind(seconds)
-            .execute(&mut **tx)
-            .await
-            .map_err(db::err)?;
             let attendance_id = AttendanceId::new(s.id);
-            let clocked = s.clocked(attendance_id, employee);
-            clocked.emit(state, tx, org, kind::BREAK_END, at).await?;
+            s.clocked(attendance_id, employee)
+                .emit(state, &mut rows, org, kind::BREAK_END, at)?;
+            let query = sqlx::query(&BREAK_END)
+                .bind(org.as_uuid())
+                .bind(s.id)
+                .bind(at)
+                .bind(employee.employee_id.get())
+                .bind(seconds);
+            rows.bind(query).execute(&mut **tx).await.map_err(db::err)?;
             to_bytes(&BreakEnded {
                 attendance_id,
                 employee_name: employee.name.clone(),

@@ -63,27 +63,61 @@ pub async fn enqueue_many<T: Serialize>(
     tx: &mut Transaction<'_, Postgres>,
     events: &[(String, Event<T>)],
 ) -> Result<(), sqlx::Error> {
-    let mut ids = Vec::with_capacity(events.len());
-    let mut subjects = Vec::with_capacity(events.len());
-    let mut payloads = Vec::with_capacity(events.len());
+    let mut rows = Rows::default();
     for (subject, event) in events {
-        ids.push(event.id.as_uuid());
-        subjects.push(subject.as_str());
-        payloads.push(serde_json::to_vec(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
+        rows.push(subject.clone(), event)?;
     }
-    let trace = clokio_bus::trace::context_of(&tracing::Span::current());
-    sqlx::query(
-        "INSERT INTO outbox (event_id, subject, payload, traceparent, tracestate) \
-         SELECT e.*, $4, $5 FROM unnest($1::uuid[], $2::text[], $3::bytea[]) AS e",
-    )
-    .bind(ids)
-    .bind(subjects)
-    .bind(payloads)
-    .bind(trace.traceparent)
-    .bind(trace.tracestate)
-    .execute(&mut **tx)
-    .await?;
+    let sql = format!("WITH {} SELECT 1", rows_cte(1));
+    rows.bind(sqlx::query(&sql)).execute(&mut **tx).await?;
     Ok(())
+}
+
+/// Outbox rows written by the statement that makes the change itself, which saves the write a
+/// round trip to Postgres: the statement takes [`rows_cte`] among its `WITH` items and binds the
+/// rows with [`Rows::bind`] after its own parameters.
+#[derive(Default)]
+pub struct Rows {
+    ids: Vec<uuid::Uuid>,
+    subjects: Vec<String>,
+    payloads: Vec<Vec<u8>>,
+}
+
+impl Rows {
+    pub fn push<T: Serialize>(
+        &mut self,
+        subject: String,
+        event: &Event<T>,
+    ) -> Result<(), sqlx::Error> {
+        let payload = serde_json::to_vec(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        self.ids.push(event.id.as_uuid());
+        self.subjects.push(subject);
+        self.payloads.push(payload);
+        Ok(())
+    }
+
+    /// Binds the rows and the current span's trace context: the five parameters of [`rows_cte`].
+    pub fn bind(
+        self,
+        query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments> {
+        let trace = clokio_bus::trace::context_of(&tracing::Span::current());
+        query
+            .bind(self.ids)
+            .bind(self.subjects)
+            .bind(self.payloads)
+            .bind(trace.traceparent)
+            .bind(trace.tracestate)
+    }
+}
+
+/// The `WITH` item that inserts [`Rows`], whose parameters are `$first` to `$first + 4`.
+pub fn rows_cte(first: usize) -> String {
+    let [ids, subjects, payloads, parent, state] = std::array::from_fn(|i| first + i);
+    format!(
+        "outbox_rows AS (INSERT INTO outbox (event_id, subject, payload, traceparent, tracestate) \
+         SELECT e.*, ${parent}, ${state} \
+         FROM unnest(${ids}::uuid[], ${subjects}::text[], ${payloads}::bytea[]) AS e)"
+    )
 }
 
 /// Wakes the relay after a commit, so events go out at once instead of at the next poll.
