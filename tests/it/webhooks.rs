@@ -767,6 +767,60 @@ async fn the_address_connected_to_is_checked_when_sending() {
     assert!(r.received().is_empty(), "no request reached the receiver");
 }
 
+/// Successes of a healthy subscription are written in batches; each still gets its own attempt
+/// row and its delivery its own state, and none is lost or counted twice.
+#[tokio::test]
+async fn first_try_successes_are_each_logged() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let r = Receiver::start().await;
+    let created = hook(
+        &gw,
+        &t,
+        json!({"url": format!("{}/hook", r.url), "events": ["clock-in"]}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+    let nips: Vec<String> = (0..20).map(|i| format!("E-{i}")).collect();
+    for nip in &nips {
+        gw.create_employee(&t.key, nip, json!({"employee_code": nip}))
+            .await;
+    }
+    futures::future::join_all(nips.iter().map(|nip| clock_in(&gw, &t, nip))).await;
+    r.wait_for(20, Duration::from_secs(15)).await;
+    let page = get_until(
+        &gw,
+        &t,
+        &format!("/api/v1/webhooks/{id}/deliveries?per_page=100"),
+        |d| {
+            d["deliveries"]
+                .as_array()
+                .is_some_and(|a| a.len() == 20 && a.iter().all(|d| d["status"] == "succeeded"))
+        },
+    )
+    .await;
+    for delivery in page["deliveries"].as_array().unwrap() {
+        assert_eq!(delivery["attempt_count"], 1, "{delivery}");
+        let detail = gw
+            .get(
+                &t.key,
+                &format!(
+                    "/api/v1/webhooks/{id}/deliveries/{}",
+                    delivery["id"].as_str().unwrap()
+                ),
+            )
+            .await
+            .expect(200);
+        let attempts = detail.data()["attempts"].as_array().unwrap().clone();
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        assert_eq!(attempts[0]["status_code"], 200);
+        assert_eq!(attempts[0]["trigger"], "scheduled");
+        assert_eq!(attempts[0]["error"], Value::Null);
+        assert_eq!(attempts[0]["response_body"], "ok");
+        assert!(attempts[0]["latency_ms"].is_u64());
+    }
+}
+
 #[tokio::test]
 async fn a_subscription_failing_for_five_days_is_switched_off() {
     let (stack, gw) = Stack::start().await;

@@ -24,7 +24,8 @@ use clokio_bus::events::Event;
 use clokio_bus::ids::OrgId;
 use clokio_bus::ops::{AttendanceEvent, Delivery};
 use futures::StreamExt;
-use tokio::sync::Semaphore;
+use sqlx::PgPool;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::render;
@@ -413,7 +414,17 @@ async fn try_attempt(
     .bind(status)
     .bind(next.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d));
     if ok && sub.failing_since.is_none() {
-        record.execute(&state.pool).await.map_err(db::err)?;
+        state
+            .recorder
+            .record(Success {
+                delivery: id,
+                at: now,
+                manual,
+                status: i32::from(outcome.status),
+                latency_ms: outcome.latency.as_millis().min(i32::MAX as u128) as i32,
+                body: outcome.body,
+            })
+            .await?;
         metrics::counter!("clokio_webhook_attempts_total", "outcome" => "success").increment(1);
         return Ok(next);
     }
@@ -465,6 +476,97 @@ async fn try_attempt(
         "outcome" => if ok { "success" } else { outcome.error.unwrap_or("http") })
     .increment(1);
     Ok(next)
+}
+
+/// A successful attempt of a healthy subscription: the common case, recorded in batches.
+pub struct Success {
+    delivery: Uuid,
+    at: chrono::DateTime<Utc>,
+    manual: bool,
+    status: i32,
+    latency_ms: i32,
+    body: String,
+}
+
+type Recorded = oneshot::Sender<Result<(), BusError>>;
+
+/// Writes successful attempts in batches: whatever arrived while the previous batch was being
+/// written goes in one statement and one commit, rather than one of each per delivery. Each
+/// attempt's message is acknowledged only after its batch committed.
+#[derive(Clone)]
+pub struct Recorder(mpsc::Sender<(Success, Recorded)>);
+
+/// The most attempts written by one statement.
+const RECORD_BATCH: usize = 512;
+
+impl Recorder {
+    /// Starts the writer task; it ends when every `Recorder` is dropped.
+    pub fn start(pool: PgPool) -> Self {
+        let (tx, mut rx) = mpsc::channel::<(Success, Recorded)>(RECORD_BATCH * 4);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(RECORD_BATCH);
+            while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+                let (successes, waiting): (Vec<Success>, Vec<Recorded>) = batch.drain(..).unzip();
+                let written = write_successes(&pool, successes).await.map_err(db::err);
+                for w in waiting {
+                    let _ = w.send(written.clone());
+                }
+            }
+        });
+        Self(tx)
+    }
+
+    /// Records `success`, returning once it is committed.
+    async fn record(&self, success: Success) -> Result<(), BusError> {
+        let (tx, rx) = oneshot::channel();
+        self.0
+            .send((success, tx))
+            .await
+            .map_err(|_| BusError::unavailable())?;
+        rx.await.map_err(|_| BusError::unavailable())?
+    }
+}
+
+async fn write_successes(pool: &PgPool, batch: Vec<Success>) -> Result<(), sqlx::Error> {
+    let n = batch.len();
+    let (mut ids, mut ats, mut triggers) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut codes, mut latencies, mut bodies) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for s in batch {
+        ids.push(s.delivery);
+        ats.push(s.at);
+        triggers.push(if s.manual { "manual" } else { "scheduled" });
+        codes.push(s.status);
+        latencies.push(s.latency_ms);
+        bodies.push(s.body);
+    }
+    sqlx::query(
+        "WITH r AS ( \
+            SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::int[], $5::int[], $6::text[]) \
+                AS r(id, at, trigger, status_code, latency_ms, body)), \
+         a AS ( \
+            INSERT INTO attempts (delivery_id, at, trigger, status_code, latency_ms, response_body) \
+            SELECT id, at, trigger, status_code, latency_ms, body FROM r) \
+         UPDATE deliveries d SET attempt_count = d.attempt_count + 1, status = 'succeeded', \
+            next_attempt_at = NULL \
+         FROM r WHERE d.id = r.id",
+    )
+    .bind(ids)
+    .bind(ats)
+    .bind(triggers)
+    .bind(codes)
+    .bind(latencies)
+    .bind(bodies)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// POSTs the body, keeping the message alive while the receiver takes its time.

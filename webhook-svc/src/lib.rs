@@ -48,6 +48,7 @@ pub struct State {
     pub(crate) policy: Arc<guard::Policy>,
     pub(crate) http: reqwest::Client,
     pub(crate) caps: Arc<deliver::Caps>,
+    pub(crate) recorder: deliver::Recorder,
     pub(crate) config: Arc<Config>,
 }
 
@@ -139,6 +140,7 @@ pub async fn run(
         policy,
         http,
         caps: Arc::default(),
+        recorder: deliver::Recorder::start(pool.clone()),
         config: Arc::new(config.clone()),
     };
     let (intake, workers) = deliver::setup(&state).await?;
