@@ -25,9 +25,10 @@ use clokio_bus::ids::OrgId;
 use clokio_bus::ops::{AttendanceEvent, Delivery};
 use futures::StreamExt;
 use sqlx::PgPool;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+use crate::batch::Batcher;
 use crate::render;
 use crate::subs::{SubRow, sub_columns};
 use crate::{State, db};
@@ -339,15 +340,7 @@ async fn try_attempt(
     id: Uuid,
     manual: bool,
 ) -> Result<Option<Duration>, BusError> {
-    let due: Option<Due> = sqlx::query_as(&format!(
-        "SELECT d.body, d.status, d.attempt_count, {} \
-         FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id WHERE d.id = $1",
-        sub_columns()
-    ))
-    .bind(id)
-    .fetch_optional(&state.pool)
-    .await
-    .map_err(db::err)?;
+    let due = state.batched.due(id).await?;
     let Some(due) = due else {
         return Ok(None); // deleted with its subscription
     };
@@ -415,7 +408,7 @@ async fn try_attempt(
     .bind(next.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d));
     if ok && sub.failing_since.is_none() {
         state
-            .recorder
+            .batched
             .record(Success {
                 delivery: id,
                 at: now,
@@ -488,43 +481,77 @@ pub struct Success {
     body: String,
 }
 
-type Recorded = oneshot::Sender<Result<(), BusError>>;
-
-/// Writes successful attempts in batches: whatever arrived while the previous batch was being
-/// written goes in one statement and one commit, rather than one of each per delivery. Each
-/// attempt's message is acknowledged only after its batch committed.
+/// The statements of the common path, batched across concurrent attempts ([`Batcher`]): the
+/// delivery to attempt, and the record of a success (each attempt's message is acknowledged only
+/// after its batch committed).
 #[derive(Clone)]
-pub struct Recorder(mpsc::Sender<(Success, Recorded)>);
+pub struct Batched {
+    due: Batcher<Uuid, Result<Option<Due>, BusError>>,
+    success: Batcher<Success, Result<(), BusError>>,
+}
 
-/// The most attempts written by one statement.
-const RECORD_BATCH: usize = 512;
+/// The most rows one batched statement reads or writes.
+const STATEMENT_BATCH: usize = 512;
 
-impl Recorder {
-    /// Starts the writer task; it ends when every `Recorder` is dropped.
+impl Batched {
     pub fn start(pool: PgPool) -> Self {
-        let (tx, mut rx) = mpsc::channel::<(Success, Recorded)>(RECORD_BATCH * 4);
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(RECORD_BATCH);
-            while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-                let (successes, waiting): (Vec<Success>, Vec<Recorded>) = batch.drain(..).unzip();
-                let written = write_successes(&pool, successes).await.map_err(db::err);
-                for w in waiting {
-                    let _ = w.send(written.clone());
+        let reads = pool.clone();
+        Self {
+            due: Batcher::start(STATEMENT_BATCH, move |ids| {
+                let pool = reads.clone();
+                async move {
+                    match load_due(&pool, &ids).await {
+                        Ok(mut found) => ids.iter().map(|id| Ok(found.remove(id))).collect(),
+                        Err(err) => {
+                            let err = db::err(err);
+                            ids.iter().map(|_| Err(err.clone())).collect()
+                        }
+                    }
                 }
-            }
-        });
-        Self(tx)
+            }),
+            success: Batcher::start(STATEMENT_BATCH, move |batch: Vec<Success>| {
+                let pool = pool.clone();
+                async move {
+                    let n = batch.len();
+                    vec![write_successes(&pool, batch).await.map_err(db::err); n]
+                }
+            }),
+        }
     }
 
-    /// Records `success`, returning once it is committed.
-    async fn record(&self, success: Success) -> Result<(), BusError> {
-        let (tx, rx) = oneshot::channel();
-        self.0
-            .send((success, tx))
+    async fn due(&self, id: Uuid) -> Result<Option<Due>, BusError> {
+        self.due
+            .call(id)
             .await
-            .map_err(|_| BusError::unavailable())?;
-        rx.await.map_err(|_| BusError::unavailable())?
+            .unwrap_or(Err(BusError::unavailable()))
     }
+
+    async fn record(&self, success: Success) -> Result<(), BusError> {
+        self.success
+            .call(success)
+            .await
+            .unwrap_or(Err(BusError::unavailable()))
+    }
+}
+
+async fn load_due(pool: &PgPool, ids: &[Uuid]) -> Result<HashMap<Uuid, Due>, sqlx::Error> {
+    let rows: Vec<DueRow> = sqlx::query_as(&format!(
+        "SELECT d.id AS delivery_id, d.body, d.status, d.attempt_count, {} \
+         FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
+         WHERE d.id = ANY($1)",
+        sub_columns()
+    ))
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.delivery_id, r.due)).collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct DueRow {
+    delivery_id: Uuid,
+    #[sqlx(flatten)]
+    due: Due,
 }
 
 async fn write_successes(pool: &PgPool, batch: Vec<Success>) -> Result<(), sqlx::Error> {

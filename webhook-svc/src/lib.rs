@@ -2,6 +2,7 @@
 //! answers the subscription and delivery-log API on `<prefix>.v1.webhook.<operation>`, and turns
 //! attendance events into signed HTTP requests through JetStream (see [`deliver`]).
 
+mod batch;
 mod config;
 mod db;
 pub mod deliver;
@@ -48,7 +49,7 @@ pub struct State {
     pub(crate) policy: Arc<guard::Policy>,
     pub(crate) http: reqwest::Client,
     pub(crate) caps: Arc<deliver::Caps>,
-    pub(crate) recorder: deliver::Recorder,
+    pub(crate) batched: deliver::Batched,
     pub(crate) config: Arc<Config>,
 }
 
@@ -140,7 +141,7 @@ pub async fn run(
         policy,
         http,
         caps: Arc::default(),
-        recorder: deliver::Recorder::start(pool.clone()),
+        batched: deliver::Batched::start(pool.clone()),
         config: Arc::new(config.clone()),
     };
     let (intake, workers) = deliver::setup(&state).await?;
