@@ -149,6 +149,16 @@ async fn daily_range_and_employee_records() {
             "The date field is required",
         ),
         (
+            "/api/v1/attendance/today/detailed?date=",
+            422,
+            "The date field must be a valid date in YYYY-MM-DD format",
+        ),
+        (
+            "/api/v1/attendance/employee/EMP-1042?start=&end=2026-02-01",
+            422,
+            "The start field must be a valid date in YYYY-MM-DD format",
+        ),
+        (
             "/api/v1/attendance/daily?date=2026-02-30",
             422,
             "The date field must be a valid date in YYYY-MM-DD format",

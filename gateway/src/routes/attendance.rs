@@ -280,16 +280,18 @@ pub async fn break_end(
     .await
 }
 
-/// A date query parameter; blank counts as absent.
+/// An optional date query parameter. Only leaving it out asks for the default: a blank value is
+/// not a date (the document says `format: date`), so it is refused like any other.
 fn date_param(q: &HashMap<String, String>, name: &str) -> Result<Option<NaiveDate>, ApiError> {
-    match q.get(name).map(|s| s.trim()) {
-        None | Some("") => Ok(None),
-        Some(s) => parse_date(name, s).map(Some),
-    }
+    q.get(name).map(|s| parse_date(name, s.trim())).transpose()
 }
 
+/// A required date query parameter; blank counts as missing.
 fn required_date(q: &HashMap<String, String>, name: &str) -> Result<NaiveDate, ApiError> {
-    date_param(q, name)?.ok_or_else(|| required(name))
+    match q.get(name).map(|s| s.trim()) {
+        None | Some("") => Err(required(name)),
+        Some(s) => parse_date(name, s),
+    }
 }
 
 #[derive(IntoParams)]
