@@ -33,6 +33,8 @@ fi
 : "${CLOKIO_WEBHOOK_OPS_ADDR:=127.0.0.1:9103}"
 : "${CLOKIO_REPORTING_OPS_ADDR:=127.0.0.1:9104}"
 export_clokio_vars
+# The allocator's arena without huge pages (docs/configuration.md).
+export MIMALLOC_ARENA_EAGER_COMMIT="${MIMALLOC_ARENA_EAGER_COMMIT:-0}"
 
 ensure_packages
 ensure_servers
