@@ -1,6 +1,6 @@
 //! The outbox: events committed while no relay can publish them are published once each when one
-//! can, and a row published twice (a relay that died between publishing and deleting) is stored
-//! once by JetStream's de-duplication.
+//! can, a row published twice (a relay that died between publishing and deleting) is stored
+//! once by JetStream's de-duplication, and acks lost in flight delay a batch by one ack timeout.
 
 use std::time::Duration;
 
@@ -114,4 +114,77 @@ async fn events_committed_while_the_relay_is_down_arrive_once_each() {
         events.none_within(Duration::from_millis(1000)).await,
         "JetStream dropped the duplicate"
     );
+}
+
+/// Publish acks lost in flight (NATS went away after taking the messages) are waited out together,
+/// not one after another: a batch of ten whose acks never come is retried after one ack timeout
+/// (5 s), not ten (50 s), and its rows are published and deleted then.
+#[tokio::test]
+async fn a_batch_whose_acks_are_lost_is_retried_after_one_timeout() {
+    use futures::StreamExt;
+
+    let (stack, _gw) = Stack::start().await;
+    let prefix = stack.bus_config.subjects.prefix().to_string();
+    let subjects = format!("{prefix}.silent.>");
+    // A subscriber that never answers: each publish is taken and its ack never comes.
+    let mut silent = stack.nats.subscribe(subjects.clone()).await.unwrap();
+    stack.nats.flush().await.unwrap();
+    let pool = stack.db().await;
+    sqlx::query(
+        "INSERT INTO employee.outbox (event_id, subject, payload) \
+         SELECT gen_random_uuid(), $1 || '.silent.' || i, '{}' FROM generate_series(1, 10) AS i",
+    )
+    .bind(&prefix)
+    .execute(&pool)
+    .await
+    .unwrap();
+    // The relay polls every second; the ten go out in one batch.
+    for _ in 0..10 {
+        tokio::time::timeout(Duration::from_secs(5), silent.next())
+            .await
+            .expect("the relay published the batch")
+            .unwrap();
+    }
+    let in_flight = std::time::Instant::now();
+    // From now on JetStream stores them, so the retry is acknowledged.
+    drop(silent);
+    let js = async_nats::jetstream::new(stack.nats.clone());
+    let stream = format!("{prefix}-SILENT");
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: stream.clone(),
+        subjects: vec![subjects],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let left = loop {
+        let (left,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM employee.outbox WHERE starts_with(subject, $1 || '.silent.')",
+        )
+        .bind(&prefix)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if left == 0 || in_flight.elapsed() > Duration::from_secs(20) {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let stored = js
+        .get_stream(&stream)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages;
+    js.delete_stream(&stream).await.unwrap();
+    assert_eq!(
+        left,
+        0,
+        "rows left {:?} after the batch",
+        in_flight.elapsed()
+    );
+    assert_eq!(stored, 10, "each row stored once");
 }
