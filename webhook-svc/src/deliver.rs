@@ -13,7 +13,7 @@
 //!   for 5 days. A per-subscription cap keeps one slow receiver from taking every worker.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
@@ -388,8 +388,26 @@ async fn try_attempt(
         (false, None) if manual => due.status.as_str(),
         (false, None) => "failed",
     };
-    // The attempt and the delivery's new state in one statement; the common case (a success of
-    // a healthy subscription) needs nothing else, so no transaction around it.
+    let latency_ms = outcome.latency.as_millis().min(i32::MAX as u128) as i32;
+    // The common case, a success of a healthy subscription, needs nothing but its record, which
+    // goes with the other attempts' in a batch.
+    if ok && sub.failing_since.is_none() {
+        state
+            .batched
+            .record(Success {
+                delivery: id,
+                at: now,
+                manual,
+                status: i32::from(outcome.status),
+                latency_ms,
+                body: outcome.body,
+            })
+            .await?;
+        metrics::counter!("clokio_webhook_attempts_total", "outcome" => "success").increment(1);
+        return Ok(next);
+    }
+    // Otherwise the attempt and the delivery's new state in one statement, with the
+    // subscription's own changes in the same transaction.
     let record = sqlx::query(
         "WITH a AS ( \
             INSERT INTO attempts (delivery_id, at, trigger, status_code, error, latency_ms, response_body) \
@@ -402,25 +420,10 @@ async fn try_attempt(
     .bind(if manual { "manual" } else { "scheduled" })
     .bind(i32::from(outcome.status))
     .bind(outcome.error)
-    .bind(outcome.latency.as_millis().min(i32::MAX as u128) as i32)
+    .bind(latency_ms)
     .bind(&outcome.body)
     .bind(status)
     .bind(next.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d));
-    if ok && sub.failing_since.is_none() {
-        state
-            .batched
-            .record(Success {
-                delivery: id,
-                at: now,
-                manual,
-                status: i32::from(outcome.status),
-                latency_ms: outcome.latency.as_millis().min(i32::MAX as u128) as i32,
-                body: outcome.body,
-            })
-            .await?;
-        metrics::counter!("clokio_webhook_attempts_total", "outcome" => "success").increment(1);
-        return Ok(next);
-    }
     let mut tx = state.pool.begin().await.map_err(db::err)?;
     record.execute(&mut *tx).await.map_err(db::err)?;
     let disable = if gone {
@@ -472,7 +475,7 @@ async fn try_attempt(
 }
 
 /// A successful attempt of a healthy subscription: the common case, recorded in batches.
-pub struct Success {
+pub(crate) struct Success {
     delivery: Uuid,
     at: chrono::DateTime<Utc>,
     manual: bool,
@@ -485,7 +488,7 @@ pub struct Success {
 /// delivery to attempt, and the record of a success (each attempt's message is acknowledged only
 /// after its batch committed).
 #[derive(Clone)]
-pub struct Batched {
+pub(crate) struct Batched {
     due: Batcher<Uuid, Result<Option<Due>, BusError>>,
     success: Batcher<Success, Result<(), BusError>>,
 }
@@ -494,7 +497,7 @@ pub struct Batched {
 const STATEMENT_BATCH: usize = 512;
 
 impl Batched {
-    pub fn start(pool: PgPool) -> Self {
+    pub(crate) fn start(pool: PgPool) -> Self {
         let reads = pool.clone();
         Self {
             due: Batcher::start(STATEMENT_BATCH, move |ids| {
@@ -534,16 +537,17 @@ impl Batched {
     }
 }
 
-async fn load_due(pool: &PgPool, ids: &[Uuid]) -> Result<HashMap<Uuid, Due>, sqlx::Error> {
-    let rows: Vec<DueRow> = sqlx::query_as(&format!(
+static DUE: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "SELECT d.id AS delivery_id, d.body, d.status, d.attempt_count, {} \
          FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
          WHERE d.id = ANY($1)",
         sub_columns()
-    ))
-    .bind(ids)
-    .fetch_all(pool)
-    .await?;
+    )
+});
+
+async fn load_due(pool: &PgPool, ids: &[Uuid]) -> Result<HashMap<Uuid, Due>, sqlx::Error> {
+    let rows: Vec<DueRow> = sqlx::query_as(&DUE).bind(ids).fetch_all(pool).await?;
     Ok(rows.into_iter().map(|r| (r.delivery_id, r.due)).collect())
 }
 
