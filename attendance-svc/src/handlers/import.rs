@@ -9,8 +9,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use clokio_bus::BusError;
-use clokio_bus::events::{Event, kind};
-use clokio_bus::ids::{AttendanceId, EventId, LocationId, OrgId};
+use clokio_bus::events::kind;
+use clokio_bus::ids::{AttendanceId, LocationId, OrgId};
 use clokio_bus::ops::{
     AttendanceEvent, Employee, ImportOp, ImportRecord, ImportRequest, Imported, MAX_IMPORT_BREAKS,
     MAX_IMPORT_BREAKS_TOTAL, MAX_IMPORT_RECORDS, Operation,
@@ -18,7 +18,7 @@ use clokio_bus::ops::{
 use clokio_bus::server::to_bytes;
 use sqlx::{Postgres, Transaction};
 
-use crate::events::Clocked;
+use crate::events::{self, Clocked};
 use crate::idempotency::Idempotency;
 use crate::{State, db};
 use clokio_bus::calendar::{hours, minutes, whole_seconds};
@@ -299,7 +299,7 @@ async fn apply(
     .await
     .map_err(db::err)?;
 
-    let mut events = Vec::with_capacity(checked.len() * 2);
+    let mut rows = clokio_runtime::outbox::Rows::default();
     for ((c, id), (work_date, breaks)) in checked
         .iter()
         .zip(&ids)
@@ -315,36 +315,25 @@ async fn apply(
         };
         let mut push = |name: &str, at: DateTime<Utc>, mut data: AttendanceEvent| {
             data.imported = true;
-            events.push((
-                state.subjects.event(kind::ATTENDANCE, org, name),
-                Event {
-                    id: EventId::new_random(),
-                    org_id: org,
-                    occurred_at: at,
-                    kind: format!("{}.{name}", kind::ATTENDANCE),
-                    data,
-                },
-            ));
+            events::emit(state, &mut rows, org, name, at, data)
         };
         push(
             kind::CLOCK_IN,
             c.clock_in,
             clocked.event(kind::CLOCK_IN, c.clock_in),
-        );
+        )?;
         for (s, e) in &c.breaks {
-            push(kind::BREAK_START, *s, clocked.event(kind::BREAK_START, *s));
-            push(kind::BREAK_END, *e, clocked.event(kind::BREAK_END, *e));
+            push(kind::BREAK_START, *s, clocked.event(kind::BREAK_START, *s))?;
+            push(kind::BREAK_END, *e, clocked.event(kind::BREAK_END, *e))?;
         }
         let mut out = clocked.event(kind::CLOCK_OUT, c.clock_out);
         out.clock_out = Some(c.clock_out);
         out.total_hours = Some(hours((c.clock_out - c.clock_in).num_seconds() - breaks));
         out.break_minutes = Some(minutes(*breaks));
         out.break_seconds = Some(*breaks);
-        push(kind::CLOCK_OUT, c.clock_out, out);
+        push(kind::CLOCK_OUT, c.clock_out, out)?;
     }
-    clokio_runtime::outbox::enqueue_many(tx, &events)
-        .await
-        .map_err(db::err)?;
+    rows.insert(tx).await.map_err(db::err)?;
     metrics::counter!("clokio_imported_sessions_total").increment(ids.len() as u64);
     to_bytes(&Imported {
         imported: ids.len(),

@@ -125,7 +125,7 @@ pub fn span(operation: &'static str) -> tracing::Span {
 }
 
 /// Dead and newly inserted rows in a table that call for a `VACUUM (ANALYZE)`.
-pub const UPKEEP_AFTER: i64 = 10_000;
+const UPKEEP_AFTER: i64 = 10_000;
 
 /// Keeps the service's own tables vacuumed and analyzed, whether or not the server's autovacuum
 /// is on or has come round yet: every 30 s, [`vacuum`] with [`UPKEEP_AFTER`].

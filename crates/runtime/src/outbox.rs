@@ -14,7 +14,7 @@
 //! tracestate text)`, indexed on `(split_part(subject, '.', 1), seq)` (prefix, then commit order).
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -42,39 +42,15 @@ pub async fn enqueue<T: Serialize>(
     subject: &str,
     event: &Event<T>,
 ) -> Result<(), sqlx::Error> {
-    let payload = serde_json::to_vec(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let trace = clokio_bus::trace::context_of(&tracing::Span::current());
-    sqlx::query(
-        "INSERT INTO outbox (event_id, subject, payload, traceparent, tracestate) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(event.id.as_uuid())
-    .bind(subject)
-    .bind(payload)
-    .bind(trace.traceparent)
-    .bind(trace.tracestate)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Adds many events to the outbox inside the caller's transaction, in one statement.
-pub async fn enqueue_many<T: Serialize>(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &[(String, Event<T>)],
-) -> Result<(), sqlx::Error> {
     let mut rows = Rows::default();
-    for (subject, event) in events {
-        rows.push(subject.clone(), event)?;
-    }
-    let sql = format!("WITH {} SELECT 1", rows_cte(1));
-    rows.bind(sqlx::query(&sql)).execute(&mut **tx).await?;
-    Ok(())
+    rows.push(subject.to_owned(), event)?;
+    rows.insert(tx).await
 }
 
-/// Outbox rows written by the statement that makes the change itself, which saves the write a
-/// round trip to Postgres: the statement takes [`rows_cte`] among its `WITH` items and binds the
-/// rows with [`Rows::bind`] after its own parameters.
+/// Outbox rows: inserted on their own ([`Rows::insert`]), or by the statement that makes the
+/// change itself, which saves the write a round trip to Postgres: that statement takes
+/// [`rows_cte`] among its `WITH` items and binds the rows with [`Rows::bind`] after its own
+/// parameters.
 #[derive(Default)]
 pub struct Rows {
     ids: Vec<uuid::Uuid>,
@@ -92,6 +68,14 @@ impl Rows {
         self.ids.push(event.id.as_uuid());
         self.subjects.push(subject);
         self.payloads.push(payload);
+        Ok(())
+    }
+
+    /// Inserts the rows inside the caller's transaction, in one statement.
+    pub async fn insert(self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+        static INSERT: LazyLock<String> =
+            LazyLock::new(|| format!("WITH {} SELECT 1", rows_cte(1)));
+        self.bind(sqlx::query(&INSERT)).execute(&mut **tx).await?;
         Ok(())
     }
 
