@@ -35,6 +35,16 @@ async fn get_until(gw: &Gateway, t: &Tenant, path: &str, done: impl Fn(&Value) -
     }
 }
 
+/// The attempts of `delivery` (an item of a deliveries page) of webhook `id`, oldest first.
+async fn attempts(gw: &Gateway, t: &Tenant, id: &str, delivery: &Value) -> Vec<Value> {
+    let path = format!(
+        "/api/v1/webhooks/{id}/deliveries/{}",
+        delivery["id"].as_str().unwrap()
+    );
+    let detail = gw.get(&t.key, &path).await.expect(200);
+    detail.data()["attempts"].as_array().unwrap().clone()
+}
+
 async fn clock_in(gw: &Gateway, t: &Tenant, nip: &str) {
     gw.post(
         &t.key,
@@ -476,17 +486,7 @@ async fn failures_are_retried_through_jetstream_and_logged() {
     assert_eq!(page["total"], 1);
     assert_eq!(delivery["status"], "succeeded");
     assert_eq!(delivery["attempt_count"], 3);
-    let detail = gw
-        .get(
-            &t.key,
-            &format!(
-                "/api/v1/webhooks/{id}/deliveries/{}",
-                delivery["id"].as_str().unwrap()
-            ),
-        )
-        .await
-        .expect(200);
-    let attempts = detail.data()["attempts"].as_array().unwrap().clone();
+    let attempts = attempts(&gw, &t, &id, &delivery).await;
     let codes: Vec<i64> = attempts
         .iter()
         .map(|a| a["status_code"].as_i64().unwrap())
@@ -751,17 +751,7 @@ async fn the_address_connected_to_is_checked_when_sending() {
         d["deliveries"][0]["attempt_count"].as_i64() > Some(0)
     })
     .await;
-    let detail = gw
-        .get(
-            &t.key,
-            &format!(
-                "/api/v1/webhooks/{id}/deliveries/{}",
-                page["deliveries"][0]["id"].as_str().unwrap()
-            ),
-        )
-        .await
-        .expect(200);
-    let attempt = detail.data()["attempts"][0].clone();
+    let attempt = attempts(&gw, &t, id, &page["deliveries"][0]).await[0].clone();
     assert_eq!(attempt["status_code"], 0);
     assert_eq!(attempt["error"], "blocked");
     assert!(r.received().is_empty(), "no request reached the receiver");
@@ -801,17 +791,7 @@ async fn first_try_successes_are_each_logged() {
     .await;
     for delivery in page["deliveries"].as_array().unwrap() {
         assert_eq!(delivery["attempt_count"], 1, "{delivery}");
-        let detail = gw
-            .get(
-                &t.key,
-                &format!(
-                    "/api/v1/webhooks/{id}/deliveries/{}",
-                    delivery["id"].as_str().unwrap()
-                ),
-            )
-            .await
-            .expect(200);
-        let attempts = detail.data()["attempts"].as_array().unwrap().clone();
+        let attempts = attempts(&gw, &t, id, delivery).await;
         assert_eq!(attempts.len(), 1, "{attempts:?}");
         assert_eq!(attempts[0]["status_code"], 200);
         assert_eq!(attempts[0]["trigger"], "scheduled");
