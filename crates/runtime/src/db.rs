@@ -15,7 +15,11 @@ pub async fn connect(
     max_connections: u32,
     wait: Duration,
 ) -> Result<PgPool, sqlx::Error> {
-    let base = PgConnectOptions::from_str(url)?;
+    let mut base = PgConnectOptions::from_str(url)?;
+    // Name the service's sessions in `pg_stat_activity` unless the URL already names them.
+    if base.get_application_name().is_none() {
+        base = base.application_name(&format!("clokio-{schema}"));
+    }
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match try_connect(&base, schema, max_connections).await {
