@@ -28,8 +28,12 @@ use futures::TryStreamExt;
 
 use crate::{State, db};
 
-/// Employees per query (and per CSV chunk): what bounds the memory of a summary's reads.
+/// Employees per query: what bounds the memory of a summary's reads.
 const BATCH: usize = 1000;
+
+/// A CSV chunk is sent once it holds this many bytes. One row is at most a few KiB (names of 255
+/// characters, quoted), so a chunk stays far below NATS's 1 MiB payload limit whatever the names.
+const CSV_CHUNK: usize = 256 * 1024;
 
 /// The calendar month asked for.
 #[derive(Clone, Copy, Debug)]
@@ -292,9 +296,12 @@ pub async fn csv(
                 .await?;
             for batch in staff.all.chunks(BATCH) {
                 let (days, leaves) = load(&state, org, month, id_range(batch)).await?;
-                let mut out = Vec::with_capacity(batch.len() * 96);
+                let mut out = Vec::with_capacity(CSV_CHUNK.min(batch.len() * 96));
                 for row in rows_of(&cal, batch, &days, &leaves) {
                     write_csv_row(&mut out, &row);
+                    if out.len() >= CSV_CHUNK {
+                        sink.send(Bytes::from(std::mem::take(&mut out))).await?;
+                    }
                 }
                 if !out.is_empty() {
                     sink.send(Bytes::from(out)).await?;

@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::Datelike;
+
 use clokio_bus::types::Plan;
 use clokio_testkit::{Gateway, Stack, Tenant, json};
 use serde_json::Value;
@@ -96,7 +98,7 @@ async fn october_in_berlin_with_every_rule() {
             json!({"employee_code": "C-1", "hire_date": "2026-01-01"}),
         )
         .await;
-    // Deactivated now (November): active through October, so still in October's summary.
+    // Deactivated now (after October): active through October, so still in October's summary.
     gw.patch(
         &t.key,
         "/api/v1/employees/C-1/status",
@@ -199,9 +201,24 @@ async fn october_in_berlin_with_every_rule() {
     assert_eq!(res.data()[0]["nip"], "A-1");
     assert_eq!(res.data()[0]["days_present"], 0);
     assert_eq!(res.data()[0]["total_hours"], 0.0);
-    // December: Cleo was inactive all month and has no data: left out. Nothing is past yet.
+    // Next month (counted from today, whenever the test runs): Cleo, deactivated today, is
+    // inactive all month and has no data, so she is left out; no day of it is past yet.
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Europe::Berlin)
+        .date_naive();
+    let next = today
+        .with_day(1)
+        .and_then(|first| first.checked_add_months(chrono::Months::new(1)))
+        .unwrap();
     let res = gw
-        .get(&t.key, "/api/v1/attendance/summary?month=12&year=2026")
+        .get(
+            &t.key,
+            &format!(
+                "/api/v1/attendance/summary?month={}&year={}",
+                next.month(),
+                next.year()
+            ),
+        )
         .await
         .expect(200);
     let codes: Vec<&str> = res
@@ -282,7 +299,23 @@ async fn november_in_new_york_across_the_dst_change() {
             .await
             .unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Wait until the projection's consumer has taken and acknowledged all of them.
+    let stream = js
+        .get_stream(stack.bus_config.subjects.events_stream())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let info = stream.consumer_info("reporting").await.unwrap();
+        if info.num_pending == 0 && info.num_ack_pending == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the projection did not take the redelivered events: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let res = gw
         .get(&t.key, "/api/v1/attendance/summary?month=11&year=2025")
         .await
@@ -352,6 +385,16 @@ async fn a_large_csv_streams_the_same_numbers_as_the_json() {
     let t = stack.tenant(&gw, Plan::Enterprise).await;
     let n = 2500;
     clokio_testkit::seed_employees(t.org.id, "S", n, "2026-02-01").await;
+    // The first thousand have the longest names and departments allowed, in 4-byte characters:
+    // about 2 KiB a row, so a thousand rows would not fit in one NATS message.
+    sqlx::query(
+        "UPDATE employee.employees SET name = repeat('😀', 250) || id, department = repeat('🏭', 255) \
+         WHERE org_id = $1 AND employee_code <= 'S01000'",
+    )
+    .bind(t.org.id.as_uuid())
+    .execute(&clokio_testkit::db().await)
+    .await
+    .unwrap();
     let records: Vec<Value> = (1..=n)
         .map(|i| {
             let day = 2 + i % 5; // Monday 2 to Friday 6 March 2026
