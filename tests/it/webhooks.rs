@@ -159,6 +159,22 @@ async fn subscriptions_are_managed_through_the_api() {
             .await
             .expect_error(422, &message);
     }
+    // A change of url is held to the same rules, and a refused one changes nothing.
+    gw.patch(
+        &t.key,
+        &format!("/api/v1/webhooks/{id}"),
+        &json!({"url": "https://10.1.2.3/h"}),
+    )
+    .await
+    .expect_error(
+        422,
+        "The url must not point to a private, loopback, link-local or reserved address (10.1.2.3)",
+    );
+    let res = gw
+        .get(&t.key, &format!("/api/v1/webhooks/{id}"))
+        .await
+        .expect(200);
+    assert_eq!(res.data()["url"], format!("{}/hook", r.url));
 
     // Another org sees none of it.
     let other = stack.tenant(&gw, Plan::Enterprise).await;
@@ -503,9 +519,14 @@ async fn failures_are_retried_through_jetstream_and_logged() {
     assert_eq!(attempts[1]["response_body"], "ok");
     assert!(attempts.iter().all(|a| a["latency_ms"].is_u64()));
 
-    // Retry-After on a 503 is honoured over the 1 s of the schedule.
+    // Retry-After is honoured over the schedule (1 s, then 3 s): on a 429 as an HTTP date about
+    // 4 s ahead, on a 503 as 5 seconds.
+    let date = (chrono::Utc::now() + chrono::Duration::seconds(4))
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
     r.answer([
-        Answer::status(503).header("retry-after", "2"),
+        Answer::status(429).header("retry-after", &date),
+        Answer::status(503).header("retry-after", "5"),
         Answer::status(200),
     ]);
     gw.post(
@@ -515,11 +536,15 @@ async fn failures_are_retried_through_jetstream_and_logged() {
     )
     .await
     .expect(200);
-    let got = r.wait_for(5, Duration::from_secs(15)).await;
-    let gap = got[4].at - got[3].at;
+    let got = r.wait_for(6, Duration::from_secs(20)).await;
+    let (gap1, gap2) = (got[4].at - got[3].at, got[5].at - got[4].at);
     assert!(
-        gap >= Duration::from_millis(1900),
-        "Retry-After ignored: {gap:?}"
+        gap1 >= Duration::from_millis(2500),
+        "Retry-After date ignored: {gap1:?}"
+    );
+    assert!(
+        gap2 >= Duration::from_millis(4500),
+        "Retry-After seconds ignored: {gap2:?}"
     );
 
     // Exhausted: failed after the last attempt; a manual retry sends it once more.
@@ -529,7 +554,7 @@ async fn failures_are_retried_through_jetstream_and_logged() {
         Answer::status(500),
     ]);
     clock_in(&gw, &t, "E-1").await;
-    r.wait_for(8, Duration::from_secs(15)).await;
+    r.wait_for(9, Duration::from_secs(15)).await;
     let failed = get_until(
         &gw,
         &t,
@@ -547,7 +572,7 @@ async fn failures_are_retried_through_jetstream_and_logged() {
     )
     .await
     .expect(202);
-    r.wait_for(9, Duration::from_secs(10)).await;
+    r.wait_for(10, Duration::from_secs(10)).await;
     let detail = get_until(
         &gw,
         &t,
@@ -720,6 +745,53 @@ async fn a_webhook_svc_killed_mid_delivery_loses_nothing() {
 
 /// The guard runs again when sending, on the addresses the name resolves to then: a webhook
 /// created while loopback was allowed is refused once it is not, without a connection.
+/// SIGTERM during a slow delivery: the replica stops taking work but finishes and records the
+/// attempt under way before it exits, so no other replica sends it again.
+#[tokio::test]
+async fn a_webhook_svc_stopped_mid_delivery_finishes_it_first() {
+    let mut stack = Stack::empty().await;
+    stack.start_employee_svc().await;
+    stack.start_attendance_svc().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let replica = tokio::spawn(clokio_webhook_svc::run(
+        stack.webhook_config(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    stack
+        .wait_for_replicas(clokio_bus::ServiceName::Webhook, 1)
+        .await;
+    let gw = stack.start_gateway().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let r = Receiver::start().await;
+    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
+        .await;
+    let created = hook(
+        &gw,
+        &t,
+        json!({"url": format!("{}/hook", r.url), "events": ["clock-in"]}),
+    )
+    .await;
+    r.answer([Answer::status(200).after(Duration::from_secs(2))]);
+    clock_in(&gw, &t, "E-1").await;
+    r.wait_for(1, Duration::from_secs(10)).await;
+    let _ = stop.send(());
+    replica.await.unwrap().unwrap();
+    let (status, attempts): (String, i32) = sqlx::query_as(
+        "SELECT status, attempt_count FROM webhook.deliveries WHERE subscription_id = $1::uuid",
+    )
+    .bind(created["id"].as_str().unwrap())
+    .fetch_one(&clokio_testkit::db().await)
+    .await
+    .unwrap();
+    assert_eq!((status.as_str(), attempts), ("succeeded", 1));
+    // A replacement finds nothing left to send, even after the ack wait (3 s in tests).
+    stack.start_webhook_svc().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(r.received().len(), 1);
+}
+
 #[tokio::test]
 async fn the_address_connected_to_is_checked_when_sending() {
     let mut stack = Stack::empty().await;
@@ -776,6 +848,9 @@ async fn first_try_successes_are_each_logged() {
         gw.create_employee(&t.key, nip, json!({"employee_code": nip}))
             .await;
     }
+    // One receiver answers with a NUL byte, which a Postgres text column cannot hold: it is
+    // logged replaced, and the batch it is recorded with still commits.
+    r.answer([Answer::status(200).body("o\0k")]);
     futures::future::join_all(nips.iter().map(|nip| clock_in(&gw, &t, nip))).await;
     r.wait_for(20, Duration::from_secs(15)).await;
     let page = get_until(
@@ -789,6 +864,7 @@ async fn first_try_successes_are_each_logged() {
         },
     )
     .await;
+    let mut bodies = Vec::new();
     for delivery in page["deliveries"].as_array().unwrap() {
         assert_eq!(delivery["attempt_count"], 1, "{delivery}");
         let attempts = attempts(&gw, &t, id, delivery).await;
@@ -796,9 +872,14 @@ async fn first_try_successes_are_each_logged() {
         assert_eq!(attempts[0]["status_code"], 200);
         assert_eq!(attempts[0]["trigger"], "scheduled");
         assert_eq!(attempts[0]["error"], Value::Null);
-        assert_eq!(attempts[0]["response_body"], "ok");
         assert!(attempts[0]["latency_ms"].is_u64());
+        bodies.push(attempts[0]["response_body"].as_str().unwrap().to_owned());
     }
+    bodies.sort();
+    let mut want = vec!["ok".to_owned(); 19];
+    want.push("o\u{FFFD}k".to_owned());
+    assert_eq!(bodies, want);
+    assert_eq!(r.received().len(), 20, "no delivery was sent twice");
 }
 
 #[tokio::test]

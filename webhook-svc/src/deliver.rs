@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clokio_bus::BusError;
 use clokio_bus::events::Event;
 use clokio_bus::ids::OrgId;
@@ -26,6 +26,7 @@ use clokio_bus::ops::{AttendanceEvent, Delivery};
 use futures::StreamExt;
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::batch::Batcher;
@@ -130,13 +131,15 @@ pub async fn enqueue(state: &State, id: Uuid, manual: bool) -> Result<(), BusErr
 pub async fn run_intake(
     state: State,
     consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+    stop: CancellationToken,
 ) {
-    loop {
+    // Events are independent of each other: take up to 64 at once.
+    const SLOTS: u32 = 64;
+    let slots = Arc::new(Semaphore::new(SLOTS as usize));
+    while !stop.is_cancelled() {
         let result = async {
             let mut messages = consumer.messages().await?;
-            // Events are independent of each other: take up to 64 at once.
-            let slots = Arc::new(Semaphore::new(64));
-            while let Some(msg) = messages.next().await {
+            while let Some(msg) = next_unless_stopped(&mut messages, &stop).await {
                 let msg = msg?;
                 let permit = slots.clone().acquire_owned().await?;
                 let state = state.clone();
@@ -169,8 +172,13 @@ pub async fn run_intake(
         if let Err(err) = result {
             tracing::warn!(%err, "intake consumer failed; retrying");
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
     }
+    // Whatever was taken is finished: `acquire_many` waits until every slot is back.
+    let _ = slots.acquire_many(SLOTS).await;
 }
 
 /// Stores and queues the deliveries of one event.
@@ -255,12 +263,14 @@ impl Caps {
 pub async fn run_workers(
     state: State,
     consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+    stop: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(state.config.workers));
-    loop {
+    let workers = state.config.workers;
+    let slots = Arc::new(Semaphore::new(workers));
+    while !stop.is_cancelled() {
         let result = async {
             let mut messages = consumer.messages().await?;
-            while let Some(msg) = messages.next().await {
+            while let Some(msg) = next_unless_stopped(&mut messages, &stop).await {
                 let msg = msg?;
                 let permit = slots.clone().acquire_owned().await?;
                 let state = state.clone();
@@ -282,7 +292,40 @@ pub async fn run_workers(
         if let Err(err) = result {
             tracing::warn!(%err, "delivery consumer failed; retrying");
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    // Attempts under way are finished and recorded, so none is sent again by another replica.
+    let _ = slots
+        .acquire_many(u32::try_from(workers).unwrap_or(u32::MAX))
+        .await;
+}
+
+/// The consumer's next message, or `None` once `stop` is cancelled. Messages already pulled but
+/// not started are handed back at once (NAK), so another replica takes them without waiting for
+/// their ack deadline.
+async fn next_unless_stopped(
+    messages: &mut jetstream::consumer::pull::Stream,
+    stop: &CancellationToken,
+) -> Option<Result<jetstream::Message, async_nats::Error>> {
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => {
+            // What is already here arrives at once; stop at the first pause (or after 500 ms).
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+            while tokio::time::Instant::now() < deadline {
+                match tokio::time::timeout(Duration::from_millis(20), messages.next()).await {
+                    Ok(Some(Ok(msg))) => {
+                        let _ = msg.ack_with(AckKind::Nak(None)).await;
+                    }
+                    _ => break,
+                }
+            }
+            None
+        }
+        msg = messages.next() => msg.map(|m| m.map_err(Into::into)),
     }
 }
 
@@ -664,8 +707,7 @@ async fn post(
                 .headers()
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+                .and_then(|v| retry_after(v, Utc::now()));
             let mut body = Vec::new();
             let mut res = res;
             while let Ok(Some(chunk)) = res.chunk().await {
@@ -674,17 +716,44 @@ async fn post(
                     break;
                 }
             }
-            body.truncate(4096);
             Outcome {
                 status,
                 error: (!(200..300).contains(&status)).then_some("http"),
                 latency: started.elapsed(),
-                body: String::from_utf8_lossy(&body).into_owned(),
+                body: logged_body(&body),
                 retry_after,
             }
         }
         Err(err) => fail(error_kind(&err)),
     }
+}
+
+/// A `Retry-After` value: delay seconds or an HTTP date (RFC 9110), as a wait from `now`, at most
+/// `MAX_RETRY_AFTER`. A date in the past means no wait.
+fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = DateTime::parse_from_rfc2822(value).ok()?;
+            (at.with_timezone(&Utc) - now)
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// A response body as the delivery log keeps it: text (invalid UTF-8 and NUL, which Postgres text
+/// cannot hold, replaced) of at most 4 KiB, cut at a character boundary.
+fn logged_body(body: &[u8]) -> String {
+    let mut text = String::from_utf8_lossy(body).replace('\0', "\u{FFFD}");
+    let mut end = text.len().min(4096);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text
 }
 
 /// What kind of failure a request error is: `timeout`, `blocked` (the guard refused every
@@ -757,5 +826,39 @@ pub async fn sweep(pool: sqlx::PgPool, days: u32) {
         {
             tracing::warn!(%err, "could not sweep old deliveries");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        let now = DateTime::parse_from_rfc3339("2026-11-29T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Sun, 29 Nov 2026 10:01:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            retry_after("Sun, 29 Nov 2026 09:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("99999999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn the_logged_body_is_storable_text_of_at_most_4_kib() {
+        assert_eq!(logged_body(b"ok\0\xff"), "ok\u{FFFD}\u{FFFD}");
+        let long = "é".repeat(3000);
+        let cut = logged_body(long.as_bytes());
+        assert_eq!(cut.len(), 4096);
+        assert!(cut.chars().all(|c| c == 'é'));
+        let odd = format!("a{long}");
+        assert_eq!(logged_body(odd.as_bytes()).len(), 4095);
     }
 }

@@ -109,6 +109,9 @@ pub async fn run(
     let http = reqwest::Client::builder()
         .timeout(config.timeout)
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy would be the address connected to, and the guard would check it instead of the
+        // receiver: webhooks go straight out, whatever HTTP(S)_PROXY says.
+        .no_proxy()
         .dns_resolver(Arc::new(guard::GuardedResolver {
             policy: policy.clone(),
         }))
@@ -159,11 +162,14 @@ pub async fn run(
             deliver::WORKERS,
         );
     let ops_addr = config.ops_addr;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let consumers = [
+        tokio::spawn(deliver::run_intake(state.clone(), intake, stop.clone())),
+        tokio::spawn(deliver::run_workers(state.clone(), workers, stop.clone())),
+    ];
     let tasks = [
         tokio::spawn(async move { directory.run_sync().await }),
         tokio::spawn(async move { subs.run_sync().await }),
-        tokio::spawn(deliver::run_intake(state.clone(), intake)),
-        tokio::spawn(deliver::run_workers(state.clone(), workers)),
         tokio::spawn(deliver::sweep(pool.clone(), config.retention_days)),
         tokio::spawn(clokio_runtime::db::upkeep(pool.clone())),
         tokio::spawn(async move {
@@ -186,6 +192,17 @@ pub async fn run(
         shutdown,
     )
     .await;
+    // Stop taking events and deliveries, and finish the attempts under way (each is bounded by
+    // the request timeout) before the connections close.
+    stop.cancel();
+    let drained = tokio::time::timeout(
+        config.timeout + Duration::from_secs(2),
+        futures::future::join_all(consumers),
+    )
+    .await;
+    if drained.is_err() {
+        tracing::warn!("deliveries still under way at exit; JetStream redelivers them");
+    }
     for task in tasks {
         task.abort();
     }
