@@ -28,6 +28,7 @@ if [[ -z ${CLOKIO_WEBHOOK_SECRET_KEY:-} ]]; then
 	CLOKIO_WEBHOOK_SECRET_KEY=$(<"$key_file")
 fi
 # Each service's ops port (/healthz, /readyz, /metrics), on loopback only.
+: "${CLOKIO_GATEWAY_OPS_ADDR:=127.0.0.1:9100}"
 : "${CLOKIO_EMPLOYEE_OPS_ADDR:=127.0.0.1:9101}"
 : "${CLOKIO_ATTENDANCE_OPS_ADDR:=127.0.0.1:9102}"
 : "${CLOKIO_WEBHOOK_OPS_ADDR:=127.0.0.1:9103}"

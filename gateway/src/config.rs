@@ -10,6 +10,9 @@ pub struct Config {
     pub bus: BusConfig,
     /// `CLOKIO_GATEWAY_ADDR` (default `0.0.0.0:8080`).
     pub addr: SocketAddr,
+    /// `CLOKIO_GATEWAY_OPS_ADDR`: `/healthz`, `/readyz`, `/metrics` off the public port (default
+    /// `0.0.0.0:9100`; `off`).
+    pub ops_addr: Option<SocketAddr>,
     /// `CLOKIO_REDIS_URL` (default `redis://127.0.0.1:6379`).
     pub redis_url: String,
     /// `CLOKIO_REDIS_TIMEOUT_MS`: longest wait for the limiter script before falling back (100).
@@ -50,6 +53,10 @@ impl Config {
             addr: config::parse(
                 "CLOKIO_GATEWAY_ADDR",
                 SocketAddr::from(([0, 0, 0, 0], 8080)),
+            )?,
+            ops_addr: config::ops_addr(
+                "CLOKIO_GATEWAY_OPS_ADDR",
+                SocketAddr::from(([0, 0, 0, 0], 9100)),
             )?,
             redis_url: config::string("CLOKIO_REDIS_URL", "redis://127.0.0.1:6379"),
             redis_timeout: config::millis("CLOKIO_REDIS_TIMEOUT_MS", 100)?,

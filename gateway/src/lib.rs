@@ -172,6 +172,21 @@ async fn build(
     if !lists.confirm_subscriptions().await {
         tracing::warn!("NATS did not confirm the gateway's subscriptions yet");
     }
+    if let Some(addr) = config.ops_addr {
+        let redis = limiter.clone();
+        let readiness = clokio_runtime::ops::Readiness::new()
+            .nats(nats.clone())
+            .check(
+                "redis",
+                Arc::new(move || {
+                    let redis = redis.clone();
+                    Box::pin(async move { redis.ping().await })
+                }),
+            );
+        background.push(tokio::spawn(clokio_runtime::ops::serve(
+            addr, "gateway", readiness,
+        )));
+    }
     let app = App(Arc::new(AppInner {
         bus,
         lists,
@@ -209,7 +224,7 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// one), request id in and out, the body bound, metrics and the access log.
 async fn request_context(State(app): State<App>, req: Request, next: Next) -> Response {
     // Probes and scrapes are not traced: they would be most of the traces and say nothing.
-    if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+    if matches!(req.uri().path(), "/healthz" | "/readyz") {
         return in_request_context(app, req, next).await;
     }
     let span = tracing::info_span!(

@@ -103,6 +103,22 @@ async fn health_metrics_openapi_and_docs_need_no_key() {
         "{}",
         metrics.0
     );
+    // Metrics are for operators: on the ops port, not on the public one.
+    get("/metrics").await.expect(404);
+    let ops = gw.ops.as_deref().unwrap();
+    let res = gw.client.get(format!("{ops}/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap(),
+        json!({"nats": "ok", "redis": "ok"})
+    );
+    let res = gw
+        .client
+        .get(format!("{ops}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
 }
 
 #[tokio::test]

@@ -252,11 +252,12 @@ impl Stack {
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let config = self.gateway_config();
+        let gw = Gateway::new(format!("http://{addr}")).with_ops(config.ops_addr);
         let isolated = Isolated::run(async move {
             let listener = tokio::net::TcpListener::from_std(listener)?;
             clokio_gateway::run(config, listener, std::future::pending()).await
         });
-        (isolated, Gateway::new(format!("http://{addr}")))
+        (isolated, gw)
     }
 
     /// An attendance-svc replica on a runtime of its own, which [`Isolated::kill`] drops with
@@ -326,6 +327,7 @@ impl Stack {
         clokio_gateway::Config {
             bus: self.bus_config.clone(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ops_addr: Some(SocketAddr::from(([127, 0, 0, 1], free_port()))),
             redis_url: self.redis_url.clone(),
             redis_timeout: Duration::from_millis(200),
             rate_limit_basic: 100,
@@ -343,12 +345,12 @@ impl Stack {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let stop = self.stopper();
+        let gw = Gateway::new(format!("http://{addr}")).with_ops(config.ops_addr);
         self.tasks.push(tokio::spawn(async move {
             if let Err(err) = clokio_gateway::run(config, listener, stop).await {
                 panic!("gateway failed: {err}");
             }
         }));
-        let gw = Gateway::new(format!("http://{addr}"));
         gw.wait_healthy().await;
         gw
     }
@@ -560,6 +562,8 @@ pub struct Tenant {
 #[derive(Clone)]
 pub struct Gateway {
     pub url: String,
+    /// The ops port's base URL.
+    pub ops: Option<String>,
     pub client: reqwest::Client,
 }
 
@@ -630,7 +634,17 @@ impl Gateway {
             .pool_max_idle_per_host(64)
             .build()
             .expect("client");
-        Self { url, client }
+        Self {
+            url,
+            ops: None,
+            client,
+        }
+    }
+
+    /// The gateway's ops port (`/metrics`), when it serves one.
+    pub fn with_ops(mut self, addr: Option<SocketAddr>) -> Self {
+        self.ops = addr.map(|a| format!("http://{a}"));
+        self
     }
 
     /// Waits (up to 5 s) until the gateway answers `/healthz`.
@@ -698,11 +712,12 @@ impl Gateway {
         .await
     }
 
-    /// What `/metrics` serves now.
+    /// What the ops port's `/metrics` serves now.
     pub async fn metrics(&self) -> Metrics {
+        let ops = self.ops.as_deref().expect("a gateway with an ops port");
         let res = self
             .client
-            .get(format!("{}/metrics", self.url))
+            .get(format!("{ops}/metrics"))
             .send()
             .await
             .expect("metrics");

@@ -1,4 +1,5 @@
-//! Unauthenticated operational routes: health, readiness, metrics, the OpenAPI document and docs.
+//! Unauthenticated routes: health, readiness, the OpenAPI document and docs. Metrics are served on
+//! the ops port only (`CLOKIO_GATEWAY_OPS_ADDR`), off the public network.
 
 use axum::Router;
 use axum::extract::State;
@@ -14,7 +15,6 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/docs", get(docs))
 }
@@ -42,16 +42,6 @@ async fn readyz(State(app): State<App>) -> Response {
     } else {
         envelope::error_with_data(StatusCode::SERVICE_UNAVAILABLE, "Not ready", &state)
     }
-}
-
-async fn metrics() -> Response {
-    let text = clokio_runtime::telemetry::metrics_handle().render();
-    let mut res = text.into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    res
 }
 
 async fn openapi() -> Response {
