@@ -293,6 +293,31 @@ async fn refusals_are_clear_and_change_nothing() {
             422,
             "The timestamp field must not be more than 72 hours in the past",
         );
+    // The window is the org's: set to 24 hours, the message names 24 (once the change reached
+    // attendance-svc's cache, which the organization.updated event invalidates). 73 hours back is
+    // refused either way, so nothing is recorded while waiting.
+    gw.patch(
+        &t.key,
+        "/api/v1/organization",
+        &json!({"offline_backdate_hours": 24}),
+    )
+    .await
+    .expect(200);
+    let started = std::time::Instant::now();
+    loop {
+        let res =
+            clock_in(json!({"nip": "E-1", "timestamp": ts(now() - Duration::hours(73))})).await;
+        assert_eq!(res.status, 422, "{}", res.text);
+        if res.message() == "The timestamp field must not be more than 24 hours in the past" {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the org's window was not applied: {}",
+            res.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     gw.send(
         gw.request(
             reqwest::Method::POST,

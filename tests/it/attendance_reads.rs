@@ -234,10 +234,44 @@ async fn night_shifts_and_dst_in_berlin() {
             {"nip": "O-1", "clock_in": "2026-10-23T07:11:00Z", "clock_out": "2026-10-23T15:00:00Z"},
             {"nip": "O-1", "clock_in": "2026-10-26T08:05:00Z", "clock_out": "2026-10-26T16:05:00Z"},
             // 00:30 local on the 27th is 23:30Z on the 26th: it belongs to the 27th.
-            {"nip": "N-1", "clock_in": "2026-10-26T23:30:00Z", "clock_out": "2026-10-27T04:30:00Z"}
+            {"nip": "N-1", "clock_in": "2026-10-26T23:30:00Z", "clock_out": "2026-10-27T04:30:00Z"},
+            // Spring: 22:00 CET on 28 March to 06:00 CEST on the 29th, the 23-hour day: 7 hours.
+            {"nip": "O-1", "clock_in": "2026-03-28T22:00:00+01:00", "clock_out": "2026-03-29T06:00:00+02:00"},
+            // 07:55Z on 30 March is 09:55 CEST: late (it would be 08:55, on time, at the winter offset).
+            {"nip": "O-1", "clock_in": "2026-03-30T07:55:00Z", "clock_out": "2026-03-30T15:55:00Z"}
         ]),
     )
     .await;
+    let res = gw
+        .get(&t.key, "/api/v1/attendance/daily?date=2026-03-28")
+        .await
+        .expect(200);
+    assert_eq!(
+        res.data(),
+        &json!([{"employee_id": res.data()[0]["employee_id"], "employee_name": "Otto", "nip": "O-1",
+            "clock_in": "2026-03-28T21:00:00Z", "clock_out": "2026-03-29T04:00:00Z",
+            "total_hours": 7.0, "break_minutes": 0, "status": "present"}])
+    );
+    let res = gw
+        .get(&t.key, "/api/v1/attendance/daily?date=2026-03-30")
+        .await
+        .expect(200);
+    assert_eq!(res.data()[0]["status"], "late");
+    // The org-wide view for that date: every active employee, Otto with his 7-hour shift.
+    let res = gw
+        .get(&t.key, "/api/v1/attendance/today/detailed?date=2026-03-28")
+        .await
+        .expect(200);
+    let views = res.data().as_array().unwrap();
+    assert_eq!(views.len(), 2);
+    let otto = views.iter().find(|v| v["employee_code"] == "O-1").unwrap();
+    let nina = views.iter().find(|v| v["employee_code"] == "N-1").unwrap();
+    assert_eq!(otto["date"], "2026-03-28");
+    assert_eq!(otto["current_status"], "clocked_out");
+    assert_eq!(otto["work_sessions"][0]["duration_minutes"], 420);
+    assert_eq!(otto["summary"]["net_work_hours"], 7.0);
+    assert_eq!(nina["current_status"], "not_clocked_in");
+    assert_eq!(nina["work_sessions"], json!([]));
     let res = gw
         .get(&t.key, "/api/v1/attendance/daily?date=2026-10-24")
         .await
