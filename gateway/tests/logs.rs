@@ -24,7 +24,10 @@ fn json_log_lines_name_the_service_request_and_trace_but_never_the_key() {
     let (lines, rx) = std::sync::mpsc::channel::<String>();
     let stdout = child.stdout.take().expect("stdout");
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = lines.send(line);
         }
     });

@@ -588,6 +588,14 @@ async fn failures_are_retried_through_jetstream_and_logged() {
         .clone();
     assert_eq!(last["trigger"], "manual");
     assert_eq!(last["status_code"], 200);
+    // Operators see the attempts by outcome (this test's process has no other deliveries): the
+    // 500s, the 429, the 503 and the three 500s of the exhausted delivery; and the successes.
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        metrics.value("clokio_webhook_attempts_total{outcome=\"http\"}"),
+        7.0
+    );
+    assert!(metrics.value("clokio_webhook_attempts_total{outcome=\"success\"}") >= 2.0);
 }
 
 #[tokio::test]
