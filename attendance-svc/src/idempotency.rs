@@ -42,6 +42,11 @@ impl Idempotency {
         Self { claim }
     }
 
+    /// Whether the client sent a key (the write then runs inside the key's transaction).
+    pub fn is_keyed(&self) -> bool {
+        self.claim.is_some()
+    }
+
     /// Claims the key inside `tx`. Some(answer) when the key was used before: the stored answer,
     /// or a 422 if it was used for another request.
     pub async fn claim(

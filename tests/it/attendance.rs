@@ -448,6 +448,64 @@ async fn concurrent_clock_ins_of_one_employee_let_exactly_one_through() {
         assert_eq!(r.message(), "Employee is already clocked in");
     }
     assert_eq!(stored(&t).await, (1, 0));
+
+    // Break starts and clock-outs racing each other: one clock-out, at most one break (ended by
+    // the clock-out), every refusal a documented 409, and exactly one event per change.
+    let mixed = (0..16).map(|i| {
+        let (gw, key) = (gw.clone(), t.key.clone());
+        let path = if i % 2 == 0 {
+            "/api/v1/attendance/break-start"
+        } else {
+            "/api/v1/attendance/clock-out"
+        };
+        async move { (path, gw.post(&key, path, &json!({"nip": "E-1"})).await) }
+    });
+    let results = futures::future::join_all(mixed).await;
+    let ok = |p: &str| {
+        results
+            .iter()
+            .filter(|(path, r)| path.ends_with(p) && r.status == 200)
+            .count()
+    };
+    let (breaks, outs) = (ok("break-start"), ok("clock-out"));
+    assert_eq!(outs, 1);
+    assert!(breaks <= 1);
+    for (_, r) in results.iter().filter(|(_, r)| r.status != 200) {
+        assert_eq!(r.status, 409, "{}", r.text);
+        assert!(
+            [
+                "Employee is not clocked in",
+                "Employee is already on a break"
+            ]
+            .contains(&r.message()),
+            "{}",
+            r.text
+        );
+    }
+    assert_eq!(stored(&t).await, (1, breaks as i64));
+    let (open_sessions, open_breaks): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM attendance.sessions WHERE org_id = $1 AND clock_out IS NULL), \
+                (SELECT count(*) FROM attendance.breaks b JOIN attendance.sessions s \
+                 ON s.id = b.session_id WHERE s.org_id = $1 AND b.ended_at IS NULL)",
+    )
+    .bind(t.org.id.as_uuid())
+    .fetch_one(&clokio_testkit::db().await)
+    .await
+    .unwrap();
+    assert_eq!((open_sessions, open_breaks), (0, 0));
+    let mut events = stack
+        .events(stack.bus_config.subjects.event("attendance", t.org.id, ">"))
+        .await;
+    let mut kinds = Vec::new();
+    while let Some(e) = events.next_within(std::time::Duration::from_secs(2)).await {
+        kinds.push(e.body["type"].as_str().unwrap().to_owned());
+    }
+    let mut want = vec!["attendance.clock-in"];
+    want.extend(
+        std::iter::repeat_n(["attendance.break-start", "attendance.break-end"], breaks).flatten(),
+    );
+    want.push("attendance.clock-out");
+    assert_eq!(kinds, want);
 }
 
 #[tokio::test]

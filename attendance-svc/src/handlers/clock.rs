@@ -1,9 +1,12 @@
 //! Clock-in, clock-out, break-start and break-end.
 //!
-//! Every write about an employee first locks the employee's `employee_state` row, so two
-//! simultaneous clock-ins are decided one after the other (and the partial unique index on open
-//! sessions refuses a second open session even if code did not). The state change and its events
-//! commit together through the outbox.
+//! A write reads the employee's state and open session in one statement, decides, then writes the
+//! change and its outbox events in one statement that applies only if the state's `version` is
+//! still the one read (every change bumps it). Two simultaneous clock-ins are thus decided one
+//! after the other: the second finds the version moved, reads again and is refused (and the
+//! partial unique index on open sessions refuses a second open session even if code did not).
+//! Without an `Idempotency-Key` the two statements run on their own, two round trips in all; with
+//! one they run inside the key's transaction.
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
@@ -18,7 +21,8 @@ use clokio_bus::types::EmployeeStatus;
 use clokio_bus::{BusError, ErrorCode};
 use std::sync::LazyLock;
 
-use sqlx::{Postgres, Transaction};
+use sqlx::PgConnection;
+use sqlx::postgres::PgArguments;
 
 use crate::events::{self, Clocked};
 use crate::idempotency::Idempotency;
@@ -64,6 +68,11 @@ pub async fn handle(state: &State, action: Action, req: ClockRequest) -> Result<
         state.directory.employee(req.org_id, &req.nip)
     )?;
     let transaction = async {
+        if !idem.is_keyed() {
+            let mut conn = state.pool.acquire().await.map_err(db::err)?;
+            let result = apply(state, &mut conn, action, &req, &info, &employee).await;
+            return Ok((result.is_ok(), result));
+        }
         let mut tx = state.pool.begin().await.map_err(db::err)?;
         if let Some(answer) = idem.claim(&mut tx).await? {
             return Ok((false, answer));
@@ -122,85 +131,133 @@ fn requested_time(
     Ok(at)
 }
 
-/// The employee's state, locked for this transaction (created on first use).
+/// The employee's state and open session, read in one statement (one snapshot).
 #[derive(sqlx::FromRow)]
-struct EmployeeState {
+struct Current {
+    /// What the write is conditional on: bumped by every change of the employee's attendance.
+    version: i64,
     open_session_id: Option<i64>,
     last_event_at: Option<DateTime<Utc>>,
     /// The id a clock-in's session gets, drawn in the same statement when asked for and no
     /// session is open: the clock-in event carries it, and is written with the session.
     new_session_id: Option<i64>,
+    #[sqlx(flatten)]
+    session: OpenSessionRow,
 }
 
-async fn lock_state(
-    tx: &mut Transaction<'_, Postgres>,
+/// The open session's columns (all null when there is none).
+#[derive(sqlx::FromRow)]
+struct OpenSessionRow {
+    work_date: Option<chrono::NaiveDate>,
+    clock_in: Option<DateTime<Utc>>,
+    location_id: Option<i64>,
+    location: Option<String>,
+    break_seconds: Option<i64>,
+    break_open_since: Option<DateTime<Utc>>,
+}
+
+async fn current(
+    conn: &mut PgConnection,
     employee: &Employee,
     org: clokio_bus::ids::OrgId,
     clock_in: bool,
-) -> Result<EmployeeState, BusError> {
-    sqlx::query_as(
+) -> Result<Current, BusError> {
+    let read = || {
+        sqlx::query_as(
+            "SELECT st.version, st.open_session_id, st.last_event_at, \
+                CASE WHEN $3 AND st.open_session_id IS NULL THEN nextval('sessions_id_seq') END \
+                AS new_session_id, \
+                s.work_date, s.clock_in, s.location_id, s.location, s.break_seconds, \
+                s.break_open_since \
+             FROM employee_state st LEFT JOIN sessions s ON s.id = st.open_session_id \
+             WHERE st.org_id = $1 AND st.employee_id = $2",
+        )
+        .bind(org.as_uuid())
+        .bind(employee.employee_id.get())
+        .bind(clock_in)
+    };
+    if let Some(found) = read().fetch_optional(&mut *conn).await.map_err(db::err)? {
+        return Ok(found);
+    }
+    // The employee's first event: their state row starts now.
+    sqlx::query(
         "INSERT INTO employee_state (org_id, employee_id) VALUES ($1, $2) \
-         ON CONFLICT (org_id, employee_id) DO UPDATE SET org_id = EXCLUDED.org_id \
-         RETURNING open_session_id, last_event_at, \
-            CASE WHEN $3 AND open_session_id IS NULL THEN nextval('sessions_id_seq') END \
-            AS new_session_id",
+         ON CONFLICT (org_id, employee_id) DO NOTHING",
     )
     .bind(org.as_uuid())
     .bind(employee.employee_id.get())
-    .bind(clock_in)
-    .fetch_one(&mut **tx)
+    .execute(&mut *conn)
     .await
-    .map_err(db::err)
+    .map_err(db::err)?;
+    read().fetch_one(&mut *conn).await.map_err(db::err)
 }
 
-/// The statements of the four writes. Each also inserts the write's events into the outbox
-/// (`outbox_rows`, bound after the statement's own parameters), so the change and its events
-/// take one round trip.
+/// How often a write reads again after another write of the same employee got in between.
+const MAX_TRIES: usize = 8;
+
+/// The statements of the four writes. Each first moves the employee's state on, only from the
+/// version read (`st`, which also takes the row's lock); its other changes and its events
+/// (`outbox_rows`, bound after the statement's own parameters) happen only if that did. The
+/// statement returns a row when it wrote.
+const WROTE: &str = "EXISTS (SELECT 1 FROM st)";
 static CLOCK_IN: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH s AS ( \
+        "WITH st AS ( \
+            UPDATE employee_state SET open_session_id = $7, last_event_at = $4, version = version + 1 \
+            WHERE org_id = $1 AND employee_id = $2 AND version = $8 AND open_session_id IS NULL \
+            RETURNING 1), \
+         s AS ( \
             INSERT INTO sessions (id, org_id, employee_id, work_date, clock_in, location_id, location) \
-            VALUES ($7, $1, $2, $3, $4, $5, $6)), \
+            SELECT $7, $1, $2, $3, $4, $5, $6 FROM st), \
          {} \
-         UPDATE employee_state SET open_session_id = $7, last_event_at = $4 \
-         WHERE org_id = $1 AND employee_id = $2",
-        outbox::rows_cte(8)
+         SELECT 1 FROM st",
+        outbox::rows_cte_if(9, WROTE)
     )
 });
 static CLOCK_OUT: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH s AS ( \
+        "WITH st AS ( \
+            UPDATE employee_state SET open_session_id = NULL, last_event_at = $3, version = version + 1 \
+            WHERE org_id = $1 AND employee_id = $7 AND version = $8 AND open_session_id = $2 \
+            RETURNING 1), \
+         s AS ( \
             UPDATE sessions SET clock_out = $3, out_location_id = $4, out_location = $5, \
                 break_seconds = $6, break_open_since = NULL \
-            WHERE id = $2 RETURNING id), \
-         b AS (UPDATE breaks SET ended_at = $3 WHERE session_id = $2 AND ended_at IS NULL), \
+            WHERE id = $2 AND {WROTE}), \
+         b AS (UPDATE breaks SET ended_at = $3 WHERE session_id = $2 AND ended_at IS NULL AND {WROTE}), \
          {} \
-         UPDATE employee_state SET open_session_id = NULL, last_event_at = $3 \
-         WHERE org_id = $1 AND employee_id = $7 AND open_session_id = (SELECT id FROM s)",
-        outbox::rows_cte(8)
+         SELECT 1 FROM st",
+        outbox::rows_cte_if(9, WROTE)
     )
 });
 static BREAK_START: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH b AS (INSERT INTO breaks (session_id, started_at) VALUES ($2, $3)), \
-         s AS (UPDATE sessions SET break_open_since = $3 WHERE id = $2), \
+        "WITH st AS ( \
+            UPDATE employee_state SET last_event_at = $3, version = version + 1 \
+            WHERE org_id = $1 AND employee_id = $4 AND version = $5 AND open_session_id = $2 \
+            RETURNING 1), \
+         b AS (INSERT INTO breaks (session_id, started_at) SELECT $2, $3 FROM st), \
+         s AS (UPDATE sessions SET break_open_since = $3 WHERE id = $2 AND {WROTE}), \
          {} \
-         UPDATE employee_state SET last_event_at = $3 WHERE org_id = $1 AND employee_id = $4",
-        outbox::rows_cte(5)
+         SELECT 1 FROM st",
+        outbox::rows_cte_if(6, WROTE)
     )
 });
 static BREAK_END: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH b AS (UPDATE breaks SET ended_at = $3 WHERE session_id = $2 AND ended_at IS NULL), \
+        "WITH st AS ( \
+            UPDATE employee_state SET last_event_at = $3, version = version + 1 \
+            WHERE org_id = $1 AND employee_id = $4 AND version = $6 AND open_session_id = $2 \
+            RETURNING 1), \
+         b AS (UPDATE breaks SET ended_at = $3 WHERE session_id = $2 AND ended_at IS NULL AND {WROTE}), \
          s AS (UPDATE sessions SET break_open_since = NULL, break_seconds = break_seconds + $5 \
-               WHERE id = $2), \
+               WHERE id = $2 AND {WROTE}), \
          {} \
-         UPDATE employee_state SET last_event_at = $3 WHERE org_id = $1 AND employee_id = $4",
-        outbox::rows_cte(6)
+         SELECT 1 FROM st",
+        outbox::rows_cte_if(7, WROTE)
     )
 });
 
-#[derive(sqlx::FromRow)]
 struct OpenSession {
     id: i64,
     work_date: chrono::NaiveDate,
@@ -212,6 +269,32 @@ struct OpenSession {
 }
 
 impl OpenSession {
+    /// The open session `id` from the state read's columns.
+    fn of(id: i64, row: OpenSessionRow) -> Result<Self, BusError> {
+        match row {
+            OpenSessionRow {
+                work_date: Some(work_date),
+                clock_in: Some(clock_in),
+                location_id: Some(location_id),
+                location: Some(location),
+                break_seconds: Some(break_seconds),
+                break_open_since,
+            } => Ok(Self {
+                id,
+                work_date,
+                clock_in,
+                location_id,
+                location,
+                break_seconds,
+                break_open_since,
+            }),
+            _ => {
+                tracing::error!(id, "the open session of an employee's state is missing");
+                Err(BusError::internal())
+            }
+        }
+    }
+
     fn clocked<'a>(&'a self, attendance_id: AttendanceId, employee: &'a Employee) -> Clocked<'a> {
         Clocked {
             attendance_id,
@@ -224,28 +307,38 @@ impl OpenSession {
     }
 }
 
-async fn open_session(
-    tx: &mut Transaction<'_, Postgres>,
-    id: i64,
-) -> Result<OpenSession, BusError> {
-    sqlx::query_as(
-        "SELECT id, work_date, clock_in, location_id, location, break_seconds, break_open_since \
-         FROM sessions WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(db::err)
-}
-
+/// Decides and writes; reads again when another write of the employee got in between.
 async fn apply(
     state: &State,
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     action: Action,
     req: &ClockRequest,
     info: &OrgInfo,
     employee: &Employee,
 ) -> Result<Bytes, BusError> {
+    for _ in 0..MAX_TRIES {
+        if let Some(reply) = attempt(state, conn, action, req, info, employee).await? {
+            return Ok(reply);
+        }
+        metrics::counter!("clokio_clock_write_retries_total").increment(1);
+    }
+    tracing::warn!("clock write kept losing to other writes of the employee");
+    Err(BusError::new(
+        ErrorCode::Unavailable,
+        "The employee's attendance is being changed by other requests; try again",
+    ))
+}
+
+/// One decision on the employee's current state and its conditional write: `None` when the
+/// state moved on since it was read (nothing was written).
+async fn attempt(
+    state: &State,
+    conn: &mut PgConnection,
+    action: Action,
+    req: &ClockRequest,
+    info: &OrgInfo,
+    employee: &Employee,
+) -> Result<Option<Bytes>, BusError> {
     let now = whole_seconds(Utc::now());
     let requested = req
         .timestamp
@@ -256,11 +349,13 @@ async fn apply(
     }
     // Breaks carry no position: they happen where the session is.
     let (location_id, location) = place(info, employee, req)?;
-    let EmployeeState {
+    let Current {
+        version,
         open_session_id: open,
         last_event_at: last,
         new_session_id,
-    } = lock_state(tx, employee, req.org_id, action == Action::ClockIn).await?;
+        session: open_row,
+    } = current(conn, employee, req.org_id, action == Action::ClockIn).await?;
     let session = match (action, open) {
         (Action::ClockIn, Some(_)) => {
             return Err(BusError::conflict("Employee is already clocked in"));
@@ -270,7 +365,7 @@ async fn apply(
             return Err(BusError::conflict("Employee is not clocked in"));
         }
         (Action::BreakEnd, None) => return Err(BusError::conflict("Employee is not on a break")),
-        (_, Some(id)) => Some(open_session(tx, id).await?),
+        (_, Some(id)) => Some(OpenSession::of(id, open_row)?),
     };
     if let Some(s) = &session {
         match (action, s.break_open_since) {
@@ -299,7 +394,7 @@ async fn apply(
     let tz = info.org.timezone;
     let org = req.org_id;
     let mut rows = outbox::Rows::default();
-    match (action, session) {
+    let reply = match (action, session) {
         (Action::ClockIn, _) => {
             let id = new_session_id.ok_or_else(BusError::internal)?;
             let work_date = tz.date_of(at);
@@ -320,8 +415,11 @@ async fn apply(
                 .bind(at)
                 .bind(location_id.get())
                 .bind(&location)
-                .bind(id);
-            rows.bind(query).execute(&mut **tx).await.map_err(db::err)?;
+                .bind(id)
+                .bind(version);
+            if !wrote(rows.bind(query), conn).await? {
+                return Ok(None);
+            }
             to_bytes(&ClockedIn {
                 attendance_id,
                 employee_name: employee.name.clone(),
@@ -353,8 +451,11 @@ async fn apply(
                 .bind(location_id.get())
                 .bind(&location)
                 .bind(break_seconds)
-                .bind(employee.employee_id.get());
-            rows.bind(query).execute(&mut **tx).await.map_err(db::err)?;
+                .bind(employee.employee_id.get())
+                .bind(version);
+            if !wrote(rows.bind(query), conn).await? {
+                return Ok(None);
+            }
             to_bytes(&ClockedOut {
                 attendance_id,
                 employee_name: employee.name.clone(),
@@ -378,8 +479,11 @@ async fn apply(
                 .bind(org.as_uuid())
                 .bind(s.id)
                 .bind(at)
-                .bind(employee.employee_id.get());
-            rows.bind(query).execute(&mut **tx).await.map_err(db::err)?;
+                .bind(employee.employee_id.get())
+                .bind(version);
+            if !wrote(rows.bind(query), conn).await? {
+                return Ok(None);
+            }
             to_bytes(&BreakStarted {
                 attendance_id,
                 employee_name: employee.name.clone(),
@@ -397,8 +501,11 @@ async fn apply(
                 .bind(s.id)
                 .bind(at)
                 .bind(employee.employee_id.get())
-                .bind(seconds);
-            rows.bind(query).execute(&mut **tx).await.map_err(db::err)?;
+                .bind(seconds)
+                .bind(version);
+            if !wrote(rows.bind(query), conn).await? {
+                return Ok(None);
+            }
             to_bytes(&BreakEnded {
                 attendance_id,
                 employee_name: employee.name.clone(),
@@ -408,5 +515,14 @@ async fn apply(
             })
         }
         (_, None) => Err(BusError::internal()),
-    }
+    };
+    reply.map(Some)
+}
+
+/// Runs a conditional write: true when it wrote.
+async fn wrote(
+    query: sqlx::query::Query<'_, sqlx::Postgres, PgArguments>,
+    conn: &mut PgConnection,
+) -> Result<bool, BusError> {
+    Ok(query.fetch_optional(conn).await.map_err(db::err)?.is_some())
 }

@@ -96,11 +96,18 @@ impl Rows {
 
 /// The `WITH` item that inserts [`Rows`], whose parameters are `$first` to `$first + 4`.
 pub fn rows_cte(first: usize) -> String {
+    rows_cte_if(first, "true")
+}
+
+/// [`rows_cte`] inserting only when `condition` (SQL) holds: for a statement whose change is
+/// conditional, so its events are written exactly when it is.
+pub fn rows_cte_if(first: usize, condition: &str) -> String {
     let [ids, subjects, payloads, parent, state] = std::array::from_fn(|i| first + i);
     format!(
         "outbox_rows AS (INSERT INTO outbox (event_id, subject, payload, traceparent, tracestate) \
          SELECT e.*, ${parent}, ${state} \
-         FROM unnest(${ids}::uuid[], ${subjects}::text[], ${payloads}::bytea[]) AS e)"
+         FROM unnest(${ids}::uuid[], ${subjects}::text[], ${payloads}::bytea[]) AS e \
+         WHERE {condition})"
     )
 }
 
