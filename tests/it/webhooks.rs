@@ -674,6 +674,25 @@ async fn the_test_endpoint_sends_a_sample_and_imported_history_is_not_announced(
     assert_eq!(got[0].json()["data"]["employee_name"], "Test Employee");
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(r.received().len(), 1, "the import was not announced");
+
+    // A sample the receiver refuses is settled as failed: it has no schedule to wait for.
+    r.answer([Answer::status(500)]);
+    let id = created["id"].as_str().unwrap();
+    let sample = gw
+        .post(&t.key, &format!("/api/v1/webhooks/{id}/test"), &json!({}))
+        .await
+        .expect(202);
+    let did = sample.data()["id"].as_str().unwrap();
+    let detail = get_until(
+        &gw,
+        &t,
+        &format!("/api/v1/webhooks/{id}/deliveries/{did}"),
+        |d| d["status"] != "pending",
+    )
+    .await;
+    assert_eq!(detail["status"], "failed", "{detail}");
+    assert_eq!(detail["attempts"][0]["status_code"], 500);
+    assert_eq!(detail["attempts"][0]["trigger"], "manual");
 }
 
 #[tokio::test]

@@ -36,8 +36,19 @@ use crate::{State, db};
 
 pub const INTAKE: &str = "webhook-intake";
 pub const WORKERS: &str = "webhook-workers";
-/// Marks a manual retry.
+/// Marks an attempt asked for through the API: `manual` (a retry) or `test` (a sample).
 const TRIGGER_HEADER: &str = "Clokio-Trigger";
+
+/// Why a delivery is put on the work queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Its event matched (the first attempt; retries come back as NAKs with a delay).
+    Scheduled,
+    /// `POST …/deliveries/{id}/retry`: one attempt now, whatever its state.
+    Manual,
+    /// `POST …/test`: a sample with no schedule of its own, so its one attempt settles it.
+    Test,
+}
 /// A subscription failing for this long without a success is switched off.
 const DISABLE_AFTER: chrono::Duration = chrono::Duration::days(5);
 /// The longest `Retry-After` honoured.
@@ -97,13 +108,19 @@ pub async fn setup(
 }
 
 /// Publishes a delivery to the work queue.
-pub async fn enqueue(state: &State, id: Uuid, manual: bool) -> Result<(), BusError> {
+pub async fn enqueue(state: &State, id: Uuid, trigger: Trigger) -> Result<(), BusError> {
     let mut headers = HeaderMap::new();
-    let msg_id = if manual {
-        headers.insert(TRIGGER_HEADER, "manual");
-        format!("{id}:manual:{}", Uuid::new_v4().simple())
-    } else {
-        id.to_string()
+    let msg_id = match trigger {
+        Trigger::Scheduled => id.to_string(),
+        Trigger::Manual | Trigger::Test => {
+            let name = if trigger == Trigger::Test {
+                "test"
+            } else {
+                "manual"
+            };
+            headers.insert(TRIGGER_HEADER, name);
+            format!("{id}:{name}:{}", Uuid::new_v4().simple())
+        }
     };
     headers.insert("Nats-Msg-Id", msg_id.as_str());
     clokio_bus::trace::inject(&tracing::Span::current(), &mut headers);
@@ -235,7 +252,7 @@ async fn take(state: &State, payload: &[u8]) -> Result<(), BusError> {
     let queued = stored
         .into_iter()
         .filter(|(_, status)| status == "pending")
-        .map(|(id, _)| enqueue(state, id, false));
+        .map(|(id, _)| enqueue(state, id, Trigger::Scheduled));
     for result in futures::future::join_all(queued).await {
         result?;
     }
@@ -348,11 +365,16 @@ struct Outcome {
 }
 
 async fn attempt(state: &State, msg: jetstream::Message) {
-    let manual = msg
+    let trigger = match msg
         .headers
         .as_ref()
         .and_then(|h| h.get(TRIGGER_HEADER))
-        .is_some_and(|v| v.as_str() == "manual");
+        .map(|v| v.as_str())
+    {
+        Some("manual") => Trigger::Manual,
+        Some("test") => Trigger::Test,
+        _ => Trigger::Scheduled,
+    };
     let Some(id) = std::str::from_utf8(&msg.payload)
         .ok()
         .and_then(|s| s.parse::<Uuid>().ok())
@@ -360,7 +382,7 @@ async fn attempt(state: &State, msg: jetstream::Message) {
         let _ = msg.ack().await;
         return;
     };
-    match try_attempt(state, &msg, id, manual).await {
+    match try_attempt(state, &msg, id, trigger).await {
         Ok(Some(delay)) => {
             let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
         }
@@ -381,8 +403,9 @@ async fn try_attempt(
     state: &State,
     msg: &jetstream::Message,
     id: Uuid,
-    manual: bool,
+    trigger: Trigger,
 ) -> Result<Option<Duration>, BusError> {
+    let manual = trigger != Trigger::Scheduled;
     let due = state.batched.due(id).await?;
     let Some(due) = due else {
         return Ok(None); // deleted with its subscription
@@ -427,6 +450,9 @@ async fn try_attempt(
     let status = match (ok, next) {
         (true, _) => "succeeded",
         (false, Some(_)) => "pending",
+        // A sample has no scheduled attempts to wait for.
+        (false, None) if trigger == Trigger::Test => "failed",
+        // A scheduled delivery retried by hand keeps its own schedule.
         (false, None) if manual && due.status == "pending" => "pending",
         (false, None) if manual => due.status.as_str(),
         (false, None) => "failed",

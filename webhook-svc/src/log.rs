@@ -11,7 +11,7 @@ use clokio_bus::ops::{
 use clokio_bus::types::EmployeeCode;
 use uuid::Uuid;
 
-use crate::deliver::{DELIVERY_COLUMNS, DeliveryRow, enqueue};
+use crate::deliver::{DELIVERY_COLUMNS, DeliveryRow, Trigger, enqueue};
 use crate::{State, db, render, subs};
 
 pub async fn list(state: &State, q: DeliveryListQuery) -> Result<DeliveryPage, BusError> {
@@ -96,7 +96,7 @@ pub async fn get(state: &State, r: DeliveryRef) -> Result<Delivery, BusError> {
 /// Sends the delivery once more now (whatever its state); the attempt is logged as `manual`.
 pub async fn retry(state: &State, r: DeliveryRef) -> Result<Delivery, BusError> {
     let delivery = fetch(state, &r).await?;
-    enqueue(state, delivery.id, true).await?;
+    enqueue(state, delivery.id, Trigger::Manual).await?;
     Ok(delivery)
 }
 
@@ -143,6 +143,6 @@ pub async fn test(state: &State, r: WebhookRef) -> Result<Delivery, BusError> {
     .await
     .map_err(db::err)?;
     let delivery = row.view();
-    enqueue(state, delivery.id, true).await?;
+    enqueue(state, delivery.id, Trigger::Test).await?;
     Ok(delivery)
 }
