@@ -24,6 +24,10 @@ use crate::{State, db};
 use clokio_bus::calendar::{hours, minutes, whole_seconds};
 use clokio_runtime::directory::OrgInfo;
 
+/// Events written to the outbox per statement: an import of 5,000 records makes 20,000 or more,
+/// and one statement for all of them held their payloads twice more while encoding.
+const OUTBOX_CHUNK: usize = 1000;
+
 /// The longest session an import may carry.
 const MAX_SESSION: Duration = Duration::hours(48);
 
@@ -66,7 +70,12 @@ pub async fn import(state: &State, req: ImportRequest) -> Result<Bytes, BusError
         state.directory.org(req.org_id),
         state.directory.staff(req.org_id)
     )?;
-    let mut tx = state.pool.begin().await.map_err(db::err)?;
+    // An import's statements carry megabytes of parameters, and a connection keeps the buffer of
+    // its largest message for as long as it lives: this one is closed after the import instead of
+    // going back to the pool with it.
+    let mut conn = state.pool.acquire().await.map_err(db::err)?;
+    conn.close_on_drop();
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db::err)?;
     if let Some(answer) = idem.claim(&mut tx).await? {
         return answer;
     }
@@ -332,8 +341,11 @@ async fn apply(
         out.break_minutes = Some(minutes(*breaks));
         out.break_seconds = Some(*breaks);
         push(kind::CLOCK_OUT, c.clock_out, out)?;
+        if rows.len() >= OUTBOX_CHUNK {
+            rows.flush(tx).await.map_err(db::err)?;
+        }
     }
-    rows.insert(tx).await.map_err(db::err)?;
+    rows.flush(tx).await.map_err(db::err)?;
     metrics::counter!("clokio_imported_sessions_total").increment(ids.len() as u64);
     to_bytes(&Imported {
         imported: ids.len(),

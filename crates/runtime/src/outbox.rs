@@ -71,11 +71,33 @@ impl Rows {
         Ok(())
     }
 
+    /// How many rows are waiting to be inserted.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
     /// Inserts the rows inside the caller's transaction, in one statement.
-    pub async fn insert(self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+    pub async fn insert(mut self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+        self.flush(tx).await
+    }
+
+    /// Inserts the rows so far inside the caller's transaction, in one statement, and starts
+    /// over: a bulk writer flushes now and then, so neither its rows nor the statement's encoded
+    /// parameters grow with the whole batch.
+    pub async fn flush(&mut self, tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
         static INSERT: LazyLock<String> =
             LazyLock::new(|| format!("WITH {} SELECT 1", rows_cte(1)));
-        self.bind(sqlx::query(&INSERT)).execute(&mut **tx).await?;
+        if self.is_empty() {
+            return Ok(());
+        }
+        std::mem::take(self)
+            .bind(sqlx::query(&INSERT))
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 
