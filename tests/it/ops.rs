@@ -81,6 +81,61 @@ async fn a_service_serves_health_readiness_and_metrics() {
     webhooks.abort();
 }
 
+/// employee-svc's and reporting-svc's ops ports: readiness names their dependencies (Redis too for
+/// employee-svc), and metrics read the outbox and the projection's consumer.
+#[tokio::test]
+async fn employee_and_reporting_svc_serve_health_readiness_and_metrics() {
+    let stack = Stack::empty().await;
+    let (employee_port, reporting_port) = (free_port(), free_port());
+    let mut employee = stack.employee_config();
+    employee.ops_addr = Some(SocketAddr::from(([127, 0, 0, 1], employee_port)));
+    let employees = tokio::spawn(clokio_employee_svc::run(employee, std::future::pending()));
+    let reporting = clokio_reporting_svc::Config {
+        bus: stack.bus_config.clone(),
+        database_url: clokio_testkit::database_url(),
+        db_max_connections: 4,
+        max_in_flight: 16,
+        ops_addr: Some(SocketAddr::from(([127, 0, 0, 1], reporting_port))),
+    };
+    let reports = tokio::spawn(clokio_reporting_svc::run(reporting, std::future::pending()));
+    stack.wait_for_replicas(ServiceName::Employee, 1).await;
+    stack.wait_for_replicas(ServiceName::Reporting, 1).await;
+    let client = reqwest::Client::new();
+    for (port, want) in [
+        (
+            employee_port,
+            json!({"nats": "ok", "postgres": "ok", "redis": "ok"}),
+        ),
+        (reporting_port, json!({"nats": "ok", "postgres": "ok"})),
+    ] {
+        let ops = format!("http://127.0.0.1:{port}");
+        let health = client.get(format!("{ops}/healthz")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        let ready = client.get(format!("{ops}/readyz")).send().await.unwrap();
+        assert_eq!(ready.status(), 200);
+        assert_eq!(ready.json::<serde_json::Value>().await.unwrap(), want);
+    }
+    scrape_until(
+        &format!("http://127.0.0.1:{employee_port}/metrics"),
+        &[
+            "clokio_outbox_pending_rows 0\n",
+            "clokio_db_pool_max_connections ",
+        ],
+    )
+    .await;
+    scrape_until(
+        &format!("http://127.0.0.1:{reporting_port}/metrics"),
+        &[
+            "clokio_jetstream_consumer_pending{consumer=\"reporting\"} 0\n",
+            "clokio_jetstream_consumer_redelivered{consumer=\"reporting\"} 0\n",
+            "clokio_db_pool_max_connections ",
+        ],
+    )
+    .await;
+    employees.abort();
+    reports.abort();
+}
+
 /// Scrapes `url` until every one of `series` is in the text; panics with the last text after 5 s.
 async fn scrape_until(url: &str, series: &[&str]) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

@@ -297,6 +297,39 @@ async fn a_clock_in_reaches_a_generic_endpoint_signed() {
             "the plaintext secret is in the table"
         );
     }
+
+    // The overlap ends 24 h after the rotation (moved to the past here): then only the new
+    // secret signs.
+    sqlx::query(
+        "UPDATE webhook.subscriptions SET previous_until = now() - interval '1 second' \
+         WHERE id = $1::uuid",
+    )
+    .bind(created["id"].as_str().unwrap())
+    .execute(&clokio_testkit::db().await)
+    .await
+    .unwrap();
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/clock-out",
+        &json!({"nip": "EMP-1042"}),
+    )
+    .await
+    .expect(200);
+    clock_in(&gw, &t, "EMP-1042").await;
+    let got = r.wait_for(3, Duration::from_secs(10)).await;
+    let req = &got[2];
+    assert_eq!(req.header("webhook-signature").split(' ').count(), 1);
+    standardwebhooks::Webhook::new(rotated.data()["secret"].as_str().unwrap())
+        .unwrap()
+        .verify(&req.body, &req.headers)
+        .expect("the new secret verifies");
+    assert!(
+        standardwebhooks::Webhook::new(secret)
+            .unwrap()
+            .verify(&req.body, &req.headers)
+            .is_err(),
+        "the old secret no longer signs"
+    );
 }
 
 #[tokio::test]
@@ -772,6 +805,59 @@ async fn a_webhook_svc_killed_mid_delivery_loses_nothing() {
 
 /// The guard runs again when sending, on the addresses the name resolves to then: a webhook
 /// created while loopback was allowed is refused once it is not, without a connection.
+/// What went wrong is logged with each attempt: a refused connection (status 0), a timeout, and
+/// a redirect, which is not followed and counts as a failure.
+#[tokio::test]
+async fn every_kind_of_failure_is_logged() {
+    let mut stack = Stack::empty().await;
+    stack.start_employee_svc().await;
+    stack.start_attendance_svc().await;
+    let mut config = stack.webhook_config();
+    config.timeout = Duration::from_millis(500);
+    stack.start_webhook_svc_with(config).await;
+    let gw = stack.start_gateway().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
+        .await;
+    let (slow, moved) = (Receiver::start().await, Receiver::start().await);
+    slow.answer([Answer::status(200).after(Duration::from_secs(2))]);
+    moved.answer([Answer::status(302).header("location", &format!("{}/elsewhere", moved.url))]);
+    let mut hooks = Vec::new();
+    for url in [
+        format!("http://127.0.0.1:{}/closed", clokio_testkit::free_port()),
+        format!("{}/slow", slow.url),
+        format!("{}/moved", moved.url),
+    ] {
+        let created = hook(&gw, &t, json!({"url": url, "events": ["clock-in"]})).await;
+        hooks.push(created["id"].as_str().unwrap().to_owned());
+    }
+    clock_in(&gw, &t, "E-1").await;
+    let mut first = Vec::new();
+    for id in &hooks {
+        let page = get_until(&gw, &t, &format!("/api/v1/webhooks/{id}/deliveries"), |d| {
+            d["deliveries"][0]["attempt_count"].as_i64() >= Some(1)
+        })
+        .await;
+        let attempts = attempts(&gw, &t, id, &page["deliveries"][0]).await;
+        first.push((
+            attempts[0]["status_code"].as_i64().unwrap(),
+            attempts[0]["error"].as_str().unwrap().to_owned(),
+        ));
+    }
+    assert_eq!(
+        first,
+        [
+            (0, "connection".to_owned()),
+            (0, "timeout".to_owned()),
+            (302, "http".to_owned())
+        ]
+    );
+    assert!(
+        moved.received().iter().all(|r| r.path == "/moved"),
+        "the redirect was not followed"
+    );
+}
+
 /// SIGTERM during a slow delivery: the replica stops taking work but finishes and records the
 /// attempt under way before it exits, so no other replica sends it again.
 #[tokio::test]
