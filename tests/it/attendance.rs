@@ -423,6 +423,50 @@ async fn the_nearest_containing_geofence_wins() {
     assert_eq!(res.data()["location"], "Main Office");
 }
 
+/// A clock write applies only if the employee's state is still the version it read. Any update
+/// of the state row moves the version on, also one by code that does not know the column (a
+/// replica of the previous release during a rolling update): what such a writer did in between
+/// is never overwritten.
+#[tokio::test]
+async fn any_update_of_the_state_row_moves_its_version_on() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    employee(&gw, &t, "E-1", "Ann").await;
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/clock-in",
+        &json!({"nip": "E-1"}),
+    )
+    .await
+    .expect(200);
+    let db = clokio_testkit::db().await;
+    let version = || async {
+        let (v,): (i64,) =
+            sqlx::query_as("SELECT version FROM attendance.employee_state WHERE org_id = $1")
+                .bind(t.org.id.as_uuid())
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        v
+    };
+    let before = version().await;
+    // What the previous release's lock did before every write.
+    sqlx::query("UPDATE attendance.employee_state SET org_id = org_id WHERE org_id = $1")
+        .bind(t.org.id.as_uuid())
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(version().await, before + 1);
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/clock-out",
+        &json!({"nip": "E-1"}),
+    )
+    .await
+    .expect(200);
+    assert_eq!(version().await, before + 2);
+}
+
 #[tokio::test]
 async fn concurrent_clock_ins_of_one_employee_let_exactly_one_through() {
     let (stack, gw) = Stack::start().await;

@@ -552,9 +552,9 @@ async fn failures_are_retried_through_jetstream_and_logged() {
     assert_eq!(attempts[1]["response_body"], "ok");
     assert!(attempts.iter().all(|a| a["latency_ms"].is_u64()));
 
-    // Retry-After is honoured over the schedule (1 s, then 3 s): on a 429 as an HTTP date about
-    // 4 s ahead, on a 503 as 5 seconds.
-    let date = (chrono::Utc::now() + chrono::Duration::seconds(4))
+    // Retry-After is honoured over the schedule (1 s, then 3 s): on a 429 as an HTTP date 4-5 s
+    // ahead (whole seconds), on a 503 as 5 seconds.
+    let date = (chrono::Utc::now() + chrono::Duration::seconds(5))
         .format("%a, %d %b %Y %H:%M:%S GMT")
         .to_string();
     r.answer([
@@ -572,7 +572,7 @@ async fn failures_are_retried_through_jetstream_and_logged() {
     let got = r.wait_for(6, Duration::from_secs(20)).await;
     let (gap1, gap2) = (got[4].at - got[3].at, got[5].at - got[4].at);
     assert!(
-        gap1 >= Duration::from_millis(2500),
+        gap1 >= Duration::from_millis(3000),
         "Retry-After date ignored: {gap1:?}"
     );
     assert!(
@@ -621,13 +621,11 @@ async fn failures_are_retried_through_jetstream_and_logged() {
         .clone();
     assert_eq!(last["trigger"], "manual");
     assert_eq!(last["status_code"], 200);
-    // Operators see the attempts by outcome (this test's process has no other deliveries): the
-    // 500s, the 429, the 503 and the three 500s of the exhausted delivery; and the successes.
+    // Operators see the attempts by outcome: the 500s, the 429, the 503 and the three 500s of the
+    // exhausted delivery (at least: under `cargo test` other tests share the process), and the
+    // successes.
     let metrics = gw.metrics().await;
-    assert_eq!(
-        metrics.value("clokio_webhook_attempts_total{outcome=\"http\"}"),
-        7.0
-    );
+    assert!(metrics.value("clokio_webhook_attempts_total{outcome=\"http\"}") >= 7.0);
     assert!(metrics.value("clokio_webhook_attempts_total{outcome=\"success\"}") >= 2.0);
 }
 

@@ -196,14 +196,15 @@ async fn current(
 const MAX_TRIES: usize = 8;
 
 /// The statements of the four writes. Each first moves the employee's state on, only from the
-/// version read (`st`, which also takes the row's lock); its other changes and its events
+/// version read (`st`, which also takes the row's lock; a trigger bumps the version on every
+/// update of the row); its other changes and its events
 /// (`outbox_rows`, bound after the statement's own parameters) happen only if that did. The
 /// statement returns a row when it wrote.
 const WROTE: &str = "EXISTS (SELECT 1 FROM st)";
 static CLOCK_IN: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH st AS ( \
-            UPDATE employee_state SET open_session_id = $7, last_event_at = $4, version = version + 1 \
+            UPDATE employee_state SET open_session_id = $7, last_event_at = $4 \
             WHERE org_id = $1 AND employee_id = $2 AND version = $8 AND open_session_id IS NULL \
             RETURNING 1), \
          s AS ( \
@@ -217,7 +218,7 @@ static CLOCK_IN: LazyLock<String> = LazyLock::new(|| {
 static CLOCK_OUT: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH st AS ( \
-            UPDATE employee_state SET open_session_id = NULL, last_event_at = $3, version = version + 1 \
+            UPDATE employee_state SET open_session_id = NULL, last_event_at = $3 \
             WHERE org_id = $1 AND employee_id = $7 AND version = $8 AND open_session_id = $2 \
             RETURNING 1), \
          s AS ( \
@@ -233,7 +234,7 @@ static CLOCK_OUT: LazyLock<String> = LazyLock::new(|| {
 static BREAK_START: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH st AS ( \
-            UPDATE employee_state SET last_event_at = $3, version = version + 1 \
+            UPDATE employee_state SET last_event_at = $3 \
             WHERE org_id = $1 AND employee_id = $4 AND version = $5 AND open_session_id = $2 \
             RETURNING 1), \
          b AS (INSERT INTO breaks (session_id, started_at) SELECT $2, $3 FROM st), \
@@ -246,7 +247,7 @@ static BREAK_START: LazyLock<String> = LazyLock::new(|| {
 static BREAK_END: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH st AS ( \
-            UPDATE employee_state SET last_event_at = $3, version = version + 1 \
+            UPDATE employee_state SET last_event_at = $3 \
             WHERE org_id = $1 AND employee_id = $4 AND version = $6 AND open_session_id = $2 \
             RETURNING 1), \
          b AS (UPDATE breaks SET ended_at = $3 WHERE session_id = $2 AND ended_at IS NULL AND {WROTE}), \

@@ -204,7 +204,7 @@ async fn apply(
     sqlx::query(
         "INSERT INTO employee_state (org_id, employee_id) \
          SELECT $1, e FROM unnest($2::bigint[]) AS e ORDER BY e \
-         ON CONFLICT (org_id, employee_id) DO UPDATE SET version = employee_state.version + 1",
+         ON CONFLICT (org_id, employee_id) DO UPDATE SET org_id = EXCLUDED.org_id",
     )
     .bind(org.as_uuid())
     .bind(&employee_ids)
