@@ -803,6 +803,65 @@ async fn a_webhook_svc_killed_mid_delivery_loses_nothing() {
 
 /// The guard runs again when sending, on the addresses the name resolves to then: a webhook
 /// created while loopback was allowed is refused once it is not, without a connection.
+/// Two webhook-svc replicas share the consumers: each delivery is sent once. A receiver that
+/// answers slowly holds at most `per_subscription` attempts per replica, so another
+/// subscription's deliveries keep arriving while it is busy.
+#[tokio::test]
+async fn replicas_share_the_work_and_a_slow_receiver_does_not_hold_up_others() {
+    let mut stack = Stack::empty().await;
+    stack.start_employee_svc().await;
+    stack.start_attendance_svc().await;
+    let mut config = stack.webhook_config();
+    config.per_subscription = 2;
+    config.workers = 8;
+    stack.start_webhook_svc_with(config.clone()).await;
+    stack.start_webhook_svc_with(config).await;
+    let gw = stack.start_gateway().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let (slow, fast) = (Receiver::start().await, Receiver::start().await);
+    let n = 10;
+    slow.answer((0..n).map(|_| Answer::status(200).after(Duration::from_secs(3))));
+    for r in [&slow, &fast] {
+        hook(
+            &gw,
+            &t,
+            json!({"url": format!("{}/hook", r.url), "events": ["clock-in"]}),
+        )
+        .await;
+    }
+    let nips: Vec<String> = (0..n).map(|i| format!("E-{i}")).collect();
+    for nip in &nips {
+        gw.create_employee(&t.key, nip, json!({"employee_code": nip}))
+            .await;
+    }
+    futures::future::join_all(nips.iter().map(|nip| clock_in(&gw, &t, nip))).await;
+    fast.wait_for(n, Duration::from_secs(10)).await;
+    let busy = slow.received().len();
+    assert!(
+        busy <= 4,
+        "{busy} attempts at the slow receiver at once: more than 2 per replica"
+    );
+    let ids = |got: Vec<clokio_testkit::Received>| {
+        let mut ids: Vec<String> = got
+            .iter()
+            .map(|g| g.header("webhook-id").to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let got = ids(slow.wait_for(n, Duration::from_secs(30)).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (name, got, all) in [
+        ("slow", got, ids(slow.received())),
+        ("fast", ids(fast.received()), ids(fast.received())),
+    ] {
+        let mut unique = got.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), n, "{name}: {got:?}");
+        assert_eq!(all.len(), n, "{name}: sent once each: {all:?}");
+    }
+}
+
 /// What went wrong is logged with each attempt: a refused connection (status 0), a timeout, and
 /// a redirect, which is not followed and counts as a failure.
 #[tokio::test]
