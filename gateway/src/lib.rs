@@ -173,16 +173,9 @@ async fn build(
         tracing::warn!("NATS did not confirm the gateway's subscriptions yet");
     }
     if let Some(addr) = config.ops_addr {
-        let redis = limiter.clone();
         let readiness = clokio_runtime::ops::Readiness::new()
             .nats(nats.clone())
-            .check(
-                "redis",
-                Arc::new(move || {
-                    let redis = redis.clone();
-                    Box::pin(async move { redis.ping().await })
-                }),
-            );
+            .redis(limiter.redis());
         background.push(tokio::spawn(clokio_runtime::ops::serve(
             addr, "gateway", readiness,
         )));

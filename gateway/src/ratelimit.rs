@@ -14,8 +14,8 @@
 //! in a warning and in `clokio_ratelimit_fallback_total`, and tries Redis again after a second.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clokio_bus::ids::{ApiKeyId, OrgId};
@@ -63,7 +63,7 @@ impl Decision {
 }
 
 pub struct RateLimiter {
-    redis: LazyRedis,
+    redis: Arc<LazyRedis>,
     script: redis::Script,
     prefix: String,
     /// While now (ms since `epoch`) is below this, Redis is skipped.
@@ -75,7 +75,7 @@ pub struct RateLimiter {
 impl RateLimiter {
     pub fn new(redis_url: &str, prefix: &str, timeout: Duration) -> redis::RedisResult<Self> {
         Ok(Self {
-            redis: LazyRedis::new(redis_url, timeout)?,
+            redis: Arc::new(LazyRedis::new(redis_url, timeout)?),
             script: redis::Script::new(SCRIPT),
             prefix: prefix.to_owned(),
             redis_down_until_ms: AtomicU64::new(0),
@@ -87,6 +87,11 @@ impl RateLimiter {
     /// PING, for readiness.
     pub async fn ping(&self) -> bool {
         self.redis.ping().await
+    }
+
+    /// Its Redis connection, for the ops port's readiness.
+    pub fn redis(&self) -> Arc<LazyRedis> {
+        self.redis.clone()
     }
 
     /// The decision for one request of `key` (limit `limit`), and `org`'s cache generation when

@@ -77,12 +77,6 @@ impl Readiness {
         self
     }
 
-    /// Ready while `check` answers true (a dependency with a client of its own).
-    pub fn check(mut self, name: &'static str, check: Check) -> Self {
-        self.checks.push((name, check));
-        self
-    }
-
     /// Ready while Redis answers a PING.
     pub fn redis(mut self, redis: Arc<crate::redis::LazyRedis>) -> Self {
         self.checks.push((
