@@ -49,6 +49,29 @@ pub enum Trigger {
     /// `POST …/test`: a sample with no schedule of its own, so its one attempt settles it.
     Test,
 }
+
+impl Trigger {
+    /// The header value that marks it on the work queue (a scheduled attempt has none).
+    fn header(self) -> Option<&'static str> {
+        match self {
+            Self::Scheduled => None,
+            Self::Manual => Some("manual"),
+            Self::Test => Some("test"),
+        }
+    }
+
+    fn of(msg: &jetstream::Message) -> Self {
+        let header = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(TRIGGER_HEADER))
+            .map(|v| v.as_str());
+        [Self::Manual, Self::Test]
+            .into_iter()
+            .find(|t| header.is_some() && t.header() == header)
+            .unwrap_or(Self::Scheduled)
+    }
+}
 /// A subscription failing for this long without a success is switched off.
 const DISABLE_AFTER: chrono::Duration = chrono::Duration::days(5);
 /// The longest `Retry-After` honoured.
@@ -110,14 +133,9 @@ pub async fn setup(
 /// Publishes a delivery to the work queue.
 pub async fn enqueue(state: &State, id: Uuid, trigger: Trigger) -> Result<(), BusError> {
     let mut headers = HeaderMap::new();
-    let msg_id = match trigger {
-        Trigger::Scheduled => id.to_string(),
-        Trigger::Manual | Trigger::Test => {
-            let name = if trigger == Trigger::Test {
-                "test"
-            } else {
-                "manual"
-            };
+    let msg_id = match trigger.header() {
+        None => id.to_string(),
+        Some(name) => {
             headers.insert(TRIGGER_HEADER, name);
             format!("{id}:{name}:{}", Uuid::new_v4().simple())
         }
@@ -365,16 +383,7 @@ struct Outcome {
 }
 
 async fn attempt(state: &State, msg: jetstream::Message) {
-    let trigger = match msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(TRIGGER_HEADER))
-        .map(|v| v.as_str())
-    {
-        Some("manual") => Trigger::Manual,
-        Some("test") => Trigger::Test,
-        _ => Trigger::Scheduled,
-    };
+    let trigger = Trigger::of(&msg);
     let Some(id) = std::str::from_utf8(&msg.payload)
         .ok()
         .and_then(|s| s.parse::<Uuid>().ok())
