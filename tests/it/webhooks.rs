@@ -45,6 +45,20 @@ async fn attempts(gw: &Gateway, t: &Tenant, id: &str, delivery: &Value) -> Vec<V
     detail.data()["attempts"].as_array().unwrap().clone()
 }
 
+/// A receiver, Ann (`E-1`) and a webhook of `events` posting to the receiver: the webhook's id.
+async fn ann_and_receiver(gw: &Gateway, t: &Tenant, events: &[&str]) -> (Receiver, String) {
+    let r = Receiver::start().await;
+    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
+        .await;
+    let created = hook(
+        gw,
+        t,
+        json!({"url": format!("{}/hook", r.url), "events": events}),
+    )
+    .await;
+    (r, created["id"].as_str().unwrap().to_owned())
+}
+
 async fn clock_in(gw: &Gateway, t: &Tenant, nip: &str) {
     gw.post(
         &t.key,
@@ -498,16 +512,7 @@ async fn every_filter_kind_lets_through_only_what_it_names() {
 async fn failures_are_retried_through_jetstream_and_logged() {
     let (stack, gw) = Stack::start().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
-    let r = Receiver::start().await;
-    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
-        .await;
-    let created = hook(
-        &gw,
-        &t,
-        json!({"url": format!("{}/hook", r.url), "events": ["clock-in", "clock-out"]}),
-    )
-    .await;
-    let id = created["id"].as_str().unwrap().to_owned();
+    let (r, id) = ann_and_receiver(&gw, &t, &["clock-in", "clock-out"]).await;
     // The schedule in tests is 0 s, 1 s, 3 s.
     r.answer([
         Answer::status(500).body("x".repeat(10_000)),
@@ -633,16 +638,7 @@ async fn failures_are_retried_through_jetstream_and_logged() {
 async fn a_410_switches_the_subscription_off_with_the_reason() {
     let (stack, gw) = Stack::start().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
-    let r = Receiver::start().await;
-    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
-        .await;
-    let created = hook(
-        &gw,
-        &t,
-        json!({"url": format!("{}/hook", r.url), "events": ["clock-in", "clock-out"]}),
-    )
-    .await;
-    let id = created["id"].as_str().unwrap().to_owned();
+    let (r, id) = ann_and_receiver(&gw, &t, &["clock-in", "clock-out"]).await;
     r.answer([Answer::status(410)]);
     clock_in(&gw, &t, "E-1").await;
     r.wait_for(1, Duration::from_secs(10)).await;
@@ -676,15 +672,7 @@ async fn a_410_switches_the_subscription_off_with_the_reason() {
 async fn the_test_endpoint_sends_a_sample_and_imported_history_is_not_announced() {
     let (stack, gw) = Stack::start().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
-    let r = Receiver::start().await;
-    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
-        .await;
-    let created = hook(
-        &gw,
-        &t,
-        json!({"url": format!("{}/hook", r.url), "events": ["clock-in", "clock-out"]}),
-    )
-    .await;
+    let (r, id) = ann_and_receiver(&gw, &t, &["clock-in", "clock-out"]).await;
     gw.post(
         &t.key,
         "/api/v1/attendance/import",
@@ -693,11 +681,7 @@ async fn the_test_endpoint_sends_a_sample_and_imported_history_is_not_announced(
     .await
     .expect(201);
     let res = gw
-        .post(
-            &t.key,
-            &format!("/api/v1/webhooks/{}/test", created["id"].as_str().unwrap()),
-            &json!({}),
-        )
+        .post(&t.key, &format!("/api/v1/webhooks/{id}/test"), &json!({}))
         .await
         .expect(202);
     assert_eq!(res.data()["event_type"], "clock-in");
@@ -708,7 +692,6 @@ async fn the_test_endpoint_sends_a_sample_and_imported_history_is_not_announced(
 
     // A sample the receiver refuses is settled as failed: it has no schedule to wait for.
     r.answer([Answer::status(500)]);
-    let id = created["id"].as_str().unwrap();
     let sample = gw
         .post(&t.key, &format!("/api/v1/webhooks/{id}/test"), &json!({}))
         .await
@@ -781,15 +764,7 @@ async fn a_webhook_svc_killed_mid_delivery_loses_nothing() {
         .await;
     let gw = stack.start_gateway().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
-    let r = Receiver::start().await;
-    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
-        .await;
-    hook(
-        &gw,
-        &t,
-        json!({"url": format!("{}/hook", r.url), "events": ["clock-in"]}),
-    )
-    .await;
+    let (r, _) = ann_and_receiver(&gw, &t, &["clock-in"]).await;
     // The receiver holds the first attempt while the replica dies.
     r.answer([Answer::status(200).after(Duration::from_secs(2))]);
     clock_in(&gw, &t, "E-1").await;
@@ -934,15 +909,7 @@ async fn a_webhook_svc_stopped_mid_delivery_finishes_it_first() {
         .await;
     let gw = stack.start_gateway().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
-    let r = Receiver::start().await;
-    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
-        .await;
-    let created = hook(
-        &gw,
-        &t,
-        json!({"url": format!("{}/hook", r.url), "events": ["clock-in"]}),
-    )
-    .await;
+    let (r, id) = ann_and_receiver(&gw, &t, &["clock-in"]).await;
     r.answer([Answer::status(200).after(Duration::from_secs(2))]);
     clock_in(&gw, &t, "E-1").await;
     r.wait_for(1, Duration::from_secs(10)).await;
@@ -951,7 +918,7 @@ async fn a_webhook_svc_stopped_mid_delivery_finishes_it_first() {
     let (status, attempts): (String, i32) = sqlx::query_as(
         "SELECT status, attempt_count FROM webhook.deliveries WHERE subscription_id = $1::uuid",
     )
-    .bind(created["id"].as_str().unwrap())
+    .bind(&id)
     .fetch_one(&clokio_testkit::db().await)
     .await
     .unwrap();
@@ -1056,16 +1023,7 @@ async fn first_try_successes_are_each_logged() {
 async fn a_subscription_failing_for_five_days_is_switched_off() {
     let (stack, gw) = Stack::start().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
-    let r = Receiver::start().await;
-    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
-        .await;
-    let created = hook(
-        &gw,
-        &t,
-        json!({"url": format!("{}/hook", r.url), "events": ["clock-in"]}),
-    )
-    .await;
-    let id = created["id"].as_str().unwrap().to_owned();
+    let (r, id) = ann_and_receiver(&gw, &t, &["clock-in"]).await;
     // Its receiver has failed every delivery for six days.
     sqlx::query(
         "UPDATE webhook.subscriptions SET failing_since = now() - interval '6 days' WHERE id = $1",
