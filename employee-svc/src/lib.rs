@@ -151,7 +151,7 @@ impl State {
 
 impl Handler for State {
     async fn handle(&self, operation: &str, payload: Bytes) -> Result<Bytes, BusError> {
-        use handlers::{employees, keys, locations, orgs};
+        use handlers::{admins, employees, keys, locations, orgs};
         let p = &payload[..];
         match operation {
             ops::OrgCreateOp::NAME => {
@@ -201,6 +201,28 @@ impl Handler for State {
             }
             ops::EmployeeSetStatusOp::NAME => {
                 dispatch::<ops::EmployeeSetStatusOp, _, _>(p, |r| employees::set_status(self, r))
+                    .await
+            }
+            ops::EmployeePageOp::NAME => {
+                dispatch::<ops::EmployeePageOp, _, _>(p, |r| employees::page(self, r)).await
+            }
+            ops::AdminCreateOp::NAME => {
+                dispatch::<ops::AdminCreateOp, _, _>(p, |r| admins::create(self, r)).await
+            }
+            ops::AdminListOp::NAME => {
+                dispatch::<ops::AdminListOp, _, _>(p, |r| admins::list(self, r.org_id)).await
+            }
+            ops::AdminGetOp::NAME => {
+                dispatch::<ops::AdminGetOp, _, _>(p, |r| admins::get(self, r)).await
+            }
+            ops::AdminRemoveOp::NAME => {
+                dispatch::<ops::AdminRemoveOp, _, _>(p, |r| admins::remove(self, r)).await
+            }
+            ops::AdminSignInOp::NAME => {
+                dispatch::<ops::AdminSignInOp, _, _>(p, |r| admins::sign_in(self, r)).await
+            }
+            ops::AdminSetPasswordOp::NAME => {
+                dispatch::<ops::AdminSetPasswordOp, _, _>(p, |r| admins::set_password(self, r))
                     .await
             }
             other => Err(BusError::new(

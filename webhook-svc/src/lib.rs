@@ -246,6 +246,9 @@ impl Handler for State {
             ops::DeliveryRetryOp::NAME => {
                 dispatch::<ops::DeliveryRetryOp, _, _>(p, |r| log::retry(self, r)).await
             }
+            ops::WebhookPreviewOp::NAME => {
+                dispatch::<ops::WebhookPreviewOp, _, _>(p, |r| subs::preview(self, r)).await
+            }
             other => Err(BusError::new(
                 ErrorCode::NotFound,
                 format!("Unknown operation {other}"),

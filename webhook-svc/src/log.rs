@@ -3,12 +3,9 @@
 
 use chrono::Utc;
 use clokio_bus::BusError;
-use clokio_bus::events::Event;
-use clokio_bus::ids::{AttendanceId, EmployeeId, EventId, LocationId};
 use clokio_bus::ops::{
-    Attempt, AttendanceEvent, Delivery, DeliveryListQuery, DeliveryPage, DeliveryRef, WebhookRef,
+    Attempt, Delivery, DeliveryListQuery, DeliveryPage, DeliveryRef, WebhookRef,
 };
-use clokio_bus::types::EmployeeCode;
 use uuid::Uuid;
 
 use crate::deliver::{DELIVERY_COLUMNS, DeliveryRow, Trigger, enqueue};
@@ -104,31 +101,7 @@ pub async fn retry(state: &State, r: DeliveryRef) -> Result<Delivery, BusError> 
 pub async fn test(state: &State, r: WebhookRef) -> Result<Delivery, BusError> {
     let sub = subs::fetch(state, r.org_id, r.id).await?;
     let tz = state.directory.org(r.org_id).await?.org.timezone;
-    let now = clokio_bus::calendar::whole_seconds(Utc::now());
-    let event = Event {
-        id: EventId::new_random(),
-        org_id: r.org_id,
-        occurred_at: now,
-        kind: "attendance.clock-in".to_owned(),
-        data: AttendanceEvent {
-            event: "clock-in".to_owned(),
-            attendance_id: AttendanceId::new(0),
-            employee_id: EmployeeId::new(0),
-            employee_code: EmployeeCode::parse("TEST-0001").map_err(|_| BusError::internal())?,
-            employee_name: "Test Employee".to_owned(),
-            department: Some("Test".to_owned()),
-            location_id: LocationId::new(0),
-            location_name: "Test Location".to_owned(),
-            timestamp: now,
-            work_date: tz.date_of(now),
-            clock_in: now,
-            clock_out: None,
-            total_hours: None,
-            break_minutes: None,
-            break_seconds: None,
-            imported: false,
-        },
-    };
+    let event = render::sample_event(r.org_id, tz, Utc::now());
     let body = render::body(sub.platform(), sub.template.as_deref(), &event, tz);
     let row: DeliveryRow = sqlx::query_as(&format!(
         "INSERT INTO deliveries (id, org_id, subscription_id, event_id, event_type, body) \

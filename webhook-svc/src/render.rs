@@ -6,8 +6,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use clokio_bus::events::Event;
-use clokio_bus::ops::{AttendanceEvent, Filters, Platform};
-use clokio_bus::types::Timezone;
+use clokio_bus::ids::{AttendanceId, EmployeeId, EventId, LocationId, OrgId};
+use clokio_bus::ops::{AttendanceEvent, Filters, Platform, WebhookPreviewed};
+use clokio_bus::types::{EmployeeCode, Timezone};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -77,6 +78,59 @@ pub fn render(template: &str, e: &AttendanceEvent, tz: Timezone) -> String {
         out = out.replace(name, &value);
     }
     out
+}
+
+/// The clock-in a test delivery and a preview show: a made-up employee at a made-up location,
+/// now.
+pub fn sample_event(org_id: OrgId, tz: Timezone, now: DateTime<Utc>) -> Event<AttendanceEvent> {
+    let now = clokio_bus::calendar::whole_seconds(now);
+    Event {
+        id: EventId::new_random(),
+        org_id,
+        occurred_at: now,
+        kind: "attendance.clock-in".to_owned(),
+        data: AttendanceEvent {
+            event: "clock-in".to_owned(),
+            attendance_id: AttendanceId::new(0),
+            employee_id: EmployeeId::new(0),
+            employee_code: EmployeeCode::parse("TEST-0001").expect("a valid code"),
+            employee_name: "Test Employee".to_owned(),
+            department: Some("Test".to_owned()),
+            location_id: LocationId::new(0),
+            location_name: "Test Location".to_owned(),
+            timestamp: now,
+            work_date: tz.date_of(now),
+            clock_in: now,
+            clock_out: None,
+            total_hours: None,
+            break_minutes: None,
+            break_seconds: None,
+            imported: false,
+        },
+    }
+}
+
+/// What a subscription with `platform` and `template` would send for the sample clock-in: the
+/// rendered text (chat platforms) and the body, pretty-printed.
+pub fn preview(
+    platform: Platform,
+    template: Option<&str>,
+    event: &Event<AttendanceEvent>,
+    tz: Timezone,
+) -> Result<WebhookPreviewed, String> {
+    if let Some(template) = template {
+        if template.chars().count() > 2000 {
+            return Err("The template field must not be greater than 2000 characters".to_owned());
+        }
+        check_template(template)?;
+    }
+    let body = body(platform, template, event, tz);
+    let body = serde_json::from_slice::<serde_json::Value>(&body)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_default();
+    let text = (platform != Platform::Generic)
+        .then(|| render(template.unwrap_or(DEFAULT_TEMPLATE), &event.data, tz));
+    Ok(WebhookPreviewed { text, body })
 }
 
 /// The body a platform receives for an event.
@@ -273,5 +327,37 @@ mod tests {
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
         let two = signature(&[secret, secret], "id", 1, b"{}");
         assert_eq!(two.split(' ').count(), 2);
+    }
+
+    #[test]
+    fn previews_render_the_sample_clock_in_per_platform() {
+        let tz = Timezone::parse("Europe/Berlin").unwrap();
+        let at = "2026-02-12T08:55:00Z".parse().unwrap();
+        let event = sample_event(OrgId::new_random(), tz, at);
+        let slack = preview(
+            Platform::Slack,
+            Some("{employee_name} {event_type} ({timestamp})"),
+            &event,
+            tz,
+        )
+        .unwrap();
+        assert_eq!(
+            slack.text.as_deref(),
+            Some("Test Employee clocked in (2026-02-12 09:55 CET)")
+        );
+        let body: serde_json::Value = serde_json::from_str(&slack.body).unwrap();
+        assert_eq!(
+            body["text"],
+            "Test Employee clocked in (2026-02-12 09:55 CET)"
+        );
+        let generic = preview(Platform::Generic, None, &event, tz).unwrap();
+        assert_eq!(generic.text, None);
+        let body: serde_json::Value = serde_json::from_str(&generic.body).unwrap();
+        assert_eq!(body["type"], "clock-in");
+        assert_eq!(body["data"]["employee_name"], "Test Employee");
+        assert_eq!(
+            preview(Platform::Discord, Some("Hi {name}"), &event, tz).unwrap_err(),
+            check_template("Hi {name}").unwrap_err()
+        );
     }
 }

@@ -6,13 +6,20 @@ use clokio_bus::BusError;
 use clokio_bus::ids::OrgId;
 use clokio_bus::ops::{
     CreatedWebhook, Empty, Filters, Platform, WEBHOOK_EVENTS, Webhook, WebhookFields,
-    WebhookListQuery, WebhookRef, WebhookWrite,
+    WebhookListQuery, WebhookPreview, WebhookPreviewed, WebhookRef, WebhookWrite,
 };
 use uuid::Uuid;
 
 use crate::render::{check_template, hint, new_secret};
 use crate::seal::Secret;
 use crate::{State, db};
+
+/// What a subscription would send for a sample clock-in (the console's live preview).
+pub async fn preview(state: &State, r: WebhookPreview) -> Result<WebhookPreviewed, BusError> {
+    let tz = state.directory.org(r.org_id).await?.org.timezone;
+    let event = crate::render::sample_event(r.org_id, tz, Utc::now());
+    crate::render::preview(r.platform, r.template.as_deref(), &event, tz).map_err(BusError::invalid)
+}
 
 /// The most subscriptions one org may have.
 pub const MAX_PER_ORG: i64 = 100;

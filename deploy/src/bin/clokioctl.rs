@@ -1,6 +1,7 @@
 //! clokioctl: the operator's CLI. It talks to the services over NATS with the same `CLOKIO_*`
 //! configuration they use (`CLOKIO_NATS_URL`, `CLOKIO_SUBJECT_PREFIX`), for what the public API
-//! deliberately cannot do: create organizations, set plans, mint the first API key.
+//! deliberately cannot do: create organizations, set plans, mint the first API key, make the
+//! first admin of the admin console.
 //!
 //! Human output by default; with `--json`, exactly one JSON object on stdout.
 
@@ -9,9 +10,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use clokio_bus::ids::{ApiKeyId, OrgId};
 use clokio_bus::ops::{
-    Empty, KeyCreate, KeyCreateOp, KeyRevoke, KeyRevokeOp, OrgCreate, OrgCreateOp, OrgListOp,
+    AdminCreate, AdminCreateOp, AdminListOp, Empty, KeyCreate, KeyCreateOp, KeyRevoke, KeyRevokeOp,
+    LocationCreate, LocationCreateOp, OrgCreate, OrgCreateOp, OrgListOp, OrgRef,
 };
-use clokio_bus::types::{Plan, Timezone};
+use clokio_bus::types::{Email, Plan, Timezone};
 use clokio_bus::{Bus, BusError};
 use clokio_runtime::config::BusConfig;
 use serde::Serialize;
@@ -38,6 +40,56 @@ enum Command {
     /// API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Admins: the people who sign in to the admin console.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Work locations.
+    #[command(subcommand)]
+    Location(LocationCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Make someone an admin of an organization: the employee with this email, else a new
+    /// employee (at the organization's first location). Without --password a one-time password
+    /// is generated and printed once; it must be changed at the first sign-in.
+    Create {
+        #[arg(long, value_parser = parse_org)]
+        org: OrgId,
+        #[arg(long, value_parser = parse_email)]
+        email: Email,
+        #[arg(long)]
+        name: String,
+        /// At least 12 characters (or set CLOKIO_ADMIN_PASSWORD, which keeps it out of `ps`).
+        #[arg(long, env = "CLOKIO_ADMIN_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// The location of a new employee (default: the organization's first).
+        #[arg(long)]
+        location: Option<String>,
+    },
+    /// List an organization's admins.
+    List {
+        #[arg(long, value_parser = parse_org)]
+        org: OrgId,
+    },
+}
+
+#[derive(Subcommand)]
+enum LocationCommand {
+    /// Create a work location with a geofence.
+    Create {
+        #[arg(long, value_parser = parse_org)]
+        org: OrgId,
+        #[arg(long)]
+        name: String,
+        #[arg(long, allow_hyphen_values = true)]
+        latitude: f64,
+        #[arg(long, allow_hyphen_values = true)]
+        longitude: f64,
+        /// Metres.
+        #[arg(long, default_value_t = 200.0)]
+        radius: f64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -87,6 +139,9 @@ fn parse_timezone(s: &str) -> Result<Timezone, String> {
 fn parse_org(s: &str) -> Result<OrgId, String> {
     s.parse()
         .map_err(|_| format!("{s:?} is not an organization id (a UUID)"))
+}
+fn parse_email(s: &str) -> Result<Email, String> {
+    Email::parse(s)
 }
 fn parse_key_id(s: &str) -> Result<ApiKeyId, String> {
     s.parse()
@@ -192,6 +247,104 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .map_err(failed)?;
             print(cli.json, &key, || {
                 format!("Revoked API key {:?} ({})", key.name, key.hint)
+            })
+        }
+        Command::Admin(AdminCommand::Create {
+            org,
+            email,
+            name,
+            password,
+            location,
+        }) => {
+            // Hashing a password takes a while on a busy service.
+            let admin = bus
+                .with_timeout(
+                    config
+                        .request_timeout
+                        .max(std::time::Duration::from_secs(15)),
+                )
+                .call::<AdminCreateOp>(&AdminCreate {
+                    org_id: org,
+                    email,
+                    name,
+                    password,
+                    location,
+                })
+                .await
+                .map_err(failed)?;
+            print(cli.json, &admin, || {
+                let mut out = format!(
+                    "{} admin {:?} <{}>\n  employee id:  {}\n  code:         {}",
+                    if admin.promoted {
+                        "Promoted to"
+                    } else {
+                        "Created"
+                    },
+                    admin.admin.name,
+                    admin.admin.email,
+                    admin.admin.employee_id,
+                    admin.admin.employee_code
+                );
+                if let Some(pw) = &admin.password {
+                    out.push_str(&format!(
+                        "\n  password:     {pw}\nA one-time password, shown only now: it must be changed at the first sign-in."
+                    ));
+                }
+                out
+            })
+        }
+        Command::Admin(AdminCommand::List { org }) => {
+            let admins = bus
+                .call::<AdminListOp>(&OrgRef { org_id: org })
+                .await
+                .map_err(failed)?;
+            #[derive(Serialize)]
+            struct List<'a> {
+                admins: &'a [clokio_bus::ops::Admin],
+            }
+            print(cli.json, &List { admins: &admins }, || {
+                let mut out = format!(
+                    "{:<12}  {:<8}  {:<32}  NAME",
+                    "EMPLOYEE ID", "STATUS", "EMAIL"
+                );
+                for a in &admins {
+                    out.push_str(&format!(
+                        "\n{:<12}  {:<8}  {:<32}  {}",
+                        a.employee_id.to_string(),
+                        a.status.as_str(),
+                        a.email.to_string(),
+                        a.name
+                    ));
+                }
+                out
+            })
+        }
+        Command::Location(LocationCommand::Create {
+            org,
+            name,
+            latitude,
+            longitude,
+            radius,
+        }) => {
+            let location = bus
+                .call::<LocationCreateOp>(&LocationCreate {
+                    org_id: org,
+                    name,
+                    latitude,
+                    longitude,
+                    radius_meters: radius,
+                })
+                .await
+                .map_err(failed)?;
+            print(cli.json, &location, || {
+                format!(
+                    "Created location {:?} ({}, {}; {} m)\n  id:  {}",
+                    location.name,
+                    location.latitude,
+                    location.longitude,
+                    location.radius_meters,
+                    location.id
+                )
             })
         }
     }

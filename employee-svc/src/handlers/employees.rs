@@ -7,13 +7,14 @@ use clokio_bus::BusError;
 use clokio_bus::events::{Event, kind};
 use clokio_bus::ids::{EmployeeId, EventId, LocationId, OrgId};
 use clokio_bus::ops::{
-    CreatedEmployee, Employee, EmployeeCreate, EmployeeList, EmployeeRef, EmployeeSetStatus,
+    CreatedEmployee, Employee, EmployeeCreate, EmployeeList, EmployeePage, EmployeePageQuery,
+    EmployeeRef, EmployeeSetStatus, MAX_PER_PAGE,
 };
 use clokio_bus::types::{Email, EmployeeCode, EmployeeStatus, Timezone};
 use clokio_runtime::outbox;
-use rand::Rng;
 use sqlx::{Postgres, Transaction};
 
+use super::passwords;
 use crate::{State, db};
 
 const EMPLOYEE_SELECT: &str = "SELECT e.id, e.employee_code, e.name, e.email, e.phone, e.position, \
@@ -32,7 +33,6 @@ const UNIQUE: &[(&str, &str)] = &[
 ];
 
 pub const MIN_PASSWORD: usize = 8;
-pub const MAX_PASSWORD: usize = 128;
 
 #[derive(sqlx::FromRow)]
 struct EmployeeRow {
@@ -89,6 +89,31 @@ fn optional(field: &str, value: Option<String>, max: usize) -> Result<Option<Str
 }
 
 pub async fn create(state: &State, req: EmployeeCreate) -> Result<CreatedEmployee, BusError> {
+    create_as(state, req, Role::Employee).await
+}
+
+/// The roles an employee can have: `admin`s also sign in to the admin console.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Employee,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Employee => "employee",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// Creates an employee with `role`. An admin's generated password is a one-time password.
+pub(crate) async fn create_as(
+    state: &State,
+    req: EmployeeCreate,
+    role: Role,
+) -> Result<CreatedEmployee, BusError> {
     let name = super::name_field("name", &req.name, 255)?;
     let location = super::name_field("location", &req.location, 255)?;
     let phone = optional("phone", req.phone, 50)?;
@@ -97,37 +122,15 @@ pub async fn create(state: &State, req: EmployeeCreate) -> Result<CreatedEmploye
     let address = optional("address", req.address, 500)?;
     let (password, generated) = match req.password {
         Some(pw) => {
-            let n = pw.chars().count();
-            if n < MIN_PASSWORD {
-                return Err(BusError::invalid(format!(
-                    "The password field must be at least {MIN_PASSWORD} characters"
-                )));
-            }
-            if n > MAX_PASSWORD {
-                return Err(BusError::invalid(format!(
-                    "The password field must not be greater than {MAX_PASSWORD} characters"
-                )));
+            passwords::check("password", &pw, MIN_PASSWORD)?;
+            if role == Role::Admin {
+                passwords::check("password", &pw, clokio_bus::ops::MIN_ADMIN_PASSWORD)?;
             }
             (pw, false)
         }
-        None => (generate_password(), true),
+        None => (passwords::generate(), true),
     };
-    // Argon2 takes 19 MiB and a core per hash: as many at once as there are cores, so a burst of
-    // creations queues instead of multiplying the memory (16 at once peaked at 368 MiB).
-    let hashing = HASHING
-        .get_or_init(|| {
-            tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
-        })
-        .acquire()
-        .await
-        .map_err(|_| BusError::internal())?;
-    let password_hash = tokio::task::spawn_blocking({
-        let password = password.clone();
-        move || hash_password(&password)
-    })
-    .await
-    .map_err(|_| BusError::internal())??;
-    drop(hashing);
+    let password_hash = passwords::hash(&password).await?;
 
     let mut tx = state.pool.begin().await.map_err(db::err)?;
     let org: Option<(String,)> = sqlx::query_as("SELECT timezone FROM organizations WHERE id = $1")
@@ -164,8 +167,8 @@ pub async fn create(state: &State, req: EmployeeCreate) -> Result<CreatedEmploye
         let mut attempt = sqlx::Acquire::begin(&mut *tx).await.map_err(db::err)?;
         let inserted: Result<(i64,), sqlx::Error> = sqlx::query_as(
             "INSERT INTO employees (org_id, employee_code, name, email, phone, position, department, \
-                location_id, password_hash, birthdate, address, hire_date) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+                location_id, password_hash, birthdate, address, hire_date, role, must_change_password) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
         )
         .bind(req.org_id.as_uuid())
         .bind(code.as_str())
@@ -179,6 +182,8 @@ pub async fn create(state: &State, req: EmployeeCreate) -> Result<CreatedEmploye
         .bind(req.birthdate)
         .bind(&address)
         .bind(hire_date)
+        .bind(role.as_str())
+        .bind(generated && role == Role::Admin)
         .fetch_one(&mut *attempt)
         .await;
         match inserted {
@@ -282,6 +287,67 @@ pub async fn list(state: &State, req: EmployeeList) -> Result<Vec<Employee>, Bus
     rows.into_iter().map(EmployeeRow::into_employee).collect()
 }
 
+/// One page of the org's employees, in id order, with the count of all that match.
+pub async fn page(state: &State, q: EmployeePageQuery) -> Result<EmployeePage, BusError> {
+    let per_page = q.per_page.clamp(1, MAX_PER_PAGE);
+    let page = q.page.max(1);
+    let search = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    if search.is_some_and(|s| s.chars().count() > 100) {
+        return Err(BusError::invalid(
+            "The search field must not be greater than 100 characters",
+        ));
+    }
+    if search.is_some_and(|s| s.contains('\0')) {
+        return Err(BusError::invalid(
+            "The search field must not contain NUL characters",
+        ));
+    }
+    let pattern = search.map(like_pattern);
+    let status = q.status.map(EmployeeStatus::as_str);
+    const FILTER: &str = "e.org_id = $1 AND ($2::text IS NULL OR e.status = $2) AND ($3::text IS NULL \
+        OR e.name ILIKE $3 OR e.email ILIKE $3 OR e.employee_code ILIKE $3 OR e.department ILIKE $3)";
+    let (count_sql, rows_sql) = (
+        format!("SELECT count(*) FROM employees e WHERE {FILTER}"),
+        format!("{EMPLOYEE_SELECT} WHERE {FILTER} ORDER BY e.id LIMIT $4 OFFSET $5"),
+    );
+    let count = sqlx::query_as::<_, (i64,)>(&count_sql)
+        .bind(q.org_id.as_uuid())
+        .bind(status)
+        .bind(&pattern)
+        .fetch_one(&state.pool);
+    let rows = sqlx::query_as::<_, EmployeeRow>(&rows_sql)
+        .bind(q.org_id.as_uuid())
+        .bind(status)
+        .bind(&pattern)
+        .bind(i64::from(per_page))
+        .bind(i64::from(page - 1) * i64::from(per_page))
+        .fetch_all(&state.pool);
+    let ((total,), rows) = futures::try_join!(count, rows).map_err(db::err)?;
+    Ok(EmployeePage {
+        employees: rows
+            .into_iter()
+            .map(EmployeeRow::into_employee)
+            .collect::<Result<_, _>>()?,
+        page,
+        per_page,
+        total: total as u64,
+    })
+}
+
+/// `%text%` for ILIKE, with the pattern's own special characters escaped.
+fn like_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
 pub async fn get(state: &State, req: EmployeeRef) -> Result<Employee, BusError> {
     let row: Option<EmployeeRow> = sqlx::query_as(&format!(
         "{EMPLOYEE_SELECT} WHERE e.org_id = $1 AND e.employee_code = $2"
@@ -327,60 +393,13 @@ pub async fn set_status(state: &State, req: EmployeeSetStatus) -> Result<Employe
     Ok(employee)
 }
 
-fn generate_password() -> String {
-    rand::rng()
-        .sample_iter(rand::distr::Alphanumeric)
-        .take(16)
-        .map(char::from)
-        .collect()
-}
-
-/// Bounds the password hashes computed at once (see `create`).
-static HASHING: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-
-fn hash_password(password: &str) -> Result<String, BusError> {
-    use argon2::PasswordHasher;
-    let mut salt = [0u8; 16];
-    rand::rng().fill(&mut salt);
-    let salt =
-        argon2::password_hash::SaltString::encode_b64(&salt).map_err(|_| BusError::internal())?;
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|err| {
-            tracing::error!(%err, "password hashing failed");
-            BusError::internal()
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn generated_passwords_are_long_and_distinct() {
-        let a = generate_password();
-        let b = generate_password();
-        assert_eq!(a.len(), 16);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
-        assert_ne!(a, b);
-    }
-
-    #[test]
-    fn password_hash_is_argon2id_and_verifies() {
-        use argon2::PasswordVerifier;
-        let hash = hash_password("correct horse").unwrap();
-        assert!(hash.starts_with("$argon2id$"));
-        let parsed = argon2::PasswordHash::new(&hash).unwrap();
-        assert!(
-            argon2::Argon2::default()
-                .verify_password(b"correct horse", &parsed)
-                .is_ok()
-        );
-        assert!(
-            argon2::Argon2::default()
-                .verify_password(b"wrong", &parsed)
-                .is_err()
-        );
+    fn search_text_is_matched_literally() {
+        assert_eq!(like_pattern("ann"), "%ann%");
+        assert_eq!(like_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
     }
 }

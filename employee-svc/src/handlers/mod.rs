@@ -1,9 +1,11 @@
 //! One module per resource; each function answers one bus operation.
 
+pub mod admins;
 pub mod employees;
 pub mod keys;
 pub mod locations;
 pub mod orgs;
+pub mod passwords;
 
 use clokio_bus::BusError;
 

@@ -292,6 +292,148 @@ operation!(EmployeeListOp, Employee, "employee_list", EmployeeList => Vec<Employ
 operation!(EmployeeGetOp, Employee, "employee_get", EmployeeRef => Employee);
 operation!(EmployeeSetStatusOp, Employee, "employee_set_status", EmployeeSetStatus => Employee);
 
+/// A page of an organization's employees, for lists that must stay fast at tens of thousands
+/// (the console's Employees page): filtered by status and a search text, in id order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EmployeePageQuery {
+    pub org_id: OrgId,
+    pub status: Option<EmployeeStatus>,
+    /// Matched case-insensitively anywhere in the name, email, code or department.
+    pub search: Option<String>,
+    /// From 1.
+    pub page: u32,
+    /// 1–[`MAX_PER_PAGE`].
+    pub per_page: u32,
+}
+
+/// The most items one page may carry.
+pub const MAX_PER_PAGE: u32 = 500;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EmployeePage {
+    pub employees: Vec<Employee>,
+    pub page: u32,
+    pub per_page: u32,
+    /// How many employees match, on every page.
+    pub total: u64,
+}
+
+operation!(EmployeePageOp, Employee, "employee_page", EmployeePageQuery => EmployeePage);
+
+// ---------------------------------------------------------------- admins
+
+/// An organization's admin: an employee with role `admin`, who signs in to the admin console.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Admin {
+    pub employee_id: EmployeeId,
+    pub employee_code: EmployeeCode,
+    pub name: String,
+    pub email: Email,
+    pub status: EmployeeStatus,
+    /// The password is a one-time password: it must be changed at the next sign-in.
+    pub must_change_password: bool,
+    /// Moves on with every password change and with the loss of the role, so a session made
+    /// under an older value is over.
+    pub credentials_version: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Make an admin: the employee with this email is given the role, else a new employee is
+/// created with it (at `location`, or the organization's first location).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AdminCreate {
+    pub org_id: OrgId,
+    pub email: Email,
+    pub name: String,
+    /// At least 12 characters; generated (a one-time password, returned once) when None.
+    pub password: Option<String>,
+    pub location: Option<String>,
+}
+
+impl std::fmt::Debug for AdminCreate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminCreate")
+            .field("org_id", &self.org_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The create reply: the admin and, when it was generated, the one-time password (once).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CreatedAdmin {
+    #[serde(flatten)]
+    pub admin: Admin,
+    /// True when an existing employee was given the role.
+    pub promoted: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub password: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AdminRef {
+    pub org_id: OrgId,
+    pub employee_id: EmployeeId,
+}
+
+/// A sign-in attempt: every active admin with this email, in any organization, whose password
+/// matches. The check costs the same whether or not such an admin exists.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AdminSignIn {
+    pub email: Email,
+    pub password: String,
+}
+
+impl std::fmt::Debug for AdminSignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSignIn").finish_non_exhaustive()
+    }
+}
+
+/// One organization the signed-in person is an admin of.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SignedIn {
+    pub org_id: OrgId,
+    pub org_name: String,
+    #[serde(flatten)]
+    pub admin: Admin,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AdminSetPassword {
+    pub org_id: OrgId,
+    pub employee_id: EmployeeId,
+    pub current_password: String,
+    pub new_password: String,
+}
+
+impl std::fmt::Debug for AdminSetPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSetPassword")
+            .field("org_id", &self.org_id)
+            .field("employee_id", &self.employee_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The shortest admin password.
+pub const MIN_ADMIN_PASSWORD: usize = 12;
+
+operation!(AdminCreateOp, Employee, "admin_create", AdminCreate => CreatedAdmin);
+operation!(AdminListOp, Employee, "admin_list", OrgRef => Vec<Admin>);
+operation!(
+    /// One admin; 404 when the employee is not (or no longer) an admin of the org.
+    AdminGetOp, Employee, "admin_get", AdminRef => Admin
+);
+operation!(
+    /// Takes the admin role away (the employee stays); 409 for the organization's last admin.
+    AdminRemoveOp, Employee, "admin_remove", AdminRef => Admin
+);
+operation!(
+    /// 401 `These credentials do not match our records` when nothing matches.
+    AdminSignInOp, Employee, "admin_sign_in", AdminSignIn => Vec<SignedIn>
+);
+operation!(AdminSetPasswordOp, Employee, "admin_set_password", AdminSetPassword => Admin);
+
 /// Every operation employee-svc answers, for its endpoint registration.
 pub const EMPLOYEE_OPERATIONS: &[&str] = &[
     OrgCreateOp::NAME,
@@ -309,4 +451,11 @@ pub const EMPLOYEE_OPERATIONS: &[&str] = &[
     EmployeeListOp::NAME,
     EmployeeGetOp::NAME,
     EmployeeSetStatusOp::NAME,
+    EmployeePageOp::NAME,
+    AdminCreateOp::NAME,
+    AdminListOp::NAME,
+    AdminGetOp::NAME,
+    AdminRemoveOp::NAME,
+    AdminSignInOp::NAME,
+    AdminSetPasswordOp::NAME,
 ];

@@ -191,6 +191,24 @@ pub struct DeliveryRef {
     pub delivery_id: uuid::Uuid,
 }
 
+/// What a subscription with this platform and template would send for a sample clock-in of
+/// the organization (the console's live preview). Nothing is stored or sent.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WebhookPreview {
+    pub org_id: OrgId,
+    pub platform: Platform,
+    /// None: the default template.
+    pub template: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WebhookPreviewed {
+    /// The rendered message a chat platform shows; null for generic endpoints (they get JSON).
+    pub text: Option<String>,
+    /// The request body, as sent (pretty-printed JSON).
+    pub body: String,
+}
+
 operation!(WebhookCreateOp, Webhook, "webhook_create", WebhookWrite => CreatedWebhook);
 operation!(WebhookUpdateOp, Webhook, "webhook_update", WebhookWrite => Webhook);
 operation!(WebhookListOp, Webhook, "webhook_list", WebhookListQuery => Vec<Webhook>);
@@ -201,6 +219,7 @@ operation!(WebhookTestOp, Webhook, "webhook_test", WebhookRef => Delivery);
 operation!(DeliveryListOp, Webhook, "delivery_list", DeliveryListQuery => DeliveryPage);
 operation!(DeliveryGetOp, Webhook, "delivery_get", DeliveryRef => Delivery);
 operation!(DeliveryRetryOp, Webhook, "delivery_retry", DeliveryRef => Delivery);
+operation!(WebhookPreviewOp, Webhook, "webhook_preview", WebhookPreview => WebhookPreviewed);
 
 /// Every operation webhook-svc answers.
 pub const WEBHOOK_OPERATIONS: &[&str] = &[
@@ -214,4 +233,5 @@ pub const WEBHOOK_OPERATIONS: &[&str] = &[
     DeliveryListOp::NAME,
     DeliveryGetOp::NAME,
     DeliveryRetryOp::NAME,
+    WebhookPreviewOp::NAME,
 ];
