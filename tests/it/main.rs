@@ -8,6 +8,7 @@ mod attendance_outbox;
 mod attendance_reads;
 mod auth;
 mod bus;
+mod console;
 mod employees;
 mod envelope;
 mod faults;

@@ -5,6 +5,10 @@
 //! Servers come from `CLOKIO_TEST_DATABASE_URL`, `CLOKIO_NATS_URL`, `CLOKIO_REDIS_URL`
 //! (defaults: the local servers that `deploy/local/test.sh` makes sure of).
 
+mod console;
+
+pub use console::{ADMIN_PASSWORD, Browser, Console, Page, html_escape};
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
