@@ -9,6 +9,7 @@ mod attendance_reads;
 mod auth;
 mod bus;
 mod console;
+mod console_browser;
 mod console_pages;
 mod employees;
 mod envelope;
