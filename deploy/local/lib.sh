@@ -24,13 +24,14 @@ ENV_FILE="$STATE_DIR/env"
 
 # The services, in start order.
 # shellcheck disable=SC2034 # used by the scripts that source this file
-SERVICES=(employee-svc attendance-svc webhook-svc reporting-svc gateway)
+SERVICES=(employee-svc attendance-svc webhook-svc reporting-svc gateway console)
 
 : "${CLOKIO_DATABASE_URL:=postgres://clokio:clokio@127.0.0.1:5432/clokio}"
 : "${CLOKIO_TEST_DATABASE_URL:=postgres://clokio:clokio@127.0.0.1:5432/clokio_test}"
 : "${CLOKIO_REDIS_URL:=redis://127.0.0.1:6379}"
 : "${CLOKIO_NATS_URL:=nats://127.0.0.1:4222}"
 : "${CLOKIO_GATEWAY_ADDR:=127.0.0.1:8080}"
+: "${CLOKIO_CONSOLE_ADDR:=127.0.0.1:8081}"
 : "${CLOKIO_SUBJECT_PREFIX:=clokio}"
 
 # Debian puts nats-server (and some admin tools) in /usr/sbin, which is not on
@@ -288,6 +289,22 @@ ensure_packages() {
 		as_root env DEBIAN_FRONTEND=noninteractive \
 			apt-get install -y --no-install-recommends "${missing[@]}"
 	fi
+}
+
+# ensure_browser: Debian's Chromium and its WebDriver, for the console's browser tests.
+ensure_browser() {
+	local -a missing=()
+	[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+	[[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
+	((${#missing[@]})) || return 0
+	have apt-get || die "missing packages (${missing[*]}) and no apt-get: install Chromium and ChromeDriver by hand"
+	log "installing ${missing[*]} (browser tests of the admin console)"
+	if [[ -z $_apt_updated ]]; then
+		as_root apt-get update
+		_apt_updated=1
+	fi
+	as_root env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
 # ensure_cargo: a rustup-managed cargo must be available (Debian's is too old).

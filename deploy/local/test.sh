@@ -11,6 +11,7 @@ cd "$(dirname "$0")/../.."
 bash deploy/k8s/validate.sh
 
 ensure_packages
+ensure_browser
 ensure_servers
 
 export CLOKIO_TEST_DATABASE_URL CLOKIO_NATS_URL CLOKIO_REDIS_URL

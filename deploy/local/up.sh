@@ -33,6 +33,7 @@ fi
 : "${CLOKIO_ATTENDANCE_OPS_ADDR:=127.0.0.1:9102}"
 : "${CLOKIO_WEBHOOK_OPS_ADDR:=127.0.0.1:9103}"
 : "${CLOKIO_REPORTING_OPS_ADDR:=127.0.0.1:9104}"
+: "${CLOKIO_CONSOLE_OPS_ADDR:=127.0.0.1:9105}"
 export_clokio_vars
 # The allocator's arena without huge pages (docs/configuration.md).
 export MIMALLOC_ARENA_EAGER_COMMIT="${MIMALLOC_ARENA_EAGER_COMMIT:-0}"
@@ -84,6 +85,12 @@ case $gateway_host in
 '' | 0.0.0.0 | '[::]') gateway_host=127.0.0.1 ;;
 esac
 CLOKIO_URL="http://$gateway_host:$gateway_port"
+console_host=${CLOKIO_CONSOLE_ADDR%:*}
+console_port=${CLOKIO_CONSOLE_ADDR##*:}
+case $console_host in
+'' | 0.0.0.0 | '[::]') console_host=127.0.0.1 ;;
+esac
+CLOKIO_CONSOLE_URL="http://$console_host:$console_port"
 
 log "waiting for $CLOKIO_URL/readyz"
 if ! wait_http "$CLOKIO_URL/readyz" 60; then
@@ -91,6 +98,11 @@ if ! wait_http "$CLOKIO_URL/readyz" 60; then
 	die "the gateway did not become ready within 60 s ($CLOKIO_URL/readyz)"
 fi
 log "gateway ready at $CLOKIO_URL"
+if ! wait_http "$CLOKIO_CONSOLE_URL/healthz" 30; then
+	show_log "$LOG_DIR/console.log"
+	die "the admin console did not answer within 30 s ($CLOKIO_CONSOLE_URL/healthz)"
+fi
+log "admin console ready at $CLOKIO_CONSOLE_URL"
 
 # json_first_string KEY: the first "KEY":"value" string in the JSON on stdin.
 json_first_string() {
@@ -113,23 +125,28 @@ write_env_file() {
 			"CLOKIO_URL=$CLOKIO_URL" \
 			"CLOKIO_API_KEY=$api_key" \
 			"CLOKIO_NATS_URL=$CLOKIO_NATS_URL" \
-			"CLOKIO_ORG_ID=$org_id" >"$tmp"
+			"CLOKIO_ORG_ID=$org_id" \
+			"CLOKIO_CONSOLE_URL=$CLOKIO_CONSOLE_URL" \
+			"CLOKIO_ADMIN_EMAIL=$admin_email" \
+			"CLOKIO_ADMIN_PASSWORD=$admin_password" >"$tmp"
 	)
 	chmod 600 "$tmp"
 	mv -f -- "$tmp" "$ENV_FILE"
 }
 
 # Demo organisation, key and location, only when the saved key no longer works.
-api_key='' org_id=''
+api_key='' org_id='' admin_email='' admin_password=''
 if [[ -f $ENV_FILE ]]; then
 	api_key=$(env_value CLOKIO_API_KEY)
 	org_id=$(env_value CLOKIO_ORG_ID)
+	admin_email=$(env_value CLOKIO_ADMIN_EMAIL)
+	admin_password=$(env_value CLOKIO_ADMIN_PASSWORD)
 	if [[ -n $api_key ]] &&
 		[[ $(http_status "$CLOKIO_URL/api/v1/employees" -H "X-API-Key: $api_key") == 200 ]]; then
 		log "reusing the demo API key from $ENV_FILE"
 	else
 		log "the API key in $ENV_FILE does not work any more; creating a new demo organisation"
-		api_key='' org_id=''
+		api_key='' org_id='' admin_email='' admin_password=''
 	fi
 fi
 
@@ -168,8 +185,25 @@ if [[ -z $api_key ]]; then
 	esac
 fi
 
+# The demo admin of the console (also for an organisation made by an older up.sh).
+if [[ -z $admin_email || -z $admin_password ]]; then
+	admin_email="admin@demo.clokio.test"
+	admin_password=$(head -c 32 /dev/urandom | base64 | tr -d '/+=\n')
+	admin_password=${admin_password:0:20}
+	out=$(CLOKIO_ADMIN_PASSWORD="$admin_password" "$BIN_DIR/clokioctl" admin create --org "$org_id" \
+		--email "$admin_email" --name "Demo Admin" --json 2>&1) || {
+		if [[ $out == *"admin of the organization already"* ]]; then
+			die "the demo admin $admin_email exists but its password is not in $ENV_FILE; run deploy/local/down.sh, remove $ENV_FILE and run up.sh again"
+		fi
+		die "clokioctl admin create failed: $out"
+	}
+	log "created the demo admin $admin_email"
+fi
+
 write_env_file
 
 cat -- "$ENV_FILE"
 # shellcheck disable=SC2016 # the hint is printed literally
 printf '%s\n' '# try: curl -H "X-API-Key: $CLOKIO_API_KEY" $CLOKIO_URL/api/v1/employees'
+# shellcheck disable=SC2016 # the hint is printed literally
+printf '%s\n' '# sign in to the admin console at $CLOKIO_CONSOLE_URL with $CLOKIO_ADMIN_EMAIL and $CLOKIO_ADMIN_PASSWORD'

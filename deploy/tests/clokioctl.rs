@@ -198,3 +198,144 @@ async fn bad_input_fails_with_a_message_and_no_output() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_admin_of_an_organization() {
+    let mut stack = Stack::empty().await;
+    stack.start_employee_svc().await;
+    let (ok, out, err) = clokioctl(
+        &stack,
+        &[
+            "org",
+            "create",
+            "--name",
+            "Acme",
+            "--plan",
+            "pro",
+            "--timezone",
+            "UTC",
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let org_id = one_object(&out)["id"].as_str().unwrap().to_owned();
+
+    // No location yet: an admin needs one, and says so.
+    let admin = [
+        "admin",
+        "create",
+        "--org",
+        &org_id,
+        "--email",
+        "ada@acme.test",
+        "--name",
+        "Ada",
+    ];
+    let (ok, out, err) = clokioctl(&stack, &admin);
+    assert!(!ok && out.is_empty());
+    assert!(
+        err.contains("The organization has no location yet"),
+        "{err}"
+    );
+
+    let (ok, out, err) = clokioctl(
+        &stack,
+        &[
+            "location",
+            "create",
+            "--org",
+            &org_id,
+            "--name",
+            "Main Office",
+            "--latitude",
+            "-33.86",
+            "--longitude",
+            "151.2",
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let location = one_object(&out);
+    assert_eq!(location["latitude"], -33.86);
+    assert_eq!(location["radius_meters"], 200.0);
+
+    // A generated one-time password, printed once (human output says so).
+    let (ok, out, err) = clokioctl(&stack, &admin);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Created admin \"Ada\" <ada@acme.test>"),
+        "{out}"
+    );
+    assert!(
+        out.contains("must be changed at the first sign-in"),
+        "{out}"
+    );
+    let password = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("password:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(password.len(), 16);
+
+    // A chosen password, from the environment; too short is refused.
+    let (ok, _, err) = clokioctl(
+        &stack,
+        &[
+            "admin",
+            "create",
+            "--org",
+            &org_id,
+            "--email",
+            "bob@acme.test",
+            "--name",
+            "Bob",
+            "--password",
+            "short",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("The password field must be at least 12 characters"),
+        "{err}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_clokioctl"))
+        .args([
+            "--json",
+            "admin",
+            "create",
+            "--org",
+            &org_id,
+            "--email",
+            "bob@acme.test",
+            "--name",
+            "Bob",
+        ])
+        .env("CLOKIO_NATS_URL", &stack.bus_config.nats_url)
+        .env(
+            "CLOKIO_SUBJECT_PREFIX",
+            stack.bus_config.subjects.prefix().as_str(),
+        )
+        .env("CLOKIO_ADMIN_PASSWORD", "a long enough password")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bob = one_object(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(bob["must_change_password"], false);
+    assert!(
+        bob.get("password").is_none(),
+        "a chosen password is not printed"
+    );
+
+    let (ok, out, _) = clokioctl(&stack, &["admin", "list", "--org", &org_id, "--json"]);
+    assert!(ok);
+    let list = one_object(&out);
+    let admins = list["admins"].as_array().unwrap();
+    assert_eq!(admins.len(), 2);
+    assert_eq!(admins[0]["must_change_password"], true);
+    assert_eq!(admins[0]["email"], "ada@acme.test");
+}

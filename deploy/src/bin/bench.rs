@@ -11,6 +11,8 @@
 //!   the peak memory of the gateway and reporting-svc before and after.
 //! - `webhook`: clock events with 10 generic webhooks each, delivered to a receiver in this
 //!   process: deliveries per second and the time from each event's 2xx to its delivery's arrival.
+//! - `console`: the admin console's Employees page (10,000 employees) and Today (1,000) against a
+//!   static asset it serves, and 100 live boards receiving clock-ins (`src/bench/console.rs`).
 //! - `all`: every scenario above at its standard size (read path; clock at 1,000 employees; daily
 //!   at 10,000 and 20,000; summary at 10,000; webhooks at 1,000 deliveries/s offered) plus each
 //!   service's resident memory idle (before) and its peak (after), written as one markdown table
@@ -32,6 +34,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+
+#[path = "../bench/console.rs"]
+mod console;
 use clokio_bus::Bus;
 use clokio_bus::ops::{KeyCreate, KeyCreateOp, OrgCreate, OrgCreateOp};
 use clokio_bus::types::{Plan, Timezone};
@@ -64,9 +69,16 @@ struct Args {
     /// Count any HTTP answer as a success (to profile paths that end in a 4xx on purpose).
     #[arg(long)]
     any_status: bool,
-    /// `read`, `clock`, `daily`, `summary`, `webhook` or `all`.
+    /// `read`, `clock`, `daily`, `summary`, `webhook`, `console` or `all`.
     #[arg(long, default_value = "read")]
     scenario: String,
+    /// The admin console's base URL (the `console` scenario).
+    #[arg(
+        long,
+        env = "CLOKIO_CONSOLE_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    console_url: String,
 }
 
 static ANY_STATUS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -123,9 +135,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "daily" => daily_bench(&args, &client).await,
         "summary" => summary_bench(&args, &client).await,
         "webhook" => webhook_bench(&args, &client).await,
+        "console" => console::console_bench(&args, &client).await,
         "all" => all(&args, &client).await,
         other => Err(format!(
-            "unknown scenario {other} (read, clock, daily, summary, webhook, all)"
+            "unknown scenario {other} (read, clock, daily, summary, webhook, console, all)"
         )
         .into()),
     }
@@ -162,12 +175,13 @@ fn report(
     });
 }
 
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 6] = [
     "gateway",
     "employee-svc",
     "attendance-svc",
     "webhook-svc",
     "reporting-svc",
+    "console",
 ];
 
 /// Every scenario at its standard size, then `docs/benchmarks.md`.
@@ -176,13 +190,18 @@ async fn all(args: &Args, client: &reqwest::Client) -> Result<(), Box<dyn std::e
     for (service, m) in &idle {
         if let Some((_, rss)) = m {
             let mib = *rss as f64 / 1024.0;
+            let limit = if *service == "console" { 20.0 } else { 30.0 };
             report(
                 format!("idle RSS, {service}"),
                 format!("{mib:.1} MiB"),
                 String::new(),
                 String::new(),
-                "≤ 30 MiB",
-                Some(mib <= 30.0),
+                if *service == "console" {
+                    "≤ 20 MiB"
+                } else {
+                    "≤ 30 MiB"
+                },
+                Some(mib <= limit),
             );
         }
     }
@@ -198,6 +217,7 @@ async fn all(args: &Args, client: &reqwest::Client) -> Result<(), Box<dyn std::e
     daily_bench(&with(20_000, 32, 1000), client).await?;
     summary_bench(&with(10_000, 32, 1000), client).await?;
     webhook_bench(&with(1000, 64, 100), client).await?;
+    console::console_bench(args, client).await?;
     for service in SERVICES {
         if let Some((peak, _)) = memory_kib(service) {
             report(
