@@ -331,6 +331,40 @@ async fn the_first_admin_of_an_organization() {
         "a chosen password is not printed"
     );
 
+    // The operator's reset for a lost password: a new one-time password.
+    let (ok, out, err) = clokioctl(
+        &stack,
+        &[
+            "admin",
+            "reset-password",
+            "--org",
+            &org_id,
+            "--email",
+            "BOB@acme.test",
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let reset = one_object(&out);
+    assert_eq!(reset["must_change_password"], true);
+    assert_eq!(reset["password"].as_str().unwrap().len(), 16);
+    assert!(
+        reset["credentials_version"].as_i64().unwrap()
+            > bob["credentials_version"].as_i64().unwrap()
+    );
+    let (ok, _, err) = clokioctl(
+        &stack,
+        &[
+            "admin",
+            "reset-password",
+            "--org",
+            &org_id,
+            "--email",
+            "nobody@acme.test",
+        ],
+    );
+    assert!(!ok && err.contains("Admin not found"), "{err}");
+
     let (ok, out, _) = clokioctl(&stack, &["admin", "list", "--org", &org_id, "--json"]);
     assert!(ok);
     let list = one_object(&out);

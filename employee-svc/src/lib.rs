@@ -221,6 +221,10 @@ impl Handler for State {
             ops::AdminSignInOp::NAME => {
                 dispatch::<ops::AdminSignInOp, _, _>(p, |r| admins::sign_in(self, r)).await
             }
+            ops::AdminResetPasswordOp::NAME => {
+                dispatch::<ops::AdminResetPasswordOp, _, _>(p, |r| admins::reset_password(self, r))
+                    .await
+            }
             ops::AdminSetPasswordOp::NAME => {
                 dispatch::<ops::AdminSetPasswordOp, _, _>(p, |r| admins::set_password(self, r))
                     .await

@@ -413,6 +413,9 @@ async fn afternoon() {
     click(c, "button[name=action][value=save]").await;
     assert!(text_of(c, "#revealed-secret").await.starts_with("whsec_"));
     screenshot(c, "webhook").await;
+    click(c, "nav.mainnav a[href='/webhooks']").await;
+    assert!(text_of(c, "table tbody tr").await.contains("/hook"));
+    screenshot(c, "webhooks").await;
     gw.post(
         &t.key,
         "/api/v1/attendance/clock-out",

@@ -212,28 +212,6 @@ pub fn query_string(pairs: &[(&str, &str)]) -> String {
     .unwrap_or_default()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pagers() {
-        let p = Pager::new(1, 50, 10_000, "status=active".into());
-        assert_eq!(p.pages, 200);
-        assert_eq!(p.prev(), None);
-        assert_eq!(p.next().as_deref(), Some("?status=active&page=2"));
-        let p = Pager::new(3, 50, 120, String::new());
-        assert_eq!(p.pages, 3);
-        assert_eq!(p.next(), None);
-        assert_eq!(p.prev().as_deref(), Some("?page=2"));
-        assert_eq!(Pager::new(1, 50, 0, String::new()).pages, 1);
-        assert_eq!(page_number(Some("0")), 1);
-        assert_eq!(page_number(Some("x")), 1);
-        assert_eq!(page_number(Some("7")), 7);
-        assert_eq!(query_string(&[("q", "a b"), ("status", "")]), "q=a+b");
-    }
-}
-
 /// A trimmed form value; blank is absent (as the API treats it).
 pub fn opt(value: &str) -> Option<String> {
     let v = value.trim();
@@ -257,5 +235,27 @@ pub fn opt_date(
                     format!("The {field} field must be a valid date in YYYY-MM-DD format"),
                 )
             }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pagers() {
+        let p = Pager::new(1, 50, 10_000, "status=active".into());
+        assert_eq!(p.pages, 200);
+        assert_eq!(p.prev(), None);
+        assert_eq!(p.next().as_deref(), Some("?status=active&page=2"));
+        let p = Pager::new(3, 50, 120, String::new());
+        assert_eq!(p.pages, 3);
+        assert_eq!(p.next(), None);
+        assert_eq!(p.prev().as_deref(), Some("?page=2"));
+        assert_eq!(Pager::new(1, 50, 0, String::new()).pages, 1);
+        assert_eq!(page_number(Some("0")), 1);
+        assert_eq!(page_number(Some("x")), 1);
+        assert_eq!(page_number(Some("7")), 7);
+        assert_eq!(query_string(&[("q", "a b"), ("status", "")]), "q=a+b");
     }
 }

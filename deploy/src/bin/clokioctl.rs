@@ -10,8 +10,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use clokio_bus::ids::{ApiKeyId, OrgId};
 use clokio_bus::ops::{
-    AdminCreate, AdminCreateOp, AdminListOp, Empty, KeyCreate, KeyCreateOp, KeyRevoke, KeyRevokeOp,
-    LocationCreate, LocationCreateOp, OrgCreate, OrgCreateOp, OrgListOp, OrgRef,
+    AdminCreate, AdminCreateOp, AdminListOp, AdminResetPassword, AdminResetPasswordOp, Empty,
+    KeyCreate, KeyCreateOp, KeyRevoke, KeyRevokeOp, LocationCreate, LocationCreateOp, OrgCreate,
+    OrgCreateOp, OrgListOp, OrgRef,
 };
 use clokio_bus::types::{Email, Plan, Timezone};
 use clokio_bus::{Bus, BusError};
@@ -66,6 +67,17 @@ enum AdminCommand {
         /// The location of a new employee (default: the organization's first).
         #[arg(long)]
         location: Option<String>,
+    },
+    /// A new password for an admin who lost theirs (a one-time password, printed once, unless
+    /// --password is given); their sessions end.
+    ResetPassword {
+        #[arg(long, value_parser = parse_org)]
+        org: OrgId,
+        #[arg(long, value_parser = parse_email)]
+        email: Email,
+        /// At least 12 characters (or set CLOKIO_ADMIN_PASSWORD).
+        #[arg(long, env = "CLOKIO_ADMIN_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
     },
     /// List an organization's admins.
     List {
@@ -284,6 +296,37 @@ async fn run(cli: Cli) -> Result<(), String> {
                     admin.admin.email,
                     admin.admin.employee_id,
                     admin.admin.employee_code
+                );
+                if let Some(pw) = &admin.password {
+                    out.push_str(&format!(
+                        "\n  password:     {pw}\nA one-time password, shown only now: it must be changed at the first sign-in."
+                    ));
+                }
+                out
+            })
+        }
+        Command::Admin(AdminCommand::ResetPassword {
+            org,
+            email,
+            password,
+        }) => {
+            let admin = bus
+                .with_timeout(
+                    config
+                        .request_timeout
+                        .max(std::time::Duration::from_secs(15)),
+                )
+                .call::<AdminResetPasswordOp>(&AdminResetPassword {
+                    org_id: org,
+                    email,
+                    password,
+                })
+                .await
+                .map_err(failed)?;
+            print(cli.json, &admin, || {
+                let mut out = format!(
+                    "New password for admin {:?} <{}>; their sessions have ended.",
+                    admin.admin.name, admin.admin.email
                 );
                 if let Some(pw) = &admin.password {
                     out.push_str(&format!(

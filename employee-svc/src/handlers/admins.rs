@@ -8,8 +8,8 @@ use clokio_bus::BusError;
 use clokio_bus::ErrorCode;
 use clokio_bus::ids::{EmployeeId, OrgId};
 use clokio_bus::ops::{
-    Admin, AdminCreate, AdminRef, AdminSetPassword, AdminSignIn, CreatedAdmin, EmployeeCreate,
-    MIN_ADMIN_PASSWORD, SignedIn,
+    Admin, AdminCreate, AdminRef, AdminResetPassword, AdminSetPassword, AdminSignIn, CreatedAdmin,
+    EmployeeCreate, MIN_ADMIN_PASSWORD, SignedIn,
 };
 use clokio_bus::types::{Email, EmployeeCode};
 use uuid::Uuid;
@@ -328,4 +328,41 @@ pub async fn set_password(state: &State, r: AdminSetPassword) -> Result<Admin, B
     .map_err(db::err)?;
     row.ok_or_else(|| BusError::conflict("The password was changed meanwhile; sign in again"))?
         .into_admin()
+}
+
+/// The operator's reset: a new password for the org's admin with this email (generated: a
+/// one-time password); every session made before ends.
+pub async fn reset_password(
+    state: &State,
+    r: AdminResetPassword,
+) -> Result<CreatedAdmin, BusError> {
+    let (password, generated) = match r.password {
+        Some(pw) => {
+            passwords::check("password", &pw, MIN_ADMIN_PASSWORD)?;
+            (pw, false)
+        }
+        None => (passwords::generate(), true),
+    };
+    let hash = passwords::hash(&password).await?;
+    let row: Option<AdminRow> = sqlx::query_as(&format!(
+        "UPDATE employees e SET password_hash = $3, must_change_password = $4, \
+            credentials_version = credentials_version + 1, updated_at = now() \
+         WHERE e.org_id = $1 AND lower(e.email) = lower($2) AND e.role = 'admin' \
+         RETURNING {ADMIN_COLUMNS}"
+    ))
+    .bind(r.org_id.as_uuid())
+    .bind(r.email.as_str())
+    .bind(&hash)
+    .bind(generated)
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(db::err)?;
+    let admin = row
+        .ok_or_else(|| BusError::not_found("Admin not found"))?
+        .into_admin()?;
+    Ok(CreatedAdmin {
+        admin,
+        promoted: false,
+        password: generated.then_some(password),
+    })
 }

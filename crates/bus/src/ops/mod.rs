@@ -415,6 +415,23 @@ impl std::fmt::Debug for AdminSetPassword {
     }
 }
 
+/// The operator's way back in for an admin who lost their password: a new password (generated and
+/// one-time when None) for the admin with this email.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AdminResetPassword {
+    pub org_id: OrgId,
+    pub email: Email,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for AdminResetPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminResetPassword")
+            .field("org_id", &self.org_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The shortest admin password.
 pub const MIN_ADMIN_PASSWORD: usize = 12;
 
@@ -433,6 +450,10 @@ operation!(
     AdminSignInOp, Employee, "admin_sign_in", AdminSignIn => Vec<SignedIn>
 );
 operation!(AdminSetPasswordOp, Employee, "admin_set_password", AdminSetPassword => Admin);
+operation!(
+    /// Operator: a new password for an admin; their sessions end.
+    AdminResetPasswordOp, Employee, "admin_reset_password", AdminResetPassword => CreatedAdmin
+);
 
 /// Every operation employee-svc answers, for its endpoint registration.
 pub const EMPLOYEE_OPERATIONS: &[&str] = &[
@@ -458,4 +479,5 @@ pub const EMPLOYEE_OPERATIONS: &[&str] = &[
     AdminRemoveOp::NAME,
     AdminSignInOp::NAME,
     AdminSetPasswordOp::NAME,
+    AdminResetPasswordOp::NAME,
 ];
