@@ -245,7 +245,7 @@ def check_render(name, path, secret_keys):
         if r.get("kind") != "Namespace" and ns != "clokio":
             err(where, f"{rid(r)}: namespace is {ns!r}, not clokio")
     deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
-    expected = {"gateway", "employee-svc", "attendance-svc", "webhook-svc", "reporting-svc"}
+    expected = {"gateway", "employee-svc", "attendance-svc", "webhook-svc", "reporting-svc", "console"}
     if set(deployments) != expected:
         err(where, f"Deployments are {sorted(deployments)}, expected {sorted(expected)}")
     configmaps = {c["metadata"]["name"] for c in by_kind.get("ConfigMap", [])}
@@ -320,7 +320,7 @@ stages = set(re.findall(r"(?im)^FROM\s+\S+\s+AS\s+(\S+)", open(dockerfile).read(
 compose = yaml.safe_load(open(compose_file))
 services = compose.get("services") or {}
 for want in ("nats", "postgres", "redis", "gateway", "employee-svc", "attendance-svc",
-             "webhook-svc", "reporting-svc", "demo"):
+             "webhook-svc", "reporting-svc", "console", "demo"):
     if want not in services:
         err("compose.yaml", f"no service {want!r}")
 for sname, svc in services.items():
