@@ -23,6 +23,8 @@ pub enum PageError {
     Unavailable,
     Timeout,
     Internal,
+    /// A refusal of the HTTP layer (a form that does not parse, a method not allowed).
+    Status(StatusCode),
 }
 
 impl From<BusError> for PageError {
@@ -83,6 +85,16 @@ impl IntoResponse for PageError {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",
                 "Clokio could not do this. The error has been logged.",
+            ),
+            Self::Status(status) if *status == StatusCode::UNAUTHORIZED => (
+                *status,
+                "Signed out",
+                "Your session has ended. Sign in again to go on.",
+            ),
+            Self::Status(status) => (
+                *status,
+                "Request refused",
+                "The console could not read this request. Go back, reload the page and try again.",
             ),
         };
         let page = ErrorPage {

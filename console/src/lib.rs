@@ -217,6 +217,11 @@ async fn request_context(req: Request, next: Next) -> Response {
         _ => "other",
     };
     let mut res = next.run(req).await;
+    // What axum itself refused (a form that does not parse, a wrong method) still gets a page
+    // that says so; the preview's JSON stays JSON.
+    if res.status().as_u16() >= 400 && !is_html_or_json(&res) {
+        res = PageError::Status(res.status()).into_response();
+    }
     security::headers(res.headers_mut());
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
@@ -231,6 +236,13 @@ async fn request_context(req: Request, next: Next) -> Response {
         tracing::debug!(%method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request");
     }
     res
+}
+
+fn is_html_or_json(res: &Response) -> bool {
+    res.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html") || v.starts_with("application/json"))
 }
 
 /// `Cache-Control: no-store`: what a signed-in admin sees stays out of every cache, so Back

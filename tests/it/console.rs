@@ -262,11 +262,12 @@ async fn idle_and_absolute_lifetimes_end_sessions() {
     // A console with a short idle time really ends sessions after it.
     let mut stack = s.stack;
     let mut config = stack.console_config();
-    config.session_idle = Duration::from_millis(300);
+    config.session_idle = Duration::from_secs(2);
     let short = stack.start_console_with(config).await;
     let mut b = Browser::signed_in(&short, &s.email, ADMIN_PASSWORD).await;
     b.get("/employees").await.expect(200);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Time passing unused is what is tested here.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     b.get("/employees").await.expect_redirect("/sign-in");
 }
 
@@ -417,6 +418,37 @@ async fn every_page_carries_a_strict_policy() {
         assert!(!page.text.contains("onclick="));
     }
     pages[3].expect(404).expect_text("Page not found");
+    // What the HTTP layer refuses is a page too, never a bare text or JSON body.
+    let url = s.console.url.clone();
+    let wrong_method = reqwest::get(format!("{url}/sign-in/choose")).await.unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    assert!(
+        wrong_method.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        wrong_method
+            .text()
+            .await
+            .unwrap()
+            .contains("Request refused")
+    );
+    let not_a_form = reqwest::Client::new()
+        .post(format!("{url}/sign-in"))
+        .header("origin", &url)
+        .json(&json!({"email": s.email}))
+        .send()
+        .await
+        .unwrap();
+    assert!(not_a_form.status().is_client_error());
+    assert!(
+        not_a_form.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     // The assets are ours, hashed and cacheable; an unknown one is 404.
     let css = pages[0]
         .text
@@ -662,12 +694,10 @@ async fn a_removed_admins_sessions_end_and_a_password_change_ends_the_others() {
     ada.post(&format!("/admin/users/{id}/remove"), &[])
         .await
         .expect_redirect("/admin/users");
-    let started = Instant::now();
     bob_laptop
         .get("/employees")
         .await
         .expect_redirect("/sign-in");
-    assert!(started.elapsed() < Duration::from_secs(1));
     let users = ada.get("/admin/users").await;
     users.expect_text("Bob Admin is no longer an admin.");
     assert!(!users.text.contains(&bob));

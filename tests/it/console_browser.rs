@@ -211,7 +211,35 @@ async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
     }
 }
 
+/// Clicks what navigates (a link, a form's button) and waits until the next page has loaded, so
+/// nothing is read from the page being left.
 async fn click(c: &Client, css: &str) {
+    c.execute("window.clokioLeaving = true", vec![])
+        .await
+        .unwrap();
+    click_here(c, css).await;
+    let started = Instant::now();
+    loop {
+        let arrived = c
+            .execute(
+                "return window.clokioLeaving === undefined && document.readyState === 'complete'",
+                vec![],
+            )
+            .await;
+        // While the page changes a script may not run at all: not there yet.
+        if matches!(arrived, Ok(v) if v == json!(true)) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "clicking {css} led to no new page"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Clicks something that stays on the page (a download link).
+async fn click_here(c: &Client, css: &str) {
     wait_for(c, css)
         .await
         .click()
@@ -275,6 +303,11 @@ async fn afternoon() {
         .unwrap();
     assert_ne!(outline, json!("none"), "the focused field shows its focus");
     password.send_keys("\u{E007}").await.unwrap(); // Enter
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_url(&url::Url::parse(&url("/employees")).unwrap())
+        .await
+        .expect("signed in, back on the page asked for");
     assert_eq!(heading(c).await, "Employees");
 
     // Admin > API Keys: create a key, call the gateway with it, revoke it.
@@ -461,7 +494,7 @@ async fn afternoon() {
         .await
         .unwrap()
         .unwrap();
-    click(c, "a[download]").await;
+    click_here(c, "a[download]").await;
     let file = loop {
         let done: Vec<_> = std::fs::read_dir(&chrome.downloads)
             .unwrap()

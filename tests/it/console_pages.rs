@@ -336,7 +336,7 @@ async fn today_shows_every_active_employee_and_streams_their_changes() {
     )
     .await
     .expect(200);
-    let row = live_row(&mut live, "EMP-1042", "Working", Duration::from_secs(2)).await;
+    let row = live_row(&mut live, "EMP-1042", "Working", Duration::from_secs(5)).await;
     assert!(row.contains("data-status=\"working\""), "{row}");
     s.gw.post(
         &s.t.key,
@@ -345,7 +345,7 @@ async fn today_shows_every_active_employee_and_streams_their_changes() {
     )
     .await
     .expect(200);
-    live_row(&mut live, "EMP-1042", "On break", Duration::from_secs(2)).await;
+    live_row(&mut live, "EMP-1042", "On break", Duration::from_secs(5)).await;
     s.gw.post(
         &s.t.key,
         "/api/v1/attendance/clock-out",
@@ -353,7 +353,7 @@ async fn today_shows_every_active_employee_and_streams_their_changes() {
     )
     .await
     .expect(200);
-    let row = live_row(&mut live, "EMP-1042", "Clocked out", Duration::from_secs(2)).await;
+    let row = live_row(&mut live, "EMP-1042", "Clocked out", Duration::from_secs(5)).await;
     assert!(row.contains("<details class=\"sessions\">"), "{row}");
 
     // A board opened after its page was read gets the rows that changed in between.
@@ -376,7 +376,7 @@ async fn today_shows_every_active_employee_and_streams_their_changes() {
     .await
     .expect(200);
     let mut late = open_live(&s, &b, Some(since)).await;
-    live_row(&mut late, "EMP-1042", "Working", Duration::from_secs(2)).await;
+    live_row(&mut late, "EMP-1042", "Working", Duration::from_secs(5)).await;
 
     // Another day is the detailed view, without a live stream.
     let today = chrono::Utc::now().date_naive();
