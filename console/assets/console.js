@@ -60,6 +60,12 @@
     });
     source.addEventListener("error", function () {
       board.setAttribute("data-connected", "false");
+      if (state) {
+        state.textContent = source.readyState === EventSource.CLOSED
+          ? "Live updates stopped. Reload the page to see the latest."
+          : "Live updates paused: reconnecting…";
+        state.classList.add("warning-text");
+      }
     });
     source.addEventListener("row", function (e) {
       var update = JSON.parse(e.data);

@@ -186,9 +186,18 @@ pub fn urlencode(s: &str) -> String {
 }
 
 /// A `next` target that stays on this site: a path, never `//host` or a scheme.
+/// Browsers drop tabs and line breaks from a URL, so only visible ASCII is let through (`/\t/x`
+/// would otherwise become `//x`).
 pub fn local_target(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && n.len() <= 2048
+                && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            n.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -299,6 +308,9 @@ mod tests {
         assert_eq!(local_target(Some("//evil.test/")), "/");
         assert_eq!(local_target(Some("https://evil.test/")), "/");
         assert_eq!(local_target(Some("/\\evil.test")), "/");
+        assert_eq!(local_target(Some("/\t/evil.test")), "/");
+        assert_eq!(local_target(Some("/\n/evil.test")), "/");
+        assert_eq!(local_target(Some("/ /evil.test")), "/");
         assert_eq!(local_target(None), "/");
         assert_eq!(urlencode("/a b?c=1&d"), "/a%20b%3Fc%3D1%26d");
     }

@@ -3,7 +3,8 @@
 //! `session_idle` unused or `session_max` after sign-in, whichever comes first; every request
 //! that uses it moves the idle deadline, in the same round trip that reads it. It carries the
 //! admin, the organization, a CSRF token of its own, and, for the page after a redirect, a flash
-//! message and a secret to show once.
+//! message. A secret to show once on that page (a new key, a one-time password) waits beside it
+//! under a key of its own that expires after [`REVEAL_FOR`], and is deleted as it is read.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,8 +60,9 @@ pub struct Reveal {
 /// How long a secret waits in the session for the page that shows it.
 pub const REVEAL_FOR: Duration = Duration::from_secs(300);
 
-/// Reads a session, ends it when its absolute lifetime is over, moves its idle deadline, and
-/// (ARGV[4] = "1") takes its flash and reveal out. Returns its fields, or nil.
+/// Reads a session (KEYS[1]), ends it when its absolute lifetime is over, moves its idle deadline,
+/// and (ARGV[4] = "1") takes its flash and its waiting secret (KEYS[2]) out. Returns its fields
+/// (the secret as `reveal`), or nil.
 const LOAD: &str = r#"
 local s = redis.call('HGETALL', KEYS[1])
 if #s == 0 then return nil end
@@ -70,12 +72,29 @@ for i = 1, #s, 2 do
 end
 local left = created + tonumber(ARGV[3]) - tonumber(ARGV[1])
 if left <= 0 then
-  redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1], KEYS[2])
   return nil
 end
 redis.call('PEXPIRE', KEYS[1], math.min(left, tonumber(ARGV[2])))
-if ARGV[4] == '1' then redis.call('HDEL', KEYS[1], 'flash', 'reveal') end
+if ARGV[4] == '1' then
+  redis.call('HDEL', KEYS[1], 'flash')
+  local secret = redis.call('GET', KEYS[2])
+  if secret then
+    redis.call('DEL', KEYS[2])
+    table.insert(s, 'reveal')
+    table.insert(s, secret)
+  end
+end
 return s
+"#;
+
+/// Puts a flash in a session that still exists (KEYS[1]) and a secret beside it (KEYS[2]) for
+/// ARGV[3] ms.
+const REVEAL: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'flash', ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+return 1
 "#;
 
 /// Sets fields of a session that still exists (never recreates one that ended meanwhile).
@@ -92,6 +111,7 @@ pub struct SessionStore {
     max: Duration,
     load: redis::Script,
     set: redis::Script,
+    reveal: redis::Script,
 }
 
 /// A new random token: 32 bytes, base64url.
@@ -114,6 +134,7 @@ impl SessionStore {
             max,
             load: redis::Script::new(LOAD),
             set: redis::Script::new(SET),
+            reveal: redis::Script::new(REVEAL),
         }
     }
 
@@ -160,6 +181,7 @@ impl SessionStore {
         let fields: Option<Vec<String>> = self
             .load
             .key(&key)
+            .key(reveal_key(&key))
             .arg(now_ms())
             .arg(self.idle.as_millis() as u64)
             .arg(self.max.as_millis() as u64)
@@ -178,7 +200,11 @@ impl SessionStore {
     /// Ends a session.
     pub async fn destroy(&self, key: &str) -> redis::RedisResult<()> {
         let mut conn = self.redis.connection().await?;
-        redis::cmd("DEL").arg(key).query_async(&mut conn).await
+        redis::cmd("DEL")
+            .arg(key)
+            .arg(reveal_key(key))
+            .query_async(&mut conn)
+            .await
     }
 
     async fn set(&self, key: &str, fields: &[(&str, String)]) -> redis::RedisResult<()> {
@@ -212,11 +238,16 @@ impl SessionStore {
             at_ms: now_ms(),
         };
         let flash = Flash { text: flash.into() };
-        self.set(
-            &s.key,
-            &[("flash", json(&flash)), ("reveal", json(&reveal))],
-        )
-        .await
+        let mut conn = self.redis.connection().await?;
+        self.reveal
+            .key(&s.key)
+            .key(reveal_key(&s.key))
+            .arg(json(&flash))
+            .arg(json(&reveal))
+            .arg(REVEAL_FOR.as_millis() as u64)
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(|_| ())
     }
 
     /// After the admin's own password change: this session carries the new version, the others
@@ -231,6 +262,11 @@ impl SessionStore {
         )
         .await
     }
+}
+
+/// Where a session's secret to show once waits.
+fn reveal_key(session_key: &str) -> String {
+    format!("{session_key}:reveal")
 }
 
 fn json<T: Serialize>(value: &T) -> String {

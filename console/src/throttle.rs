@@ -24,6 +24,17 @@ if wait >= 0 then return {1, wait} end
 return {0, a, i, redis.call('PTTL', KEYS[1]), redis.call('PTTL', KEYS[2])}
 "#;
 
+/// A success: the account starts afresh; the address gets its attempt back, but only while its
+/// window still runs (a DECR of an expired key would create one without an expiry, below zero,
+/// that never throttles again).
+const SUCCEEDED: &str = r#"
+redis.call('DEL', KEYS[1])
+if redis.call('PTTL', KEYS[2]) > 0 and tonumber(redis.call('GET', KEYS[2])) > 0 then
+  redis.call('DECR', KEYS[2])
+end
+return 1
+"#;
+
 /// What an attempt may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attempt {
@@ -40,6 +51,7 @@ pub struct Throttle {
     account_limit: u32,
     address_limit: u32,
     script: redis::Script,
+    succeeded: redis::Script,
 }
 
 impl Throttle {
@@ -57,6 +69,7 @@ impl Throttle {
             account_limit,
             address_limit,
             script: redis::Script::new(ATTEMPT),
+            succeeded: redis::Script::new(SUCCEEDED),
         }
     }
 
@@ -111,13 +124,12 @@ impl Throttle {
     pub async fn succeeded(&self, email: &str, address: &str) -> redis::RedisResult<()> {
         let (account, addr) = self.keys(email, address);
         let mut conn = self.redis.connection().await?;
-        redis::pipe()
-            .del(&account)
-            .ignore()
-            .decr(&addr, 1)
-            .ignore()
-            .query_async::<()>(&mut conn)
+        self.succeeded
+            .key(&account)
+            .key(&addr)
+            .invoke_async::<i64>(&mut conn)
             .await
+            .map(|_| ())
     }
 }
 

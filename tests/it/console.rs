@@ -99,19 +99,44 @@ async fn signed_out_pages_go_to_sign_in_and_back_after_it() {
         )
         .await;
     res.expect_redirect("/employees?status=active");
-    // A next that leaves the site is ignored.
+    // A next that leaves the site is ignored, however it is disguised (browsers drop tabs and
+    // line breaks from a URL, so `/\t/evil.test` would be `//evil.test`).
+    for next in [
+        "//evil.test/",
+        "https://evil.test/",
+        "/\t/evil.test",
+        "/\\evil.test",
+        "/\n/evil.test",
+    ] {
+        let mut b = s.console.browser();
+        b.get("/sign-in").await;
+        b.post(
+            "/sign-in",
+            &[
+                ("email", &s.email),
+                ("password", ADMIN_PASSWORD),
+                ("next", next),
+            ],
+        )
+        .await
+        .expect_redirect_to("/");
+        // Already signed in, the sign-in page sends one on at once: to the same safe place.
+        let query = format!(
+            "/sign-in?next={}",
+            next.replace('\t', "%09")
+                .replace('\n', "%0A")
+                .replace('\\', "%5C")
+        );
+        b.get(&query).await.expect_redirect_to("/");
+    }
     let mut b = s.console.browser();
     b.get("/sign-in").await;
     b.post(
         "/sign-in",
-        &[
-            ("email", &s.email),
-            ("password", ADMIN_PASSWORD),
-            ("next", "//evil.test/"),
-        ],
+        &[("email", &s.email), ("password", ADMIN_PASSWORD)],
     )
     .await
-    .expect_redirect("/");
+    .expect_redirect_to("/");
     assert_eq!(b.get("/").await.location(), Some("/attendance/today"));
     for page in PAGES {
         let res = b.get(page).await;
@@ -671,9 +696,9 @@ async fn a_removed_admins_sessions_end_and_a_password_change_ends_the_others() {
             ],
         )
         .await
-        .expect_redirect("/");
+        .expect_redirect_to("/attendance/today");
     bob_laptop
-        .get("/employees")
+        .get("/attendance/today")
         .await
         .expect(200)
         .expect_text("Your password has been changed");
@@ -691,6 +716,9 @@ async fn a_removed_admins_sessions_end_and_a_password_change_ends_the_others() {
     confirm
         .expect(200)
         .expect_text("Remove Bob Admin as an admin?");
+    let mut stack = s.stack;
+    let replica = stack.start_console().await;
+    let mut bob_elsewhere = Browser::signed_in(&replica, &bob, "a new password!").await;
     ada.post(&format!("/admin/users/{id}/remove"), &[])
         .await
         .expect_redirect("/admin/users");
@@ -698,6 +726,23 @@ async fn a_removed_admins_sessions_end_and_a_password_change_ends_the_others() {
         .get("/employees")
         .await
         .expect_redirect("/sign-in");
+    // Another console replica trusts what it knew of Bob for at most `admin_check` (1 s).
+    let removed = Instant::now();
+    loop {
+        let res = bob_elsewhere.get("/employees").await;
+        if res.status == 303 {
+            break;
+        }
+        assert!(
+            removed.elapsed() < Duration::from_secs(10),
+            "Bob's other session still works"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "the other replica ended Bob's session {} ms after the removal",
+        removed.elapsed().as_millis()
+    );
     let users = ada.get("/admin/users").await;
     users.expect_text("Bob Admin is no longer an admin.");
     assert!(!users.text.contains(&bob));
@@ -722,6 +767,35 @@ async fn a_removed_admins_sessions_end_and_a_password_change_ends_the_others() {
         .await;
     res.expect(409)
         .expect_text("The organization's last admin cannot be removed");
+    // Nor deactivated, through the console or the API: the organization keeps a way in.
+    let ada_code = me
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["email"] == s.email.as_str())
+        .unwrap()["employee_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ada.post(
+        &format!("/employees/{ada_code}/status"),
+        &[("status", "inactive")],
+    )
+    .await
+    .expect(409)
+    .expect_text("The organization's last active admin cannot be deactivated");
+    s.gw.patch(
+        &s.t.key,
+        &format!("/api/v1/employees/{ada_code}/status"),
+        &json!({"status": "inactive"}),
+    )
+    .await
+    .expect_error(
+        409,
+        "The organization's last active admin cannot be deactivated",
+    );
+    ada.get("/employees").await.expect(200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -827,7 +901,29 @@ async fn api_keys_made_in_the_console_work_on_the_gateway_until_revoked() {
     b.post("/api-keys", &[("name", "Payroll Integration")])
         .await
         .expect_redirect("/api-keys");
+    // The key waits for the next page under a key of its own that expires in 5 minutes.
+    let redis = redis::Client::open(s.stack.redis_url.as_str()).unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let prefix = s.stack.bus_config.subjects.prefix().to_string();
+    let waiting: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:console:session:*:reveal"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 1);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&waiting[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 300_000, "{ttl}");
     let page = b.get("/api-keys").await;
+    let left: i64 = redis::cmd("EXISTS")
+        .arg(&waiting[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "taken out as it is shown");
     page.expect_text("API key “Payroll Integration” created.")
         .expect_text("The API key is shown only once at creation time.");
     let start =
@@ -965,7 +1061,7 @@ async fn another_organizations_ids_give_the_not_found_page() {
     assert_eq!(b_hook.data()["secret_hint"], hook.data()["secret_hint"]);
     let b_emp = gw.get(&other.key, "/api/v1/employees").await;
     assert_eq!(b_emp.data()[0]["status"], "active");
-    assert_eq!(emp["status"], "active");
+    assert_eq!(b_emp.data()[0]["employee_code"], emp["employee_code"]);
     let leaves = gw.get(&other.key, "/api/v1/leaves?month=3&year=2026").await;
     assert_eq!(leaves.data().as_array().unwrap().len(), 1);
     gw.get(&other.key, "/api/v1/api-keys").await.expect(200);

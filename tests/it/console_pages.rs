@@ -74,6 +74,14 @@ async fn employees_are_paged_searched_and_filtered() {
     let found = b.get("/employees?q=e00077").await;
     assert_eq!(rows(&found.text), 1);
     found.expect_text("Employee 77").expect_text("1 employee");
+    let long = "x".repeat(101);
+    let res = b.get(&format!("/employees?q={long}")).await;
+    res.expect(422)
+        .expect_text("The search field must not be greater than 100 characters");
+    assert!(
+        res.text.contains(r#"id="search-error""#) && res.text.contains(&long),
+        "beside the field, kept"
+    );
     // Search text is matched literally, not as a pattern.
     assert_eq!(rows(&b.get("/employees?q=%25").await.text), 0);
     b.post(

@@ -14,7 +14,7 @@ use clokio_bus::ops::{
 use clokio_bus::types::{Email, EmployeeCode, EmployeeStatus};
 use serde::Deserialize;
 
-use super::{Chrome, Pager, opt, opt_date, page_number, query_string, render, render_status};
+use super::{Chrome, Pager, opt, opt_date, page_number, query_string, render_status};
 use crate::App;
 use crate::error::{Errors, PageError, refusal};
 use crate::security::local_target;
@@ -45,6 +45,7 @@ struct ListPage {
     pager: Pager,
     /// This page's own address, to come back to after a status change.
     here: String,
+    errors: Errors,
 }
 
 #[derive(Deserialize)]
@@ -66,7 +67,7 @@ async fn list(
         .as_deref()
         .and_then(|s| s.parse::<EmployeeStatus>().ok());
     let page = page_number(q.page.as_deref());
-    let found = app
+    let asked = app
         .bus
         .call::<EmployeePageOp>(&EmployeePageQuery {
             org_id: s.org_id,
@@ -75,7 +76,21 @@ async fn list(
             page,
             per_page: PER_PAGE,
         })
-        .await?;
+        .await;
+    // A search the service refuses (too long) is said beside the search field.
+    let (found, errors, code) = match asked {
+        Ok(found) => (found, Errors::none(), axum::http::StatusCode::OK),
+        Err(err) => {
+            let (code, errors) = refusal(err, &["search"])?;
+            let none = clokio_bus::ops::EmployeePage {
+                employees: Vec::new(),
+                page,
+                per_page: PER_PAGE,
+                total: 0,
+            };
+            (none, errors, code)
+        }
+    };
     let status = status.map(|s| s.as_str()).unwrap_or_default().to_owned();
     let base = query_string(&[("q", &search), ("status", &status)]);
     let here = if page > 1 || !base.is_empty() {
@@ -90,14 +105,18 @@ async fn list(
     } else {
         "/employees".to_owned()
     };
-    render(&ListPage {
-        chrome: Chrome::new(&s, "employees"),
-        employees: found.employees,
-        pager: Pager::new(page, PER_PAGE, found.total, base),
-        search,
-        status,
-        here,
-    })
+    render_status(
+        code,
+        &ListPage {
+            chrome: Chrome::new(&s, "employees"),
+            employees: found.employees,
+            pager: Pager::new(page, PER_PAGE, found.total, base),
+            search,
+            status,
+            here,
+            errors,
+        },
+    )
 }
 
 #[derive(Default, Deserialize)]

@@ -27,7 +27,6 @@ use crate::session::{Reveal, Session};
 /// Pages of a signed-in admin (GET; they show the session's flash and reveal).
 pub fn page_routes() -> Router<App> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/attendance/today") }))
         .merge(attendance::pages())
         .merge(employees::pages())
         .merge(api_keys::pages())
@@ -39,9 +38,11 @@ pub fn page_routes() -> Router<App> {
         .merge(sign_in::pages())
 }
 
-/// Actions of a signed-in admin: forms (CSRF-checked), the live stream, downloads.
+/// Actions of a signed-in admin: forms (CSRF-checked), the live stream, downloads, and `/`,
+/// which only redirects (so a flash waits for the page it leads to).
 pub fn action_routes() -> Router<App> {
     Router::new()
+        .route("/", get(|| async { Redirect::to("/attendance/today") }))
         .merge(attendance::actions())
         .merge(employees::actions())
         .merge(api_keys::actions())

@@ -459,7 +459,7 @@ async fn change_password(
             Ok(super::done_with(
                 &app,
                 &s,
-                "/",
+                "/attendance/today",
                 "Your password has been changed. Your other sessions have ended.",
             )
             .await)

@@ -121,6 +121,14 @@ impl Page {
         self
     }
 
+    /// Asserts a 303 to exactly `to`.
+    #[track_caller]
+    pub fn expect_redirect_to(&self, to: &str) -> &Self {
+        assert_eq!(self.status, 303, "expected a redirect; body: {}", self.text);
+        assert_eq!(self.location(), Some(to));
+        self
+    }
+
     #[track_caller]
     pub fn expect(&self, status: u16) -> &Self {
         assert_eq!(

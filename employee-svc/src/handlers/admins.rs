@@ -1,7 +1,8 @@
 //! Admins: employees with role `admin`, who sign in to the admin console. The role and the
 //! Argon2 hashes stay here; the console learns only whether a password matched. Each password
 //! change and each loss of the role moves `credentials_version` on, so the console can tell a
-//! session made before it from one made after. An organization always keeps one admin.
+//! session made before it from one made after. An organization always keeps one active admin
+//! (neither removal nor deactivation takes the last one).
 
 use chrono::{DateTime, Utc};
 use clokio_bus::BusError;
@@ -208,8 +209,10 @@ pub async fn remove(state: &State, r: AdminRef) -> Result<Admin, BusError> {
     if org.is_none() {
         return Err(BusError::not_found("Admin not found"));
     }
+    // Only active admins can sign in: the last of them stays.
     let (admins, is_admin): (i64, bool) = sqlx::query_as(
-        "SELECT count(*), bool_or(id = $2) FROM employees WHERE org_id = $1 AND role = 'admin'",
+        "SELECT count(*) FILTER (WHERE status = 'active' AND id <> $2), bool_or(id = $2) \
+         FROM employees WHERE org_id = $1 AND role = 'admin'",
     )
     .bind(r.org_id.as_uuid())
     .bind(r.employee_id.get())
@@ -220,7 +223,7 @@ pub async fn remove(state: &State, r: AdminRef) -> Result<Admin, BusError> {
     if !is_admin {
         return Err(BusError::not_found("Admin not found"));
     }
-    if admins <= 1 {
+    if admins == 0 {
         return Err(BusError::conflict(
             "The organization's last admin cannot be removed",
         ));

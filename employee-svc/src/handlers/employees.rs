@@ -363,16 +363,42 @@ pub async fn get(state: &State, req: EmployeeRef) -> Result<Employee, BusError> 
 
 pub async fn set_status(state: &State, req: EmployeeSetStatus) -> Result<Employee, BusError> {
     let mut tx = state.pool.begin().await.map_err(db::err)?;
-    let current: Option<(i64, String)> = sqlx::query_as(
-        "SELECT id, status FROM employees WHERE org_id = $1 AND employee_code = $2 FOR UPDATE",
+    let deactivating = req.status == EmployeeStatus::Inactive;
+    if deactivating {
+        // The org row first, as admin removal takes it: the last active admin stays, whichever
+        // of the two runs first.
+        sqlx::query("SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE")
+            .bind(req.org_id.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(db::err)?;
+    }
+    let current: Option<(i64, String, String)> = sqlx::query_as(
+        "SELECT id, status, role FROM employees WHERE org_id = $1 AND employee_code = $2 FOR UPDATE",
     )
     .bind(req.org_id.as_uuid())
     .bind(req.employee_code.as_str())
     .fetch_optional(&mut *tx)
     .await
     .map_err(db::err)?;
-    let (id, status) = current.ok_or_else(|| BusError::not_found("Employee not found"))?;
+    let (id, status, role) = current.ok_or_else(|| BusError::not_found("Employee not found"))?;
     let id = EmployeeId::new(id);
+    if deactivating && status == "active" && role == Role::Admin.as_str() {
+        let (others,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM employees \
+             WHERE org_id = $1 AND role = 'admin' AND status = 'active' AND id <> $2",
+        )
+        .bind(req.org_id.as_uuid())
+        .bind(id.get())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db::err)?;
+        if others == 0 {
+            return Err(BusError::conflict(
+                "The organization's last active admin cannot be deactivated",
+            ));
+        }
+    }
     if status == req.status.as_str() {
         // Nothing changes, so nothing is announced.
         let employee = fetch(&mut tx, req.org_id, id).await?;

@@ -160,6 +160,7 @@ pub struct StatusBody {
     responses(
         (status = 200, body = Envelope<Employee>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "The organization's last active admin cannot be deactivated", body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope),
         (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
     security(("api_key" = [])))]
