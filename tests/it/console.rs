@@ -9,20 +9,21 @@ use clokio_testkit::{
     ADMIN_PASSWORD, Browser, Console, Gateway, Receiver, Stack, Tenant, html_escape, json,
 };
 
-struct Setup {
-    stack: Stack,
-    gw: Gateway,
-    console: Console,
-    t: Tenant,
-    email: String,
+/// A full stack, a console, an org and its admin (also for `console_pages`).
+pub(crate) struct Setup {
+    pub stack: Stack,
+    pub gw: Gateway,
+    pub console: Console,
+    pub t: Tenant,
+    pub email: String,
 }
 
-fn email() -> String {
+pub(crate) fn email() -> String {
     format!("admin-{}@acme.test", uuid::Uuid::new_v4().simple())
 }
 
 /// A full stack, a console, an org with a key and "Main Office", and an admin with a password.
-async fn setup() -> Setup {
+pub(crate) async fn setup() -> Setup {
     let (mut stack, gw) = Stack::start().await;
     let console = stack.start_console().await;
     let t = stack.tenant(&gw, Plan::Pro).await;
@@ -40,7 +41,7 @@ async fn setup() -> Setup {
 }
 
 impl Setup {
-    async fn browser(&self) -> Browser {
+    pub async fn browser(&self) -> Browser {
         Browser::signed_in(&self.console, &self.email, ADMIN_PASSWORD).await
     }
 }

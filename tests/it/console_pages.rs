@@ -6,52 +6,14 @@
 use std::time::{Duration, Instant};
 
 use clokio_bus::types::Plan;
-use clokio_testkit::{
-    ADMIN_PASSWORD, Browser, Console, Gateway, Receiver, Stack, Tenant, json, seed_employees,
-};
+use clokio_testkit::{ADMIN_PASSWORD, Browser, Receiver, Stack, json, seed_employees};
 
-struct Setup {
-    stack: Stack,
-    gw: Gateway,
-    console: Console,
-    t: Tenant,
-    email: String,
-}
+use super::console::{Setup, email, setup};
 
-fn email() -> String {
-    format!("admin-{}@acme.test", uuid::Uuid::new_v4().simple())
-}
-
-async fn setup() -> Setup {
-    let (mut stack, gw) = Stack::start().await;
-    let console = stack.start_console().await;
-    let t = stack.tenant(&gw, Plan::Pro).await;
-    let email = email();
-    stack
-        .create_admin(t.org.id, &email, "Ada Admin", Some(ADMIN_PASSWORD))
-        .await;
-    Setup {
-        stack,
-        gw,
-        console,
-        t,
-        email,
-    }
-}
-
-impl Setup {
-    async fn browser(&self) -> Browser {
-        Browser::signed_in(&self.console, &self.email, ADMIN_PASSWORD).await
-    }
-
-    async fn employee_count(&self) -> usize {
-        let res = self
-            .gw
-            .get(&self.t.key, "/api/v1/employees")
-            .await
-            .expect(200);
-        res.data().as_array().unwrap().len()
-    }
+/// How many employees the API lists.
+async fn employee_count(s: &Setup) -> usize {
+    let res = s.gw.get(&s.t.key, "/api/v1/employees").await.expect(200);
+    res.data().as_array().unwrap().len()
 }
 
 /// The number of `<tr data-code=` rows of a page.
@@ -139,7 +101,7 @@ async fn creating_an_employee_shows_each_refusal_beside_its_field() {
         s.gw.create_employee(&s.t.key, "Sam Existing", json!({}))
             .await;
     let taken = existing["email"].as_str().unwrap().to_owned();
-    let before = s.employee_count().await;
+    let before = employee_count(&s).await;
     let base = [
         ("name", "Jane Smith"),
         ("email", "jane@company.com"),
@@ -221,7 +183,7 @@ async fn creating_an_employee_shows_each_refusal_beside_its_field() {
         );
     }
     assert_eq!(
-        s.employee_count().await,
+        employee_count(&s).await,
         before,
         "no refusal stored anything"
     );

@@ -12,9 +12,8 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use chrono::Datelike;
 use clokio_bus::ops::{
-    OrgGetOp, OrgRef, SummaryCsvOp, SummaryCsvRequest, SummaryOp, SummaryQuery, SummaryRow,
+    OrgGetOp, OrgRef, SummaryOp, SummaryQuery, SummaryRow, summary_csv_file_name,
 };
-use futures::StreamExt;
 use serde::Deserialize;
 
 use super::{Chrome, hours, query_string, render_status};
@@ -195,24 +194,7 @@ async fn csv(
                 .to_owned(),
         )
     })?;
-    let client = app.bus.client().clone();
-    let (inbox, sub) = clokio_bus::stream::open(&client).await?;
-    app.bus
-        .call::<SummaryCsvOp>(&SummaryCsvRequest {
-            org_id: s.org_id,
-            year,
-            month,
-            inbox,
-        })
-        .await?;
-    let chunks =
-        clokio_bus::stream::chunks(client, sub, app.config.bus.request_timeout).map(|chunk| {
-            chunk.map_err(|err| {
-                // The status line is gone already: the download ends short, and says so here.
-                tracing::warn!(%err, "CSV stream cut short");
-                std::io::Error::other(err.message)
-            })
-        });
+    let chunks = clokio_bus::stream::summary_csv(&app.bus, s.org_id, year, month, None).await?;
     let mut res = Response::new(Body::from_stream(chunks));
     let h = res.headers_mut();
     h.insert(
@@ -220,7 +202,8 @@ async fn csv(
         HeaderValue::from_static("text/csv; charset=utf-8"),
     );
     if let Ok(v) = HeaderValue::from_str(&format!(
-        "attachment; filename=\"clokio-summary-{year:04}-{month:02}.csv\""
+        "attachment; filename=\"{}\"",
+        summary_csv_file_name(year, month)
     )) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }

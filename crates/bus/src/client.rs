@@ -51,6 +51,11 @@ impl Bus {
         &self.subjects
     }
 
+    /// How long a request waits for its answer.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Sends `req` and decodes the reply.
     pub async fn call<O: Operation>(&self, req: &O::Request) -> Result<O::Reply, BusError> {
         let bytes = self.call_raw::<O>(req, None).await?;

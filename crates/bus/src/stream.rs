@@ -120,3 +120,34 @@ pub fn chunks(
         Some((Ok(msg.payload), Some((client, sub))))
     })
 }
+
+/// The monthly summary as CSV, streamed from reporting-svc: the chunks as they come, each
+/// acknowledged as it is taken (an error item ends a download cut short, and is logged). The
+/// gateway's `format=csv` and the console's "Export CSV" both serve this, so their bytes are the
+/// same by construction.
+pub async fn summary_csv(
+    bus: &crate::Bus,
+    org_id: crate::ids::OrgId,
+    year: i32,
+    month: u32,
+    request_id: Option<&str>,
+) -> Result<impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static, BusError> {
+    use crate::ops::{SummaryCsvOp, SummaryCsvRequest};
+    let client = bus.client().clone();
+    let (inbox, sub) = open(&client).await?;
+    let req = SummaryCsvRequest {
+        org_id,
+        year,
+        month,
+        inbox,
+    };
+    bus.call_raw::<SummaryCsvOp>(&req, request_id).await?;
+    let request_id = request_id.map(str::to_owned);
+    Ok(chunks(client, sub, bus.timeout()).map(move |chunk| {
+        chunk.map_err(|err| {
+            // The status line is gone already: the download ends short, and says so here.
+            tracing::warn!(request_id = request_id.as_deref().unwrap_or(""), %err, "CSV stream cut short");
+            std::io::Error::other(err.message)
+        })
+    }))
+}

@@ -179,19 +179,7 @@ impl Console {
     }
 
     pub async fn wait_healthy(&self) {
-        for _ in 0..200 {
-            if self
-                .client
-                .get(format!("{}/healthz", self.url))
-                .send()
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("console did not come up");
+        crate::wait_healthy(&self.client, &self.url, "console").await;
     }
 
     /// A browser of its own (no cookies yet).

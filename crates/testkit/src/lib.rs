@@ -653,19 +653,7 @@ impl Gateway {
 
     /// Waits (up to 5 s) until the gateway answers `/healthz`.
     pub async fn wait_healthy(&self) {
-        for _ in 0..200 {
-            if self
-                .client
-                .get(format!("{}/healthz", self.url))
-                .send()
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("gateway did not come up");
+        wait_healthy(&self.client, &self.url, "gateway").await;
     }
 
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Res {
@@ -748,6 +736,17 @@ impl Gateway {
         let res = self.post(key, "/api/v1/employees", &body).await.expect(201);
         res.data().clone()
     }
+}
+
+/// Waits (up to 5 s) until the server at `url` answers `/healthz`.
+async fn wait_healthy(client: &reqwest::Client, url: &str, what: &str) {
+    for _ in 0..200 {
+        if client.get(format!("{url}/healthz")).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{what} did not come up");
 }
 
 /// A port nothing listens on now.

@@ -17,7 +17,7 @@ use clokio_bus::ops::{AdminCreate, AdminCreateOp};
 use clokio_bus::types::Email;
 use clokio_runtime::config::BusConfig;
 
-use super::{Args, Phase, report, setup, table};
+use super::{Args, Phase, report, sequential_get, setup, table};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -80,50 +80,6 @@ async fn sign_in(console: &str, org: OrgId) -> Result<Session, Error> {
     Ok(Session(session))
 }
 
-/// `runs` GETs of a console page, one at a time after a warm-up.
-async fn pages(
-    client: &reqwest::Client,
-    url: &str,
-    session: Option<&Session>,
-    name: String,
-    runs: usize,
-) -> Result<(Phase, usize), Error> {
-    let get = || {
-        let req = client.get(url);
-        match session {
-            Some(s) => req.header("cookie", &s.0),
-            None => req,
-        }
-        .send()
-    };
-    for _ in 0..3 {
-        let _ = get().await?.bytes().await?;
-    }
-    let mut latencies = Vec::with_capacity(runs);
-    let mut bytes = 0;
-    let started = Instant::now();
-    for _ in 0..runs {
-        let t = Instant::now();
-        let res = get().await?;
-        if res.status() != 200 {
-            return Err(format!("{url}: {}", res.status()).into());
-        }
-        bytes = res.bytes().await?.len();
-        latencies.push(t.elapsed().as_micros() as u64);
-    }
-    latencies.sort_unstable();
-    Ok((
-        Phase {
-            name,
-            requests: runs,
-            errors: 0,
-            elapsed: started.elapsed(),
-            latencies_us: latencies,
-        },
-        bytes,
-    ))
-}
-
 pub async fn console_bench(args: &Args, client: &reqwest::Client) -> Result<(), Error> {
     let console = args.console_url.trim_end_matches('/').to_owned();
     let runs = (args.seconds as usize * 5).max(30);
@@ -167,7 +123,7 @@ pub async fn console_bench(args: &Args, client: &reqwest::Client) -> Result<(), 
         .find(|h| h.starts_with("/assets/") && h.ends_with(".css"))
         .ok_or("no stylesheet link on the Employees page")?
         .to_owned();
-    let (asset, _) = pages(
+    let (asset, _) = sequential_get(
         client,
         &format!("{console}{css}"),
         None,
@@ -175,18 +131,18 @@ pub async fn console_bench(args: &Args, client: &reqwest::Client) -> Result<(), 
         runs,
     )
     .await?;
-    let (employees, employees_bytes) = pages(
+    let (employees, employees_bytes) = sequential_get(
         client,
         &format!("{console}/employees"),
-        Some(&big_session),
+        Some(("cookie", &big_session.0)),
         "Employees page, 10,000 employees".into(),
         runs,
     )
     .await?;
-    let (today, today_bytes) = pages(
+    let (today, today_bytes) = sequential_get(
         client,
         &format!("{console}/attendance/today"),
-        Some(&small_session),
+        Some(("cookie", &small_session.0)),
         "Today, 1,000 employees".into(),
         runs,
     )

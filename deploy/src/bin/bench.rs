@@ -863,11 +863,31 @@ async fn sequential(
     path: &str,
     runs: usize,
 ) -> Result<(Phase, usize), Box<dyn std::error::Error>> {
+    sequential_get(
+        client,
+        &format!("{base}{path}"),
+        Some(("X-API-Key", key)),
+        name,
+        runs,
+    )
+    .await
+}
+
+/// `runs` GETs of `url` (with `header` when given), one after another after a short warm-up.
+async fn sequential_get(
+    client: &reqwest::Client,
+    url: &str,
+    header: Option<(&str, &str)>,
+    name: String,
+    runs: usize,
+) -> Result<(Phase, usize), Box<dyn std::error::Error>> {
     let get = || {
-        client
-            .get(format!("{base}{path}"))
-            .header("X-API-Key", key)
-            .send()
+        let req = client.get(url);
+        match header {
+            Some((name, value)) => req.header(name, value),
+            None => req,
+        }
+        .send()
     };
     for _ in 0..3 {
         let _ = get().await?.bytes().await?;
@@ -879,7 +899,7 @@ async fn sequential(
         let t = Instant::now();
         let res = get().await?;
         if res.status() != 200 {
-            return Err(format!("{path}: {}", res.status()).into());
+            return Err(format!("{url}: {}", res.status()).into());
         }
         bytes = res.bytes().await?.len();
         latencies.push(t.elapsed().as_micros() as u64);

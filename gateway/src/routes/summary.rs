@@ -10,8 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
-use clokio_bus::ops::{SummaryCsvOp, SummaryCsvRequest, SummaryOp, SummaryQuery, SummaryRow};
-use futures::StreamExt;
+use clokio_bus::ops::{SummaryOp, SummaryQuery, SummaryRow, summary_csv_file_name};
 use utoipa::IntoParams;
 
 use super::{forward, month_year};
@@ -80,24 +79,8 @@ async fn csv(
     year: i32,
     month: u32,
 ) -> Result<Response, ApiError> {
-    let client = app.bus.client().clone();
-    let (inbox, sub) = clokio_bus::stream::open(&client).await?;
-    let req = SummaryCsvRequest {
-        org_id: auth.org_id,
-        year,
-        month,
-        inbox,
-    };
-    app.bus.call_raw::<SummaryCsvOp>(&req, Some(&rid.0)).await?;
-    let request_id = rid.0.clone();
     let chunks =
-        clokio_bus::stream::chunks(client, sub, app.config.bus.request_timeout).map(move |chunk| {
-            chunk.map_err(|err| {
-                // The status line is gone already: the download ends short, and says so here.
-                tracing::warn!(request_id = %request_id, %err, "CSV stream cut short");
-                std::io::Error::other(err.message)
-            })
-        });
+        clokio_bus::stream::summary_csv(&app.bus, auth.org_id, year, month, Some(&rid.0)).await?;
     let mut res = Response::new(Body::from_stream(chunks));
     let h = res.headers_mut();
     h.insert(
@@ -105,7 +88,8 @@ async fn csv(
         HeaderValue::from_static("text/csv; charset=utf-8"),
     );
     if let Ok(v) = HeaderValue::from_str(&format!(
-        "attachment; filename=\"clokio-summary-{year:04}-{month:02}.csv\""
+        "attachment; filename=\"{}\"",
+        summary_csv_file_name(year, month)
     )) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }

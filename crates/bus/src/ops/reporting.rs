@@ -47,6 +47,11 @@ pub struct SummaryCsvRequest {
     pub inbox: String,
 }
 
+/// The file name a CSV export of `year`-`month` downloads as (`clokio-summary-2026-02.csv`).
+pub fn summary_csv_file_name(year: i32, month: u32) -> String {
+    format!("clokio-summary-{year:04}-{month:02}.csv")
+}
+
 operation!(SummaryOp, Reporting, "summary", SummaryQuery => Vec<SummaryRow>);
 operation!(SummaryCsvOp, Reporting, "summary_csv", SummaryCsvRequest => Empty);
 
