@@ -167,13 +167,8 @@ async fn creating_an_employee_shows_each_refusal_beside_its_field() {
         let form = with(field, value);
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let res = b.post("/employees", &form).await;
-        res.expect(422).expect_text(message);
-        // Beside its field, which is marked invalid, and what was typed is kept.
-        assert!(
-            res.text.contains(&format!(r#"id="{field}-error""#)),
-            "{field}: {}",
-            res.text
-        );
+        // Beside its field, and what was typed is kept.
+        res.expect(422).expect_field_error(field, message);
         if field != "name" {
             res.expect_text("Software Engineer");
         }
@@ -539,12 +534,7 @@ async fn webhooks_are_made_tested_and_followed_in_the_delivery_log() {
         ),
     ] {
         let res = b.post("/webhooks", &form).await;
-        res.expect(422).expect_text(message);
-        assert!(
-            res.text.contains(&format!(r#"id="{field}-error""#)),
-            "{field}: {}",
-            res.text
-        );
+        res.expect(422).expect_field_error(field, message);
     }
     assert_eq!(
         s.gw.get(&s.t.key, "/api/v1/webhooks")
@@ -778,12 +768,7 @@ async fn leave_is_added_listed_and_deleted() {
         let mut form = form;
         form.extend([("month", "3"), ("year", "2026")]);
         let res = b.post("/leave", &form).await;
-        res.expect(422).expect_text(message);
-        assert!(
-            res.text.contains(&format!(r#"id="{field}-error""#)),
-            "{field}: {}",
-            res.text
-        );
+        res.expect(422).expect_field_error(field, message);
     }
     assert_eq!(
         s.gw.get(&s.t.key, "/api/v1/leaves?month=3&year=2026")
@@ -898,12 +883,7 @@ async fn settings_and_locations_are_the_organizations() {
         ),
     ] {
         let res = b.post("/settings", &form).await;
-        res.expect(422).expect_text(message);
-        assert!(
-            res.text.contains(&format!(r#"id="{field}-error""#)),
-            "{field}: {}",
-            res.text
-        );
+        res.expect(422).expect_field_error(field, message);
     }
     let org = s.gw.get(&s.t.key, "/api/v1/organization").await;
     assert_eq!(org.data()["timezone"], "UTC", "no refusal changed anything");
@@ -1087,11 +1067,7 @@ async fn over_https_the_cookies_are_host_only_and_secure() {
         .await;
     res.expect_redirect("/");
     let session = res
-        .headers
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .find(|c| c.starts_with("__Host-clokio_session="))
+        .set_cookie("__Host-clokio_session")
         .expect("a __Host- session cookie");
     assert!(
         session.contains("; Secure") && session.contains("Path=/") && !session.contains("Domain"),

@@ -100,6 +100,16 @@ impl Page {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// The whole `Set-Cookie` header that sets the cookie `name`.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
+    }
+
     /// Where a redirect goes.
     pub fn location(&self) -> Option<&str> {
         self.header("location")
@@ -134,6 +144,18 @@ impl Page {
         assert_eq!(
             self.status, status,
             "unexpected status; body: {}",
+            self.text
+        );
+        self
+    }
+
+    /// Asserts the page shows `message` beside `field` (the element its input points to).
+    #[track_caller]
+    pub fn expect_field_error(&self, field: &str, message: &str) -> &Self {
+        self.expect_text(message);
+        assert!(
+            self.text.contains(&format!(r#"id="{field}-error""#)),
+            "no message beside {field}; body: {}",
             self.text
         );
         self
