@@ -12,11 +12,11 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use clokio_bus::ids::{EmployeeId, OrgId};
+use clokio_bus::key::KeyHash;
 use clokio_bus::ops::SignedIn;
 use clokio_runtime::redis::LazyRedis;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// One signed-in admin's session, as a request sees it.
 #[derive(Clone, Debug)]
@@ -140,7 +140,7 @@ impl SessionStore {
 
     /// The Redis key of a session id.
     pub fn key(&self, id: &str) -> String {
-        format!("{}{}", self.prefix, hex(&Sha256::digest(id.as_bytes())))
+        format!("{}{}", self.prefix, KeyHash::of(id).as_str())
     }
 
     /// Starts a session for `admin`; returns the id for the cookie.
@@ -271,10 +271,6 @@ fn reveal_key(session_key: &str) -> String {
 
 fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn parse(key: String, fields: Vec<String>) -> Option<Session> {

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use clokio_bus::key::KeyHash;
 use clokio_runtime::redis::LazyRedis;
-use sha2::{Digest, Sha256};
 
 /// Counts the attempt under both keys (each window starts at its first failure); returns the
 /// seconds to wait when either is over its limit, else -1.
@@ -73,17 +73,15 @@ impl Throttle {
         }
     }
 
+    /// The two counters' keys; the email and address appear only as their SHA-256.
     fn keys(&self, email: &str, address: &str) -> (String, String) {
-        let digest = |s: &str| {
-            Sha256::digest(s.as_bytes())
-                .iter()
-                .take(16)
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        };
         (
-            format!("{}account:{}", self.prefix, digest(&email.to_lowercase())),
-            format!("{}address:{}", self.prefix, digest(address)),
+            format!(
+                "{}account:{}",
+                self.prefix,
+                KeyHash::of(&email.to_lowercase()).as_str()
+            ),
+            format!("{}address:{}", self.prefix, KeyHash::of(address).as_str()),
         )
     }
 

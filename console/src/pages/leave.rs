@@ -12,12 +12,12 @@ use clokio_bus::ErrorCode;
 use clokio_bus::ids::LeaveId;
 use clokio_bus::ops::{
     Leave, LeaveCreate, LeaveCreateOp, LeaveDelete, LeaveDeleteOp, LeaveList, LeaveListOp,
-    LeaveType, OrgGetOp, OrgRef,
+    LeaveType,
 };
 use clokio_bus::types::EmployeeCode;
 use serde::Deserialize;
 
-use super::reports::{MONTHS, MonthQuery, month_year};
+use super::reports::{MONTHS, MonthQuery, default_day, month_year};
 use super::{Chrome, opt, opt_date, query_string, render, render_status};
 use crate::App;
 use crate::error::{Errors, PageError, refusal};
@@ -97,11 +97,7 @@ async fn list_page(
     mut errors: Errors,
     mut status: StatusCode,
 ) -> Result<Response, PageError> {
-    let org = app
-        .bus
-        .call::<OrgGetOp>(&OrgRef { org_id: s.org_id })
-        .await?;
-    let today = org.timezone.today();
+    let today = default_day(app, s, &q).await?;
     let (month, year) = match month_year(&q, today) {
         Ok(my) => my,
         Err(e) => {
@@ -258,11 +254,8 @@ async fn confirm(
     Query(q): Query<MonthQuery>,
 ) -> Result<Response, PageError> {
     let id = leave_id(&id)?;
-    let org = app
-        .bus
-        .call::<OrgGetOp>(&OrgRef { org_id: s.org_id })
-        .await?;
-    let (month, year) = month_year(&q, org.timezone.today()).map_err(|_| PageError::NotFound)?;
+    let (month, year) =
+        month_year(&q, default_day(&app, &s, &q).await?).map_err(|_| PageError::NotFound)?;
     let leaves = app
         .bus
         .call::<LeaveListOp>(&LeaveList {

@@ -75,6 +75,25 @@ pub fn month_year(q: &MonthQuery, today: chrono::NaiveDate) -> Result<(u32, i32)
     Ok((month, year))
 }
 
+/// Today in the organization's zone, which a month left out of `q` defaults to. Asked of
+/// employee-svc only when it is needed: links and forms name both month and year.
+pub async fn default_day(
+    app: &App,
+    s: &Session,
+    q: &MonthQuery,
+) -> Result<chrono::NaiveDate, PageError> {
+    let given = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+    if given(&q.month) && given(&q.year) {
+        // Not a default then: only the fallback of a page refusing a bad month shows it.
+        return Ok(chrono::Utc::now().date_naive());
+    }
+    let org = app
+        .bus
+        .call::<OrgGetOp>(&OrgRef { org_id: s.org_id })
+        .await?;
+    Ok(org.timezone.today())
+}
+
 pub struct SummaryView {
     pub name: String,
     pub code: String,
@@ -181,11 +200,7 @@ async fn csv(
     Extension(s): Extension<Session>,
     Query(q): Query<MonthQuery>,
 ) -> Result<Response, PageError> {
-    let org = app
-        .bus
-        .call::<OrgGetOp>(&OrgRef { org_id: s.org_id })
-        .await?;
-    let (month, year) = month_year(&q, org.timezone.today()).map_err(|e| {
+    let (month, year) = month_year(&q, default_day(&app, &s, &q).await?).map_err(|e| {
         PageError::Refused(
             StatusCode::UNPROCESSABLE_ENTITY,
             e.get("month")

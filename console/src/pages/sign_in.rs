@@ -14,10 +14,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use clokio_bus::ErrorCode;
+use clokio_bus::key::KeyHash;
 use clokio_bus::ops::{AdminSetPassword, AdminSetPasswordOp, AdminSignIn, AdminSignInOp, SignedIn};
 use clokio_bus::types::Email;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::{Chrome, render, render_status};
 use crate::App;
@@ -268,13 +268,10 @@ async fn start(app: &App, admin: &SignedIn, next: &str) -> Result<Response, Page
 }
 
 fn choice_key(app: &App, choice: &str) -> String {
-    let digest: String = Sha256::digest(choice.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     format!(
-        "{}:console:choice:{digest}",
-        app.config.bus.subjects.prefix()
+        "{}:console:choice:{}",
+        app.config.bus.subjects.prefix(),
+        KeyHash::of(choice).as_str()
     )
 }
 
