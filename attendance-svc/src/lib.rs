@@ -66,17 +66,16 @@ pub async fn run(
     });
     let sweep = tokio::spawn(idempotency::sweep(pool.clone()));
     let upkeep = tokio::spawn(clokio_runtime::db::upkeep(pool.clone()));
-    let ops = config.ops_addr.map(|addr| {
-        let readiness = clokio_runtime::ops::Readiness::new()
-            .nats(nats.clone())
-            .postgres(pool.clone())
-            .outbox(pool.clone(), config.bus.subjects.prefix().to_string());
-        tokio::spawn(clokio_runtime::ops::serve(
-            addr,
-            "attendance-svc",
-            readiness,
-        ))
-    });
+    let ops = match config.ops_addr {
+        Some(addr) => {
+            let readiness = clokio_runtime::ops::Readiness::new()
+                .nats(nats.clone())
+                .postgres(pool.clone())
+                .outbox(pool.clone(), config.bus.subjects.prefix().to_string());
+            Some(clokio_runtime::ops::start(addr, "attendance-svc", readiness).await?)
+        }
+        None => None,
+    };
     let state = State {
         pool: pool.clone(),
         subjects: config.bus.subjects.clone(),

@@ -125,9 +125,7 @@ pub async fn run(
         let readiness = clokio_runtime::ops::Readiness::new()
             .nats(nats.clone())
             .redis(redis.clone());
-        background.push(tokio::spawn(clokio_runtime::ops::serve(
-            addr, "console", readiness,
-        )));
+        background.push(clokio_runtime::ops::start(addr, "console", readiness).await?);
     }
     let app = App(Arc::new(AppInner {
         slow_bus: bus.with_timeout(config.bus.request_timeout.max(Duration::from_secs(15))),

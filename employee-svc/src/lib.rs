@@ -80,14 +80,17 @@ pub async fn run(
             Duration::from_millis(500),
         )?),
     };
-    let ops = config.ops_addr.map(|addr| {
-        let readiness = clokio_runtime::ops::Readiness::new()
-            .nats(nats.clone())
-            .postgres(pool.clone())
-            .outbox(pool.clone(), config.bus.subjects.prefix().to_string())
-            .redis(state.redis.clone());
-        tokio::spawn(clokio_runtime::ops::serve(addr, "employee-svc", readiness))
-    });
+    let ops = match config.ops_addr {
+        Some(addr) => {
+            let readiness = clokio_runtime::ops::Readiness::new()
+                .nats(nats.clone())
+                .postgres(pool.clone())
+                .outbox(pool.clone(), config.bus.subjects.prefix().to_string())
+                .redis(state.redis.clone());
+            Some(clokio_runtime::ops::start(addr, "employee-svc", readiness).await?)
+        }
+        None => None,
+    };
     let upkeep = tokio::spawn(clokio_runtime::db::upkeep(pool.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let relay = tokio::spawn(outbox::relay(

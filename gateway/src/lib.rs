@@ -176,9 +176,7 @@ async fn build(
         let readiness = clokio_runtime::ops::Readiness::new()
             .nats(nats.clone())
             .redis(limiter.redis());
-        background.push(tokio::spawn(clokio_runtime::ops::serve(
-            addr, "gateway", readiness,
-        )));
+        background.push(clokio_runtime::ops::start(addr, "gateway", readiness).await?);
     }
     let app = App(Arc::new(AppInner {
         bus,

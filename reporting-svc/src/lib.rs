@@ -72,17 +72,20 @@ pub async fn run(
             let _ = stop_rx.wait_for(|stop| *stop).await;
         },
     ));
-    let ops = config.ops_addr.map(|addr| {
-        let readiness = clokio_runtime::ops::Readiness::new()
-            .nats(nats.clone())
-            .postgres(pool.clone())
-            .consumer(
-                async_nats::jetstream::new(nats.clone()),
-                config.bus.subjects.events_stream(),
-                projection::CONSUMER,
-            );
-        tokio::spawn(clokio_runtime::ops::serve(addr, "reporting-svc", readiness))
-    });
+    let ops = match config.ops_addr {
+        Some(addr) => {
+            let readiness = clokio_runtime::ops::Readiness::new()
+                .nats(nats.clone())
+                .postgres(pool.clone())
+                .consumer(
+                    async_nats::jetstream::new(nats.clone()),
+                    config.bus.subjects.events_stream(),
+                    projection::CONSUMER,
+                );
+            Some(clokio_runtime::ops::start(addr, "reporting-svc", readiness).await?)
+        }
+        None => None,
+    };
     let state = State {
         pool: pool.clone(),
         nats: nats.clone(),

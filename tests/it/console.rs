@@ -946,13 +946,20 @@ async fn api_keys_made_in_the_console_work_on_the_gateway_until_revoked() {
     let used = Instant::now();
     loop {
         let page = b.get("/api-keys").await;
-        let row = page.text.split(&format!(r#"<tr data-key="{id}">"#)).nth(1).unwrap();
+        let row = page
+            .text
+            .split(&format!(r#"<tr data-key="{id}">"#))
+            .nth(1)
+            .unwrap();
         let row = row.split("</tr>").next().unwrap();
         if !row.contains("Never") {
             assert!(row.contains(" UTC</td>"), "{row}");
             break;
         }
-        assert!(used.elapsed() < Duration::from_secs(10), "last used never shown: {row}");
+        assert!(
+            used.elapsed() < Duration::from_secs(10),
+            "last used never shown: {row}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     b.get(&format!("/api-keys/{id}/revoke"))

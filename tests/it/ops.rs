@@ -136,6 +136,26 @@ async fn employee_and_reporting_svc_serve_health_readiness_and_metrics() {
     reports.abort();
 }
 
+/// A service whose ops port is taken does not start, and says which port: running without its
+/// probes and metrics (or with another process answering them) would mislead its operator.
+#[tokio::test]
+async fn a_taken_ops_port_stops_the_start() {
+    let stack = Stack::empty().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let mut config = stack.attendance_config();
+    config.ops_addr = Some(addr);
+    let err = clokio_attendance_svc::run(config, std::future::pending())
+        .await
+        .expect_err("the start fails");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot listen on the ops port {addr}: ")),
+        "{err}"
+    );
+    assert_eq!(stack.replicas(ServiceName::Attendance).await, 0);
+}
+
 /// Scrapes `url` until every one of `series` is in the text; panics with the last text after 5 s.
 async fn scrape_until(url: &str, series: &[&str]) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

@@ -161,7 +161,10 @@ pub async fn run(
             state.subjects.webhook_queue().0,
             deliver::WORKERS,
         );
-    let ops_addr = config.ops_addr;
+    let ops = match config.ops_addr {
+        Some(addr) => Some(clokio_runtime::ops::start(addr, "webhook-svc", readiness).await?),
+        None => None,
+    };
     let stop = tokio_util::sync::CancellationToken::new();
     let consumers = [
         tokio::spawn(deliver::run_intake(state.clone(), intake, stop.clone())),
@@ -172,12 +175,9 @@ pub async fn run(
         tokio::spawn(async move { subs.run_sync().await }),
         tokio::spawn(deliver::sweep(pool.clone(), config.retention_days)),
         tokio::spawn(clokio_runtime::db::upkeep(pool.clone())),
-        tokio::spawn(async move {
-            if let Some(addr) = ops_addr {
-                clokio_runtime::ops::serve(addr, "webhook-svc", readiness).await;
-            }
-        }),
-    ];
+    ]
+    .into_iter()
+    .chain(ops);
     let spec = Spec {
         service: ServiceName::Webhook,
         description: "Webhook subscriptions and deliveries",

@@ -147,25 +147,37 @@ impl Readiness {
     }
 }
 
-/// Serves the ops port on `addr` until the process ends (the caller aborts the task).
-pub async fn serve(addr: SocketAddr, service: &'static str, readiness: Readiness) {
+/// The ops port could not be bound: the service does not start, as it would otherwise run
+/// without the probes and metrics its operator relies on (and another process might be answering
+/// them on that port).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on the ops port {addr}: {source}")]
+pub struct BindError {
+    addr: SocketAddr,
+    source: std::io::Error,
+}
+
+/// Binds the ops port on `addr`, then serves it in a task until the task is aborted.
+pub async fn start(
+    addr: SocketAddr,
+    service: &'static str,
+    readiness: Readiness,
+) -> Result<tokio::task::JoinHandle<()>, BindError> {
     crate::telemetry::metrics_handle();
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(err) => {
-            tracing::error!(%addr, %err, "ops port not served");
-            return;
-        }
-    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { addr, source })?;
     tracing::info!(%addr, service, "ops port listening");
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .with_state(Arc::new(readiness));
-    if let Err(err) = axum::serve(listener, app).await {
-        tracing::error!(%err, "ops port failed");
-    }
+    Ok(tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::error!(%err, "ops port failed");
+        }
+    }))
 }
 
 async fn ready(State(readiness): State<Arc<Readiness>>) -> Response {

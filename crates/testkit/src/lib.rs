@@ -749,12 +749,30 @@ async fn wait_healthy(client: &reqwest::Client, url: &str, what: &str) {
     panic!("{what} did not come up");
 }
 
-/// A port nothing listens on now.
+/// A port nothing listens on now, for a server the test starts later.
+///
+/// It is drawn at random from below the kernel's ephemeral range, which `bind(0)` listeners and
+/// outgoing connections take their ports from: a port from there could be taken by a parallel
+/// test between this check and the server's own bind (one ops port once answered with another
+/// test's gateway). Parallel test processes rarely draw the same port, and one process never
+/// hands a port out twice.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (from, to) = (low.saturating_sub(20_000).max(1024), low);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let draw = uuid::Uuid::new_v4().as_u128() % u128::from(to.saturating_sub(from).max(1));
+        let port = from + u16::try_from(draw).expect("below the range's width");
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free port below {low}");
 }
 
 /// Waits until a server of the test's own accepts connections on `port`.
