@@ -97,6 +97,59 @@ async fn org_and_key_lifecycle_with_json_output() {
         out.contains("clk_") && out.contains("shown only once"),
         "{out}"
     );
+    // Scopes by preset or one by one, and an expiry.
+    let (ok, out, _) = clokioctl(
+        &stack,
+        &[
+            "--json",
+            "key",
+            "create",
+            "--org",
+            &org_id,
+            "--name",
+            "Lobby",
+            "--preset",
+            "kiosk",
+            "--expires-at",
+            "2099-01-31T23:59:59Z",
+        ],
+    );
+    assert!(ok);
+    let kiosk = one_object(&out);
+    assert_eq!(kiosk["scopes"], serde_json::json!(["attendance:write"]));
+    assert_eq!(kiosk["expires_at"], "2099-01-31T23:59:59Z");
+    gw.get(kiosk["key"].as_str().unwrap(), "/api/v1/employees")
+        .await
+        .expect_error(403, "This API key does not have the employees:read scope");
+    let (ok, out, _) = clokioctl(
+        &stack,
+        &[
+            "--json",
+            "key",
+            "create",
+            "--org",
+            &org_id,
+            "--name",
+            "Reports",
+            "--scope",
+            "reports:read",
+            "--scope",
+            "events:read",
+        ],
+    );
+    assert!(ok);
+    assert_eq!(
+        one_object(&out)["scopes"],
+        serde_json::json!(["reports:read", "events:read"])
+    );
+    let (ok, out, err) = clokioctl(
+        &stack,
+        &[
+            "key", "create", "--org", &org_id, "--name", "x", "--scope", "root",
+        ],
+    );
+    assert!(!ok && out.is_empty());
+    assert!(err.contains("\"root\" is not a scope"), "{err}");
 
     let key_id = key["id"].as_str().unwrap();
     let (ok, out, _) = clokioctl(

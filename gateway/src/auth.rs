@@ -14,6 +14,7 @@ use clokio_bus::events::{ApiKeyRevoked, Event, kind};
 use clokio_bus::ids::{ApiKeyId, OrgId};
 use clokio_bus::key::{ApiKey, KeyHash};
 use clokio_bus::ops::{AuthInfo, KeyTouch, KeyTouchOp, KeyUse, KeyVerify, KeyVerifyOp};
+use clokio_bus::scope::Scopes;
 use clokio_bus::types::Plan;
 use clokio_bus::{Bus, BusError, ErrorCode};
 use futures::StreamExt;
@@ -27,6 +28,7 @@ pub struct Auth {
     pub key_id: ApiKeyId,
     pub org_id: OrgId,
     pub limit: u32,
+    pub scopes: Scopes,
 }
 
 pub struct Authenticator {
@@ -88,7 +90,7 @@ impl Authenticator {
                 {
                     Ok(info) => {
                         if self.evictions.load(Ordering::SeqCst) == evictions {
-                            self.cache.insert(hash, info.clone());
+                            self.cache.insert(hash.clone(), info.clone());
                         }
                         info
                     }
@@ -104,6 +106,11 @@ impl Authenticator {
                 }
             }
         };
+        // A cached key may have expired since it was looked up.
+        if info.expires_at.is_some_and(|at| at <= Utc::now()) {
+            self.cache.invalidate(&hash);
+            return Err(ApiError::unauthorized());
+        }
         self.used
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -112,6 +119,7 @@ impl Authenticator {
             key_id: info.key_id,
             org_id: info.org_id,
             limit: self.limit_for(&info),
+            scopes: info.scopes,
         })
     }
 

@@ -9,6 +9,7 @@ mod envelope;
 mod openapi;
 mod ratelimit;
 mod routes;
+mod scopes;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -366,7 +367,17 @@ async fn authenticate(State(app): State<App>, mut req: Request, next: Next) -> R
         .limiter
         .check(auth.key_id, auth.org_id, auth.limit)
         .await;
-    let mut res = if decision.allowed {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    let missing = match route.and_then(|path| scopes::required(req.method(), path)) {
+        Some(scope) => (!auth.scopes.contains(scope)).then_some(scope),
+        None => clokio_bus::scope::Scopes::FULL.first_missing_from(auth.scopes),
+    };
+    let mut res = if let Some(scope) = missing.filter(|_| decision.allowed) {
+        ApiError::new(StatusCode::FORBIDDEN, scopes::refusal(scope)).into_response()
+    } else if decision.allowed {
         req.extensions_mut().insert(auth);
         req.extensions_mut().insert(OrgGeneration(generation));
         next.run(req).await

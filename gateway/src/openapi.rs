@@ -2,7 +2,14 @@
 
 use std::sync::OnceLock;
 
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use axum::http::Method;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Content, Ref};
+
+use clokio_bus::scope::{Preset, Scopes};
+
+use crate::scopes;
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::routes::{
@@ -63,8 +70,67 @@ impl Modify for ApiKeyAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "api_key",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "An API key (`clk_…`). Each operation needs the one scope its security \
+                 requirement names; a key without it gets 403 `This API key does not have the \
+                 <scope> scope`. An expired or revoked key gets 401 `Invalid API key`.",
+            ))),
         );
+        // The scopes and presets, for the docs page's introduction.
+        let presets: Vec<String> = Preset::ALL
+            .iter()
+            .map(|p| format!("- `{}`: {}", p.as_str(), p.scopes().names().join(", ")))
+            .collect();
+        let description = openapi.info.description.get_or_insert_with(String::new);
+        description.push_str(&format!(
+            "\n\n## Scopes\n\nEach operation needs one scope, named in its security \
+             requirement: {}. A key is created with a list of `scopes` or a `preset` (every \
+             scope when neither is given):\n\n{}\n\nA call outside the key's scopes is 403 \
+             `This API key does not have the <scope> scope`; an expired key is 401 `Invalid API \
+             key`.",
+            Scopes::FULL
+                .names()
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            presets.join("\n")
+        ));
+        // Each authenticated operation names the one scope it needs, from the gateway's table,
+        // and documents the 403 a key without it gets.
+        for (path, item) in &mut openapi.paths.paths {
+            let operations = [
+                (Method::GET, &mut item.get),
+                (Method::POST, &mut item.post),
+                (Method::PUT, &mut item.put),
+                (Method::PATCH, &mut item.patch),
+                (Method::DELETE, &mut item.delete),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation.as_mut() else {
+                    continue;
+                };
+                let Some(scope) = scopes::required(&method, path) else {
+                    continue;
+                };
+                operation.security =
+                    Some(vec![SecurityRequirement::new("api_key", [scope.as_str()])]);
+                operation
+                    .responses
+                    .responses
+                    .entry("403".to_owned())
+                    .or_insert_with(|| {
+                        ResponseBuilder::new()
+                            .description(scopes::refusal(scope))
+                            .content(
+                                "application/json",
+                                Content::new(Some(Ref::from_schema_name("ErrorEnvelope"))),
+                            )
+                            .into()
+                    });
+            }
+        }
     }
 }
 
@@ -76,6 +142,8 @@ pub fn document_json() -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn document_is_openapi_3_1_with_every_route() {
         let doc: serde_json::Value =
@@ -115,5 +183,25 @@ mod tests {
             doc["components"]["securitySchemes"]["api_key"]["name"],
             "X-API-Key"
         );
+        // Every authenticated operation names exactly one scope, and documents its 403.
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let Some(security) = op.get("security") else {
+                    continue;
+                };
+                operations += 1;
+                let method: Method = method.to_uppercase().parse().unwrap();
+                let scope = scopes::required(&method, path)
+                    .unwrap_or_else(|| panic!("{method} {path} has no scope"));
+                assert_eq!(
+                    security,
+                    &serde_json::json!([{"api_key": [scope.as_str()]}]),
+                    "{method} {path}"
+                );
+                assert!(op["responses"]["403"].is_object(), "{method} {path}");
+            }
+        }
+        assert!(operations >= 34, "{operations}");
     }
 }

@@ -952,8 +952,13 @@ async fn api_keys_made_in_the_console_work_on_the_gateway_until_revoked() {
             .nth(1)
             .unwrap();
         let row = row.split("</tr>").next().unwrap();
-        if !row.contains("Never") {
-            assert!(row.contains(" UTC</td>"), "{row}");
+        let cell = row
+            .split(r#"<td class="last-used">"#)
+            .nth(1)
+            .and_then(|c| c.split("</td>").next())
+            .unwrap_or_else(|| panic!("no last-used cell: {row}"));
+        if !cell.contains("Never") {
+            assert!(cell.ends_with(" UTC"), "{row}");
             break;
         }
         assert!(
@@ -1098,4 +1103,81 @@ async fn another_organizations_ids_give_the_not_found_page() {
             "{page}"
         );
     }
+}
+/// The console offers the presets and a last day; the list shows each key's access and expiry,
+/// and a kiosk key made there can clock but not read.
+#[tokio::test]
+async fn console_keys_take_a_preset_and_a_last_day() {
+    let s = setup().await;
+    let mut b = s.browser().await;
+    let page = b.get("/api-keys").await;
+    page.expect(200);
+    for label in ["Full access", "Kiosk: clock in and out only", "Read-only"] {
+        page.expect_text(label);
+    }
+    b.post("/api-keys", &[("name", "Lobby"), ("preset", "root")])
+        .await
+        .expect(422)
+        .expect_field_error("preset", "Choose full access, kiosk or read-only");
+    b.post(
+        "/api-keys",
+        &[
+            ("name", "Lobby"),
+            ("preset", "kiosk"),
+            ("last_day", "2020-01-31"),
+        ],
+    )
+    .await
+    .expect(422)
+    .expect_field_error("last_day", "The last day must be today or later");
+    let listed = || async {
+        let res = s.gw.get(&s.t.key, "/api/v1/api-keys").await;
+        assert_eq!(res.status, 200);
+        res
+    };
+    assert_eq!(
+        listed().await.data().as_array().unwrap().len(),
+        1,
+        "nothing was made"
+    );
+
+    let last_day = (chrono::Utc::now() + chrono::Duration::days(30)).date_naive();
+    b.post(
+        "/api-keys",
+        &[
+            ("name", "Lobby"),
+            ("preset", "kiosk"),
+            ("last_day", &last_day.to_string()),
+        ],
+    )
+    .await
+    .expect_redirect("/api-keys");
+    let page = b.get("/api-keys").await;
+    page.expect(200);
+    let start =
+        page.text.find("id=\"revealed-secret\">").unwrap() + "id=\"revealed-secret\">".len();
+    let key = page.text[start..start + 36].to_owned();
+    let next_day = last_day.succ_opt().unwrap();
+    // The tenant's time zone is UTC: the key works through its last day.
+    page.expect_text("Kiosk: clock in and out only")
+        .expect_text(&format!("{next_day} 00:00:00 UTC"));
+    let made = listed().await;
+    let lobby = made
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "Lobby")
+        .unwrap()
+        .clone();
+    assert_eq!(lobby["scopes"], json!(["attendance:write"]));
+    assert_eq!(lobby["expires_at"], format!("{next_day}T00:00:00Z"));
+    s.gw.create_employee(&s.t.key, "Ann", json!({"employee_code": "E-9"}))
+        .await;
+    s.gw.post(&key, "/api/v1/attendance/clock-in", &json!({"nip": "E-9"}))
+        .await
+        .expect(200);
+    s.gw.get(&key, "/api/v1/employees")
+        .await
+        .expect_error(403, "This API key does not have the employees:read scope");
 }

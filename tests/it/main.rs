@@ -22,6 +22,7 @@ mod ops;
 mod organization;
 mod outage;
 mod rate_limit;
+mod scopes;
 mod summary;
 mod telemetry;
 mod webhooks;

@@ -1,6 +1,7 @@
-//! Admin > API Keys: the organization's keys (name, hint, created, last used), "Create New Key"
-//! (the key shown once, with a copy button and the product document's warning) and revoke, after
-//! a confirmation. Revocation reaches every gateway within a second, as through the API.
+//! Admin > API Keys: the organization's keys (name, hint, scopes, expiry, created, last used),
+//! "Create New Key" with a preset (full, kiosk, read-only) and an optional last day (the key shown
+//! once, with a copy button and the product document's warning) and revoke, after a confirmation.
+//! Revocation reaches every gateway within a second, as through the API.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -8,13 +9,15 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
+use chrono::{DateTime, NaiveDate, Utc};
 use clokio_bus::ids::ApiKeyId;
 use clokio_bus::ops::{
-    ApiKeyInfo, KeyCreate, KeyCreateOp, KeyListOp, KeyRevoke, KeyRevokeOp, OrgRef,
+    ApiKeyInfo, KeyCreate, KeyCreateOp, KeyListOp, KeyRevoke, KeyRevokeOp, OrgGetOp, OrgRef,
 };
+use clokio_bus::scope::Preset;
 use serde::Deserialize;
 
-use super::{Chrome, opt, render, render_status, utc};
+use super::{Chrome, opt, opt_date, render, render_status, utc};
 use crate::App;
 use crate::error::{Errors, PageError, refusal};
 use crate::session::Session;
@@ -35,6 +38,11 @@ pub struct KeyView {
     pub id: String,
     pub name: String,
     pub hint: String,
+    /// The preset's label, or the scopes' names.
+    pub access: String,
+    /// Empty: never.
+    pub expires: String,
+    pub expired: bool,
     pub created: String,
     pub last_used: String,
     pub revoked: String,
@@ -46,6 +54,12 @@ impl From<&ApiKeyInfo> for KeyView {
             id: k.id.to_string(),
             name: k.name.clone(),
             hint: k.hint.clone(),
+            access: match k.scopes.preset() {
+                Some(preset) => preset_label(preset).to_owned(),
+                None => k.scopes.names().join(", "),
+            },
+            expires: k.expires_at.map(utc).unwrap_or_default(),
+            expired: k.expires_at.is_some_and(|at| at <= Utc::now()),
             created: utc(k.created_at),
             last_used: k.last_used_at.map(utc).unwrap_or_default(),
             revoked: k.revoked_at.map(utc).unwrap_or_default(),
@@ -53,19 +67,36 @@ impl From<&ApiKeyInfo> for KeyView {
     }
 }
 
+fn preset_label(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Full => "Full access",
+        Preset::Kiosk => "Kiosk: clock in and out only",
+        Preset::ReadOnly => "Read-only",
+    }
+}
+
+/// A preset offered by the form: value, label, what it allows, selected.
+pub struct PresetOption {
+    pub value: &'static str,
+    pub label: &'static str,
+    pub scopes: String,
+    pub selected: bool,
+}
+
 #[derive(Template)]
 #[template(path = "api_keys.html")]
 struct ListPage {
     chrome: Chrome,
     keys: Vec<KeyView>,
-    name: String,
+    form: CreateForm,
+    presets: Vec<PresetOption>,
     errors: Errors,
 }
 
 async fn list_page(
     app: &App,
     s: &Session,
-    name: String,
+    form: CreateForm,
     errors: Errors,
     status: StatusCode,
 ) -> Result<Response, PageError> {
@@ -78,7 +109,17 @@ async fn list_page(
         &ListPage {
             chrome: Chrome::new(s, "admin"),
             keys: keys.iter().rev().map(KeyView::from).collect(),
-            name,
+            presets: Preset::ALL
+                .iter()
+                .map(|p| PresetOption {
+                    value: p.as_str(),
+                    label: preset_label(*p),
+                    scopes: p.scopes().names().join(", "),
+                    selected: form.preset == p.as_str()
+                        || (form.preset.is_empty() && *p == Preset::Full),
+                })
+                .collect(),
+            form,
             errors,
         },
     )
@@ -89,13 +130,47 @@ async fn list(
     State(app): State<App>,
     Extension(s): Extension<Session>,
 ) -> Result<Response, PageError> {
-    list_page(&app, &s, String::new(), Errors::none(), StatusCode::OK).await
+    list_page(
+        &app,
+        &s,
+        CreateForm::default(),
+        Errors::none(),
+        StatusCode::OK,
+    )
+    .await
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct CreateForm {
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    preset: String,
+    /// The last day the key works (in the organization's time zone); empty: no expiry.
+    #[serde(default)]
+    last_day: String,
+}
+
+/// The end of `day` in the organization's time zone: when a key whose last day it is expires.
+async fn end_of(app: &App, s: &Session, day: NaiveDate) -> Result<DateTime<Utc>, PageError> {
+    let org = app
+        .bus
+        .call::<OrgGetOp>(&OrgRef { org_id: s.org_id })
+        .await?;
+    let next = day.succ_opt().ok_or(PageError::NotFound)?;
+    Ok(org.timezone.start_of(next))
+}
+
+/// The form again, with `message` beside `field`.
+async fn refuse(
+    app: &App,
+    s: &Session,
+    f: CreateForm,
+    field: &'static str,
+    message: &str,
+) -> Result<Response, PageError> {
+    let errors = Errors::none().field(field, message);
+    list_page(app, s, f, errors, StatusCode::UNPROCESSABLE_ENTITY).await
 }
 
 /// `POST /api-keys`: "Create New Key".
@@ -105,20 +180,50 @@ async fn create(
     Form(f): Form<CreateForm>,
 ) -> Result<Response, PageError> {
     let Some(name) = opt(&f.name) else {
-        return list_page(
+        return refuse(&app, &s, f, "name", "The name field is required").await;
+    };
+    let Some(preset) =
+        Preset::parse(f.preset.trim()).or(opt(&f.preset).is_none().then_some(Preset::Full))
+    else {
+        return refuse(
             &app,
             &s,
-            f.name,
-            Errors::none().field("name", "The name field is required"),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            f,
+            "preset",
+            "Choose full access, kiosk or read-only",
         )
         .await;
+    };
+    let last_day = match opt_date("last_day", &f.last_day) {
+        Ok(day) => day,
+        Err(errors) => {
+            return list_page(&app, &s, f, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+    };
+    let expires_at = match last_day {
+        Some(day) => {
+            let at = end_of(&app, &s, day).await?;
+            if at <= Utc::now() {
+                return refuse(
+                    &app,
+                    &s,
+                    f,
+                    "last_day",
+                    "The last day must be today or later",
+                )
+                .await;
+            }
+            Some(at)
+        }
+        None => None,
     };
     match app
         .bus
         .call::<KeyCreateOp>(&KeyCreate {
             org_id: s.org_id,
             name,
+            scopes: preset.scopes(),
+            expires_at,
         })
         .await
     {
@@ -136,8 +241,8 @@ async fn create(
             Ok(super::done("/api-keys"))
         }
         Err(err) => {
-            let (status, errors) = refusal(err, &["name"])?;
-            list_page(&app, &s, f.name, errors, status).await
+            let (status, errors) = refusal(err, &["name", "last_day"])?;
+            list_page(&app, &s, f, errors, status).await
         }
     }
 }

@@ -201,6 +201,20 @@ impl Timezone {
     pub fn time_of(&self, at: chrono::DateTime<chrono::Utc>) -> NaiveTime {
         at.with_timezone(&self.0).time()
     }
+
+    /// The first instant of a local calendar date (where midnight does not exist, as on some
+    /// daylight-saving days, the first local time that does).
+    pub fn start_of(&self, day: chrono::NaiveDate) -> chrono::DateTime<chrono::Utc> {
+        use chrono::TimeZone;
+        let mut local = day.and_time(NaiveTime::MIN);
+        for _ in 0..24 * 4 {
+            if let Some(at) = self.0.from_local_datetime(&local).earliest() {
+                return at.with_timezone(&chrono::Utc);
+            }
+            local += chrono::Duration::minutes(15);
+        }
+        local.and_utc()
+    }
 }
 
 impl Default for Timezone {

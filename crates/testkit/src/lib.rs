@@ -383,6 +383,8 @@ impl Stack {
             .call::<KeyCreateOp>(&KeyCreate {
                 org_id: org,
                 name: "test".to_owned(),
+                scopes: clokio_bus::scope::Scopes::FULL,
+                expires_at: None,
             })
             .await
             .expect("key created")

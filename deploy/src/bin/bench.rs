@@ -39,6 +39,7 @@ use clap::Parser;
 mod console;
 use clokio_bus::Bus;
 use clokio_bus::ops::{KeyCreate, KeyCreateOp, OrgCreate, OrgCreateOp};
+use clokio_bus::scope::Scopes;
 use clokio_bus::types::{Plan, Timezone};
 use clokio_runtime::config::BusConfig;
 
@@ -399,6 +400,8 @@ async fn setup(
         .call::<KeyCreateOp>(&KeyCreate {
             org_id: org.id,
             name: "bench".to_owned(),
+            scopes: Scopes::FULL,
+            expires_at: None,
         })
         .await?
         .key;

@@ -7,6 +7,7 @@
 
 use std::process::ExitCode;
 
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use clokio_bus::ids::{ApiKeyId, OrgId};
 use clokio_bus::ops::{
@@ -14,6 +15,7 @@ use clokio_bus::ops::{
     KeyCreate, KeyCreateOp, KeyRevoke, KeyRevokeOp, LocationCreate, LocationCreateOp, OrgCreate,
     OrgCreateOp, OrgListOp, OrgRef,
 };
+use clokio_bus::scope::{Preset, Scope, Scopes};
 use clokio_bus::types::{Email, Plan, Timezone};
 use clokio_bus::{Bus, BusError};
 use clokio_runtime::config::BusConfig;
@@ -126,12 +128,22 @@ enum OrgCommand {
 
 #[derive(Subcommand)]
 enum KeyCommand {
-    /// Create an API key for an organization; the key is printed once.
+    /// Create an API key for an organization; the key is printed once. Without --scope or
+    /// --preset it holds every scope.
     Create {
         #[arg(long, value_parser = parse_org)]
         org: OrgId,
         #[arg(long)]
         name: String,
+        /// A scope the key holds (repeat for more), e.g. attendance:write.
+        #[arg(long = "scope", value_parser = parse_scope, conflicts_with = "preset")]
+        scopes: Vec<Scope>,
+        /// full, kiosk (attendance:write) or read-only (every :read scope).
+        #[arg(long, value_parser = parse_preset)]
+        preset: Option<Preset>,
+        /// When the key stops working, RFC 3339 (e.g. 2027-01-31T23:59:59Z).
+        #[arg(long, value_parser = parse_instant)]
+        expires_at: Option<DateTime<Utc>>,
     },
     /// Revoke an API key.
     Revoke {
@@ -142,6 +154,22 @@ enum KeyCommand {
     },
 }
 
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    Scope::parse(s).ok_or_else(|| {
+        format!(
+            "{s:?} is not a scope; scopes are {}",
+            Scopes::FULL.names().join(", ")
+        )
+    })
+}
+fn parse_preset(s: &str) -> Result<Preset, String> {
+    Preset::parse(s).ok_or_else(|| format!("{s:?} is not a preset: full, kiosk or read-only"))
+}
+fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| format!("{s:?} is not an RFC 3339 time (e.g. 2027-01-31T23:59:59Z)"))
+}
 fn parse_plan(s: &str) -> Result<Plan, String> {
     s.parse()
 }
@@ -237,15 +265,37 @@ async fn run(cli: Cli) -> Result<(), String> {
                 },
             )
         }
-        Command::Key(KeyCommand::Create { org, name }) => {
+        Command::Key(KeyCommand::Create {
+            org,
+            name,
+            scopes,
+            preset,
+            expires_at,
+        }) => {
+            let scopes = match preset {
+                Some(preset) => preset.scopes(),
+                None if scopes.is_empty() => Scopes::FULL,
+                None => Scopes::of(&scopes),
+            };
             let key = bus
-                .call::<KeyCreateOp>(&KeyCreate { org_id: org, name })
+                .call::<KeyCreateOp>(&KeyCreate {
+                    org_id: org,
+                    name,
+                    scopes,
+                    expires_at,
+                })
                 .await
                 .map_err(failed)?;
             print(cli.json, &key, || {
+                let expires = key
+                    .expires_at
+                    .map_or_else(|| "never".to_owned(), |at| at.to_rfc3339());
                 format!(
-                    "Created API key {:?}\n  id:   {}\n  key:  {}\nStore the key now: it is shown only once.",
-                    key.name, key.id, key.key
+                    "Created API key {:?}\n  id:      {}\n  key:     {}\n  scopes:  {}\n  expires: {expires}\nStore the key now: it is shown only once.",
+                    key.name,
+                    key.id,
+                    key.key,
+                    key.scopes.names().join(" ")
                 )
             })
         }

@@ -9,19 +9,23 @@ use clokio_bus::key::{ApiKey, KeyHash};
 use clokio_bus::ops::{
     ApiKeyInfo, AuthInfo, CreatedApiKey, Empty, KeyCreate, KeyRevoke, KeyTouch, KeyVerify,
 };
+use clokio_bus::scope::{Scope, Scopes};
 use clokio_bus::types::Plan;
 use clokio_runtime::outbox;
 use uuid::Uuid;
 
 use crate::{State, db};
 
-const KEY_COLUMNS: &str = "id, name, hint, created_at, last_used_at, revoked_at";
+const KEY_COLUMNS: &str =
+    "id, name, hint, scopes, expires_at, created_at, last_used_at, revoked_at";
 
 #[derive(sqlx::FromRow)]
 struct KeyRow {
     id: Uuid,
     name: String,
     hint: String,
+    scopes: Vec<String>,
+    expires_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     last_used_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
@@ -33,6 +37,8 @@ impl From<KeyRow> for ApiKeyInfo {
             id: ApiKeyId::from_uuid(r.id),
             name: r.name,
             hint: r.hint,
+            scopes: stored_scopes(&r.scopes),
+            expires_at: r.expires_at,
             created_at: r.created_at,
             last_used_at: r.last_used_at,
             revoked_at: r.revoked_at,
@@ -40,19 +46,42 @@ impl From<KeyRow> for ApiKeyInfo {
     }
 }
 
+/// Scopes as stored; a name this version does not know (written by a newer one) is left out.
+fn stored_scopes(names: &[String]) -> Scopes {
+    Scopes::parse(
+        names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| Scope::parse(n).is_some()),
+    )
+    .unwrap_or(Scopes::of(&[]))
+}
+
 pub async fn create(state: &State, req: KeyCreate) -> Result<CreatedApiKey, BusError> {
     let name = super::name_field("name", &req.name, 100)?;
+    if req.scopes.is_empty() {
+        return Err(BusError::invalid(
+            "The scopes field must name at least one scope",
+        ));
+    }
+    if req.expires_at.is_some_and(|at| at <= Utc::now()) {
+        return Err(BusError::invalid(
+            "The expires_at field must be a time in the future",
+        ));
+    }
     let key = ApiKey::generate();
     let id = ApiKeyId::new_random();
     let inserted: Option<(DateTime<Utc>,)> = sqlx::query_as(
-        "INSERT INTO api_keys (id, org_id, name, key_hash, hint) \
-         SELECT $1, id, $3, $4, $5 FROM organizations WHERE id = $2 RETURNING created_at",
+        "INSERT INTO api_keys (id, org_id, name, key_hash, hint, scopes, expires_at) \
+         SELECT $1, id, $3, $4, $5, $6, $7 FROM organizations WHERE id = $2 RETURNING created_at",
     )
     .bind(id.as_uuid())
     .bind(req.org_id.as_uuid())
     .bind(&name)
     .bind(key.hash().as_str())
     .bind(key.hint())
+    .bind(req.scopes.names())
+    .bind(req.expires_at)
     .fetch_optional(&state.pool)
     .await
     .map_err(db::err)?;
@@ -63,6 +92,8 @@ pub async fn create(state: &State, req: KeyCreate) -> Result<CreatedApiKey, BusE
         name,
         key: key.expose().to_owned(),
         hint: key.hint(),
+        scopes: req.scopes,
+        expires_at: req.expires_at,
         created_at,
     })
 }
@@ -122,26 +153,38 @@ pub async fn revoke(state: &State, req: KeyRevoke) -> Result<ApiKeyInfo, BusErro
 }
 
 pub async fn verify(state: &State, req: KeyVerify) -> Result<AuthInfo, BusError> {
-    let row: Option<(Uuid, Uuid, String, Option<i32>)> = sqlx::query_as(
-        "SELECT k.id, k.org_id, o.plan, o.rate_limit_per_minute \
-         FROM api_keys k JOIN organizations o ON o.id = k.org_id \
-         WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+    #[allow(clippy::type_complexity)]
+    let row: Option<(
+        Uuid,
+        Uuid,
+        String,
+        Option<i32>,
+        Vec<String>,
+        Option<DateTime<Utc>>,
+    )> = sqlx::query_as(
+        "SELECT k.id, k.org_id, o.plan, o.rate_limit_per_minute, k.scopes, k.expires_at \
+             FROM api_keys k JOIN organizations o ON o.id = k.org_id \
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL \
+             AND (k.expires_at IS NULL OR k.expires_at > now())",
     )
     .bind(req.key_hash.as_str())
     .fetch_optional(&state.pool)
     .await
     .map_err(db::err)?;
-    let (key_id, org_id, plan, limit) =
+    let (key_id, org_id, plan, limit, scopes, expires_at) =
         row.ok_or_else(|| BusError::not_found("API key not found"))?;
     Ok(AuthInfo {
         key_id: ApiKeyId::from_uuid(key_id),
         org_id: OrgId::from_uuid(org_id),
         plan: plan.parse().unwrap_or(Plan::Basic),
         rate_limit_per_minute: limit.map(|n| n as u32),
+        scopes: stored_scopes(&scopes),
+        expires_at,
     })
 }
 
-/// Applies a batch of `last_used_at` updates in one statement; never moves a time backwards.
+/// Applies a batch of `last_used_at` updates in one statement; never moves a time backwards, and
+/// writes a key's row at most once a minute however many gateways report its use.
 pub async fn touch(state: &State, req: KeyTouch) -> Result<Empty, BusError> {
     if req.uses.is_empty() {
         return Ok(Empty {});
@@ -151,7 +194,8 @@ pub async fn touch(state: &State, req: KeyTouch) -> Result<Empty, BusError> {
     sqlx::query(
         "UPDATE api_keys k SET last_used_at = GREATEST(k.last_used_at, u.at) \
          FROM (SELECT id, max(at) AS at FROM unnest($1::uuid[], $2::timestamptz[]) AS t(id, at) GROUP BY id) u \
-         WHERE k.id = u.id",
+         WHERE k.id = u.id \
+         AND (k.last_used_at IS NULL OR k.last_used_at <= u.at - interval '1 minute')",
     )
     .bind(ids)
     .bind(ats)

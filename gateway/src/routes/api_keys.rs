@@ -9,6 +9,7 @@ use clokio_bus::ids::ApiKeyId;
 use clokio_bus::ops::{
     ApiKeyInfo, CreatedApiKey, KeyCreate, KeyCreateOp, KeyListOp, KeyRevoke, KeyRevokeOp, OrgRef,
 };
+use clokio_bus::scope::{Preset, Scope, Scopes};
 use utoipa::ToSchema;
 
 use super::{RETRIEVED, forward};
@@ -51,12 +52,61 @@ pub async fn list(
 pub struct KeyCreateBody {
     /// A descriptive name, e.g. "Payroll Integration".
     name: String,
+    /// What the key may do. Give either this or `preset`; with neither the key gets every scope.
+    /// A key can only grant scopes it holds itself.
+    #[schema(example = json!(["attendance:write"]))]
+    scopes: Option<Vec<ScopeName>>,
+    /// A named set: `full` (every scope, the default), `kiosk` (`attendance:write`),
+    /// `read-only` (every `:read` scope).
+    #[schema(example = "read-only")]
+    preset: Option<PresetName>,
+    /// When the key stops working (RFC 3339, in the future). Absent: it does not expire.
+    #[schema(example = "2027-01-31T23:59:59Z")]
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A scope's name.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "kebab-case")]
+pub enum ScopeName {
+    #[schema(rename = "attendance:read")]
+    AttendanceRead,
+    #[schema(rename = "attendance:write")]
+    AttendanceWrite,
+    #[schema(rename = "employees:read")]
+    EmployeesRead,
+    #[schema(rename = "employees:write")]
+    EmployeesWrite,
+    #[schema(rename = "reports:read")]
+    ReportsRead,
+    #[schema(rename = "leave:write")]
+    LeaveWrite,
+    #[schema(rename = "webhooks:manage")]
+    WebhooksManage,
+    #[schema(rename = "keys:manage")]
+    KeysManage,
+    #[schema(rename = "settings:manage")]
+    SettingsManage,
+    #[schema(rename = "events:read")]
+    EventsRead,
+}
+
+/// A named set of scopes.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "kebab-case")]
+pub enum PresetName {
+    Full,
+    Kiosk,
+    ReadOnly,
 }
 
 /// Create an API key. The key is in this response only: store it now.
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "API keys", request_body = KeyCreateBody,
     responses((status = 201, body = Envelope<CreatedApiKey>), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, description = "The key lacks keys:manage, or a scope it would grant", body = ErrorEnvelope),
+        (status = 413, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
         (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
     security(("api_key" = [])))]
 pub async fn create(
@@ -66,9 +116,52 @@ pub async fn create(
     mut f: Fields,
 ) -> Result<Response, ApiError> {
     let name = f.required_str("name", 100)?;
+    let listed = f.optional_list("scopes", Scope::ALL.len() * 2, |s| {
+        Scope::parse(s).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "The scopes field has an unknown scope: {s}. Scopes are {}",
+                Scopes::FULL.names().join(", ")
+            ))
+        })
+    })?;
+    let preset = f
+        .optional_str("preset", 20)?
+        .map(|p| {
+            Preset::parse(&p).ok_or_else(|| {
+                ApiError::invalid("The preset field must be full, kiosk or read-only")
+            })
+        })
+        .transpose()?;
+    let scopes = match (listed, preset) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid("Give either scopes or preset, not both"));
+        }
+        (Some(listed), None) if listed.is_empty() => {
+            return Err(ApiError::invalid(
+                "The scopes field must name at least one scope",
+            ));
+        }
+        (Some(listed), None) => Scopes::of(&listed),
+        (None, Some(preset)) => preset.scopes(),
+        (None, None) => Scopes::FULL,
+    };
+    if let Some(scope) = scopes.first_missing_from(auth.scopes) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            crate::scopes::refusal(scope),
+        ));
+    }
+    let expires_at = f.optional_timestamp("expires_at")?;
+    if expires_at.is_some_and(|at| at <= chrono::Utc::now()) {
+        return Err(ApiError::invalid(
+            "The expires_at field must be a time in the future",
+        ));
+    }
     let req = KeyCreate {
         org_id: auth.org_id,
         name,
+        scopes,
+        expires_at,
     };
     forward::<KeyCreateOp>(
         &app,

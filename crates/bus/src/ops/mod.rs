@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{ApiKeyId, EmployeeId, LocationId, OrgId};
 use crate::key::KeyHash;
+use crate::scope::Scopes;
 use crate::subject::ServiceName;
 use crate::types::{Email, EmployeeCode, EmployeeStatus, LocalTime, Plan, Timezone, Weekday};
 
@@ -121,7 +122,13 @@ pub struct ApiKeyInfo {
     pub name: String,
     /// `clk_…` + the last 4 characters.
     pub hint: String,
+    /// What the key may do (see the scopes table in the API docs).
+    #[schema(value_type = Vec<String>, example = json!(["attendance:write"]))]
+    pub scopes: Scopes,
+    /// After this instant the key is refused (401); null: it does not expire.
+    pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Recorded at most once a minute per key.
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
@@ -135,6 +142,9 @@ pub struct CreatedApiKey {
     /// The secret, `clk_` + 32 characters. Shown once; store it now.
     pub key: String,
     pub hint: String,
+    #[schema(value_type = Vec<String>, example = json!(["attendance:write"]))]
+    pub scopes: Scopes,
+    pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -142,6 +152,11 @@ pub struct CreatedApiKey {
 pub struct KeyCreate {
     pub org_id: OrgId,
     pub name: String,
+    /// Absent (an older caller): every scope, as keys always had.
+    #[serde(default)]
+    pub scopes: Scopes,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -162,6 +177,10 @@ pub struct AuthInfo {
     pub org_id: OrgId,
     pub plan: Plan,
     pub rate_limit_per_minute: Option<u32>,
+    #[serde(default)]
+    pub scopes: Scopes,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
