@@ -30,6 +30,11 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `CLOKIO_MAX_IMPORT_BODY_BYTES`: the bound for history imports (16 MiB).
     pub max_import_body_bytes: usize,
+    /// `CLOKIO_STREAM_BUFFER`: events an event stream may have waiting for its reader before it
+    /// is cut off (256).
+    pub stream_buffer: usize,
+    /// `CLOKIO_STREAM_HEARTBEAT_MS`: the comment line that keeps an idle stream open (15000).
+    pub stream_heartbeat: Duration,
 }
 
 impl Config {
@@ -66,6 +71,8 @@ impl Config {
             key_touch_interval: config::millis("CLOKIO_KEY_TOUCH_INTERVAL_MS", 10_000)?,
             max_body_bytes: config::count("CLOKIO_MAX_BODY_BYTES", 1024 * 1024)?,
             max_import_body_bytes: config::count("CLOKIO_MAX_IMPORT_BODY_BYTES", 16 * 1024 * 1024)?,
+            stream_buffer: config::count("CLOKIO_STREAM_BUFFER", 256)?,
+            stream_heartbeat: config::millis("CLOKIO_STREAM_HEARTBEAT_MS", 15_000)?,
         })
     }
 }

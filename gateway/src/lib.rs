@@ -6,6 +6,7 @@ mod auth;
 mod body;
 mod config;
 mod envelope;
+mod events;
 mod openapi;
 mod ratelimit;
 mod routes;
@@ -43,6 +44,11 @@ pub struct AppInner {
     pub(crate) lists: Arc<OrgCache<Option<EmployeeStatus>>>,
     pub(crate) auth: Arc<Authenticator>,
     pub(crate) limiter: Arc<RateLimiter>,
+    /// The event streams' share of the org events.
+    pub(crate) hub: Arc<events::Hub>,
+    pub(crate) leases: Arc<events::Leases>,
+    /// Set when the gateway starts shutting down: event streams tell clients to reconnect.
+    pub(crate) stopping: tokio::sync::watch::Sender<bool>,
     pub(crate) config: Config,
 }
 
@@ -73,8 +79,13 @@ pub async fn run(
     let (app, background) = build(config).await?;
     let router = router(app.clone());
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+    let stopping = app.stopping.clone();
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Event streams never end by themselves: ask them to, so the drain can finish.
+            stopping.send_replace(true);
+        })
         .await?;
     for task in background {
         task.abort();
@@ -179,11 +190,21 @@ async fn build(
             .redis(limiter.redis());
         background.push(clokio_runtime::ops::start(addr, "gateway", readiness).await?);
     }
+    let hub = events::Hub::new(
+        nats.clone(),
+        config.bus.subjects.clone(),
+        config.stream_buffer,
+    );
+    background.push(tokio::spawn(hub.clone().run()));
+    let leases = events::Leases::new(limiter.redis(), config.bus.subjects.prefix().as_str());
     let app = App(Arc::new(AppInner {
         bus,
         lists,
         auth,
         limiter,
+        hub,
+        leases,
+        stopping: tokio::sync::watch::channel(false).0,
         config,
     }));
     Ok((app, background))

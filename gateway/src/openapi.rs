@@ -13,7 +13,7 @@ use crate::scopes;
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::routes::{
-    api_keys, attendance, employees, leaves, locations, organization, summary, webhooks,
+    api_keys, attendance, employees, events, leaves, locations, organization, summary, webhooks,
 };
 
 /// The success envelope around `data`.
@@ -58,6 +58,7 @@ pub struct ErrorEnvelope {
         summary::summary,
         webhooks::create, webhooks::list, webhooks::show, webhooks::update, webhooks::remove,
         webhooks::test, webhooks::rotate, webhooks::deliveries, webhooks::delivery, webhooks::retry,
+        events::stream,
     ),
     modifiers(&ApiKeyAuth),
 )]
@@ -176,6 +177,7 @@ mod tests {
             "/api/v1/webhooks/{id}/deliveries",
             "/api/v1/webhooks/{id}/deliveries/{delivery_id}",
             "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
+            "/api/v1/events/stream",
         ] {
             assert!(doc["paths"][path].is_object(), "{path} missing");
         }

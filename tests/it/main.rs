@@ -23,6 +23,7 @@ mod organization;
 mod outage;
 mod rate_limit;
 mod scopes;
+mod stream;
 mod summary;
 mod telemetry;
 mod webhooks;

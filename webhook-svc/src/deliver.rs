@@ -236,7 +236,7 @@ async fn take(state: &State, payload: &[u8]) -> Result<(), BusError> {
     let tz = state.directory.org(event.org_id).await?.org.timezone;
     let (mut subs_of, mut bodies) = (Vec::new(), Vec::new());
     for sub in wanted {
-        if render::matches(&sub.filters.0, &event.data, tz) {
+        if sub.filters.0.matches(&event.data, tz) {
             subs_of.push(sub.id);
             bodies.push(render::body(
                 sub.platform(),

@@ -4,10 +4,10 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use clokio_bus::events::Event;
 use clokio_bus::ids::{AttendanceId, EmployeeId, EventId, LocationId, OrgId};
-use clokio_bus::ops::{AttendanceEvent, Filters, Platform, WebhookPreviewed};
+use clokio_bus::ops::{AttendanceEvent, Platform, WebhookPreviewed};
 use clokio_bus::types::{EmployeeCode, Timezone};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -142,11 +142,7 @@ pub fn body(
 ) -> Vec<u8> {
     let text = || render(template.unwrap_or(DEFAULT_TEMPLATE), &event.data, tz);
     let value = match platform {
-        Platform::Generic => serde_json::json!({
-            "type": event.data.event,
-            "timestamp": event.occurred_at,
-            "data": event.data,
-        }),
+        Platform::Generic => event.data.generic_body(event.occurred_at),
         Platform::Slack | Platform::GoogleChat => serde_json::json!({ "text": text() }),
         Platform::Discord => serde_json::json!({ "content": text() }),
         // A Workflows ("When a Teams webhook request is received") message with an Adaptive Card.
@@ -165,50 +161,6 @@ pub fn body(
         }),
     };
     serde_json::to_vec(&value).unwrap_or_default()
-}
-
-/// Whether an event passes a subscription's filters (all in the org's time zone).
-pub fn matches(filters: &Filters, e: &AttendanceEvent, tz: Timezone) -> bool {
-    if !filters.locations.is_empty() && !filters.locations.contains(&e.location_name) {
-        return false;
-    }
-    if !filters.employees.is_empty()
-        && !filters
-            .employees
-            .iter()
-            .any(|c| c == e.employee_code.as_str())
-    {
-        return false;
-    }
-    if !filters.departments.is_empty()
-        && !e
-            .department
-            .as_ref()
-            .is_some_and(|d| filters.departments.contains(d))
-    {
-        return false;
-    }
-    let local = e.timestamp.with_timezone(&tz.tz());
-    if !filters.days_of_week.is_empty() {
-        let iso = local.weekday().number_from_monday() as i16;
-        if !filters.days_of_week.iter().any(|d| d.iso() == iso) {
-            return false;
-        }
-    }
-    if let Some(range) = &filters.time_range {
-        let t = local.time().with_second(0).unwrap_or(local.time());
-        let (start, end) = (range.start.time(), range.end.time());
-        let inside = if start <= end {
-            start <= t && t < end
-        } else {
-            // Wraps midnight: 22:00–06:00.
-            t >= start || t < end
-        };
-        if !inside {
-            return false;
-        }
-    }
-    true
 }
 
 /// Standard Webhooks signature headers' value: `v1,<base64 HMAC-SHA256 of "{id}.{ts}.{body}">`
@@ -253,7 +205,7 @@ pub fn hint(secret: &str) -> String {
 mod tests {
     use super::*;
     use clokio_bus::ids::{AttendanceId, EmployeeId, LocationId};
-    use clokio_bus::ops::TimeRange;
+    use clokio_bus::ops::{Filters, TimeRange};
     use clokio_bus::types::{EmployeeCode, LocalTime};
 
     fn event(at: &str) -> AttendanceEvent {
@@ -305,13 +257,13 @@ mod tests {
             ..Filters::default()
         };
         let night = range("22:00", "06:00");
-        assert!(matches(&night, &event("2026-02-12T23:30:00Z"), tz));
-        assert!(matches(&night, &event("2026-02-12T05:59:00Z"), tz));
-        assert!(!matches(&night, &event("2026-02-12T06:00:00Z"), tz));
-        assert!(!matches(&night, &event("2026-02-12T12:00:00Z"), tz));
+        assert!(night.matches(&event("2026-02-12T23:30:00Z"), tz));
+        assert!(night.matches(&event("2026-02-12T05:59:00Z"), tz));
+        assert!(!night.matches(&event("2026-02-12T06:00:00Z"), tz));
+        assert!(!night.matches(&event("2026-02-12T12:00:00Z"), tz));
         let morning = range("06:00", "10:00");
-        assert!(matches(&morning, &event("2026-02-12T06:00:00Z"), tz));
-        assert!(!matches(&morning, &event("2026-02-12T10:00:00Z"), tz));
+        assert!(morning.matches(&event("2026-02-12T06:00:00Z"), tz));
+        assert!(!morning.matches(&event("2026-02-12T10:00:00Z"), tz));
     }
 
     #[test]

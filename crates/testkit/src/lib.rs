@@ -6,8 +6,10 @@
 //! (defaults: the local servers that `deploy/local/test.sh` makes sure of).
 
 mod console;
+mod sse;
 
 pub use console::{ADMIN_PASSWORD, Browser, Console, Page, html_escape};
+pub use sse::{EventStream, Frame};
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -340,6 +342,8 @@ impl Stack {
             key_touch_interval: Duration::from_millis(200),
             max_body_bytes: 1024 * 1024,
             max_import_body_bytes: 16 * 1024 * 1024,
+            stream_buffer: 256,
+            stream_heartbeat: Duration::from_secs(15),
         }
     }
 

@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod attendance;
 pub mod employees;
+pub mod events;
 pub mod leaves;
 pub mod locations;
 pub mod organization;
@@ -34,6 +35,7 @@ pub fn api_routes() -> Router<App> {
         .merge(locations::routes())
         .merge(api_keys::routes())
         .merge(organization::routes())
+        .merge(events::routes())
 }
 
 /// Sends `req` to its service and wraps the reply's bytes in the envelope.

@@ -376,5 +376,16 @@ pub struct AttendanceEvent {
     pub imported: bool,
 }
 
+impl AttendanceEvent {
+    /// What a generic webhook endpoint receives, and what the event stream's `data:` carries.
+    pub fn generic_body(&self, occurred_at: DateTime<Utc>) -> serde_json::Value {
+        serde_json::json!({
+            "type": self.event,
+            "timestamp": occurred_at,
+            "data": self,
+        })
+    }
+}
+
 /// Data of `leave.created` and `leave.deleted`.
 pub type LeaveEvent = Leave;

@@ -1,11 +1,12 @@
 //! webhook-svc's operations: subscriptions, their secrets, deliveries and the delivery log.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::AttendanceEvent;
 use super::{Empty, Operation};
 use crate::ids::OrgId;
-use crate::types::{LocalTime, Weekday};
+use crate::types::{LocalTime, Timezone, Weekday};
 
 /// Where and how a subscriber is called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -73,6 +74,50 @@ pub struct Filters {
     /// In the org's time zone.
     #[serde(default)]
     pub time_range: Option<TimeRange>,
+}
+
+impl Filters {
+    /// Whether an event passes these filters (days and times in the org's time zone `tz`).
+    /// Webhook deliveries and the gateway's event stream both ask this.
+    pub fn matches(&self, e: &AttendanceEvent, tz: Timezone) -> bool {
+        if !self.locations.is_empty() && !self.locations.contains(&e.location_name) {
+            return false;
+        }
+        if !self.employees.is_empty()
+            && !self.employees.iter().any(|c| c == e.employee_code.as_str())
+        {
+            return false;
+        }
+        if !self.departments.is_empty()
+            && !e
+                .department
+                .as_ref()
+                .is_some_and(|d| self.departments.contains(d))
+        {
+            return false;
+        }
+        let local = e.timestamp.with_timezone(&tz.tz());
+        if !self.days_of_week.is_empty() {
+            let iso = local.weekday().number_from_monday() as i16;
+            if !self.days_of_week.iter().any(|d| d.iso() == iso) {
+                return false;
+            }
+        }
+        if let Some(range) = &self.time_range {
+            let t = local.time().with_second(0).unwrap_or(local.time());
+            let (start, end) = (range.start.time(), range.end.time());
+            let inside = if start <= end {
+                start <= t && t < end
+            } else {
+                // Wraps midnight: 22:00–06:00.
+                t >= start || t < end
+            };
+            if !inside {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 /// A subscription as the API shows it (the secret only as a hint).
