@@ -75,6 +75,10 @@ start_service() {
 	log "started $name (pid $pid, log $logfile)"
 }
 
+# Each open event stream is a socket the gateway holds: lift a 1,024 descriptor default.
+if (($(ulimit -n) < 65536)); then
+	ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+fi
 for name in "${SERVICES[@]}"; do
 	start_service "$name"
 done

@@ -88,7 +88,7 @@ pub struct Hub {
     clients: Mutex<HashMap<OrgId, Vec<Client>>>,
     next_id: AtomicU64,
     /// Set once the hub's consumer runs: before that a stream could miss events.
-    ready: AtomicBool,
+    ready: tokio::sync::watch::Sender<bool>,
     buffer: usize,
 }
 
@@ -116,13 +116,22 @@ impl Hub {
             subjects,
             clients: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
-            ready: AtomicBool::new(false),
+            ready: tokio::sync::watch::channel(false).0,
             buffer: buffer.max(1),
         })
     }
 
     pub fn ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        *self.ready.borrow()
+    }
+
+    /// Waits up to `wait` for the hub's consumer to run (the gateway serves anyway after that;
+    /// streams are refused with 503 until it does).
+    pub async fn wait_ready(&self, wait: Duration) -> bool {
+        let mut rx = self.ready.subscribe();
+        tokio::time::timeout(wait, rx.wait_for(|ready| *ready))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Open streams, for the metrics.
@@ -222,7 +231,7 @@ impl Hub {
             .await?
             .messages()
             .await?;
-        self.ready.store(true, Ordering::Release);
+        self.ready.send_replace(true);
         tracing::info!("event stream hub following attendance events");
         while let Some(msg) = messages.next().await {
             let msg = msg?;

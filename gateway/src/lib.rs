@@ -196,6 +196,11 @@ async fn build(
         config.stream_buffer,
     );
     background.push(tokio::spawn(hub.clone().run()));
+    if !hub.wait_ready(std::time::Duration::from_secs(2)).await {
+        tracing::warn!(
+            "the event stream hub is not following events yet; streams answer 503 until it does"
+        );
+    }
     let leases = events::Leases::new(limiter.redis(), config.bus.subjects.prefix().as_str());
     let app = App(Arc::new(AppInner {
         bus,

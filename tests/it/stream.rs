@@ -407,10 +407,64 @@ async fn a_reader_that_stops_reading_is_cut_off_and_others_keep_receiving() {
     );
 }
 
-/// Heartbeats keep an idle stream open; a gateway shutting down sends `retry:` and closes its
-/// streams, so its drain ends and clients reconnect elsewhere.
+/// A resume while events keep coming: the replay and the live events meet without a gap or a
+/// duplicate, and live events that arrive during a long replay are held, not a reason to cut
+/// the stream off (its buffer here is 8 events).
 #[tokio::test]
-async fn heartbeats_and_a_shutdown_that_asks_clients_to_reconnect() {
+async fn a_resume_under_live_traffic_loses_and_repeats_nothing() {
+    let mut stack = Stack::empty().await;
+    stack.start_employee_svc().await;
+    stack.start_attendance_svc().await;
+    let mut config = stack.gateway_config();
+    config.stream_buffer = 8;
+    let gw = stack.start_gateway_with(config).await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let js = async_nats::jetstream::new(stack.nats.clone());
+    let subject = stack
+        .bus_config
+        .subjects
+        .event("attendance", t.org.id, "clock-in");
+    let publish = |from: u32, to: u32| {
+        let (js, subject, org) = (js.clone(), subject.clone(), t.org.id);
+        async move {
+            for n in from..to {
+                let event = clock_in_event(org, "E-1", n);
+                js.publish(subject.clone(), serde_json::to_vec(&event).unwrap().into())
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let mut first = open(&gw, &t.key, "", None).await;
+    publish(0, 1).await;
+    let position = first.event(WAIT).await;
+    drop(first);
+    publish(1, 400).await;
+    let live = tokio::spawn(publish(400, 800));
+    let mut resumed = open(&gw, &t.key, "", position.id.as_deref()).await;
+    let got = resumed.events(799, WAIT).await;
+    live.await.unwrap();
+    assert_ascending(&got, position.seq());
+    let names: Vec<String> = got
+        .iter()
+        .map(|f| {
+            f.json()["data"]["employee_name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let want: Vec<String> = (1..800).map(|n| format!("Worker {n}")).collect();
+    assert_eq!(names, want);
+    resumed.expect_no_event(Duration::from_millis(300)).await;
+}
+
+/// Heartbeats keep an idle stream open; a revoked key's stream ends; a gateway shutting down
+/// sends `retry:` and closes its streams, so its drain ends and clients reconnect elsewhere.
+#[tokio::test]
+async fn heartbeats_revocation_and_a_shutdown_that_asks_clients_to_reconnect() {
     let (stack, gw) = Stack::start().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
     let mut config = stack.gateway_config();
@@ -427,6 +481,25 @@ async fn heartbeats_and_a_shutdown_that_asks_clients_to_reconnect() {
     let beat = s.frame(WAIT).await.unwrap();
     assert_eq!((beat.event, beat.data, beat.id), (None, None, None));
     assert!(!beat.comments.is_empty(), "{:?}", beat.comments);
+
+    // A key revoked while its stream is open: the stream ends at its next check.
+    let created = own
+        .post(&t.key, "/api/v1/api-keys", &json!({"name": "Wall display"}))
+        .await;
+    let (wall, id) = (
+        created.data()["key"].as_str().unwrap().to_owned(),
+        created.data()["id"].as_str().unwrap().to_owned(),
+    );
+    let mut revoked = open(&own, &wall, "", None).await;
+    own.delete(&t.key, &format!("/api/v1/api-keys/{id}"))
+        .await
+        .expect(200);
+    loop {
+        match revoked.frame(WAIT).await {
+            None => break,
+            Some(f) => assert!(f.event.is_none(), "an event after the revocation: {f:?}"),
+        }
+    }
 
     stop.send(()).unwrap();
     let last = loop {

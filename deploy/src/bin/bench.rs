@@ -1,5 +1,5 @@
 //! clokio-bench: benchmarks run against a live installation (`deploy/local/bench.sh` starts one
-//! with release builds). Three scenarios:
+//! with release builds). Its scenarios:
 //!
 //! - `read` (default): the gateway's read path against `/healthz`, described below.
 //! - `clock`: clock-in/clock-out cycles across 1,000 employees (`--employees`), closed loop;
@@ -13,6 +13,8 @@
 //!   process: deliveries per second and the time from each event's 2xx to its delivery's arrival.
 //! - `console`: the admin console's Employees page (10,000 employees) and Today (1,000) against a
 //!   static asset it serves, and 100 live boards receiving clock-ins (`src/bench/console.rs`).
+//! - `stream`: 100 event streams receiving 200 clock events/s, and the gateway's memory per idle
+//!   stream with 1,000 open (`src/bench/stream.rs`).
 //! - `all`: every scenario above at its standard size (read path; clock at 1,000 employees; daily
 //!   at 10,000 and 20,000; summary at 10,000; webhooks at 1,000 deliveries/s offered) plus each
 //!   service's resident memory idle (before) and its peak (after), written as one markdown table
@@ -37,6 +39,8 @@ use clap::Parser;
 
 #[path = "../bench/console.rs"]
 mod console;
+#[path = "../bench/stream.rs"]
+mod stream;
 use clokio_bus::Bus;
 use clokio_bus::ops::{KeyCreate, KeyCreateOp, OrgCreate, OrgCreateOp};
 use clokio_bus::scope::Scopes;
@@ -70,7 +74,7 @@ struct Args {
     /// Count any HTTP answer as a success (to profile paths that end in a 4xx on purpose).
     #[arg(long)]
     any_status: bool,
-    /// `read`, `clock`, `daily`, `summary`, `webhook`, `console` or `all`.
+    /// `read`, `clock`, `daily`, `summary`, `webhook`, `console`, `stream` or `all`.
     #[arg(long, default_value = "read")]
     scenario: String,
     /// The admin console's base URL (the `console` scenario).
@@ -137,9 +141,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "summary" => summary_bench(&args, &client).await,
         "webhook" => webhook_bench(&args, &client).await,
         "console" => console::console_bench(&args, &client).await,
+        "stream" => stream::stream_bench(&args, &client).await,
         "all" => all(&args, &client).await,
         other => Err(format!(
-            "unknown scenario {other} (read, clock, daily, summary, webhook, console, all)"
+            "unknown scenario {other} (read, clock, daily, summary, webhook, console, stream, all)"
         )
         .into()),
     }
@@ -219,6 +224,7 @@ async fn all(args: &Args, client: &reqwest::Client) -> Result<(), Box<dyn std::e
     summary_bench(&with(10_000, 32, 1000), client).await?;
     webhook_bench(&with(1000, 64, 100), client).await?;
     console::console_bench(args, client).await?;
+    stream::stream_bench(args, client).await?;
     for service in SERVICES {
         if let Some((peak, _)) = memory_kib(service) {
             report(

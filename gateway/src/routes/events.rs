@@ -2,6 +2,7 @@
 //! integrations that would rather hold one connection open than run a webhook endpoint.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -104,7 +105,18 @@ pub async fn stream(
             }
         },
     };
+    // Renew the lease and check the key is still valid (not revoked or expired) this often.
+    let every = app
+        .config
+        .stream_heartbeat
+        .min(crate::events::LEASE_REFRESH);
     let state = StreamState {
+        key: headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        app: app.clone(),
         reset,
         replay,
         last_sent: after.unwrap_or(0),
@@ -112,10 +124,8 @@ pub async fn stream(
         registration,
         lease,
         stopping: app.stopping.subscribe(),
-        refresh: tokio::time::interval_at(
-            tokio::time::Instant::now() + crate::events::LEASE_REFRESH,
-            crate::events::LEASE_REFRESH,
-        ),
+        refresh: tokio::time::interval_at(tokio::time::Instant::now() + every, every),
+        held: std::collections::VecDeque::new(),
         done: false,
     };
     let mut res = Sse::new(events(state))
@@ -179,6 +189,9 @@ fn filter(q: &HashMap<String, String>) -> Result<StreamFilter, ApiError> {
 }
 
 struct StreamState {
+    /// The key the stream was opened with, checked again on each refresh.
+    key: String,
+    app: App,
     /// Send `event: reset` first.
     reset: bool,
     replay: Option<Box<push::Ordered>>,
@@ -189,8 +202,14 @@ struct StreamState {
     lease: Lease,
     stopping: tokio::sync::watch::Receiver<bool>,
     refresh: tokio::time::Interval,
+    /// Live events that arrived while the replay ran.
+    held: std::collections::VecDeque<Arc<Live>>,
     done: bool,
 }
+
+/// The most live events a replaying stream holds; a replay this far behind is cut off (the
+/// client resumes again from what it got).
+const MAX_HELD: usize = 100_000;
 
 /// Why a stream was aborted (the connection is closed without a clean end).
 #[derive(Debug)]
@@ -238,11 +257,28 @@ async fn next(st: &mut StreamState) -> Option<Result<Event, CutOff>> {
                 .comment("the server is restarting; reconnect")));
         }
         if let Some(replay) = st.replay.as_mut() {
+            // Live events keep coming during the replay: hold them (the hub must never find this
+            // stream's buffer full because it is busy replaying) until the replay catches up.
             let msg = tokio::select! {
                 changed = st.stopping.changed() => {
                     if changed.is_err() {
                         st.done = true;
                         return None;
+                    }
+                    continue;
+                }
+                live = st.registration.rx.recv() => {
+                    match live {
+                        Some(live) if st.held.len() < MAX_HELD => st.held.push_back(live),
+                        Some(_) => {
+                            st.done = true;
+                            return Some(Err(CutOff));
+                        }
+                        None if st.registration.cut.load(Ordering::Acquire) => {}
+                        None => {
+                            st.done = true;
+                            return None;
+                        }
                     }
                     continue;
                 }
@@ -273,6 +309,14 @@ async fn next(st: &mut StreamState) -> Option<Result<Event, CutOff>> {
                 _ => continue,
             }
         }
+        // What arrived live during the replay, past what the replay sent.
+        if let Some(live) = st.held.pop_front() {
+            if live.seq > st.last_sent {
+                st.last_sent = live.seq;
+                return Some(Ok(frame(&live)));
+            }
+            continue;
+        }
         tokio::select! {
             changed = st.stopping.changed() => {
                 if changed.is_err() {
@@ -280,7 +324,17 @@ async fn next(st: &mut StreamState) -> Option<Result<Event, CutOff>> {
                     return None;
                 }
             }
-            _ = st.refresh.tick() => st.lease.refresh().await,
+            _ = st.refresh.tick() => {
+                st.lease.refresh().await;
+                // A key revoked or expired since the stream opened ends it (a cached key costs
+                // no I/O; an unavailable employee-svc does not end it).
+                if let Err(err) = st.app.auth.authenticate(Some(&st.key)).await
+                    && err.status == StatusCode::UNAUTHORIZED
+                {
+                    st.done = true;
+                    return None;
+                }
+            }
             live = st.registration.rx.recv() => match live {
                 Some(live) if live.seq > st.last_sent => {
                     st.last_sent = live.seq;
