@@ -310,10 +310,15 @@ async fn afternoon() {
         .expect("signed in, back on the page asked for");
     assert_eq!(heading(c).await, "Employees");
 
-    // Admin > API Keys: create a key, call the gateway with it, revoke it.
+    // Admin > API Keys: create a read-only key, call the gateway with it, revoke it.
     click(c, "nav.mainnav a[href='/api-keys']").await;
     assert_eq!(heading(c).await, "API Keys");
     fill(c, "#name", "Payroll Integration").await;
+    wait_for(c, "#preset")
+        .await
+        .select_by_value("read-only")
+        .await
+        .unwrap();
     click(c, "form[action='/api-keys'] button[type=submit]").await;
     let key = text_of(c, "#revealed-secret").await;
     assert!(key.starts_with("clk_") && key.len() == 36, "{key}");
@@ -327,8 +332,17 @@ async fn afternoon() {
             .await
             .contains("The API key is shown only once")
     );
+    assert!(
+        text_of(c, "tbody tr:first-child")
+            .await
+            .contains("Read-only"),
+        "the list shows the key's access"
+    );
     screenshot(c, "api-keys").await;
     gw.get(&key, "/api/v1/employees").await.expect(200);
+    gw.post(&key, "/api/v1/attendance/clock-in", &json!({"nip": "E-1"}))
+        .await
+        .expect_error(403, "This API key does not have the attendance:write scope");
     click(c, "a.button.danger[href$='/revoke']").await;
     assert_eq!(heading(c).await, "Revoke “Payroll Integration”?");
     screenshot(c, "api-key-revoke").await;

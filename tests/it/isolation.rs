@@ -175,6 +175,19 @@ async fn every_endpoint_with_another_orgs_identifiers_finds_nothing() {
     let mut swept = 0;
     for (template, ops) in doc["paths"].as_object().unwrap() {
         for method in ops.as_object().unwrap().keys() {
+            if template == "/api/v1/events/stream" {
+                // B resuming from the very start of the events stream gets none of A's events
+                // (A's clock-in above is stored there).
+                let mut stream = gw
+                    .event_stream(&b.key, "", Some("0"))
+                    .await
+                    .unwrap_or_else(|res| panic!("B's stream refused: {}", res.text));
+                stream
+                    .expect_no_event(std::time::Duration::from_millis(500))
+                    .await;
+                swept += 1;
+                continue;
+            }
             let owned_in_path = template.contains('{');
             let path = template
                 .replace("{employee_code}", "A-1")

@@ -461,6 +461,50 @@ async fn a_resume_under_live_traffic_loses_and_repeats_nothing() {
     resumed.expect_no_event(Duration::from_millis(300)).await;
 }
 
+/// Each resume replays through an ephemeral consumer of its own; none outlives its client (the
+/// server removes them once nobody listens), so clients that come and go leak nothing.
+#[tokio::test]
+async fn replay_consumers_do_not_outlive_their_clients() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
+        .await;
+    let mut first = open(&gw, &t.key, "", None).await;
+    clock(&gw, &t.key, "E-1", "clock-in").await;
+    let position = first.event(WAIT).await;
+    drop(first);
+    clock(&gw, &t.key, "E-1", "clock-out").await;
+    let js = async_nats::jetstream::new(stack.nats.clone());
+    let name = stack.bus_config.subjects.events_stream();
+    let consumers = || async {
+        js.get_stream(&name)
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .state
+            .consumer_count
+    };
+    let baseline = consumers().await;
+    for _ in 0..3 {
+        let mut r = open(&gw, &t.key, "", position.id.as_deref()).await;
+        assert_eq!(r.event(WAIT).await.event.as_deref(), Some("clock-out"));
+    }
+    assert!(
+        consumers().await > baseline,
+        "the resumes made no consumers"
+    );
+    let left = Instant::now();
+    while consumers().await > baseline {
+        assert!(
+            left.elapsed() < Duration::from_secs(90),
+            "replay consumers outlived their clients"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Heartbeats keep an idle stream open; a revoked key's stream ends; a gateway shutting down
 /// sends `retry:` and closes its streams, so its drain ends and clients reconnect elsewhere.
 #[tokio::test]
