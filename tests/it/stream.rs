@@ -145,6 +145,8 @@ async fn a_stream_resumes_after_its_gateway_dies_and_an_expired_position_resets(
     // A position never given out resets too.
     let mut future = open(&gw, &t.key, "", Some("999999999")).await;
     assert_eq!(future.event(WAIT).await.event.as_deref(), Some("reset"));
+    clock(&gw, &t.key, "E-1", "clock-in").await;
+    assert_eq!(future.event(WAIT).await.event.as_deref(), Some("clock-in"));
 }
 
 #[tokio::test]

@@ -119,7 +119,8 @@ pub async fn stream(
         app: app.clone(),
         reset,
         replay,
-        last_sent: after.unwrap_or(0),
+        // After a reset the position means nothing: every live event is new.
+        last_sent: if reset { 0 } else { after.unwrap_or(0) },
         filter,
         registration,
         lease,
