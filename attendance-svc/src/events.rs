@@ -21,6 +21,8 @@ pub struct Clocked<'a> {
     pub location: &'a str,
     pub work_date: NaiveDate,
     pub clock_in: DateTime<Utc>,
+    /// The session's revision after the change the event tells.
+    pub revision: i64,
 }
 
 impl Clocked<'_> {
@@ -42,6 +44,10 @@ impl Clocked<'_> {
             break_minutes: None,
             break_seconds: None,
             imported: false,
+            revision: Some(self.revision),
+            auto_closed: false,
+            deleted: false,
+            correction: None,
         }
     }
 }

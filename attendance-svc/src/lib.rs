@@ -4,12 +4,14 @@
 //! [`directory`]). Every state change and its events commit in one transaction; the outbox relay
 //! publishes them to JetStream.
 
+mod autoclose;
 mod config;
 mod db;
 mod events;
 mod geo;
 mod handlers;
 mod idempotency;
+mod periods;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -82,6 +84,7 @@ pub async fn run(
         kick: Kick::default(),
         directory,
     };
+    let autoclose = tokio::spawn(autoclose::run(state.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let relay = tokio::spawn(outbox::relay(
         pool.clone(),
@@ -110,6 +113,7 @@ pub async fn run(
     .await;
     let _ = stop_tx.send(true);
     sync.abort();
+    autoclose.abort();
     upkeep.abort();
     sweep.abort();
     if let Some(ops) = ops {
@@ -124,7 +128,7 @@ pub async fn run(
 
 impl Handler for State {
     async fn handle(&self, operation: &str, payload: Bytes) -> Result<Bytes, BusError> {
-        use handlers::{clock, import, leaves, reads};
+        use handlers::{clock, corrections, import, leaves, reads};
         let p = &payload[..];
         match operation {
             ops::ClockInOp::NAME => {
@@ -158,6 +162,23 @@ impl Handler for State {
             ops::LeaveDeleteOp::NAME => {
                 leaves::delete(self, decode::<ops::LeaveDeleteOp>(p)?).await
             }
+            ops::SessionUpdateOp::NAME => {
+                corrections::update(self, decode::<ops::SessionUpdateOp>(p)?).await
+            }
+            ops::SessionDeleteOp::NAME => {
+                corrections::delete(self, decode::<ops::SessionDeleteOp>(p)?).await
+            }
+            ops::SessionCreateOp::NAME => {
+                corrections::create(self, decode::<ops::SessionCreateOp>(p)?).await
+            }
+            ops::SessionHistoryOp::NAME => {
+                corrections::history(self, decode::<ops::SessionHistoryOp>(p)?).await
+            }
+            ops::PeriodCloseOp::NAME => periods::close(self, decode::<ops::PeriodCloseOp>(p)?).await,
+            ops::PeriodReopenOp::NAME => {
+                periods::reopen(self, decode::<ops::PeriodReopenOp>(p)?).await
+            }
+            ops::PeriodListOp::NAME => periods::list(self, decode::<ops::PeriodListOp>(p)?).await,
             other => Err(BusError::new(
                 ErrorCode::NotFound,
                 format!("Unknown operation {other}"),

@@ -252,6 +252,22 @@ impl Fields {
         }
     }
 
+    /// A nested object that may be null: absent or null → None, left out of the fields; an
+    /// object stays in the fields for [`Self::optional_object`].
+    pub fn nullable_object(&mut self, name: &str) -> Result<Option<()>, ApiError> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(Value::Null) => {
+                self.0.remove(name);
+                Ok(None)
+            }
+            Some(Value::Object(_)) => Ok(Some(())),
+            Some(_) => Err(ApiError::invalid(format!(
+                "The {name} field must be an object or null"
+            ))),
+        }
+    }
+
     /// A nested object.
     pub fn optional_object(&mut self, name: &str) -> Result<Option<Fields>, ApiError> {
         match self.take(name) {

@@ -106,6 +106,10 @@ pub fn sample_event(org_id: OrgId, tz: Timezone, now: DateTime<Utc>) -> Event<At
             break_minutes: None,
             break_seconds: None,
             imported: false,
+            revision: None,
+            auto_closed: false,
+            deleted: false,
+            correction: None,
         },
     }
 }
@@ -227,6 +231,10 @@ mod tests {
             break_minutes: None,
             break_seconds: None,
             imported: false,
+            revision: None,
+            auto_closed: false,
+            deleted: false,
+            correction: None,
         }
     }
 

@@ -26,7 +26,8 @@ use sqlx::postgres::PgArguments;
 
 use crate::events::{self, Clocked};
 use crate::idempotency::Idempotency;
-use crate::{State, db, geo};
+use crate::{State, autoclose, db, geo, periods};
+use clokio_bus::ops::period_closed_message;
 use clokio_bus::calendar::whole_seconds;
 use clokio_runtime::directory::OrgInfo;
 use clokio_runtime::outbox;
@@ -141,6 +142,8 @@ struct Current {
     /// The id a clock-in's session gets, drawn in the same statement when asked for and no
     /// session is open: the clock-in event carries it, and is written with the session.
     new_session_id: Option<i64>,
+    /// The org's closed months from the earliest a punch may still be dated in.
+    closed_months: Vec<chrono::NaiveDate>,
     #[sqlx(flatten)]
     session: OpenSessionRow,
 }
@@ -154,6 +157,7 @@ struct OpenSessionRow {
     location: Option<String>,
     break_seconds: Option<i64>,
     break_open_since: Option<DateTime<Utc>>,
+    revision: Option<i64>,
 }
 
 async fn current(
@@ -161,20 +165,24 @@ async fn current(
     employee: &Employee,
     org: clokio_bus::ids::OrgId,
     clock_in: bool,
+    closed_from: chrono::NaiveDate,
 ) -> Result<Current, BusError> {
     let read = || {
         sqlx::query_as(
             "SELECT st.version, st.open_session_id, st.last_event_at, \
                 CASE WHEN $3 AND st.open_session_id IS NULL THEN nextval('sessions_id_seq') END \
                 AS new_session_id, \
+                ARRAY(SELECT month FROM closed_periods WHERE org_id = $1 AND month >= $4) \
+                AS closed_months, \
                 s.work_date, s.clock_in, s.location_id, s.location, s.break_seconds, \
-                s.break_open_since \
+                s.break_open_since, s.revision \
              FROM employee_state st LEFT JOIN sessions s ON s.id = st.open_session_id \
              WHERE st.org_id = $1 AND st.employee_id = $2",
         )
         .bind(org.as_uuid())
         .bind(employee.employee_id.get())
         .bind(clock_in)
+        .bind(closed_from)
     };
     if let Some(found) = read().fetch_optional(&mut *conn).await.map_err(db::err)? {
         return Ok(found);
@@ -223,7 +231,7 @@ static CLOCK_OUT: LazyLock<String> = LazyLock::new(|| {
             RETURNING 1), \
          s AS ( \
             UPDATE sessions SET clock_out = $3, out_location_id = $4, out_location = $5, \
-                break_seconds = $6, break_open_since = NULL \
+                break_seconds = $6, break_open_since = NULL, revision = revision + 1 \
             WHERE id = $2 AND {WROTE}), \
          b AS (UPDATE breaks SET ended_at = $3 WHERE session_id = $2 AND ended_at IS NULL AND {WROTE}), \
          {} \
@@ -238,7 +246,8 @@ static BREAK_START: LazyLock<String> = LazyLock::new(|| {
             WHERE org_id = $1 AND employee_id = $4 AND version = $5 AND open_session_id = $2 \
             RETURNING 1), \
          b AS (INSERT INTO breaks (session_id, started_at) SELECT $2, $3 FROM st), \
-         s AS (UPDATE sessions SET break_open_since = $3 WHERE id = $2 AND {WROTE}), \
+         s AS (UPDATE sessions SET break_open_since = $3, revision = revision + 1 \
+               WHERE id = $2 AND {WROTE}), \
          {} \
          SELECT 1 FROM st",
         outbox::rows_cte_if(6, WROTE)
@@ -251,8 +260,8 @@ static BREAK_END: LazyLock<String> = LazyLock::new(|| {
             WHERE org_id = $1 AND employee_id = $4 AND version = $6 AND open_session_id = $2 \
             RETURNING 1), \
          b AS (UPDATE breaks SET ended_at = $3 WHERE session_id = $2 AND ended_at IS NULL AND {WROTE}), \
-         s AS (UPDATE sessions SET break_open_since = NULL, break_seconds = break_seconds + $5 \
-               WHERE id = $2 AND {WROTE}), \
+         s AS (UPDATE sessions SET break_open_since = NULL, break_seconds = break_seconds + $5, \
+               revision = revision + 1 WHERE id = $2 AND {WROTE}), \
          {} \
          SELECT 1 FROM st",
         outbox::rows_cte_if(7, WROTE)
@@ -267,6 +276,7 @@ struct OpenSession {
     location: String,
     break_seconds: i64,
     break_open_since: Option<DateTime<Utc>>,
+    revision: i64,
 }
 
 impl OpenSession {
@@ -280,6 +290,7 @@ impl OpenSession {
                 location: Some(location),
                 break_seconds: Some(break_seconds),
                 break_open_since,
+                revision: Some(revision),
             } => Ok(Self {
                 id,
                 work_date,
@@ -288,6 +299,7 @@ impl OpenSession {
                 location,
                 break_seconds,
                 break_open_since,
+                revision,
             }),
             _ => {
                 tracing::error!(id, "the open session of an employee's state is missing");
@@ -304,6 +316,7 @@ impl OpenSession {
             location: &self.location,
             work_date: self.work_date,
             clock_in: self.clock_in,
+            revision: self.revision + 1,
         }
     }
 }
@@ -350,13 +363,28 @@ async fn attempt(
     }
     // Breaks carry no position: they happen where the session is.
     let (location_id, location) = place(info, employee, req)?;
+    let tz = info.org.timezone;
+    let settings = &info.org.settings;
+    // The earliest month a punch may still fall in: the offline window, and a day more for
+    // time zones.
+    let closed_from = periods::month_of(tz.date_of(
+        now - Duration::hours(i64::from(settings.offline_backdate_hours)) - Duration::days(1),
+    ));
     let Current {
         version,
         open_session_id: open,
         last_event_at: last,
         new_session_id,
+        closed_months,
         session: open_row,
-    } = current(conn, employee, req.org_id, action == Action::ClockIn).await?;
+    } = current(
+        conn,
+        employee,
+        req.org_id,
+        action == Action::ClockIn,
+        closed_from,
+    )
+    .await?;
     let session = match (action, open) {
         (Action::ClockIn, Some(_)) => {
             return Err(BusError::conflict("Employee is already clocked in"));
@@ -369,6 +397,14 @@ async fn attempt(
         (_, Some(id)) => Some(OpenSession::of(id, open_row)?),
     };
     if let Some(s) = &session {
+        // A forgotten clock-out: the session is closed at its limit first, then this punch is
+        // decided on what follows. (A punch dated before the limit, from an offline kiosk, is
+        // still the session's own.)
+        let limit = s.clock_in + Duration::hours(i64::from(settings.max_shift_hours));
+        if limit <= requested.unwrap_or(now) {
+            autoclose::close(state, conn, info, employee, s.id, limit).await?;
+            return Ok(None);
+        }
         match (action, s.break_open_since) {
             (Action::BreakStart, Some(_)) => {
                 return Err(BusError::conflict("Employee is already on a break"));
@@ -392,7 +428,10 @@ async fn attempt(
         (None, Some(last)) => now.max(last),
         (None, None) => now,
     };
-    let tz = info.org.timezone;
+    let month = periods::month_of(tz.date_of(at));
+    if closed_months.contains(&month) {
+        return Err(BusError::conflict(period_closed_message(month)));
+    }
     let org = req.org_id;
     let mut rows = outbox::Rows::default();
     let reply = match (action, session) {
@@ -407,6 +446,7 @@ async fn attempt(
                 location: &location,
                 work_date,
                 clock_in: at,
+                revision: 1,
             };
             clocked.emit(state, &mut rows, org, kind::CLOCK_IN, at)?;
             let query = sqlx::query(&CLOCK_IN)

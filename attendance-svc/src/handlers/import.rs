@@ -32,14 +32,14 @@ const OUTBOX_CHUNK: usize = 1000;
 const MAX_SESSION: Duration = Duration::hours(48);
 
 /// A record that passed its own checks.
-struct Checked<'a> {
-    employee: Arc<Employee>,
-    location_id: LocationId,
-    location: String,
-    clock_in: DateTime<Utc>,
-    clock_out: DateTime<Utc>,
-    breaks: Vec<(DateTime<Utc>, DateTime<Utc>)>,
-    record: &'a ImportRecord,
+pub(crate) struct Checked<'a> {
+    pub employee: Arc<Employee>,
+    pub location_id: LocationId,
+    pub location: String,
+    pub clock_in: DateTime<Utc>,
+    pub clock_out: DateTime<Utc>,
+    pub breaks: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    pub record: &'a ImportRecord,
 }
 
 pub async fn import(state: &State, req: ImportRequest) -> Result<Bytes, BusError> {
@@ -88,7 +88,7 @@ pub async fn import(state: &State, req: ImportRequest) -> Result<Bytes, BusError
     answer
 }
 
-fn check<'a>(
+pub(crate) fn check<'a>(
     info: &OrgInfo,
     staff: &clokio_runtime::directory::Staff,
     i: usize,
@@ -211,6 +211,11 @@ async fn apply(
     .execute(&mut **tx)
     .await
     .map_err(db::err)?;
+    let closing_dates: Vec<chrono::NaiveDate> = checked
+        .iter()
+        .map(|c| info.org.timezone.date_of(c.clock_in))
+        .collect();
+    crate::periods::check_open(tx, org, &closing_dates).await?;
     let emp: Vec<i64> = checked
         .iter()
         .map(|c| c.employee.employee_id.get())
@@ -321,6 +326,7 @@ async fn apply(
             location: &c.location,
             work_date: *work_date,
             clock_in: c.clock_in,
+            revision: 1,
         };
         let mut push = |name: &str, at: DateTime<Utc>, mut data: AttendanceEvent| {
             data.imported = true;

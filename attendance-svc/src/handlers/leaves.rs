@@ -82,6 +82,12 @@ pub async fn create(state: &State, req: LeaveCreate) -> Result<Bytes, BusError> 
         .execute(&mut *tx)
         .await
         .map_err(db::err)?;
+        crate::periods::check_open(
+            &mut tx,
+            req.org_id,
+            &crate::periods::months_between(req.start_date, req.end_date),
+        )
+        .await?;
         let overlap: Option<(i64,)> = sqlx::query_as(
             "SELECT id FROM leaves WHERE org_id = $1 AND employee_id = $2 \
              AND start_date <= $4 AND end_date >= $3 LIMIT 1",
@@ -182,6 +188,13 @@ pub async fn delete(state: &State, req: LeaveDelete) -> Result<Bytes, BusError> 
         .await
         .map_err(db::err)?;
         let row = row.ok_or_else(|| BusError::not_found("Leave not found"))?;
+        crate::handlers::corrections::lock_employee(&mut tx, req.org_id, row.employee_id).await?;
+        crate::periods::check_open(
+            &mut tx,
+            req.org_id,
+            &crate::periods::months_between(row.start_date, row.end_date),
+        )
+        .await?;
         let employee = employee_of(&staff, row.employee_id)?;
         let leave = row.into_leave(&employee)?;
         events::enqueue(

@@ -33,29 +33,41 @@ struct DayRow {
     open: bool,
     work_seconds: i64,
     break_seconds: i64,
+    auto_closed: bool,
+    /// Each session's worked seconds, read only when the org rounds them.
+    nets: Option<Vec<i64>>,
 }
 
 /// Daily records of `[start, end]`, of one employee or all, ordered by date then employee.
 async fn days(
     state: &State,
-    org: OrgId,
+    info: &OrgInfo,
     start: NaiveDate,
     end: NaiveDate,
     employee: Option<EmployeeId>,
 ) -> Result<Vec<DayRow>, BusError> {
+    let org = info.org.id;
+    let nets = if info.org.settings.rounding.is_some() {
+        "array_agg(greatest(extract(epoch FROM coalesce(clock_out, $4) - clock_in), 0)::bigint \
+            - break_seconds - greatest(coalesce(extract(epoch FROM $4 - break_open_since), 0), 0)::bigint)"
+    } else {
+        "NULL::bigint[]"
+    };
     let sql = one_employee(
         "SELECT work_date, employee_id, min(clock_in) AS first_in, max(clock_out) AS last_out, \
             bool_or(clock_out IS NULL) AS open, \
             sum(greatest(extract(epoch FROM coalesce(clock_out, $4) - clock_in), 0))::bigint \
                 AS work_seconds, \
             sum(break_seconds + greatest(coalesce(extract(epoch FROM $4 - break_open_since), 0), 0))::bigint \
-                AS break_seconds \
+                AS break_seconds, \
+            bool_or(auto_closed) AS auto_closed, {NETS} AS nets \
          FROM sessions \
          WHERE org_id = $1 AND work_date BETWEEN $2 AND $3 {EMPLOYEE} \
          GROUP BY work_date, employee_id ORDER BY work_date, employee_id",
         employee.is_some(),
         5,
-    );
+    )
+    .replace("{NETS}", nets);
     let mut query = sqlx::query_as(&sql)
         .bind(org.as_uuid())
         .bind(start)
@@ -83,6 +95,8 @@ fn one_employee(sql: &str, one: bool, n: u8) -> String {
 
 fn records(info: &OrgInfo, staff: &Staff, rows: Vec<DayRow>, with_date: bool) -> Vec<DailyRecord> {
     let tz = info.org.timezone;
+    let rules = info.org.settings.pay_rules();
+    let now = whole_seconds(Utc::now());
     rows.into_iter()
         .filter_map(|r| {
             let Some(employee) = staff.by_id.get(&EmployeeId::new(r.employee_id)) else {
@@ -92,6 +106,14 @@ fn records(info: &OrgInfo, staff: &Staff, rows: Vec<DayRow>, with_date: bool) ->
                 );
                 return None;
             };
+            let raw = (r.work_seconds - r.break_seconds).max(0);
+            let rounded = match &r.nets {
+                Some(nets) => nets.iter().map(|n| rules.round(*n)).sum(),
+                None => raw,
+            };
+            let end = if r.open { now } else { r.last_out.unwrap_or(now) };
+            let taken = (end - r.first_in).num_seconds() - raw;
+            let day = rules.day(raw, rounded, taken);
             Some(DailyRecord {
                 date: with_date.then_some(r.work_date),
                 employee_id: employee.employee_id,
@@ -99,9 +121,12 @@ fn records(info: &OrgInfo, staff: &Staff, rows: Vec<DayRow>, with_date: bool) ->
                 nip: employee.employee_code.clone(),
                 clock_in: r.first_in,
                 clock_out: if r.open { None } else { r.last_out },
-                total_hours: hours(r.work_seconds - r.break_seconds),
+                total_hours: hours(day.payable),
                 break_minutes: minutes(r.break_seconds),
                 status: day_status(&info.org.settings, tz, r.work_date, r.first_in),
+                raw_total_hours: hours(raw),
+                auto_break_minutes: minutes(day.auto_break),
+                auto_closed: r.auto_closed,
             })
         })
         .collect()
@@ -112,7 +137,7 @@ pub async fn daily(state: &State, q: DailyQuery) -> Result<Bytes, BusError> {
         state.directory.org(q.org_id),
         state.directory.staff(q.org_id)
     )?;
-    let rows = days(state, q.org_id, q.date, q.date, None).await?;
+    let rows = days(state, &info, q.date, q.date, None).await?;
     to_bytes(&records(&info, &staff, rows, false))
 }
 
@@ -137,7 +162,7 @@ pub async fn range(state: &State, q: RangeQuery) -> Result<Bytes, BusError> {
         state.directory.org(q.org_id),
         state.directory.staff(q.org_id)
     )?;
-    let rows = days(state, q.org_id, q.start, q.end, None).await?;
+    let rows = days(state, &info, q.start, q.end, None).await?;
     to_bytes(&records(&info, &staff, rows, true))
 }
 
@@ -151,7 +176,7 @@ pub async fn employee_range(state: &State, q: EmployeeRangeQuery) -> Result<Byte
         .start
         .unwrap_or_else(|| end - Duration::days(MAX_RANGE_DAYS - 1));
     check_range(start, end, MAX_EMPLOYEE_RANGE_DAYS)?;
-    let rows = days(state, q.org_id, start, end, Some(employee.employee_id)).await?;
+    let rows = days(state, &info, start, end, Some(employee.employee_id)).await?;
     let staff = Staff::of_one(employee);
     to_bytes(&records(&info, &staff, rows, true))
 }
@@ -169,6 +194,7 @@ struct SessionRow {
     out_location: Option<String>,
     break_seconds: i64,
     break_open_since: Option<DateTime<Utc>>,
+    auto_closed: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -247,7 +273,7 @@ async fn activity(
     dates.dedup();
     let sql = one_employee(
         "SELECT id, employee_id, work_date, clock_in, clock_out, location, out_location, \
-            break_seconds, break_open_since \
+            break_seconds, break_open_since, auto_closed \
          FROM sessions \
          WHERE org_id = $1 AND work_date = ANY($2) {EMPLOYEE} \
          ORDER BY employee_id, clock_in",
@@ -295,12 +321,13 @@ async fn activity(
                 .into_iter()
                 .filter(|s| s.work_date == day)
                 .collect();
-            build_day(e, day, mine, &mut breaks_of, now)
+            build_day(info, e, day, mine, &mut breaks_of, now)
         })
         .collect())
 }
 
 fn build_day(
+    info: &OrgInfo,
     employee: &Employee,
     date: NaiveDate,
     sessions: Vec<SessionRow>,
@@ -316,13 +343,20 @@ fn build_day(
     } else {
         CurrentStatus::ClockedOut
     };
+    let rules = info.org.settings.pay_rules();
+    let mut rounded_seconds = 0i64;
     for s in &sessions {
         let attendance_id = AttendanceId::new(s.id);
         let end = s.clock_out.unwrap_or(now).max(s.clock_in);
-        work_seconds += (end - s.clock_in).num_seconds();
-        break_seconds += s.break_seconds
+        let gross = (end - s.clock_in).num_seconds();
+        let breaks = s.break_seconds
             + s.break_open_since
                 .map_or(0, |since| (now - since).num_seconds().max(0));
+        work_seconds += gross;
+        break_seconds += breaks;
+        let worked = (gross - breaks).max(0);
+        let rounded = rules.round(worked);
+        rounded_seconds += rounded;
         if s.clock_out.is_none() {
             current = if s.break_open_since.is_some() {
                 CurrentStatus::OnBreak
@@ -334,8 +368,11 @@ fn build_day(
             attendance_id,
             clock_in: s.clock_in,
             clock_out: s.clock_out,
-            duration_minutes: minutes((end - s.clock_in).num_seconds()),
+            duration_minutes: minutes(gross),
             location: s.location.clone(),
+            worked_minutes: minutes(worked),
+            rounded_minutes: minutes(rounded),
+            auto_closed: s.auto_closed,
         });
         timeline.push(TimelineEntry {
             event: "clock-in".to_owned(),
@@ -375,6 +412,12 @@ fn build_day(
     // that ends at the clock-out's instant before it.
     timeline.sort_by_key(|t| t.timestamp);
     let open = sessions.iter().any(|s| s.clock_out.is_none());
+    let raw = (work_seconds - break_seconds).max(0);
+    let span = match (sessions.first(), sessions.iter().map(|s| s.clock_out.unwrap_or(now)).max()) {
+        (Some(first), Some(last)) => (last - first.clock_in).num_seconds(),
+        _ => 0,
+    };
+    let day = rules.day(raw, rounded_seconds, span - raw);
     DailyActivity {
         employee_id: employee.employee_id,
         employee_name: employee.name.clone(),
@@ -390,7 +433,9 @@ fn build_day(
             },
             total_work_minutes: minutes(work_seconds),
             total_break_minutes: minutes(break_seconds),
-            net_work_hours: hours(work_seconds - break_seconds),
+            net_work_hours: hours(day.payable),
+            raw_net_work_hours: hours(raw),
+            auto_break_minutes: minutes(day.auto_break),
         },
         work_sessions,
         break_sessions,

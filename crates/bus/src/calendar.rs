@@ -79,6 +79,9 @@ mod tests {
             },
             holidays: vec![NaiveDate::from_ymd_opt(2026, 12, 25).unwrap()],
             offline_backdate_hours: 72,
+            max_shift_hours: 16,
+            rounding: None,
+            break_rules: Vec::new(),
         }
     }
 

@@ -31,6 +31,14 @@ pub mod kind {
     pub const BREAK_START: &str = "break-start";
     pub const BREAK_END: &str = "break-end";
     pub const DELETED: &str = "deleted";
+    /// `attendance.corrected`: a session was created, changed or deleted by a correction.
+    pub const CORRECTED: &str = "corrected";
+    /// The webhook and stream name of `attendance.corrected`.
+    pub const CORRECTION: &str = "correction";
+
+    pub const PERIOD: &str = "period";
+    pub const CLOSED: &str = "closed";
+    pub const REOPENED: &str = "reopened";
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ pub mod events;
 pub mod ids;
 pub mod key;
 pub mod ops;
+pub mod payroll;
 pub mod scope;
 pub mod server;
 pub mod stream;

@@ -5,6 +5,7 @@ use clokio_bus::BusError;
 use clokio_bus::events::{Event, kind};
 use clokio_bus::ids::{EventId, OrgId};
 use clokio_bus::ops::{OrgCreate, OrgSettings, OrgUpdate, Organization, Schedule};
+use clokio_bus::payroll::{self, BreakRule, Rounding, RoundingMode};
 use clokio_bus::types::{LocalTime, Plan, Timezone, Weekday};
 use clokio_runtime::outbox;
 use uuid::Uuid;
@@ -12,7 +13,8 @@ use uuid::Uuid;
 use crate::{State, db};
 
 pub(crate) const ORG_COLUMNS: &str = "id, name, plan, rate_limit_per_minute, timezone, work_days, \
-     schedule_start, hours_per_day, late_grace_minutes, holidays, offline_backdate_hours, created_at";
+     schedule_start, hours_per_day, late_grace_minutes, holidays, offline_backdate_hours, max_shift_hours, \
+     rounding_minutes, rounding_mode, break_rules, created_at";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct OrgRow {
@@ -27,6 +29,10 @@ pub(crate) struct OrgRow {
     late_grace_minutes: i32,
     holidays: Vec<NaiveDate>,
     offline_backdate_hours: i32,
+    max_shift_hours: i32,
+    rounding_minutes: Option<i32>,
+    rounding_mode: Option<String>,
+    break_rules: sqlx::types::Json<Vec<BreakRule>>,
     created_at: DateTime<Utc>,
 }
 
@@ -55,6 +61,17 @@ impl OrgRow {
                 },
                 holidays: self.holidays,
                 offline_backdate_hours: self.offline_backdate_hours as u32,
+                max_shift_hours: self.max_shift_hours as u32,
+                rounding: match (self.rounding_minutes, self.rounding_mode.as_deref()) {
+                    (Some(minutes), Some(mode)) => {
+                        RoundingMode::parse(mode).map(|mode| Rounding {
+                            minutes: minutes as u32,
+                            mode,
+                        })
+                    }
+                    _ => None,
+                },
+                break_rules: self.break_rules.0,
             },
             created_at: self.created_at,
         }
@@ -141,6 +158,19 @@ pub async fn update(state: &State, req: OrgUpdate) -> Result<Organization, BusEr
             "The offline_backdate_hours field must be between 0 and 720",
         ));
     }
+    if p.max_shift_hours.is_some_and(|h| !(1..=72).contains(&h)) {
+        return Err(BusError::invalid(
+            "The max_shift_hours field must be between 1 and 72",
+        ));
+    }
+    if let Some(r) = p.rounding {
+        Rounding::new(r.minutes, r.mode).map_err(BusError::invalid)?;
+    }
+    let break_rules = p
+        .break_rules
+        .map(payroll::check_break_rules)
+        .transpose()
+        .map_err(BusError::invalid)?;
     let work_days: Option<Vec<i16>> = p.work_days.map(|days| {
         let mut iso: Vec<i16> = days.into_iter().map(Weekday::iso).collect();
         iso.sort_unstable();
@@ -168,6 +198,10 @@ pub async fn update(state: &State, req: OrgUpdate) -> Result<Organization, BusEr
             late_grace_minutes = COALESCE($6, late_grace_minutes), \
             holidays = COALESCE($7, holidays), \
             offline_backdate_hours = COALESCE($8, offline_backdate_hours), \
+            max_shift_hours = COALESCE($9, max_shift_hours), \
+            rounding_minutes = CASE WHEN $10 THEN NULL ELSE COALESCE($11, rounding_minutes) END, \
+            rounding_mode = CASE WHEN $10 THEN NULL ELSE COALESCE($12, rounding_mode) END, \
+            break_rules = COALESCE($13, break_rules), \
             updated_at = now() \
          WHERE id = $1 RETURNING {ORG_COLUMNS}"
     ))
@@ -179,6 +213,11 @@ pub async fn update(state: &State, req: OrgUpdate) -> Result<Organization, BusEr
     .bind(p.late_grace_minutes.map(|m| m as i32))
     .bind(holidays)
     .bind(p.offline_backdate_hours.map(|h| h as i32))
+    .bind(p.max_shift_hours.map(|h| h as i32))
+    .bind(p.rounding_off)
+    .bind(p.rounding.map(|r| r.minutes as i32))
+    .bind(p.rounding.map(|r| r.mode.as_str()))
+    .bind(break_rules.map(sqlx::types::Json))
     .fetch_optional(&mut *tx)
     .await
     .map_err(db::err)?;

@@ -7,6 +7,9 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use clokio_bus::ops::{OrgGetOp, OrgPatch, OrgRef, OrgUpdate, OrgUpdateOp, Organization};
+use clokio_bus::payroll::{
+    BreakRule, MAX_BREAK_RULES, Rounding, RoundingMode, check_break_rules,
+};
 use clokio_bus::types::{LocalTime, Timezone, Weekday};
 use utoipa::ToSchema;
 
@@ -64,9 +67,17 @@ pub struct OrgPatchBody {
     holidays: Option<Vec<String>>,
     /// How far back an offline kiosk may date a clock event (0-720).
     offline_backdate_hours: Option<u32>,
+    /// A session still open after this many hours is closed at clock-in + this (1-72, default 16).
+    max_shift_hours: Option<u32>,
+    /// Rounding of each session's worked time in totals, or null to turn it off.
+    rounding: Option<Rounding>,
+    /// Automatic break deduction, e.g. `[{"after_hours": 6, "minimum_break_minutes": 30},
+    /// {"after_hours": 9, "minimum_break_minutes": 45}]`; `[]` turns it off.
+    break_rules: Option<Vec<BreakRule>>,
 }
 
-/// Update the organization's time zone, work week, schedule, holidays or offline window.
+/// Update the organization's time zone, work week, schedule, holidays, offline window or payroll
+/// rules (forgotten clock-outs, rounding, automatic break deduction).
 #[utoipa::path(patch, path = "/api/v1/organization", tag = "Organization", request_body = OrgPatchBody,
     responses((status = 200, body = Envelope<Organization>), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, description = "Plan changes are operator-only", body = ErrorEnvelope),
@@ -99,6 +110,49 @@ pub async fn update(
     })?;
     let holidays = f.optional_list("holidays", 1000, |s| parse_date("holidays", s))?;
     let offline_backdate_hours = f.optional_u32("offline_backdate_hours", 720)?;
+    let max_shift_hours = f.optional_u32("max_shift_hours", 72)?;
+    if max_shift_hours == Some(0) {
+        return Err(ApiError::invalid(
+            "The max_shift_hours field must be between 1 and 72",
+        ));
+    }
+    let rounding_off = f.contains("rounding") && f.nullable_object("rounding")?.is_none();
+    let rounding = match f.optional_object("rounding")? {
+        None => None,
+        Some(mut r) => {
+            let minutes = r
+                .optional_u32("minutes", 1440)?
+                .ok_or_else(|| crate::body::required("rounding.minutes"))?;
+            let mode = r
+                .optional_str("mode", 16)?
+                .ok_or_else(|| crate::body::required("rounding.mode"))?;
+            let mode = RoundingMode::parse(&mode).ok_or_else(|| {
+                ApiError::invalid("The rounding.mode field must be one of: nearest, up, down")
+            })?;
+            Some(Rounding::new(minutes, mode).map_err(ApiError::invalid)?)
+        }
+    };
+    let break_rules = match f.optional_objects("break_rules", MAX_BREAK_RULES)? {
+        None => None,
+        Some(items) => {
+            let mut rules = Vec::with_capacity(items.len());
+            for (i, mut item) in items.into_iter().enumerate() {
+                let after = format!("break_rules.{i}.after_hours");
+                let minimum = format!("break_rules.{i}.minimum_break_minutes");
+                let after_hours = item
+                    .optional_f64(&after)?
+                    .ok_or_else(|| crate::body::required(&after))?;
+                let minimum_break_minutes = item
+                    .optional_u32(&minimum, 240)?
+                    .ok_or_else(|| crate::body::required(&minimum))?;
+                rules.push(BreakRule {
+                    after_hours,
+                    minimum_break_minutes,
+                });
+            }
+            Some(check_break_rules(rules).map_err(ApiError::invalid)?)
+        }
+    };
     let (mut schedule_start, mut hours_per_day, mut late_grace_minutes) = (None, None, None);
     if let Some(mut s) = f.optional_object("schedule")? {
         schedule_start = s
@@ -124,6 +178,10 @@ pub async fn update(
         late_grace_minutes,
         holidays,
         offline_backdate_hours,
+        max_shift_hours,
+        rounding,
+        rounding_off,
+        break_rules,
     };
     if patch == OrgPatch::default() {
         return Err(ApiError::invalid(

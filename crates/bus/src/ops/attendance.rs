@@ -95,10 +95,18 @@ pub struct DailyRecord {
     pub clock_in: DateTime<Utc>,
     /// The last clock-out; null while a session of the date is open.
     pub clock_out: Option<DateTime<Utc>>,
-    /// Net of breaks, rounded to 2 decimals; open sessions count until now.
+    /// Net of breaks, rounded to 2 decimals; open sessions count until now. With the org's
+    /// rounding or break rules on, what payroll counts: each session rounded, then the
+    /// automatic break deducted.
     pub total_hours: f64,
     pub break_minutes: i64,
     pub status: DayStatus,
+    /// Net of breaks as punched, before rounding and automatic break deduction.
+    pub raw_total_hours: f64,
+    /// Break minutes deducted because the org's break rules required more than was taken.
+    pub auto_break_minutes: i64,
+    /// A session of the date was closed by the system after `max_shift_hours`.
+    pub auto_closed: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -151,6 +159,12 @@ pub struct WorkSession {
     pub duration_minutes: i64,
     /// Where the session began.
     pub location: String,
+    /// Worked minutes, breaks excluded, as punched.
+    pub worked_minutes: i64,
+    /// Worked minutes after the org's rounding (equal to `worked_minutes` without rounding).
+    pub rounded_minutes: i64,
+    /// Closed by the system after `max_shift_hours`.
+    pub auto_closed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -176,8 +190,13 @@ pub struct ActivitySummary {
     pub last_clock_out: Option<DateTime<Utc>>,
     pub total_work_minutes: i64,
     pub total_break_minutes: i64,
-    /// (work − breaks) in hours, rounded to 2 decimals.
+    /// (work − breaks) in hours, rounded to 2 decimals; with the org's rounding or break
+    /// rules on, after them.
     pub net_work_hours: f64,
+    /// (work − breaks) as punched, before rounding and automatic break deduction.
+    pub raw_net_work_hours: f64,
+    /// Break minutes deducted by the org's break rules.
+    pub auto_break_minutes: i64,
 }
 
 /// An employee's day in detail. The day is the org-local date the sessions began on.
@@ -327,6 +346,214 @@ operation!(LeaveCreateOp, Attendance, "leave_create", LeaveCreate => Leave);
 operation!(LeaveListOp, Attendance, "leave_list", LeaveList => Vec<Leave>);
 operation!(LeaveDeleteOp, Attendance, "leave_delete", LeaveDelete => Leave);
 
+// ---------------------------------------------------------------- corrections
+
+/// Who made a change, as the audit trail shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Actor {
+    /// `api_key`, `admin` or `system` (automatic closes).
+    pub kind: ActorKind,
+    /// The key's or admin's id; null for the system.
+    pub id: Option<String>,
+    /// The key's name, the admin's name, or `Clokio`.
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    ApiKey,
+    Admin,
+    System,
+}
+
+impl ActorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api_key",
+            Self::Admin => "admin",
+            Self::System => "system",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "api_key" => Some(Self::ApiKey),
+            "admin" => Some(Self::Admin),
+            "system" => Some(Self::System),
+            _ => None,
+        }
+    }
+}
+
+/// The longest reason a correction may give.
+pub const MAX_REASON_LEN: usize = 500;
+
+/// A break of a session: `end` null while it runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SessionBreak {
+    pub start: DateTime<Utc>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+/// A session's correctable state: what the audit trail keeps before and after each change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SessionState {
+    /// The org-local date of the clock-in: the date the session belongs to.
+    pub work_date: NaiveDate,
+    pub clock_in: DateTime<Utc>,
+    pub clock_out: Option<DateTime<Utc>>,
+    /// Where the session began.
+    pub location: String,
+    pub breaks: Vec<SessionBreak>,
+    /// Closed by the system after the org's `max_shift_hours`.
+    pub auto_closed: bool,
+}
+
+/// One work session, as corrections return it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AttendanceSession {
+    pub attendance_id: AttendanceId,
+    pub employee_id: EmployeeId,
+    pub nip: EmployeeCode,
+    pub employee_name: String,
+    #[serde(flatten)]
+    pub state: SessionState,
+    /// Break minutes taken (a running break until now).
+    pub break_minutes: i64,
+    /// (clock_out − clock_in − breaks) in hours, rounded to 2 decimals, as punched; null while open.
+    pub total_hours: Option<f64>,
+    /// Brought in by an import.
+    pub imported: bool,
+    /// Moves on with every change of the session.
+    pub revision: i64,
+}
+
+/// `PATCH /attendance/sessions/{id}`: what is absent stays as it is; `breaks` replaces them all.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionUpdate {
+    pub org_id: OrgId,
+    pub id: AttendanceId,
+    pub clock_in: Option<DateTime<Utc>>,
+    pub clock_out: Option<DateTime<Utc>>,
+    pub breaks: Option<Vec<ImportBreak>>,
+    pub location: Option<String>,
+    pub reason: String,
+    pub actor: Actor,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionDelete {
+    pub org_id: OrgId,
+    pub id: AttendanceId,
+    pub reason: String,
+    pub actor: Actor,
+    pub idempotency_key: Option<String>,
+}
+
+/// A session that was never punched, in the shape of an import record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionCreate {
+    pub org_id: OrgId,
+    pub record: ImportRecord,
+    pub reason: String,
+    pub actor: Actor,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionRef {
+    pub org_id: OrgId,
+    pub id: AttendanceId,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CorrectionAction {
+    Created,
+    Updated,
+    Deleted,
+    AutoClosed,
+}
+
+impl CorrectionAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Deleted => "deleted",
+            Self::AutoClosed => "auto_closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "created" => Some(Self::Created),
+            "updated" => Some(Self::Updated),
+            "deleted" => Some(Self::Deleted),
+            "auto_closed" => Some(Self::AutoClosed),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of a session's audit trail.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Correction {
+    pub id: i64,
+    pub attendance_id: AttendanceId,
+    pub action: CorrectionAction,
+    /// Who: an API key (its name), an admin, or the system.
+    pub by: Actor,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+    /// The session before the change; null when it was created.
+    pub before: Option<SessionState>,
+    /// The session after the change; null when it was deleted.
+    pub after: Option<SessionState>,
+}
+
+operation!(SessionUpdateOp, Attendance, "session_update", SessionUpdate => AttendanceSession);
+operation!(SessionDeleteOp, Attendance, "session_delete", SessionDelete => AttendanceSession);
+operation!(SessionCreateOp, Attendance, "session_create", SessionCreate => AttendanceSession);
+operation!(SessionHistoryOp, Attendance, "session_history", SessionRef => Vec<Correction>);
+
+// ---------------------------------------------------------------- pay periods
+
+/// A month of an organization, closed or open.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Period {
+    /// `YYYY-MM`.
+    pub period: String,
+    pub closed: bool,
+    pub closed_at: Option<DateTime<Utc>>,
+    /// Who closed it.
+    pub closed_by: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeriodChange {
+    pub org_id: OrgId,
+    pub year: i32,
+    pub month: u32,
+    pub actor: Actor,
+}
+
+operation!(PeriodCloseOp, Attendance, "period_close", PeriodChange => Period);
+operation!(PeriodReopenOp, Attendance, "period_reopen", PeriodChange => Period);
+operation!(PeriodListOp, Attendance, "period_list", super::OrgRef => Vec<Period>);
+
+/// `2026-02`: how the API names a month.
+pub fn period_name(first_day: NaiveDate) -> String {
+    first_day.format("%Y-%m").to_string()
+}
+
+/// The message of every write refused in a closed month.
+pub fn period_closed_message(first_day: NaiveDate) -> String {
+    format!("The period {} is closed", period_name(first_day))
+}
+
 /// Every operation attendance-svc answers, for its endpoint registration.
 pub const ATTENDANCE_OPERATIONS: &[&str] = &[
     ClockInOp::NAME,
@@ -342,6 +569,13 @@ pub const ATTENDANCE_OPERATIONS: &[&str] = &[
     LeaveCreateOp::NAME,
     LeaveListOp::NAME,
     LeaveDeleteOp::NAME,
+    SessionUpdateOp::NAME,
+    SessionDeleteOp::NAME,
+    SessionCreateOp::NAME,
+    SessionHistoryOp::NAME,
+    PeriodCloseOp::NAME,
+    PeriodReopenOp::NAME,
+    PeriodListOp::NAME,
 ];
 
 // ---------------------------------------------------------------- events
@@ -374,6 +608,42 @@ pub struct AttendanceEvent {
     pub break_seconds: Option<i64>,
     /// History brought in by an import: projections count it, webhooks do not announce it.
     pub imported: bool,
+    /// The session's revision this event describes (absent in events written before revisions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    /// A clock-out the system made after the org's `max_shift_hours`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_closed: bool,
+    /// The session no longer exists (a correction deleted it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// What a correction changed (`correction` events only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correction: Option<CorrectionNote>,
+}
+
+/// A correction as its event tells it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CorrectionNote {
+    pub action: CorrectionAction,
+    pub reason: String,
+    pub by: Actor,
+    pub before: Option<SessionState>,
+    pub after: Option<SessionState>,
+}
+
+/// Data of `period.closed` and `period.reopened`: which month, and what attendance-svc held for
+/// it when it closed, so a projection can tell when it has caught up.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeriodEvent {
+    /// The first day of the month.
+    pub month: NaiveDate,
+    pub generation: i64,
+    pub closed_at: DateTime<Utc>,
+    /// md5 of the month's sessions as `id:revision`, comma-separated in id order.
+    pub sessions_digest: String,
+    /// md5 of the ids of the leaves overlapping the month, comma-separated in id order.
+    pub leaves_digest: String,
 }
 
 impl AttendanceEvent {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{ApiKeyId, EmployeeId, LocationId, OrgId};
 use crate::key::KeyHash;
+use crate::payroll::{BreakRule, Rounding};
 use crate::scope::Scopes;
 use crate::subject::ServiceName;
 use crate::types::{Email, EmployeeCode, EmployeeStatus, LocalTime, Plan, Timezone, Weekday};
@@ -48,6 +49,32 @@ pub struct OrgSettings {
     pub schedule: Schedule,
     pub holidays: Vec<NaiveDate>,
     pub offline_backdate_hours: u32,
+    /// A session open longer than this is closed at clock-in + this many hours (1-72).
+    #[serde(default = "default_max_shift_hours")]
+    pub max_shift_hours: u32,
+    /// Rounding of each session's worked time in totals; null: none.
+    #[serde(default)]
+    pub rounding: Option<Rounding>,
+    /// Automatic break deduction; empty: none.
+    #[serde(default)]
+    pub break_rules: Vec<BreakRule>,
+}
+
+/// A session open longer than this many hours is closed, unless the org says otherwise.
+pub const DEFAULT_MAX_SHIFT_HOURS: u32 = 16;
+
+fn default_max_shift_hours() -> u32 {
+    DEFAULT_MAX_SHIFT_HOURS
+}
+
+impl OrgSettings {
+    /// The payroll rules these settings hold.
+    pub fn pay_rules(&self) -> crate::payroll::Rules<'_> {
+        crate::payroll::Rules {
+            rounding: self.rounding,
+            break_rules: &self.break_rules,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -95,6 +122,15 @@ pub struct OrgPatch {
     pub late_grace_minutes: Option<u32>,
     pub holidays: Option<Vec<NaiveDate>>,
     pub offline_backdate_hours: Option<u32>,
+    #[serde(default)]
+    pub max_shift_hours: Option<u32>,
+    #[serde(default)]
+    pub rounding: Option<Rounding>,
+    /// Turns rounding off (`rounding: null` in the API).
+    #[serde(default)]
+    pub rounding_off: bool,
+    #[serde(default)]
+    pub break_rules: Option<Vec<BreakRule>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -1,0 +1,208 @@
+//! Forgotten clock-outs: a session still open `max_shift_hours` (an org setting, 16 by default)
+//! after its clock-in is closed at clock-in + `max_shift_hours`, flagged `auto_closed`, with a
+//! `clock-out` event that says so, so the next clock-in is accepted and payroll sees the flag.
+//!
+//! Every replica sweeps every [`SWEEP`]; a session is closed under its employee's state row
+//! lock, taken with `SKIP LOCKED` and only while the session is still the open one, so two
+//! replicas (or a sweep and a punch) never close it twice. A punch of the employee closes an
+//! expired session itself before it is decided (`handlers::clock`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clokio_bus::BusError;
+use clokio_bus::calendar::{hours, minutes, whole_seconds};
+use clokio_bus::events::kind;
+use clokio_bus::ids::{AttendanceId, EmployeeId, LocationId, OrgId};
+use clokio_bus::ops::{Actor, ActorKind, CorrectionAction, Employee};
+use clokio_runtime::directory::OrgInfo;
+use clokio_runtime::outbox;
+use sqlx::PgConnection;
+
+use crate::events::{self, Clocked};
+use crate::handlers::corrections::{self, audit};
+use crate::{State, db};
+
+/// How often each replica looks for expired sessions: a session is closed within this of
+/// passing its limit.
+pub const SWEEP: Duration = Duration::from_secs(20);
+
+/// No org allows a shift shorter than this, so younger sessions are never looked at.
+const MIN_SHIFT: chrono::Duration = chrono::Duration::hours(1);
+
+/// The system, as the audit trail names it.
+pub fn system() -> Actor {
+    Actor {
+        kind: ActorKind::System,
+        id: None,
+        name: "Clokio".to_owned(),
+    }
+}
+
+/// Closes the open session `session` of `employee` at `limit` (or at the employee's last
+/// recorded event, if that came later). False when it is no longer open or another replica is
+/// closing it right now.
+pub async fn close(
+    state: &State,
+    conn: &mut PgConnection,
+    info: &OrgInfo,
+    employee: &Employee,
+    session: i64,
+    limit: DateTime<Utc>,
+) -> Result<bool, BusError> {
+    let org = info.org.id;
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db::err)?;
+    let locked: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
+        "SELECT last_event_at FROM employee_state \
+         WHERE org_id = $1 AND employee_id = $2 AND open_session_id = $3 \
+         FOR UPDATE SKIP LOCKED",
+    )
+    .bind(org.as_uuid())
+    .bind(employee.employee_id.get())
+    .bind(session)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    let Some(last) = locked else {
+        return Ok(false);
+    };
+    let Some(before) = corrections::load(&mut tx, org, session, true).await? else {
+        return Ok(false);
+    };
+    let at = [Some(whole_seconds(limit)), before.row.break_open_since, last]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(limit);
+    let open_break = before
+        .row
+        .break_open_since
+        .map(|since| (at - since).num_seconds().max(0));
+    let break_seconds = before.row.break_seconds + open_break.unwrap_or(0);
+    let revision: i64 = sqlx::query_scalar(
+        "UPDATE sessions SET clock_out = $2, out_location_id = location_id, \
+            out_location = location, break_seconds = $3, break_open_since = NULL, \
+            auto_closed = true, revision = revision + 1 \
+         WHERE id = $1 RETURNING revision",
+    )
+    .bind(session)
+    .bind(at)
+    .bind(break_seconds)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    sqlx::query("UPDATE breaks SET ended_at = $2 WHERE session_id = $1 AND ended_at IS NULL")
+        .bind(session)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db::err)?;
+    sqlx::query(
+        "UPDATE employee_state SET open_session_id = NULL, \
+            last_event_at = greatest(last_event_at, $3) \
+         WHERE org_id = $1 AND employee_id = $2",
+    )
+    .bind(org.as_uuid())
+    .bind(employee.employee_id.get())
+    .bind(at)
+    .execute(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    let after = corrections::load(&mut tx, org, session, false)
+        .await?
+        .ok_or_else(BusError::internal)?;
+    let max = info.org.settings.max_shift_hours;
+    audit(
+        &mut tx,
+        org,
+        session,
+        employee.employee_id.get(),
+        CorrectionAction::AutoClosed,
+        &system(),
+        &format!("Still open after max_shift_hours ({max} h)"),
+        Some(&before.state()),
+        Some(&after.state()),
+    )
+    .await?;
+    let clocked = Clocked {
+        attendance_id: AttendanceId::new(session),
+        employee,
+        location_id: LocationId::new(before.row.location_id),
+        location: &before.row.location,
+        work_date: before.row.work_date,
+        clock_in: before.row.clock_in,
+        revision,
+    };
+    let mut rows = outbox::Rows::default();
+    if open_break.is_some() {
+        clocked.emit(state, &mut rows, org, kind::BREAK_END, at)?;
+    }
+    let mut out = clocked.event(kind::CLOCK_OUT, at);
+    out.clock_out = Some(at);
+    out.total_hours = Some(hours(
+        (at - before.row.clock_in).num_seconds() - break_seconds,
+    ));
+    out.break_minutes = Some(minutes(break_seconds));
+    out.break_seconds = Some(break_seconds);
+    out.auto_closed = true;
+    events::emit(state, &mut rows, org, kind::CLOCK_OUT, at, out)?;
+    rows.flush(&mut tx).await.map_err(db::err)?;
+    tx.commit().await.map_err(db::err)?;
+    state.kick.kick();
+    metrics::counter!("clokio_sessions_auto_closed_total").increment(1);
+    tracing::info!(%org, session, %at, "forgotten clock-out closed");
+    Ok(true)
+}
+
+/// Closes every expired session it finds; runs until the task is aborted.
+pub async fn run(state: State) {
+    let mut tick = tokio::time::interval(SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match sweep(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(closed = n, "auto-close sweep"),
+            Err(err) => tracing::warn!(%err, "auto-close sweep failed"),
+        }
+    }
+}
+
+/// One pass: the open sessions older than the shortest allowed shift, judged by their org's
+/// `max_shift_hours`.
+pub async fn sweep(state: &State) -> Result<usize, BusError> {
+    let now = whole_seconds(Utc::now());
+    let candidates: Vec<(i64, sqlx::types::Uuid, i64, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT id, org_id, employee_id, clock_in FROM sessions \
+         WHERE clock_out IS NULL AND clock_in <= $1 ORDER BY clock_in LIMIT 1000",
+    )
+    .bind(now - MIN_SHIFT)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db::err)?;
+    let mut closed = 0;
+    for (session, org, employee_id, clock_in) in candidates {
+        let org = OrgId::from_uuid(org);
+        let one = async {
+            let info = state.directory.org(org).await?;
+            let limit = clock_in + chrono::Duration::hours(i64::from(info.org.settings.max_shift_hours));
+            if limit > now {
+                return Ok(false);
+            }
+            let staff = state.directory.staff(org).await?;
+            let Some(employee) = staff.by_id.get(&EmployeeId::new(employee_id)).cloned() else {
+                tracing::warn!(%org, employee_id, "open session of an unknown employee");
+                return Ok(false);
+            };
+            let mut conn = state.pool.acquire().await.map_err(db::err)?;
+            close(state, &mut conn, &info, &employee, session, limit).await
+        };
+        match one.await {
+            Ok(true) => closed += 1,
+            Ok(false) => {}
+            // One org's trouble (its settings unreachable) does not stop the others.
+            Err(err) => tracing::warn!(%err, %org, session, "could not auto-close a session"),
+        }
+    }
+    Ok(closed)
+}
