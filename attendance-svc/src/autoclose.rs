@@ -20,7 +20,7 @@ use clokio_runtime::outbox;
 use sqlx::PgConnection;
 
 use crate::events::{self, Clocked};
-use crate::handlers::corrections::{self, audit};
+use crate::handlers::corrections::{self, Entry, audit};
 use crate::{State, db};
 
 /// How often each replica looks for expired sessions: a session is closed within this of
@@ -69,11 +69,15 @@ pub async fn close(
     let Some(before) = corrections::load(&mut tx, org, session, true).await? else {
         return Ok(false);
     };
-    let at = [Some(whole_seconds(limit)), before.row.break_open_since, last]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(limit);
+    let at = [
+        Some(whole_seconds(limit)),
+        before.row.break_open_since,
+        last,
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(limit);
     let open_break = before
         .row
         .break_open_since
@@ -112,16 +116,19 @@ pub async fn close(
         .await?
         .ok_or_else(BusError::internal)?;
     let max = info.org.settings.max_shift_hours;
+    let reason = format!("Still open after max_shift_hours ({max} h)");
     audit(
         &mut tx,
         org,
-        session,
-        employee.employee_id.get(),
-        CorrectionAction::AutoClosed,
-        &system(),
-        &format!("Still open after max_shift_hours ({max} h)"),
-        Some(&before.state()),
-        Some(&after.state()),
+        Entry {
+            session,
+            employee_id: employee.employee_id.get(),
+            action: CorrectionAction::AutoClosed,
+            actor: &system(),
+            reason: &reason,
+            before: Some(&before.state()),
+            after: Some(&after.state()),
+        },
     )
     .await?;
     let clocked = Clocked {
@@ -168,15 +175,17 @@ pub async fn run(state: State) {
     }
 }
 
-/// One pass: the open sessions older than the shortest allowed shift, judged by their org's
-/// `max_shift_hours`.
+/// One pass: this deployment's open sessions older than the shortest allowed shift, judged by
+/// their org's `max_shift_hours`.
 pub async fn sweep(state: &State) -> Result<usize, BusError> {
     let now = whole_seconds(Utc::now());
     let candidates: Vec<(i64, sqlx::types::Uuid, i64, DateTime<Utc>)> = sqlx::query_as(
         "SELECT id, org_id, employee_id, clock_in FROM sessions \
-         WHERE clock_out IS NULL AND clock_in <= $1 ORDER BY clock_in LIMIT 1000",
+         WHERE clock_out IS NULL AND clock_in <= $1 AND (prefix = $2 OR prefix IS NULL) \
+         ORDER BY clock_in LIMIT 1000",
     )
     .bind(now - MIN_SHIFT)
+    .bind(state.subjects.prefix().to_string())
     .fetch_all(&state.pool)
     .await
     .map_err(db::err)?;
@@ -185,7 +194,8 @@ pub async fn sweep(state: &State) -> Result<usize, BusError> {
         let org = OrgId::from_uuid(org);
         let one = async {
             let info = state.directory.org(org).await?;
-            let limit = clock_in + chrono::Duration::hours(i64::from(info.org.settings.max_shift_hours));
+            let limit =
+                clock_in + chrono::Duration::hours(i64::from(info.org.settings.max_shift_hours));
             if limit > now {
                 return Ok(false);
             }

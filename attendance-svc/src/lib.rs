@@ -174,7 +174,9 @@ impl Handler for State {
             ops::SessionHistoryOp::NAME => {
                 corrections::history(self, decode::<ops::SessionHistoryOp>(p)?).await
             }
-            ops::PeriodCloseOp::NAME => periods::close(self, decode::<ops::PeriodCloseOp>(p)?).await,
+            ops::PeriodCloseOp::NAME => {
+                periods::close(self, decode::<ops::PeriodCloseOp>(p)?).await
+            }
             ops::PeriodReopenOp::NAME => {
                 periods::reopen(self, decode::<ops::PeriodReopenOp>(p)?).await
             }

@@ -69,7 +69,9 @@ pub async fn check_open(
 
 fn first_day(year: i32, month: u32) -> Result<NaiveDate, BusError> {
     if !(1..=12).contains(&month) {
-        return Err(BusError::invalid("The month field must be between 1 and 12"));
+        return Err(BusError::invalid(
+            "The month field must be between 1 and 12",
+        ));
     }
     NaiveDate::from_ymd_opt(year, month, 1)
         .ok_or_else(|| BusError::invalid("The year field is out of range"))
@@ -120,14 +122,13 @@ pub async fn close(state: &State, req: PeriodChange) -> Result<Bytes, BusError> 
     .execute(&mut *tx)
     .await
     .map_err(db::err)?;
-    let closed: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "SELECT closed_at FROM closed_periods WHERE org_id = $1 AND month = $2",
-    )
-    .bind(org.as_uuid())
-    .bind(first)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    let closed: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT closed_at FROM closed_periods WHERE org_id = $1 AND month = $2")
+            .bind(org.as_uuid())
+            .bind(first)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db::err)?;
     if closed.is_some() {
         return Err(BusError::conflict(format!(
             "The period {name} is already closed"
@@ -240,7 +241,9 @@ pub async fn reopen(state: &State, req: PeriodChange) -> Result<Bytes, BusError>
     .await
     .map_err(db::err)?;
     let Some((generation, closed_at)) = removed else {
-        return Err(BusError::conflict(format!("The period {name} is not closed")));
+        return Err(BusError::conflict(format!(
+            "The period {name} is not closed"
+        )));
     };
     let event = PeriodEvent {
         month: first,

@@ -29,11 +29,24 @@ pub struct Auth {
     pub org_id: OrgId,
     pub limit: u32,
     pub scopes: Scopes,
+    /// What employee-svc said of the key (its name, for audit trails).
+    pub info: std::sync::Arc<AuthInfo>,
+}
+
+impl Auth {
+    /// The key as the author of a change.
+    pub fn actor(&self) -> clokio_bus::ops::Actor {
+        clokio_bus::ops::Actor {
+            kind: clokio_bus::ops::ActorKind::ApiKey,
+            id: Some(self.key_id.to_string()),
+            name: self.info.name.clone(),
+        }
+    }
 }
 
 pub struct Authenticator {
     bus: Bus,
-    cache: Cache<KeyHash, AuthInfo>,
+    cache: Cache<KeyHash, std::sync::Arc<AuthInfo>>,
     /// Hashes that employee-svc did not know, briefly, so a flood of well-formed invented keys
     /// does not become a flood of lookups.
     unknown: Cache<KeyHash, ()>,
@@ -89,6 +102,7 @@ impl Authenticator {
                     .await
                 {
                     Ok(info) => {
+                        let info = std::sync::Arc::new(info);
                         if self.evictions.load(Ordering::SeqCst) == evictions {
                             self.cache.insert(hash.clone(), info.clone());
                         }
@@ -120,6 +134,7 @@ impl Authenticator {
             org_id: info.org_id,
             limit: self.limit_for(&info),
             scopes: info.scopes,
+            info,
         })
     }
 

@@ -13,7 +13,8 @@ use crate::scopes;
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::routes::{
-    api_keys, attendance, employees, events, leaves, locations, organization, summary, webhooks,
+    api_keys, attendance, corrections, employees, events, leaves, locations, organization, summary,
+    webhooks,
 };
 
 /// The success envelope around `data`.
@@ -54,6 +55,8 @@ pub struct ErrorEnvelope {
         attendance::clock_in, attendance::clock_out, attendance::break_start, attendance::break_end,
         attendance::daily, attendance::range, attendance::employee, attendance::employee_today,
         attendance::today_detailed, attendance::import,
+        corrections::update, corrections::remove, corrections::create, corrections::history,
+        corrections::periods, corrections::close, corrections::reopen,
         leaves::create, leaves::list, leaves::remove,
         summary::summary,
         webhooks::create, webhooks::list, webhooks::show, webhooks::update, webhooks::remove,

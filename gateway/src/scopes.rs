@@ -21,6 +21,10 @@ pub fn required(method: &Method, path: &str) -> Option<Scope> {
         | "/api/v1/attendance/break-start"
         | "/api/v1/attendance/break-end"
         | "/api/v1/attendance/import" => AttendanceWrite,
+        "/api/v1/attendance/sessions" | "/api/v1/attendance/sessions/{id}" => AttendanceWrite,
+        "/api/v1/attendance/sessions/{id}/history" => AttendanceRead,
+        "/api/v1/periods" if read => ReportsRead,
+        "/api/v1/periods/{period}/close" | "/api/v1/periods/{period}/reopen" => SettingsManage,
         "/api/v1/attendance/summary" => ReportsRead,
         "/api/v1/attendance/daily"
         | "/api/v1/attendance/range"

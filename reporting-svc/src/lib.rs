@@ -6,6 +6,7 @@
 
 mod config;
 mod db;
+mod periods;
 pub mod projection;
 mod summary;
 
@@ -62,16 +63,6 @@ pub async fn run(
         async move { directory.run_sync().await }
     });
     let upkeep = tokio::spawn(clokio_runtime::db::upkeep(pool.clone()));
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let projector = tokio::spawn(projection::run(
-        pool.clone(),
-        js,
-        config.bus.subjects.clone(),
-        config.bus.stream_replicas,
-        async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        },
-    ));
     let ops = match config.ops_addr {
         Some(addr) => {
             let readiness = clokio_runtime::ops::Readiness::new()
@@ -92,6 +83,16 @@ pub async fn run(
         directory,
         stream_timeout: config.bus.request_timeout.max(Duration::from_secs(30)),
     };
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let projector = tokio::spawn(projection::run(
+        state.clone(),
+        js,
+        config.bus.subjects.clone(),
+        config.bus.stream_replicas,
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        },
+    ));
     let spec = Spec {
         service: ServiceName::Reporting,
         description: "Monthly attendance summary and CSV export",

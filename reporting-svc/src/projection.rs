@@ -11,10 +11,12 @@ use async_nats::jetstream::{self, AckKind};
 use chrono::{DateTime, NaiveDate, Utc};
 use clokio_bus::Subjects;
 use clokio_bus::events::{Event, kind};
-use clokio_bus::ops::{AttendanceEvent, Leave};
+use clokio_bus::ops::{AttendanceEvent, Leave, PeriodEvent};
 use futures::StreamExt;
 use serde::Deserialize;
 use sqlx::PgPool;
+
+use crate::State;
 use uuid::Uuid;
 
 /// The durable consumer's name.
@@ -48,7 +50,7 @@ pub async fn consumer(
 
 /// Applies events until `shutdown` resolves; reconnects to the consumer after errors.
 pub async fn run(
-    pool: PgPool,
+    state: State,
     js: jetstream::Context,
     subjects: Subjects,
     replicas: usize,
@@ -65,7 +67,7 @@ pub async fn run(
                     .into_iter()
                     .filter_map(|m| m.map_err(|err| failed = Some(err)).ok())
                     .collect();
-                apply_and_ack(&pool, batch).await;
+                apply_and_ack(&state, batch).await;
                 // A consumer deleted (a rebuild) or a connection lost: start over with a fresh
                 // subscription; what was not acknowledged is delivered again.
                 if let Some(err) = failed {
@@ -102,6 +104,8 @@ struct Changes {
     leaves: HashMap<i64, LeaveRow>,
 }
 
+/// A session's state as one event tells it. Of two states of a session the later revision wins
+/// (and at equal revisions, from events written before revisions, the closed one).
 struct SessionRow {
     org_id: Uuid,
     employee_id: i64,
@@ -109,6 +113,25 @@ struct SessionRow {
     clock_in: DateTime<Utc>,
     clock_out: Option<DateTime<Utc>>,
     net_seconds: Option<i64>,
+    revision: i64,
+    deleted: bool,
+    auto_closed: bool,
+}
+
+impl SessionRow {
+    fn rank(&self) -> (i64, bool) {
+        (self.revision, self.clock_out.is_some() || self.deleted)
+    }
+}
+
+/// What one event asks of the projection.
+enum Added {
+    /// Folded into the batch's changes (or not this projection's business).
+    Change,
+    /// Unreadable: it never will be, skip it.
+    Unreadable,
+    /// A period closed or reopened: handled after the batch's changes are written.
+    Period(Uuid, bool, PeriodEvent),
 }
 
 struct LeaveRow {
@@ -120,42 +143,51 @@ struct LeaveRow {
 }
 
 impl Changes {
-    /// Adds one event; false when it cannot be read (it never will be: skip it).
-    fn add(&mut self, payload: &[u8]) -> bool {
-        let Ok(Kind { kind: k }) = serde_json::from_slice::<Kind>(payload) else {
-            return false;
-        };
+    /// Adds one event.
+    fn add(&mut self, payload: &[u8]) -> Added {
+        match self.add_inner(payload) {
+            Some(added) => added,
+            None => Added::Unreadable,
+        }
+    }
+
+    fn add_inner(&mut self, payload: &[u8]) -> Option<Added> {
+        let Kind { kind: k } = serde_json::from_slice::<Kind>(payload).ok()?;
         let (domain, event) = k.split_once('.').unwrap_or((&k, ""));
         match domain {
             kind::ATTENDANCE => {
-                let Ok(e) = serde_json::from_slice::<Event<AttendanceEvent>>(payload) else {
-                    return false;
-                };
+                let e = serde_json::from_slice::<Event<AttendanceEvent>>(payload).ok()?;
                 let d = e.data;
-                let closed = event == kind::CLOCK_OUT;
-                let row = self
-                    .sessions
-                    .entry(d.attendance_id.get())
-                    .or_insert(SessionRow {
-                        org_id: e.org_id.as_uuid(),
-                        employee_id: d.employee_id.get(),
-                        work_date: d.work_date,
-                        clock_in: d.clock_in,
-                        clock_out: None,
-                        net_seconds: None,
-                    });
-                if closed && let Some(out) = d.clock_out {
-                    row.clock_out = Some(out);
-                    row.net_seconds = Some(
-                        (out - d.clock_in).num_seconds() - d.break_seconds.unwrap_or_default(),
-                    );
+                let closed = d
+                    .clock_out
+                    .filter(|_| event == kind::CLOCK_OUT || event == kind::CORRECTED);
+                let row = SessionRow {
+                    org_id: e.org_id.as_uuid(),
+                    employee_id: d.employee_id.get(),
+                    work_date: d.work_date,
+                    clock_in: d.clock_in,
+                    clock_out: closed,
+                    net_seconds: closed.map(|out| {
+                        (out - d.clock_in).num_seconds() - d.break_seconds.unwrap_or_default()
+                    }),
+                    revision: d.revision.unwrap_or(1),
+                    deleted: d.deleted,
+                    auto_closed: d.auto_closed,
+                };
+                match self.sessions.entry(d.attendance_id.get()) {
+                    std::collections::hash_map::Entry::Occupied(mut held) => {
+                        if row.rank() > held.get().rank() {
+                            held.insert(row);
+                        }
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(row);
+                    }
                 }
-                true
+                Some(Added::Change)
             }
             kind::LEAVE => {
-                let Ok(e) = serde_json::from_slice::<Event<Leave>>(payload) else {
-                    return false;
-                };
+                let e = serde_json::from_slice::<Event<Leave>>(payload).ok()?;
                 let l = e.data;
                 let deleted = event == kind::DELETED;
                 let row = self.leaves.entry(l.id.get()).or_insert(LeaveRow {
@@ -166,10 +198,19 @@ impl Changes {
                     deleted,
                 });
                 row.deleted |= deleted;
-                true
+                Some(Added::Change)
+            }
+            kind::PERIOD => {
+                let e = serde_json::from_slice::<Event<PeriodEvent>>(payload).ok()?;
+                let closed = match event {
+                    kind::CLOSED => true,
+                    kind::REOPENED => false,
+                    _ => return Some(Added::Change),
+                };
+                Some(Added::Period(e.org_id.as_uuid(), closed, e.data))
             }
             // Other domains are not this projection's business.
-            _ => true,
+            _ => Some(Added::Change),
         }
     }
 
@@ -185,6 +226,8 @@ impl Changes {
                 Vec::new(),
                 Vec::new(),
             );
+            let (mut revisions, mut deleted, mut auto_closed) =
+                (Vec::new(), Vec::new(), Vec::new());
             for (id, s) in self.sessions {
                 ids.push(id);
                 orgs.push(s.org_id);
@@ -193,14 +236,25 @@ impl Changes {
                 ins.push(s.clock_in);
                 outs.push(s.clock_out);
                 nets.push(s.net_seconds);
+                revisions.push(s.revision);
+                deleted.push(s.deleted);
+                auto_closed.push(s.auto_closed);
             }
+            // A later revision replaces what is held; at an equal one (events written before
+            // revisions) only a clock-out fills in the close.
             sqlx::query(
-                "INSERT INTO sessions (attendance_id, org_id, employee_id, work_date, clock_in, clock_out, net_seconds) \
+                "INSERT INTO sessions (attendance_id, org_id, employee_id, work_date, clock_in, \
+                    clock_out, net_seconds, revision, deleted, auto_closed) \
                  SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::date[], \
-                    $5::timestamptz[], $6::timestamptz[], $7::bigint[]) \
+                    $5::timestamptz[], $6::timestamptz[], $7::bigint[], $8::bigint[], \
+                    $9::boolean[], $10::boolean[]) \
                  ON CONFLICT (attendance_id) DO UPDATE SET \
-                    clock_out = coalesce(EXCLUDED.clock_out, sessions.clock_out), \
-                    net_seconds = coalesce(EXCLUDED.net_seconds, sessions.net_seconds)",
+                    work_date = EXCLUDED.work_date, clock_in = EXCLUDED.clock_in, \
+                    clock_out = EXCLUDED.clock_out, net_seconds = EXCLUDED.net_seconds, \
+                    revision = EXCLUDED.revision, deleted = EXCLUDED.deleted, \
+                    auto_closed = EXCLUDED.auto_closed \
+                 WHERE (EXCLUDED.revision, EXCLUDED.clock_out IS NOT NULL OR EXCLUDED.deleted) \
+                    > (sessions.revision, sessions.clock_out IS NOT NULL OR sessions.deleted)",
             )
             .bind(ids)
             .bind(orgs)
@@ -209,6 +263,9 @@ impl Changes {
             .bind(ins)
             .bind(outs)
             .bind(nets)
+            .bind(revisions)
+            .bind(deleted)
+            .bind(auto_closed)
             .execute(&mut *tx)
             .await?;
         }
@@ -244,12 +301,14 @@ impl Changes {
 }
 
 /// Applies a batch and acknowledges it, or asks for it again after a second.
-async fn apply_and_ack(pool: &PgPool, batch: Vec<jetstream::Message>) {
+async fn apply_and_ack(state: &State, batch: Vec<jetstream::Message>) {
     if batch.is_empty() {
         return;
     }
+    let pool = &state.pool;
     let mut changes = Changes::default();
-    for msg in &batch {
+    let mut periods = Vec::new();
+    for (i, msg) in batch.iter().enumerate() {
         // A span per event in the trace of the write that made it.
         let span = tracing::info_span!(
             "project event",
@@ -259,8 +318,12 @@ async fn apply_and_ack(pool: &PgPool, batch: Vec<jetstream::Message>) {
         );
         clokio_bus::trace::continue_from(&span, msg.headers.as_ref());
         let _entered = span.enter();
-        if !changes.add(&msg.payload) {
-            tracing::error!(subject = %msg.subject, "unreadable event skipped");
+        match changes.add(&msg.payload) {
+            Added::Change => {}
+            Added::Unreadable => {
+                tracing::error!(subject = %msg.subject, "unreadable event skipped");
+            }
+            Added::Period(org, closed, event) => periods.push((i, org, closed, event)),
         }
     }
     let write = changes.write(pool);
@@ -278,7 +341,28 @@ async fn apply_and_ack(pool: &PgPool, batch: Vec<jetstream::Message>) {
     match written {
         Ok(()) => {
             metrics::counter!("clokio_projection_events_total").increment(batch.len() as u64);
-            for msg in &batch {
+            // A period's event after the changes before it in the batch: a close waits until
+            // the projection holds what attendance-svc held when it closed.
+            let mut held = vec![false; batch.len()];
+            for (i, org, closed, event) in &periods {
+                let msg = &batch[*i];
+                let delivered = msg.info().map(|info| info.delivered).unwrap_or(1);
+                let again =
+                    match crate::periods::apply(state, *org, *closed, event, delivered).await {
+                        Ok(true) => continue,
+                        Ok(false) => Duration::from_millis(250),
+                        Err(err) => {
+                            tracing::warn!(%err, "period event not applied; retrying");
+                            Duration::from_secs(1)
+                        }
+                    };
+                held[*i] = true;
+                let _ = msg.ack_with(AckKind::Nak(Some(again))).await;
+            }
+            for (msg, held) in batch.iter().zip(held) {
+                if held {
+                    continue;
+                }
                 if let Err(err) = msg.ack().await {
                     tracing::warn!(%err, "event ack failed; it will be redelivered");
                 }

@@ -144,7 +144,8 @@ async fn a_working_day_exactly_as_the_product_document_shows() {
     assert_eq!(
         d["work_sessions"],
         json!([{"attendance_id": id, "clock_in": ts(start), "clock_out": ts(out),
-            "duration_minutes": 547, "location": "Main Office"}])
+            "duration_minutes": 547, "location": "Main Office", "worked_minutes": 502,
+            "rounded_minutes": 502, "auto_closed": false}])
     );
     assert_eq!(d["break_sessions"].as_array().unwrap().len(), 2);
     assert_eq!(d["break_sessions"][1]["end"], ts(out));
@@ -169,7 +170,8 @@ async fn a_working_day_exactly_as_the_product_document_shows() {
     assert_eq!(
         d["summary"],
         json!({"first_clock_in": ts(start), "last_clock_out": ts(out), "total_work_minutes": 547,
-            "total_break_minutes": 45, "net_work_hours": 8.37})
+            "total_break_minutes": 45, "net_work_hours": 8.37,
+            "raw_net_work_hours": 8.37, "auto_break_minutes": 0})
     );
 }
 

@@ -60,12 +60,15 @@ async fn daily_range_and_employee_records() {
     assert_eq!(
         keys(&records[0]),
         [
+            "auto_break_minutes",
+            "auto_closed",
             "break_minutes",
             "clock_in",
             "clock_out",
             "employee_id",
             "employee_name",
             "nip",
+            "raw_total_hours",
             "status",
             "total_hours"
         ]
@@ -74,14 +77,16 @@ async fn daily_range_and_employee_records() {
         records[0],
         json!({"employee_id": sarah["employee_id"], "employee_name": "Sarah Johnson", "nip": "EMP-1042",
             "clock_in": "2026-02-10T08:55:00Z", "clock_out": "2026-02-10T17:32:00Z",
-            "total_hours": 7.87, "break_minutes": 45, "status": "present"})
+            "total_hours": 7.87, "break_minutes": 45, "status": "present",
+            "raw_total_hours": 7.87, "auto_break_minutes": 0, "auto_closed": false})
     );
     // First clock-in 09:20 (after 09:00 + 10 minutes of grace), last clock-out 18:00.
     assert_eq!(
         records[1],
         json!({"employee_id": ben["employee_id"], "employee_name": "Ben", "nip": "E-2",
             "clock_in": "2026-02-10T09:20:00Z", "clock_out": "2026-02-10T18:00:00Z",
-            "total_hours": 7.67, "break_minutes": 0, "status": "late"})
+            "total_hours": 7.67, "break_minutes": 0, "status": "late",
+            "raw_total_hours": 7.67, "auto_break_minutes": 0, "auto_closed": false})
     );
     let res = gw
         .get(&t.key, "/api/v1/attendance/daily?date=2026-02-14")
@@ -250,7 +255,8 @@ async fn night_shifts_and_dst_in_berlin() {
         res.data(),
         &json!([{"employee_id": res.data()[0]["employee_id"], "employee_name": "Otto", "nip": "O-1",
             "clock_in": "2026-03-28T21:00:00Z", "clock_out": "2026-03-29T04:00:00Z",
-            "total_hours": 7.0, "break_minutes": 0, "status": "present"}])
+            "total_hours": 7.0, "break_minutes": 0, "status": "present", "raw_total_hours": 7.0,
+            "auto_break_minutes": 0, "auto_closed": false}])
     );
     let res = gw
         .get(&t.key, "/api/v1/attendance/daily?date=2026-03-30")
@@ -281,7 +287,8 @@ async fn night_shifts_and_dst_in_berlin() {
         res.data(),
         &json!([{"employee_id": res.data()[0]["employee_id"], "employee_name": "Nina", "nip": "N-1",
             "clock_in": "2026-10-24T20:00:00Z", "clock_out": "2026-10-25T05:00:00Z",
-            "total_hours": 8.25, "break_minutes": 45, "status": "present"}])
+            "total_hours": 8.25, "break_minutes": 45, "status": "present",
+            "raw_total_hours": 8.25, "auto_break_minutes": 0, "auto_closed": false}])
     );
     let res = gw
         .get(&t.key, "/api/v1/attendance/daily?date=2026-10-25")
@@ -326,7 +333,8 @@ async fn night_shifts_and_dst_in_berlin() {
     assert_eq!(
         d["summary"],
         json!({"first_clock_in": "2026-10-24T20:00:00Z", "last_clock_out": "2026-10-25T05:00:00Z",
-            "total_work_minutes": 540, "total_break_minutes": 45, "net_work_hours": 8.25})
+            "total_work_minutes": 540, "total_break_minutes": 45, "net_work_hours": 8.25,
+            "raw_net_work_hours": 8.25, "auto_break_minutes": 0})
     );
     let res = gw
         .get(
@@ -417,6 +425,14 @@ async fn without_a_date_the_today_views_show_the_current_shift() {
     )
     .await
     .expect(200);
+    // A shift begun yesterday evening is still open: longer than the default 16 hours allow.
+    gw.patch(
+        &t.key,
+        "/api/v1/organization",
+        &json!({"max_shift_hours": 48}),
+    )
+    .await
+    .expect(200);
     let today = now().with_timezone(&tz).date_naive();
     let yesterday = today - Duration::days(1);
     let started = tz
@@ -494,7 +510,8 @@ async fn without_a_date_the_today_views_show_the_current_shift() {
     assert_eq!(
         all[1]["summary"],
         json!({"first_clock_in": null, "last_clock_out": null, "total_work_minutes": 0,
-            "total_break_minutes": 0, "net_work_hours": 0.0})
+            "total_break_minutes": 0, "net_work_hours": 0.0,
+            "raw_net_work_hours": 0.0, "auto_break_minutes": 0})
     );
     // The open shift is in yesterday's daily report, counted until now.
     let res = gw

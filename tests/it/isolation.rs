@@ -108,13 +108,16 @@ async fn every_endpoint_with_another_orgs_identifiers_finds_nothing() {
         .as_str()
         .unwrap()
         .to_owned();
-    gw.post(
-        &a.key,
-        "/api/v1/attendance/clock-in",
-        &json!({"nip": "A-1"}),
-    )
-    .await
-    .expect(200);
+    let session = gw
+        .post(
+            &a.key,
+            "/api/v1/attendance/clock-in",
+            &json!({"nip": "A-1"}),
+        )
+        .await
+        .expect(200)
+        .data()["attendance_id"]
+        .to_string();
     let leave = gw
         .post(
             &a.key,
@@ -155,6 +158,8 @@ async fn every_endpoint_with_another_orgs_identifiers_finds_nothing() {
         "/api/v1/webhooks".to_owned(),
         format!("/api/v1/webhooks/{hook}/deliveries/{delivery}"),
         format!("/api/v1/attendance/daily?date={today}"),
+        format!("/api/v1/attendance/sessions/{session}/history"),
+        "/api/v1/periods".to_owned(),
     ];
     let mut before = Vec::new();
     for path in &reads {
@@ -188,8 +193,10 @@ async fn every_endpoint_with_another_orgs_identifiers_finds_nothing() {
                 swept += 1;
                 continue;
             }
-            let owned_in_path = template.contains('{');
+            // A month is B's own: closing and reopening it touches B only.
+            let owned_in_path = template.contains('{') && !template.contains("{period}");
             let path = template
+                .replace("{period}", "2026-03")
                 .replace("{employee_code}", "A-1")
                 .replace("{nip}", "A-1")
                 .replace("{delivery_id}", &delivery)
@@ -199,6 +206,8 @@ async fn every_endpoint_with_another_orgs_identifiers_finds_nothing() {
                         &key_id
                     } else if template.starts_with("/api/v1/leaves") {
                         &leave
+                    } else if template.starts_with("/api/v1/attendance/sessions") {
+                        &session
                     } else {
                         &hook
                     },
@@ -224,6 +233,10 @@ async fn every_endpoint_with_another_orgs_identifiers_finds_nothing() {
                     json!({"url": format!("{}/mallory", receiver.url), "events": ["clock-in"]})
                 }
                 ("patch", "/api/v1/organization") => json!({"name": "B Renamed"}),
+                ("patch", "/api/v1/attendance/sessions/{id}") => {
+                    json!({"clock_out": chrono::Utc::now(), "reason": "Mallory was here"})
+                }
+                ("delete", _) => json!({"reason": "Mallory was here"}),
                 ("patch", _) => json!({"status": "inactive"}),
                 ("post", "/api/v1/api-keys") | ("post", "/api/v1/locations") => {
                     json!({"name": "B's own"})
@@ -232,7 +245,7 @@ async fn every_endpoint_with_another_orgs_identifiers_finds_nothing() {
             };
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let mut req = gw.request(m, Some(&b.key), &format!("{path}{query}"));
-            if method != "get" && method != "delete" {
+            if method != "get" && (method != "delete" || template.contains("/sessions/")) {
                 req = req.json(&body);
             }
             let res = gw.send(req).await;
@@ -259,6 +272,8 @@ async fn every_endpoint_with_another_orgs_identifiers_finds_nothing() {
                     "/api/v1/api-keys",
                     "/api/v1/locations",
                     "/api/v1/organization",
+                    "/api/v1/periods/{period}/close",
+                    "/api/v1/periods/{period}/reopen",
                 ];
                 if !known.contains(&template.as_str()) && template != "/api/v1/webhooks" {
                     assert!(

@@ -16,7 +16,10 @@ async fn read_defaults_and_update_settings() {
             "work_days": ["monday", "tuesday", "wednesday", "thursday", "friday"],
             "schedule": {"start": "09:00", "hours_per_day": 8.0, "late_grace_minutes": 10},
             "holidays": [],
-            "offline_backdate_hours": 72
+            "offline_backdate_hours": 72,
+            "max_shift_hours": 16,
+            "rounding": null,
+            "break_rules": []
         })
     );
 
@@ -44,7 +47,10 @@ async fn read_defaults_and_update_settings() {
                 "work_days": ["monday", "tuesday", "wednesday", "thursday", "sunday"],
                 "schedule": {"start": "08:30", "hours_per_day": 8.0, "late_grace_minutes": 5},
                 "holidays": ["2026-12-24", "2026-12-25"],
-                "offline_backdate_hours": 24
+                "offline_backdate_hours": 24,
+                "max_shift_hours": 16,
+                "rounding": null,
+                "break_rules": []
             })
         );
     }

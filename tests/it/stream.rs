@@ -199,7 +199,7 @@ async fn filters_scope_limits_and_bad_input() {
     for (query, message) in [
         (
             "types=clock-in,lunch",
-            "The types field has an unknown event type: lunch. Types are clock-in, clock-out, break-start, break-end",
+            "The types field has an unknown event type: lunch. Types are clock-in, clock-out, break-start, break-end, correction",
         ),
         (
             "last_event_id=abc",
@@ -312,6 +312,10 @@ fn clock_in_event(org: OrgId, code: &str, n: u32) -> Event<AttendanceEvent> {
             break_minutes: None,
             break_seconds: None,
             imported: false,
+            revision: Some(1),
+            auto_closed: false,
+            deleted: false,
+            correction: None,
         },
     }
 }

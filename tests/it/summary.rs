@@ -44,11 +44,11 @@ async fn csv(gw: &Gateway, t: &Tenant, query: &str) -> (reqwest::header::HeaderM
 /// The CSV lines the JSON rows should give.
 fn csv_of(rows: &Value) -> String {
     let mut out = String::from(
-        "employee_id,employee_name,nip,department,days_present,late_count,total_hours,overtime_hours,leave_days,absence_count\n",
+        "employee_id,employee_name,nip,department,days_present,late_count,total_hours,overtime_hours,leave_days,absence_count,raw_total_hours,auto_break_minutes,auto_closed_count,closed_at\n",
     );
     for r in rows.as_array().unwrap() {
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r["employee_id"],
             r["employee_name"].as_str().unwrap(),
             r["nip"].as_str().unwrap(),
@@ -58,7 +58,11 @@ fn csv_of(rows: &Value) -> String {
             r["total_hours"],
             r["overtime_hours"],
             r["leave_days"],
-            r["absence_count"]
+            r["absence_count"],
+            r["raw_total_hours"],
+            r["auto_break_minutes"],
+            r["auto_closed_count"],
+            r["closed_at"].as_str().unwrap_or("")
         ));
     }
     out
@@ -141,14 +145,14 @@ async fn october_in_berlin_with_every_rule() {
     let want = json!([
         {"employee_id": anna["employee_id"], "employee_name": "Anna", "nip": "A-1", "department": "Ops",
          "days_present": 7, "late_count": 2, "total_hours": 47.5, "overtime_hours": 24.0,
-         "leave_days": 2, "absence_count": 16},
+         "leave_days": 2, "absence_count": 16, "raw_total_hours": 47.5, "auto_break_minutes": 0, "auto_closed_count": 0, "closed_at": null},
         // Hired Thursday the 15th: 12 work days from then, all absent.
         {"employee_id": ben["employee_id"], "employee_name": "Ben", "nip": "B-1", "department": "Ops",
          "days_present": 0, "late_count": 0, "total_hours": 0.0, "overtime_hours": 0.0,
-         "leave_days": 0, "absence_count": 12},
+         "leave_days": 0, "absence_count": 12, "raw_total_hours": 0.0, "auto_break_minutes": 0, "auto_closed_count": 0, "closed_at": null},
         {"employee_id": cleo["employee_id"], "employee_name": "Cleo", "nip": "C-1", "department": null,
          "days_present": 0, "late_count": 0, "total_hours": 0.0, "overtime_hours": 0.0,
-         "leave_days": 0, "absence_count": 21}
+         "leave_days": 0, "absence_count": 21, "raw_total_hours": 0.0, "auto_break_minutes": 0, "auto_closed_count": 0, "closed_at": null}
     ]);
     let got = summary_until(&gw, &t, "month=10&year=2026", &want).await;
     assert_eq!(got, want);
@@ -162,7 +166,10 @@ async fn october_in_berlin_with_every_rule() {
     assert_eq!(body, csv_of(&want));
     assert_eq!(
         body.lines().nth(1).unwrap(),
-        format!("{},Anna,A-1,Ops,7,2,47.5,24.0,2,16", anna["employee_id"])
+        format!(
+            "{},Anna,A-1,Ops,7,2,47.5,24.0,2,16,47.5,0,0,",
+            anna["employee_id"]
+        )
     );
 
     // Rebuild: the projection's rows are lost and its consumer deleted; the next consumer replays
@@ -270,7 +277,7 @@ async fn november_in_new_york_across_the_dst_change() {
     let want = json!([
         {"employee_id": nora["employee_id"], "employee_name": "Nora, Jr.", "nip": "N-1", "department": "=cmd",
          "days_present": 3, "late_count": 1, "total_hours": 25.0, "overtime_hours": 9.0,
-         "leave_days": 0, "absence_count": 18}
+         "leave_days": 0, "absence_count": 18, "raw_total_hours": 25.0, "auto_break_minutes": 0, "auto_closed_count": 0, "closed_at": null}
     ]);
     assert_eq!(
         summary_until(&gw, &t, "month=11&year=2025", &want).await,
@@ -280,7 +287,7 @@ async fn november_in_new_york_across_the_dst_change() {
     assert_eq!(
         body.lines().nth(1).unwrap(),
         format!(
-            "{},\"Nora, Jr.\",N-1,\"'=cmd\",3,1,25.0,9.0,0,18",
+            "{},\"Nora, Jr.\",N-1,\"'=cmd\",3,1,25.0,9.0,0,18,25.0,0,0,",
             nora["employee_id"]
         ),
         "quoted, and a formula defused"

@@ -138,7 +138,7 @@ async fn subscriptions_are_managed_through_the_api() {
         ),
         (
             json!({"url": "https://example.com/h", "events": ["lunch"]}),
-            "The events field contains an unknown event lunch (clock-in, clock-out, break-start, break-end)".to_owned(),
+            "The events field contains an unknown event lunch (clock-in, clock-out, break-start, break-end, correction)".to_owned(),
         ),
         (
             json!({"url": "https://example.com/h", "events": ["clock-in"], "platform": "fax"}),

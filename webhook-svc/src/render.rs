@@ -54,6 +54,7 @@ fn phrase(event: &str) -> &str {
         "clock-out" => "clocked out",
         "break-start" => "started a break",
         "break-end" => "ended a break",
+        "correction" => "had a session corrected",
         other => other,
     }
 }

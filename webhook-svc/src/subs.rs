@@ -116,7 +116,8 @@ async fn check(state: &State, f: &WebhookFields, create: bool) -> Result<(), Bus
                 .find(|e| !WEBHOOK_EVENTS.contains(&e.as_str()))
             {
                 return Err(BusError::invalid(format!(
-                    "The events field contains an unknown event {bad} (clock-in, clock-out, break-start, break-end)"
+                    "The events field contains an unknown event {bad} ({})",
+                    WEBHOOK_EVENTS.join(", ")
                 )));
             }
         }

@@ -27,8 +27,8 @@ use sqlx::postgres::PgArguments;
 use crate::events::{self, Clocked};
 use crate::idempotency::Idempotency;
 use crate::{State, autoclose, db, geo, periods};
-use clokio_bus::ops::period_closed_message;
 use clokio_bus::calendar::whole_seconds;
+use clokio_bus::ops::period_closed_message;
 use clokio_runtime::directory::OrgInfo;
 use clokio_runtime::outbox;
 
@@ -111,18 +111,23 @@ fn place(
     }
 }
 
-/// A kiosk's own timestamp, checked against our clock and the org's offline window.
-fn requested_time(
-    info: &OrgInfo,
-    at: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<DateTime<Utc>, BusError> {
+/// A kiosk's own timestamp, in whole seconds, checked against our clock.
+fn not_in_the_future(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>, BusError> {
     let at = whole_seconds(at);
     if at > now + MAX_FUTURE {
         return Err(BusError::invalid(
             "The timestamp field must not be more than 2 minutes in the future",
         ));
     }
+    Ok(at)
+}
+
+/// A kiosk's own timestamp, checked against the org's offline window.
+fn within_offline_window(
+    info: &OrgInfo,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, BusError> {
     let hours = info.org.settings.offline_backdate_hours;
     if at < now - Duration::hours(i64::from(hours)) {
         return Err(BusError::invalid(format!(
@@ -216,11 +221,12 @@ static CLOCK_IN: LazyLock<String> = LazyLock::new(|| {
             WHERE org_id = $1 AND employee_id = $2 AND version = $8 AND open_session_id IS NULL \
             RETURNING 1), \
          s AS ( \
-            INSERT INTO sessions (id, org_id, employee_id, work_date, clock_in, location_id, location) \
-            SELECT $7, $1, $2, $3, $4, $5, $6 FROM st), \
+            INSERT INTO sessions (id, org_id, employee_id, work_date, clock_in, location_id, location, \
+                prefix) \
+            SELECT $7, $1, $2, $3, $4, $5, $6, $9 FROM st), \
          {} \
          SELECT 1 FROM st",
-        outbox::rows_cte_if(9, WROTE)
+        outbox::rows_cte_if(10, WROTE)
     )
 });
 static CLOCK_OUT: LazyLock<String> = LazyLock::new(|| {
@@ -354,9 +360,11 @@ async fn attempt(
     employee: &Employee,
 ) -> Result<Option<Bytes>, BusError> {
     let now = whole_seconds(Utc::now());
+    // The window of an offline kiosk is checked after the closed periods: a punch dated in a
+    // closed month is refused as such, however old it is.
     let requested = req
         .timestamp
-        .map(|at| requested_time(info, at, now))
+        .map(|at| not_in_the_future(at, now))
         .transpose()?;
     if action == Action::ClockIn && employee.status == EmployeeStatus::Inactive {
         return Err(BusError::new(ErrorCode::Forbidden, "Employee is inactive"));
@@ -365,11 +373,12 @@ async fn attempt(
     let (location_id, location) = place(info, employee, req)?;
     let tz = info.org.timezone;
     let settings = &info.org.settings;
-    // The earliest month a punch may still fall in: the offline window, and a day more for
-    // time zones.
-    let closed_from = periods::month_of(tz.date_of(
-        now - Duration::hours(i64::from(settings.offline_backdate_hours)) - Duration::days(1),
-    ));
+    // The closed months a punch may fall in: from the start of the offline window (or the
+    // punch, if older), and a day more for time zones.
+    let window = now - Duration::hours(i64::from(settings.offline_backdate_hours));
+    let closed_from = periods::month_of(
+        tz.date_of(requested.map_or(window, |at| at.min(window)) - Duration::days(1)),
+    );
     let Current {
         version,
         open_session_id: open,
@@ -385,6 +394,24 @@ async fn attempt(
         closed_from,
     )
     .await?;
+    if let Some(at) = requested {
+        let month = periods::month_of(tz.date_of(at));
+        if closed_months.contains(&month) {
+            return Err(BusError::conflict(period_closed_message(month)));
+        }
+        within_offline_window(info, at, now)?;
+    }
+    let open = open.map(|id| OpenSession::of(id, open_row)).transpose()?;
+    if let Some(s) = &open {
+        // A forgotten clock-out: the session is closed at its limit first, then this punch is
+        // decided on what follows. (A punch dated before the limit, from an offline kiosk, is
+        // still the session's own.)
+        let limit = s.clock_in + Duration::hours(i64::from(settings.max_shift_hours));
+        if limit <= requested.unwrap_or(now) {
+            autoclose::close(state, conn, info, employee, s.id, limit).await?;
+            return Ok(None);
+        }
+    }
     let session = match (action, open) {
         (Action::ClockIn, Some(_)) => {
             return Err(BusError::conflict("Employee is already clocked in"));
@@ -394,17 +421,9 @@ async fn attempt(
             return Err(BusError::conflict("Employee is not clocked in"));
         }
         (Action::BreakEnd, None) => return Err(BusError::conflict("Employee is not on a break")),
-        (_, Some(id)) => Some(OpenSession::of(id, open_row)?),
+        (_, Some(s)) => Some(s),
     };
     if let Some(s) = &session {
-        // A forgotten clock-out: the session is closed at its limit first, then this punch is
-        // decided on what follows. (A punch dated before the limit, from an offline kiosk, is
-        // still the session's own.)
-        let limit = s.clock_in + Duration::hours(i64::from(settings.max_shift_hours));
-        if limit <= requested.unwrap_or(now) {
-            autoclose::close(state, conn, info, employee, s.id, limit).await?;
-            return Ok(None);
-        }
         match (action, s.break_open_since) {
             (Action::BreakStart, Some(_)) => {
                 return Err(BusError::conflict("Employee is already on a break"));
@@ -457,7 +476,8 @@ async fn attempt(
                 .bind(location_id.get())
                 .bind(&location)
                 .bind(id)
-                .bind(version);
+                .bind(version)
+                .bind(state.subjects.prefix().to_string());
             if !wrote(rows.bind(query), conn).await? {
                 return Ok(None);
             }

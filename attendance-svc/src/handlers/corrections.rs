@@ -123,7 +123,8 @@ impl Loaded {
             e.break_seconds = Some(breaks);
         }
         e.auto_closed = self.row.auto_closed;
-        e.imported = self.row.imported;
+        // A correction happens now, whatever the session's origin: it is announced.
+        e.imported = false;
         e.correction = Some(note);
         e
     }
@@ -199,17 +200,18 @@ pub(crate) async fn lock_employee(
     .map_err(db::err)
 }
 
+/// A break as start and end.
+type Span = (DateTime<Utc>, DateTime<Utc>);
+
 /// A session's times and breaks after a change, checked by the rules of live punches.
 struct Shape {
     clock_in: DateTime<Utc>,
     clock_out: Option<DateTime<Utc>>,
     /// Closed breaks (replacing the stored ones), or None to keep them.
-    breaks: Option<Vec<(DateTime<Utc>, DateTime<Utc>)>>,
+    breaks: Option<Vec<Span>>,
 }
 
-fn check_breaks(
-    breaks: &[ImportBreak],
-) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>, BusError> {
+fn check_breaks(breaks: &[ImportBreak]) -> Result<Vec<Span>, BusError> {
     if breaks.len() > MAX_IMPORT_BREAKS {
         return Err(BusError::invalid(format!(
             "A session may not have more than {MAX_IMPORT_BREAKS} breaks"
@@ -307,17 +309,22 @@ async fn check_overlap(
     }
 }
 
-/// Adds an audit entry.
+/// One entry of a session's audit trail.
+pub(crate) struct Entry<'a> {
+    pub session: i64,
+    pub employee_id: i64,
+    pub action: CorrectionAction,
+    pub actor: &'a Actor,
+    pub reason: &'a str,
+    pub before: Option<&'a SessionState>,
+    pub after: Option<&'a SessionState>,
+}
+
+/// Adds an audit entry; returns its time.
 pub(crate) async fn audit(
     conn: &mut PgConnection,
     org: OrgId,
-    session: i64,
-    employee_id: i64,
-    action: CorrectionAction,
-    actor: &Actor,
-    reason: &str,
-    before: Option<&SessionState>,
-    after: Option<&SessionState>,
+    e: Entry<'_>,
 ) -> Result<DateTime<Utc>, BusError> {
     sqlx::query_scalar(
         "INSERT INTO corrections (org_id, session_id, employee_id, action, actor_kind, actor_id, \
@@ -325,15 +332,15 @@ pub(crate) async fn audit(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING at",
     )
     .bind(org.as_uuid())
-    .bind(session)
-    .bind(employee_id)
-    .bind(action.as_str())
-    .bind(actor.kind.as_str())
-    .bind(actor.id.as_deref())
-    .bind(&actor.name)
-    .bind(reason)
-    .bind(before.map(sqlx::types::Json))
-    .bind(after.map(sqlx::types::Json))
+    .bind(e.session)
+    .bind(e.employee_id)
+    .bind(e.action.as_str())
+    .bind(e.actor.kind.as_str())
+    .bind(e.actor.id.as_deref())
+    .bind(&e.actor.name)
+    .bind(e.reason)
+    .bind(e.before.map(sqlx::types::Json))
+    .bind(e.after.map(sqlx::types::Json))
     .fetch_one(&mut *conn)
     .await
     .map_err(db::err)
@@ -366,10 +373,14 @@ fn employee_of(
     staff: &clokio_runtime::directory::Staff,
     id: i64,
 ) -> Result<Arc<Employee>, BusError> {
-    staff.by_id.get(&EmployeeId::new(id)).cloned().ok_or_else(|| {
-        tracing::error!(employee_id = id, "a session of an unknown employee");
-        BusError::internal()
-    })
+    staff
+        .by_id
+        .get(&EmployeeId::new(id))
+        .cloned()
+        .ok_or_else(|| {
+            tracing::error!(employee_id = id, "a session of an unknown employee");
+            BusError::internal()
+        })
 }
 
 /// The location a correction names, by name; None keeps the session's.
@@ -392,7 +403,14 @@ pub async fn update(state: &State, req: SessionUpdate) -> Result<Bytes, BusError
         req.org_id,
         req.idempotency_key.as_deref(),
         SessionUpdateOp::NAME,
-        &(&req.id, &req.clock_in, &req.clock_out, &req.breaks, &req.location, &reason),
+        &(
+            &req.id,
+            &req.clock_in,
+            &req.clock_out,
+            &req.breaks,
+            &req.location,
+            &reason,
+        ),
     );
     let (info, staff) = tokio::try_join!(
         state.directory.org(req.org_id),
@@ -526,13 +544,15 @@ pub async fn update(state: &State, req: SessionUpdate) -> Result<Bytes, BusError
             let at = audit(
                 &mut tx,
                 org,
-                id,
-                employee_id,
-                CorrectionAction::Updated,
-                &req.actor,
-                &reason,
-                Some(&b),
-                Some(&a),
+                Entry {
+                    session: id,
+                    employee_id,
+                    action: CorrectionAction::Updated,
+                    actor: &req.actor,
+                    reason: &reason,
+                    before: Some(&b),
+                    after: Some(&a),
+                },
             )
             .await?;
             let note = CorrectionNote {
@@ -601,13 +621,15 @@ pub async fn delete(state: &State, req: SessionDelete) -> Result<Bytes, BusError
             let at = audit(
                 &mut tx,
                 org,
-                id,
-                employee_id,
-                CorrectionAction::Deleted,
-                &req.actor,
-                &reason,
-                Some(&b),
-                None,
+                Entry {
+                    session: id,
+                    employee_id,
+                    action: CorrectionAction::Deleted,
+                    actor: &req.actor,
+                    reason: &reason,
+                    before: Some(&b),
+                    after: None,
+                },
             )
             .await?;
             let note = CorrectionNote {
@@ -713,13 +735,15 @@ pub async fn create(state: &State, req: SessionCreate) -> Result<Bytes, BusError
             let at = audit(
                 &mut tx,
                 org,
-                id,
-                employee_id,
-                CorrectionAction::Created,
-                &req.actor,
-                &reason,
-                None,
-                Some(&a),
+                Entry {
+                    session: id,
+                    employee_id,
+                    action: CorrectionAction::Created,
+                    actor: &req.actor,
+                    reason: &reason,
+                    before: None,
+                    after: Some(&a),
+                },
             )
             .await?;
             let note = CorrectionNote {
@@ -741,7 +765,7 @@ pub async fn create(state: &State, req: SessionCreate) -> Result<Bytes, BusError
 async fn insert_breaks(
     conn: &mut PgConnection,
     session: i64,
-    breaks: &[(DateTime<Utc>, DateTime<Utc>)],
+    breaks: &[Span],
 ) -> Result<(), BusError> {
     if breaks.is_empty() {
         return Ok(());

@@ -111,7 +111,11 @@ fn records(info: &OrgInfo, staff: &Staff, rows: Vec<DayRow>, with_date: bool) ->
                 Some(nets) => nets.iter().map(|n| rules.round(*n)).sum(),
                 None => raw,
             };
-            let end = if r.open { now } else { r.last_out.unwrap_or(now) };
+            let end = if r.open {
+                now
+            } else {
+                r.last_out.unwrap_or(now)
+            };
             let taken = (end - r.first_in).num_seconds() - raw;
             let day = rules.day(raw, rounded, taken);
             Some(DailyRecord {
@@ -413,7 +417,10 @@ fn build_day(
     timeline.sort_by_key(|t| t.timestamp);
     let open = sessions.iter().any(|s| s.clock_out.is_none());
     let raw = (work_seconds - break_seconds).max(0);
-    let span = match (sessions.first(), sessions.iter().map(|s| s.clock_out.unwrap_or(now)).max()) {
+    let span = match (
+        sessions.first(),
+        sessions.iter().map(|s| s.clock_out.unwrap_or(now)).max(),
+    ) {
         (Some(first), Some(last)) => (last - first.clock_in).num_seconds(),
         _ => 0,
     };

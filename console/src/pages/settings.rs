@@ -151,6 +151,7 @@ impl SettingsForm {
             late_grace_minutes: Some(late_grace_minutes),
             holidays: Some(holidays),
             offline_backdate_hours: Some(offline_backdate_hours),
+            ..OrgPatch::default()
         })
     }
 }

@@ -50,7 +50,9 @@ impl Rounding {
 
     pub fn new(minutes: u32, mode: RoundingMode) -> Result<Self, String> {
         if !Self::STEPS.contains(&minutes) {
-            return Err("The rounding.minutes field must be one of: 1, 5, 6, 10, 15, 30".to_owned());
+            return Err(
+                "The rounding.minutes field must be one of: 1, 5, 6, 10, 15, 30".to_owned(),
+            );
         }
         Ok(Self { minutes, mode })
     }
@@ -105,8 +107,13 @@ pub fn check_break_rules(mut rules: Vec<BreakRule>) -> Result<Vec<BreakRule>, St
         }
     }
     rules.sort_by(|a, b| a.after_hours.total_cmp(&b.after_hours));
-    if rules.windows(2).any(|w| w[0].after_hours == w[1].after_hours) {
-        return Err("The break_rules field must not have two rules with the same after_hours".to_owned());
+    if rules
+        .windows(2)
+        .any(|w| w[0].after_hours == w[1].after_hours)
+    {
+        return Err(
+            "The break_rules field must not have two rules with the same after_hours".to_owned(),
+        );
     }
     Ok(rules)
 }
@@ -247,7 +254,10 @@ mod tests {
             break_rules: rules.break_rules,
         };
         let d = with.day(hm(6, 10), with.round(hm(6, 10)), 0);
-        assert_eq!((d.raw, d.auto_break, d.payable), (hm(6, 10), hm(0, 30), hm(5, 45)));
+        assert_eq!(
+            (d.raw, d.auto_break, d.payable),
+            (hm(6, 10), hm(0, 30), hm(5, 45))
+        );
     }
 
     #[test]

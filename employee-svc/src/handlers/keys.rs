@@ -161,8 +161,9 @@ pub async fn verify(state: &State, req: KeyVerify) -> Result<AuthInfo, BusError>
         Option<i32>,
         Vec<String>,
         Option<DateTime<Utc>>,
+        String,
     )> = sqlx::query_as(
-        "SELECT k.id, k.org_id, o.plan, o.rate_limit_per_minute, k.scopes, k.expires_at \
+        "SELECT k.id, k.org_id, o.plan, o.rate_limit_per_minute, k.scopes, k.expires_at, k.name \
              FROM api_keys k JOIN organizations o ON o.id = k.org_id \
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL \
              AND (k.expires_at IS NULL OR k.expires_at > now())",
@@ -171,7 +172,7 @@ pub async fn verify(state: &State, req: KeyVerify) -> Result<AuthInfo, BusError>
     .fetch_optional(&state.pool)
     .await
     .map_err(db::err)?;
-    let (key_id, org_id, plan, limit, scopes, expires_at) =
+    let (key_id, org_id, plan, limit, scopes, expires_at, name) =
         row.ok_or_else(|| BusError::not_found("API key not found"))?;
     Ok(AuthInfo {
         key_id: ApiKeyId::from_uuid(key_id),
@@ -180,6 +181,7 @@ pub async fn verify(state: &State, req: KeyVerify) -> Result<AuthInfo, BusError>
         rate_limit_per_minute: limit.map(|n| n as u32),
         scopes: stored_scopes(&scopes),
         expires_at,
+        name,
     })
 }
 

@@ -63,12 +63,10 @@ impl OrgRow {
                 offline_backdate_hours: self.offline_backdate_hours as u32,
                 max_shift_hours: self.max_shift_hours as u32,
                 rounding: match (self.rounding_minutes, self.rounding_mode.as_deref()) {
-                    (Some(minutes), Some(mode)) => {
-                        RoundingMode::parse(mode).map(|mode| Rounding {
-                            minutes: minutes as u32,
-                            mode,
-                        })
-                    }
+                    (Some(minutes), Some(mode)) => RoundingMode::parse(mode).map(|mode| Rounding {
+                        minutes: minutes as u32,
+                        mode,
+                    }),
                     _ => None,
                 },
                 break_rules: self.break_rules.0,

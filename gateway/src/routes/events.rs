@@ -26,11 +26,12 @@ pub fn routes() -> Router<App> {
     Router::new().route("/api/v1/events/stream", get(stream))
 }
 
-const EVENT_TYPES: [&str; 4] = [
+const EVENT_TYPES: [&str; 5] = [
     kind::CLOCK_IN,
     kind::CLOCK_OUT,
     kind::BREAK_START,
     kind::BREAK_END,
+    kind::CORRECTION,
 ];
 
 /// How long a client waits before reconnecting after the gateway closed the stream to shut down.
@@ -39,7 +40,7 @@ const RETRY: Duration = Duration::from_secs(1);
 /// Stream the organization's attendance events (Server-Sent Events).
 ///
 /// Each event is `id:` (a position to resume from), `event:` (`clock-in`, `clock-out`,
-/// `break-start`, `break-end`) and `data:` (the JSON a generic webhook receives: `{type,
+/// `break-start`, `break-end`, `correction`) and `data:` (the JSON a generic webhook receives: `{type,
 /// timestamp, data}`). Reconnect with `Last-Event-ID` (or `?last_event_id=`) to get every event
 /// after that position exactly once, within the events stream's retention (30 days); an unknown
 /// or expired position gets one `event: reset`, then live events. A comment line every 15 s keeps

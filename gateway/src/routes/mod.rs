@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod attendance;
+pub mod corrections;
 pub mod employees;
 pub mod events;
 pub mod leaves;
@@ -29,6 +30,7 @@ pub fn api_routes() -> Router<App> {
     Router::new()
         .merge(employees::routes())
         .merge(attendance::routes())
+        .merge(corrections::routes())
         .merge(leaves::routes())
         .merge(summary::routes())
         .merge(webhooks::routes())

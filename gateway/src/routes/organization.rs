@@ -7,9 +7,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use clokio_bus::ops::{OrgGetOp, OrgPatch, OrgRef, OrgUpdate, OrgUpdateOp, Organization};
-use clokio_bus::payroll::{
-    BreakRule, MAX_BREAK_RULES, Rounding, RoundingMode, check_break_rules,
-};
+use clokio_bus::payroll::{BreakRule, MAX_BREAK_RULES, Rounding, RoundingMode, check_break_rules};
 use clokio_bus::types::{LocalTime, Timezone, Weekday};
 use utoipa::ToSchema;
 
@@ -110,8 +108,8 @@ pub async fn update(
     })?;
     let holidays = f.optional_list("holidays", 1000, |s| parse_date("holidays", s))?;
     let offline_backdate_hours = f.optional_u32("offline_backdate_hours", 720)?;
-    let max_shift_hours = f.optional_u32("max_shift_hours", 72)?;
-    if max_shift_hours == Some(0) {
+    let max_shift_hours = f.optional_u32("max_shift_hours", u32::MAX)?;
+    if max_shift_hours.is_some_and(|h| !(1..=72).contains(&h)) {
         return Err(ApiError::invalid(
             "The max_shift_hours field must be between 1 and 72",
         ));

@@ -217,6 +217,9 @@ pub struct AuthInfo {
     pub scopes: Scopes,
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
+    /// The key's name: who made a change, in audit trails.
+    #[serde(default)]
+    pub name: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -49,7 +49,13 @@ impl std::str::FromStr for Platform {
 }
 
 /// The attendance events a subscription can ask for.
-pub const WEBHOOK_EVENTS: &[&str] = &["clock-in", "clock-out", "break-start", "break-end"];
+pub const WEBHOOK_EVENTS: &[&str] = &[
+    "clock-in",
+    "clock-out",
+    "break-start",
+    "break-end",
+    "correction",
+];
 
 /// A local time window; `end` before `start` wraps midnight (22:00–06:00).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
