@@ -171,6 +171,9 @@ impl Handler for State {
             ops::SessionCreateOp::NAME => {
                 corrections::create(self, decode::<ops::SessionCreateOp>(p)?).await
             }
+            ops::SessionGetOp::NAME => {
+                corrections::get(self, decode::<ops::SessionGetOp>(p)?).await
+            }
             ops::SessionHistoryOp::NAME => {
                 corrections::history(self, decode::<ops::SessionHistoryOp>(p)?).await
             }

@@ -55,7 +55,7 @@ pub struct ErrorEnvelope {
         attendance::clock_in, attendance::clock_out, attendance::break_start, attendance::break_end,
         attendance::daily, attendance::range, attendance::employee, attendance::employee_today,
         attendance::today_detailed, attendance::import,
-        corrections::update, corrections::remove, corrections::create, corrections::history,
+        corrections::show, corrections::update, corrections::remove, corrections::create, corrections::history,
         corrections::periods, corrections::close, corrections::reopen,
         leaves::create, leaves::list, leaves::remove,
         summary::summary,

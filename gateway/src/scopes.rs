@@ -21,6 +21,7 @@ pub fn required(method: &Method, path: &str) -> Option<Scope> {
         | "/api/v1/attendance/break-start"
         | "/api/v1/attendance/break-end"
         | "/api/v1/attendance/import" => AttendanceWrite,
+        "/api/v1/attendance/sessions/{id}" if read => AttendanceRead,
         "/api/v1/attendance/sessions" | "/api/v1/attendance/sessions/{id}" => AttendanceWrite,
         "/api/v1/attendance/sessions/{id}/history" => AttendanceRead,
         "/api/v1/periods" if read => ReportsRead,

@@ -1036,6 +1036,17 @@ async fn another_organizations_ids_give_the_not_found_page() {
         .await
         .expect(201);
     let leave_id = leave.data()["id"].to_string();
+    let session_id = gw
+        .post(
+            &other.key,
+            "/api/v1/attendance/import",
+            &json!({"records": [{"nip": "B-1", "clock_in": "2026-03-04T08:00:00Z",
+                "clock_out": "2026-03-04T16:00:00Z"}]}),
+        )
+        .await
+        .expect(201)
+        .data()["attendance_ids"][0]
+        .to_string();
     let admin_b = s
         .stack
         .create_admin(other.org.id, &email(), "Boss B", Some(ADMIN_PASSWORD))
@@ -1051,6 +1062,7 @@ async fn another_organizations_ids_give_the_not_found_page() {
         format!("/webhooks/{hook_id}/deliveries/{delivery_id}"),
         format!("/admin/users/{admin_b}/remove"),
         format!("/leave/{leave_id}/delete?month=3&year=2026"),
+        format!("/attendance/sessions/{session_id}"),
     ] {
         a.get(&path).await.expect(404).expect_text("Page not found");
     }
@@ -1065,8 +1077,16 @@ async fn another_organizations_ids_give_the_not_found_page() {
         format!("/admin/users/{admin_b}/remove"),
         format!("/leave/{leave_id}/delete"),
         "/employees/B-1/status".to_owned(),
+        format!("/attendance/sessions/{session_id}"),
+        format!("/attendance/sessions/{session_id}/delete"),
     ] {
-        a.post(&path, &[("active", "false"), ("status", "inactive")])
+        let form = [
+            ("active", "false"),
+            ("status", "inactive"),
+            ("reason", "Mallory"),
+            ("clock_in", "2026-03-04T07:00"),
+        ];
+        a.post(&path, &form)
             .await
             .expect(404)
             .expect_text("Page not found");
@@ -1084,6 +1104,15 @@ async fn another_organizations_ids_give_the_not_found_page() {
     assert_eq!(b_emp.data()[0]["employee_code"], emp["employee_code"]);
     let leaves = gw.get(&other.key, "/api/v1/leaves?month=3&year=2026").await;
     assert_eq!(leaves.data().as_array().unwrap().len(), 1);
+    let session = gw
+        .get(
+            &other.key,
+            &format!("/api/v1/attendance/sessions/{session_id}"),
+        )
+        .await
+        .expect(200);
+    assert_eq!(session.data()["clock_in"], "2026-03-04T08:00:00Z");
+    assert_eq!(session.data()["revision"], 1);
     gw.get(&other.key, "/api/v1/api-keys").await.expect(200);
     assert!(
         gw.get(&other.key, "/api/v1/employees").await.status == 200,

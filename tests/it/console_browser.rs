@@ -6,6 +6,8 @@
 //! Back. Each page's screenshot goes to `docs/console/` (see docs/console.md). Bounded in time.
 
 use std::path::PathBuf;
+
+use chrono::Datelike;
 use std::time::{Duration, Instant};
 
 use clokio_bus::types::Plan;
@@ -158,7 +160,7 @@ async fn acme(stack: &Stack, gw: &clokio_testkit::Gateway) -> clokio_testkit::Te
         gw.create_employee(
             &key,
             name,
-            json!({"employee_code": code, "department": department}),
+            json!({"employee_code": code, "department": department, "hire_date": "2026-01-05"}),
         )
         .await;
     }
@@ -544,6 +546,51 @@ async fn afternoon() {
         api.to_vec(),
         "the same bytes as the API's CSV"
     );
+
+    // A wrong break, corrected from last month's day in Attendance, then the month closed.
+    let today = chrono::Utc::now().date_naive();
+    let first = (today.with_day(1).unwrap() - chrono::Duration::days(1))
+        .with_day(1)
+        .unwrap();
+    let day = first + chrono::Duration::days(2);
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/import",
+        &json!({"records": [{"nip": "EMP-1001", "clock_in": format!("{day}T09:00:00Z"),
+            "clock_out": format!("{day}T17:30:00Z"),
+            "breaks": [{"start": format!("{day}T12:00:00Z"), "end": format!("{day}T12:30:00Z")}]}]}),
+    )
+    .await
+    .expect(201);
+    c.goto(&url(&format!("/attendance/today?date={day}")))
+        .await
+        .unwrap();
+    click_here(c, "tr[data-code='EMP-1001'] details.sessions summary").await;
+    click(c, "tr[data-code='EMP-1001'] a.correct").await;
+    assert_eq!(heading(c).await, "Session of Liam Chen EMP-1001");
+    fill(c, "#breaks", "12:00-12:45").await;
+    fill(c, "#reason", "Lunch ran long; signed paper slip").await;
+    click(c, "form[action^='/attendance/sessions/'] button.primary").await;
+    let flash = text_of(c, ".flash").await;
+    assert!(flash.contains("was corrected"), "{flash}");
+    assert!(
+        text_of(c, "table.history").await.contains("Lunch ran long"),
+        "the history shows the reason"
+    );
+    screenshot(c, "session").await;
+    c.goto(&url(&format!(
+        "/reports/summary?month={}&year={}",
+        first.month(),
+        first.year()
+    )))
+    .await
+    .unwrap();
+    click(c, "form[action='/reports/summary/close'] button").await;
+    let closed = text_of(c, ".period.closed").await;
+    assert!(closed.contains("Closed for payroll"), "{closed}");
+    screenshot(c, "summary-closed").await;
+    let periods = gw.get(&t.key, "/api/v1/periods").await.expect(200);
+    assert_eq!(periods.data()[0]["closed_by"], "Ada Admin");
 
     // The other pages, for the record.
     click(c, "nav.mainnav a[href='/leave']").await;

@@ -1075,3 +1075,287 @@ async fn over_https_the_cookies_are_host_only_and_secure() {
     );
     b.get("/employees").await.expect(200);
 }
+
+/// Attendance > a session: corrected and deleted with a reason, its history shown; Reports >
+/// Monthly Summary: the month closed (corrections then refused) and reopened.
+#[tokio::test]
+async fn a_session_is_corrected_and_its_month_closed_from_the_console() {
+    use chrono::Datelike;
+    let s = setup().await;
+    s.gw.create_employee(
+        &s.t.key,
+        "Sarah Johnson",
+        json!({"employee_code": "EMP-1042", "hire_date": "2020-01-01"}),
+    )
+    .await;
+    let today = chrono::Utc::now().date_naive();
+    let first = (today.with_day(1).unwrap() - chrono::Duration::days(1))
+        .with_day(1)
+        .unwrap();
+    let day = first + chrono::Duration::days(2);
+    let imported = s
+        .gw
+        .post(
+            &s.t.key,
+            "/api/v1/attendance/import",
+            &json!({"records": [{"nip": "EMP-1042", "clock_in": format!("{day}T09:00:00Z"),
+                "clock_out": format!("{day}T17:00:00Z"),
+                "breaks": [{"start": format!("{day}T12:00:00Z"), "end": format!("{day}T12:30:00Z")}]}]}),
+        )
+        .await
+        .expect(201);
+    let id = imported.data()["attendance_ids"][0].to_string();
+    let path = format!("/attendance/sessions/{id}");
+    let mut b = s.browser().await;
+
+    // The day's board links each session to its page.
+    let board = b.get(&format!("/attendance/today?date={day}")).await;
+    board.expect(200);
+    assert!(board.text.contains(&format!("href=\"{path}\"")));
+    let page = b.get(&path).await;
+    page.expect(200)
+        .expect_text("Session of Sarah Johnson")
+        .expect_text("12:00-12:30")
+        .expect_text("Not corrected so far.");
+    for value in [
+        format!("value=\"{day}T09:00\""),
+        format!("value=\"{day}T17:00\""),
+    ] {
+        assert!(page.text.contains(&value), "{value}");
+    }
+
+    let clock_in = format!("{day}T09:00");
+    let later = format!("{day}T18:15");
+    for (form, field, message) in [
+        (
+            vec![
+                ("clock_in", clock_in.as_str()),
+                ("clock_out", later.as_str()),
+                ("breaks", "12:00-12:30"),
+                ("reason", ""),
+            ],
+            "reason",
+            "The reason field is required",
+        ),
+        (
+            vec![
+                ("clock_in", clock_in.as_str()),
+                ("clock_out", later.as_str()),
+                ("breaks", "noon"),
+                ("reason", "x"),
+            ],
+            "breaks",
+            "The breaks field must have one break per line as HH:MM-HH:MM",
+        ),
+        (
+            vec![
+                ("clock_in", clock_in.as_str()),
+                ("clock_out", "tomorrow"),
+                ("breaks", ""),
+                ("reason", "x"),
+            ],
+            "clock_out",
+            "The clock_out field must be a date and time",
+        ),
+        (
+            vec![
+                ("clock_in", clock_in.as_str()),
+                ("clock_out", later.as_str()),
+                ("breaks", "08:00-08:30"),
+                ("reason", "x"),
+            ],
+            "breaks",
+            "A break must lie inside its session",
+        ),
+    ] {
+        b.post(&path, &form)
+            .await
+            .expect(422)
+            .expect_field_error(field, message);
+    }
+    let api = format!("/api/v1/attendance/sessions/{id}");
+    assert_eq!(s.gw.get(&s.t.key, &api).await.data()["revision"], 1);
+
+    b.post(
+        &path,
+        &[
+            ("clock_in", clock_in.as_str()),
+            ("clock_out", later.as_str()),
+            ("breaks", "12:00-12:45"),
+            ("reason", "Stayed for the late delivery"),
+        ],
+    )
+    .await
+    .expect_redirect(&path);
+    let page = b.get(&path).await;
+    page.expect_text(&format!(
+        "The session of Sarah Johnson on {day} was corrected."
+    ))
+    .expect_text("Stayed for the late delivery")
+    .expect_text("Ada Admin")
+    .expect_text(&format!("{day} 09:00–17:00, breaks 12:00–12:30"))
+    .expect_text(&format!("{day} 09:00–18:15, breaks 12:00–12:45"));
+    let session = s.gw.get(&s.t.key, &api).await.expect(200);
+    assert_eq!(session.data()["clock_out"], format!("{day}T18:15:00Z"));
+    assert_eq!(session.data()["break_minutes"], 45);
+    let history =
+        s.gw.get(&s.t.key, &format!("{api}/history"))
+            .await
+            .expect(200);
+    assert_eq!(history.data()[0]["by"]["kind"], "admin");
+    assert_eq!(history.data()[0]["by"]["name"], "Ada Admin");
+
+    // Reports > Monthly Summary: close the month; a correction in it is then refused.
+    let (m, y) = (first.month().to_string(), first.year().to_string());
+    let period = first.format("%Y-%m").to_string();
+    let summary = format!("/reports/summary?month={m}&year={y}");
+    b.get(&summary)
+        .await
+        .expect(200)
+        .expect_text(&format!("Close {period}"));
+    b.post(
+        "/reports/summary/close",
+        &[("month", m.as_str()), ("year", y.as_str())],
+    )
+    .await
+    .expect_redirect(&summary);
+    let page = b.get(&summary).await;
+    page.expect_text("is closed for payroll")
+        .expect_text("Closed for payroll on")
+        .expect_text(&format!("Reopen {period}"));
+    let periods = s.gw.get(&s.t.key, "/api/v1/periods").await.expect(200);
+    assert_eq!(periods.data()[0]["period"], period);
+    assert_eq!(periods.data()[0]["closed_by"], "Ada Admin");
+    b.post(
+        &path,
+        &[
+            ("clock_in", clock_in.as_str()),
+            ("clock_out", format!("{day}T18:30").as_str()),
+            ("breaks", "12:00-12:45"),
+            ("reason", "Too late"),
+        ],
+    )
+    .await
+    .expect(409)
+    .expect_text(&format!("The period {period} is closed"));
+    // Closing it twice is refused, and said so.
+    b.post(
+        "/reports/summary/close",
+        &[("month", m.as_str()), ("year", y.as_str())],
+    )
+    .await
+    .expect_redirect(&summary);
+    b.get(&summary)
+        .await
+        .expect_text(&format!("The period {period} is already closed"));
+    b.post(
+        "/reports/summary/reopen",
+        &[("month", m.as_str()), ("year", y.as_str())],
+    )
+    .await
+    .expect_redirect(&summary);
+    b.get(&summary)
+        .await
+        .expect_text("is open again")
+        .expect_text(&format!("Close {period}"));
+
+    // Deleted, with a reason; the history stays.
+    b.post(&format!("{path}/delete"), &[("reason", "")])
+        .await
+        .expect(422)
+        .expect_field_error("delete_reason", "The reason field is required");
+    b.post(&format!("{path}/delete"), &[("reason", "Wrong badge")])
+        .await
+        .expect_redirect(&format!("/attendance/today?date={day}"));
+    s.gw.get(&s.t.key, &api)
+        .await
+        .expect_error(404, "Attendance session not found");
+    let history =
+        s.gw.get(&s.t.key, &format!("{api}/history"))
+            .await
+            .expect(200);
+    assert_eq!(history.data()[1]["action"], "deleted");
+    assert_eq!(history.data()[1]["reason"], "Wrong badge");
+}
+
+/// Settings > Payroll rules: the longest shift, rounding and break rules, as the API has them.
+#[tokio::test]
+async fn payroll_rules_are_set_in_the_settings() {
+    let s = setup().await;
+    let mut b = s.browser().await;
+    b.get("/settings")
+        .await
+        .expect(200)
+        .expect_text("Payroll rules")
+        .expect_text("No rounding");
+    let form = |max: &'static str, minutes: &'static str, after: &'static str| {
+        vec![
+            ("timezone", "UTC"),
+            ("work_days", "monday"),
+            ("schedule_start", "09:00"),
+            ("hours_per_day", "8"),
+            ("late_grace_minutes", "10"),
+            ("holidays", ""),
+            ("offline_backdate_hours", "72"),
+            ("max_shift_hours", max),
+            ("rounding_minutes", minutes),
+            ("rounding_mode", "up"),
+            ("rule_after_0", after),
+            ("rule_minutes_0", "30"),
+            ("rule_after_1", "9"),
+            ("rule_minutes_1", "45"),
+            ("rule_after_2", ""),
+            ("rule_minutes_2", ""),
+        ]
+    };
+    b.post("/settings", &form("0", "15", "6"))
+        .await
+        .expect(422)
+        .expect_field_error(
+            "max_shift_hours",
+            "The max_shift_hours field must be between 1 and 72",
+        );
+    b.post("/settings", &form("12", "7", "6"))
+        .await
+        .expect(422)
+        .expect_field_error(
+            "rounding_minutes",
+            "The rounding.minutes field must be one of",
+        );
+    b.post("/settings", &form("12", "15", "x"))
+        .await
+        .expect(422)
+        .expect_field_error("break_rules", "Each break rule needs");
+    b.post("/settings", &form("12", "15", "6"))
+        .await
+        .expect_redirect("/settings");
+    let org = s.gw.get(&s.t.key, "/api/v1/organization").await.expect(200);
+    let settings = &org.data()["settings"];
+    assert_eq!(settings["max_shift_hours"], 12);
+    assert_eq!(settings["rounding"], json!({"minutes": 15, "mode": "up"}));
+    assert_eq!(
+        settings["break_rules"],
+        json!([{"after_hours": 6.0, "minimum_break_minutes": 30},
+            {"after_hours": 9.0, "minimum_break_minutes": 45}])
+    );
+    let page = b.get("/settings").await;
+    for markup in [
+        "<option value=\"15\" selected>15 minutes</option>",
+        "<option value=\"up\" selected>up</option>",
+        "aria-label=\"Rule 2: after hours\" value=\"9\"",
+        "aria-label=\"Rule 1: minimum break minutes\" value=\"30\"",
+    ] {
+        assert!(page.text.contains(markup), "{markup}");
+    }
+    // No rounding, no rules.
+    b.post("/settings", &form("12", "", "")).await.expect(422);
+    let mut off = form("16", "", "");
+    off.retain(|(k, _)| !k.starts_with("rule_"));
+    off.push(("rule_after_0", ""));
+    off.push(("rule_minutes_0", ""));
+    b.post("/settings", &off).await.expect_redirect("/settings");
+    let org = s.gw.get(&s.t.key, "/api/v1/organization").await.expect(200);
+    assert_eq!(org.data()["settings"]["rounding"], serde_json::Value::Null);
+    assert_eq!(org.data()["settings"]["break_rules"], json!([]));
+    assert_eq!(org.data()["settings"]["max_shift_hours"], 16);
+}

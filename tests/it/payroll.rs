@@ -260,6 +260,12 @@ async fn a_correction_changes_the_figures_keeps_its_trail_and_is_announced() {
     assert_eq!(s["revision"], 2);
     assert_eq!(s["auto_closed"], false);
 
+    let shown = gw.get(&t.key, &path).await.expect(200);
+    assert_eq!(shown.data(), res.data());
+    gw.get(&b.key, &path)
+        .await
+        .expect_error(404, "Attendance session not found");
+
     // The audit trail: who, when, why, before and after.
     let history = gw.get(&t.key, &format!("{path}/history")).await.expect(200);
     let h = history.data().as_array().unwrap();

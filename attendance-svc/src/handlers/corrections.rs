@@ -796,6 +796,23 @@ async fn emit(
     rows.flush(tx).await.map_err(db::err)
 }
 
+pub async fn get(state: &State, req: SessionRef) -> Result<Bytes, BusError> {
+    let staff = state.directory.staff(req.org_id).await?;
+    let mut conn = state.pool.acquire().await.map_err(db::err)?;
+    let employee_id: i64 =
+        sqlx::query_scalar("SELECT employee_id FROM sessions WHERE org_id = $1 AND id = $2")
+            .bind(req.org_id.as_uuid())
+            .bind(req.id.get())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db::err)?
+            .ok_or_else(not_found)?;
+    let session = load(&mut conn, req.org_id, req.id.get(), false)
+        .await?
+        .ok_or_else(not_found)?;
+    to_bytes(&session.view(&*employee_of(&staff, employee_id)?))
+}
+
 #[derive(sqlx::FromRow)]
 struct CorrectionRow {
     id: i64,

@@ -54,6 +54,9 @@ pub struct Row {
 }
 
 pub struct SessionLine {
+    /// The session's page (correct or delete it).
+    pub id: i64,
+    pub auto_closed: bool,
     pub clock_in: String,
     pub clock_out: String,
     pub location: String,
@@ -72,6 +75,8 @@ impl Row {
             .work_sessions
             .iter()
             .map(|w| SessionLine {
+                id: w.attendance_id.get(),
+                auto_closed: w.auto_closed,
                 clock_in: hm(w.clock_in, tz),
                 clock_out: w.clock_out.map(|t| hm(t, tz)).unwrap_or_default(),
                 location: w.location.clone(),

@@ -5,6 +5,7 @@
 pub mod admins;
 pub mod api_keys;
 pub mod attendance;
+pub mod corrections;
 pub mod employees;
 pub mod leave;
 pub mod reports;
@@ -28,6 +29,7 @@ use crate::session::{Reveal, Session};
 pub fn page_routes() -> Router<App> {
     Router::new()
         .merge(attendance::pages())
+        .merge(corrections::pages())
         .merge(employees::pages())
         .merge(api_keys::pages())
         .merge(reports::pages())
@@ -44,6 +46,7 @@ pub fn action_routes() -> Router<App> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/attendance/today") }))
         .merge(attendance::actions())
+        .merge(corrections::actions())
         .merge(employees::actions())
         .merge(api_keys::actions())
         .merge(reports::actions())

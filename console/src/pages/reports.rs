@@ -8,11 +8,12 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use axum::routing::get;
-use axum::{Extension, Router};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
 use chrono::Datelike;
 use clokio_bus::ops::{
-    OrgGetOp, OrgRef, SummaryOp, SummaryQuery, SummaryRow, summary_csv_file_name,
+    OrgGetOp, OrgRef, PeriodChange, PeriodCloseOp, PeriodListOp, PeriodReopenOp, SummaryOp,
+    SummaryQuery, SummaryRow, summary_csv_file_name,
 };
 use serde::Deserialize;
 
@@ -26,7 +27,10 @@ pub fn pages() -> Router<App> {
 }
 
 pub fn actions() -> Router<App> {
-    Router::new().route("/reports/summary.csv", get(csv))
+    Router::new()
+        .route("/reports/summary.csv", get(csv))
+        .route("/reports/summary/close", post(close))
+        .route("/reports/summary/reopen", post(reopen))
 }
 
 pub const MONTHS: [&str; 12] = [
@@ -135,6 +139,12 @@ struct SummaryPage {
     overtime_hours: String,
     csv_href: String,
     errors: Errors,
+    /// `2026-02`.
+    period: String,
+    /// "Closed for payroll on … by …" when closed.
+    closed: Option<String>,
+    /// Whether the month has ended (only then can it be closed).
+    ended: bool,
 }
 
 /// `GET /reports/summary[?month=&year=]`.
@@ -152,14 +162,32 @@ async fn summary(
         Ok((m, y)) => (m, y, Errors::none()),
         Err(errors) => (today.month(), today.year(), errors),
     };
-    let rows = app
-        .bus
-        .call::<SummaryOp>(&SummaryQuery {
+    let (query, org_ref) = (
+        SummaryQuery {
             org_id: s.org_id,
             year,
             month,
-        })
-        .await?;
+        },
+        OrgRef { org_id: s.org_id },
+    );
+    let (rows, periods) = tokio::try_join!(
+        app.bus.call::<SummaryOp>(&query),
+        app.bus.call::<PeriodListOp>(&org_ref)
+    )?;
+    let period = format!("{year:04}-{month:02}");
+    let closed = periods.iter().find(|p| p.period == period).map(|p| {
+        format!(
+            "Closed for payroll on {} by {}. These figures no longer change; corrections, punches, imports and leave in {} are refused until it is reopened.",
+            p.closed_at
+                .map(|at| at.with_timezone(&org.timezone.tz()).format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_default(),
+            p.closed_by.clone().unwrap_or_default(),
+            MONTHS[month as usize - 1],
+        )
+    });
+    let ended = chrono::NaiveDate::from_ymd_opt(year, month, 1)
+        .and_then(|d| d.checked_add_months(chrono::Months::new(1)))
+        .is_some_and(|next| next <= today);
     let sum = |f: fn(&SummaryRow) -> f64| hours(rows.iter().map(f).sum::<f64>());
     let first = org.created_at.year().min(today.year() - 1);
     let page = SummaryPage {
@@ -185,6 +213,9 @@ async fn summary(
             ])
         ),
         errors,
+        period,
+        closed,
+        ended,
     };
     let status = if page.errors.is_empty() {
         StatusCode::OK
@@ -223,4 +254,93 @@ async fn csv(
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(res)
+}
+
+#[derive(Deserialize)]
+pub struct PeriodForm {
+    #[serde(default)]
+    month: String,
+    #[serde(default)]
+    year: String,
+}
+
+/// The month a close or reopen form names, and where to go back to.
+fn period_of(f: &PeriodForm) -> Result<(u32, i32, String), PageError> {
+    let q = MonthQuery {
+        month: Some(f.month.clone()),
+        year: Some(f.year.clone()),
+    };
+    let (month, year) = month_year(&q, chrono::Utc::now().date_naive()).map_err(|e| {
+        PageError::Refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.get("month")
+                .or(e.get("year"))
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    })?;
+    let back = format!(
+        "/reports/summary?{}",
+        query_string(&[("month", &month.to_string()), ("year", &year.to_string())])
+    );
+    Ok((month, year, back))
+}
+
+/// `POST /reports/summary/close`: "Close month" (as `POST /api/v1/periods/{yyyy-mm}/close`).
+async fn close(
+    State(app): State<App>,
+    Extension(s): Extension<Session>,
+    Form(f): Form<PeriodForm>,
+) -> Result<Response, PageError> {
+    change(&app, &s, &f, true).await
+}
+
+/// `POST /reports/summary/reopen`.
+async fn reopen(
+    State(app): State<App>,
+    Extension(s): Extension<Session>,
+    Form(f): Form<PeriodForm>,
+) -> Result<Response, PageError> {
+    change(&app, &s, &f, false).await
+}
+
+async fn change(
+    app: &App,
+    s: &Session,
+    f: &PeriodForm,
+    close: bool,
+) -> Result<Response, PageError> {
+    let (month, year, back) = period_of(f)?;
+    let req = PeriodChange {
+        org_id: s.org_id,
+        year,
+        month,
+        actor: super::corrections::actor(s),
+    };
+    let name = format!("{} {year}", MONTHS[month as usize - 1]);
+    let done = if close {
+        app.bus
+            .call::<PeriodCloseOp>(&req)
+            .await
+            .map(|_| format!("{name} is closed for payroll: its figures no longer change."))
+    } else {
+        app.bus
+            .call::<PeriodReopenOp>(&req)
+            .await
+            .map(|_| format!("{name} is open again."))
+    };
+    let message = match done {
+        Ok(message) => message,
+        // A refusal (open sessions, already closed, not over) is shown on the summary.
+        Err(err)
+            if matches!(
+                err.code,
+                clokio_bus::ErrorCode::Conflict | clokio_bus::ErrorCode::Unprocessable
+            ) =>
+        {
+            err.message
+        }
+        Err(err) => return Err(err.into()),
+    };
+    Ok(super::done_with(app, s, &back, &message).await)
 }

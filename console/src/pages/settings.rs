@@ -13,6 +13,7 @@ use clokio_bus::ops::{
     Location, LocationCreate, LocationCreateOp, LocationListOp, OrgGetOp, OrgPatch, OrgRef,
     OrgUpdate, OrgUpdateOp, Organization,
 };
+use clokio_bus::payroll::{BreakRule, Rounding, RoundingMode, check_break_rules};
 use clokio_bus::types::{LocalTime, Timezone, Weekday};
 use serde::Deserialize;
 
@@ -41,7 +42,17 @@ pub struct SettingsForm {
     late_grace_minutes: String,
     holidays: String,
     offline_backdate_hours: String,
+    max_shift_hours: String,
+    /// `""` for no rounding; None when the form did not carry the field (nothing changes).
+    rounding_minutes: Option<String>,
+    rounding_mode: String,
+    /// Break rules as typed, (after hours, minimum minutes), one pair per row of the form;
+    /// None when the form did not carry them.
+    break_rules: Option<Vec<(String, String)>>,
 }
+
+/// Rows of the break rule table.
+pub const RULE_ROWS: usize = 3;
 
 impl SettingsForm {
     fn of(org: &Organization) -> Self {
@@ -59,7 +70,38 @@ impl SettingsForm {
                 .collect::<Vec<_>>()
                 .join("\n"),
             offline_backdate_hours: s.offline_backdate_hours.to_string(),
+            max_shift_hours: s.max_shift_hours.to_string(),
+            rounding_minutes: Some(
+                s.rounding
+                    .map(|r| r.minutes.to_string())
+                    .unwrap_or_default(),
+            ),
+            rounding_mode: s.rounding.map_or("nearest", |r| r.mode.as_str()).to_owned(),
+            break_rules: Some(
+                (0..RULE_ROWS)
+                    .map(|i| {
+                        s.break_rules.get(i).map_or_else(Default::default, |r| {
+                            (
+                                r.after_hours.to_string(),
+                                r.minimum_break_minutes.to_string(),
+                            )
+                        })
+                    })
+                    .collect(),
+            ),
         }
+    }
+
+    /// The typed value of break rule row `i`: (after hours, minimum minutes).
+    pub fn rule(&self, i: &usize) -> (String, String) {
+        self.break_rules
+            .as_ref()
+            .and_then(|r| r.get(*i).cloned())
+            .unwrap_or_default()
+    }
+
+    pub fn rounds(&self, minutes: &str) -> bool {
+        self.rounding_minutes.as_deref().unwrap_or("") == minutes
     }
 
     /// From the posted pairs (`work_days` repeats, once per ticked day).
@@ -74,7 +116,26 @@ impl SettingsForm {
                 "late_grace_minutes" => f.late_grace_minutes = v,
                 "holidays" => f.holidays = v,
                 "offline_backdate_hours" => f.offline_backdate_hours = v,
-                _ => {}
+                "max_shift_hours" => f.max_shift_hours = v,
+                "rounding_minutes" => f.rounding_minutes = Some(v),
+                "rounding_mode" => f.rounding_mode = v,
+                k => {
+                    // rule_after_0 … rule_minutes_2
+                    let slot = |prefix: &str| {
+                        k.strip_prefix(prefix)
+                            .and_then(|i| i.parse::<usize>().ok())
+                            .filter(|i| *i < RULE_ROWS)
+                    };
+                    if let Some(i) = slot("rule_after_") {
+                        f.break_rules
+                            .get_or_insert_with(|| vec![Default::default(); RULE_ROWS])[i]
+                            .0 = v;
+                    } else if let Some(i) = slot("rule_minutes_") {
+                        f.break_rules
+                            .get_or_insert_with(|| vec![Default::default(); RULE_ROWS])[i]
+                            .1 = v;
+                    }
+                }
             }
         }
         f
@@ -143,6 +204,59 @@ impl SettingsForm {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let max_shift_hours = match opt(&self.max_shift_hours) {
+            None => None,
+            Some(v) => Some(
+                v.parse::<u32>()
+                    .ok()
+                    .filter(|h| (1..=72).contains(h))
+                    .ok_or_else(|| {
+                        e(
+                            "max_shift_hours",
+                            "The max_shift_hours field must be between 1 and 72",
+                        )
+                    })?,
+            ),
+        };
+        let (rounding, rounding_off) = match self.rounding_minutes.as_deref().map(str::trim) {
+            None => (None, false),
+            Some("") => (None, true),
+            Some(minutes) => {
+                let minutes = minutes.parse::<u32>().unwrap_or(0);
+                let mode = RoundingMode::parse(self.rounding_mode.trim()).ok_or_else(|| {
+                    e(
+                        "rounding_mode",
+                        "The rounding.mode field must be one of: nearest, up, down",
+                    )
+                })?;
+                let r = Rounding::new(minutes, mode).map_err(|m| e("rounding_minutes", &m))?;
+                (Some(r), false)
+            }
+        };
+        let break_rules = match &self.break_rules {
+            None => None,
+            Some(rows) => {
+                let mut rules = Vec::new();
+                for (after, minutes) in rows {
+                    if after.trim().is_empty() && minutes.trim().is_empty() {
+                        continue;
+                    }
+                    let bad = || {
+                        e(
+                            "break_rules",
+                            "Each break rule needs a number of hours (greater than 0, at most 24) and of minutes (1-240)",
+                        )
+                    };
+                    let after_hours = after.trim().parse::<f64>().map_err(|_| bad())?;
+                    let minimum_break_minutes = minutes.trim().parse::<u32>().map_err(|_| bad())?;
+                    rules.push(BreakRule {
+                        after_hours,
+                        minimum_break_minutes,
+                    });
+                }
+                Some(check_break_rules(rules).map_err(|m| e("break_rules", &m))?)
+            }
+        };
         Ok(OrgPatch {
             timezone: Some(timezone),
             work_days: Some(work_days),
@@ -151,7 +265,10 @@ impl SettingsForm {
             late_grace_minutes: Some(late_grace_minutes),
             holidays: Some(holidays),
             offline_backdate_hours: Some(offline_backdate_hours),
-            ..OrgPatch::default()
+            max_shift_hours,
+            rounding,
+            rounding_off,
+            break_rules,
         })
     }
 }
@@ -164,6 +281,10 @@ const SETTINGS_FIELDS: &[&str] = &[
     "late_grace_minutes",
     "holidays",
     "offline_backdate_hours",
+    "max_shift_hours",
+    "rounding_minutes",
+    "rounding_mode",
+    "break_rules",
 ];
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -187,6 +308,8 @@ struct SettingsPage {
     errors: Errors,
     days: Vec<(&'static str, &'static str)>,
     zones: Vec<&'static str>,
+    steps: [u32; 6],
+    rule_rows: Vec<usize>,
     locations: Vec<Location>,
     location: LocationForm,
     location_errors: Errors,
@@ -229,6 +352,8 @@ async fn page(app: &App, s: &Session, shown: Shown) -> Result<Response, PageErro
             errors: shown.errors,
             days: DAY_LABELS.to_vec(),
             zones: zones(),
+            steps: Rounding::STEPS,
+            rule_rows: (0..RULE_ROWS).collect(),
             locations,
             location: shown.location,
             location_errors: shown.location_errors,
@@ -361,6 +486,14 @@ mod tests {
             late_grace_minutes: "5".into(),
             holidays: "2026-12-25\n2026-12-26, 2027-01-01".into(),
             offline_backdate_hours: "48".into(),
+            max_shift_hours: "12".into(),
+            rounding_minutes: Some("15".into()),
+            rounding_mode: "up".into(),
+            break_rules: Some(vec![
+                ("6".into(), "30".into()),
+                ("9".into(), "45".into()),
+                (String::new(), String::new()),
+            ]),
         }
     }
 
@@ -372,6 +505,39 @@ mod tests {
         assert_eq!(p.hours_per_day, Some(7.5));
         assert_eq!(p.holidays.unwrap().len(), 3);
         assert_eq!(p.offline_backdate_hours, Some(48));
+        assert_eq!(p.max_shift_hours, Some(12));
+        assert_eq!(
+            p.rounding,
+            Some(Rounding::new(15, RoundingMode::Up).unwrap())
+        );
+        assert_eq!(p.break_rules.unwrap().len(), 2);
+        let off = SettingsForm {
+            rounding_minutes: Some(String::new()),
+            break_rules: Some(vec![Default::default(); RULE_ROWS]),
+            ..form()
+        }
+        .patch()
+        .unwrap();
+        assert!(off.rounding_off);
+        assert_eq!(off.break_rules, Some(vec![]));
+        // A form without the payroll fields changes none of them.
+        let old = SettingsForm {
+            max_shift_hours: String::new(),
+            rounding_minutes: None,
+            break_rules: None,
+            ..form()
+        }
+        .patch()
+        .unwrap();
+        assert_eq!(
+            (
+                old.max_shift_hours,
+                old.rounding,
+                old.rounding_off,
+                old.break_rules
+            ),
+            (None, None, false, None)
+        );
     }
 
     #[test]
@@ -425,6 +591,27 @@ mod tests {
                     ..form()
                 },
                 "work_days",
+            ),
+            (
+                SettingsForm {
+                    max_shift_hours: "0".into(),
+                    ..form()
+                },
+                "max_shift_hours",
+            ),
+            (
+                SettingsForm {
+                    rounding_minutes: Some("7".into()),
+                    ..form()
+                },
+                "rounding_minutes",
+            ),
+            (
+                SettingsForm {
+                    break_rules: Some(vec![("six".into(), "30".into())]),
+                    ..form()
+                },
+                "break_rules",
             ),
         ] {
             let errors = change.patch().unwrap_err();

@@ -8,14 +8,14 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, patch, post};
+use axum::routing::{get, post};
 use axum::{Extension, Router};
 use clokio_bus::ids::AttendanceId;
 use clokio_bus::ops::{
     AttendanceSession, Correction, ImportBreak, ImportRecord, MAX_IMPORT_BREAKS, MAX_REASON_LEN,
     OrgRef, Period, PeriodChange, PeriodCloseOp, PeriodListOp, PeriodReopenOp, SessionCreate,
-    SessionCreateOp, SessionDelete, SessionDeleteOp, SessionHistoryOp, SessionRef, SessionUpdate,
-    SessionUpdateOp,
+    SessionCreateOp, SessionDelete, SessionDeleteOp, SessionGetOp, SessionHistoryOp, SessionRef,
+    SessionUpdate, SessionUpdateOp,
 };
 use clokio_bus::types::EmployeeCode;
 use utoipa::ToSchema;
@@ -33,7 +33,7 @@ pub fn routes() -> Router<App> {
         .route("/api/v1/attendance/sessions", post(create))
         .route(
             "/api/v1/attendance/sessions/{id}",
-            patch(update).delete(remove),
+            get(show).patch(update).delete(remove),
         )
         .route("/api/v1/attendance/sessions/{id}/history", get(history))
         .route("/api/v1/periods", get(periods))
@@ -283,6 +283,27 @@ pub async fn create(
         "Attendance session created successfully",
     )
     .await
+}
+
+/// One work session with its breaks, as corrections see it.
+#[utoipa::path(get, path = "/api/v1/attendance/sessions/{id}", tag = "Corrections",
+    params(("id" = i64, Path, description = "The session's `attendance_id`")),
+    responses(
+        (status = 200, body = Envelope<AttendanceSession>),
+        (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
+    security(("api_key" = [])))]
+pub async fn show(
+    State(app): State<App>,
+    Extension(auth): Extension<Auth>,
+    Extension(rid): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let req = SessionRef {
+        org_id: auth.org_id,
+        id: session_id(&id)?,
+    };
+    forward::<SessionGetOp>(&app, &rid, &req, StatusCode::OK, RETRIEVED).await
 }
 
 /// A session's audit trail, oldest first: every correction (and automatic close) with who made

@@ -518,6 +518,7 @@ operation!(SessionUpdateOp, Attendance, "session_update", SessionUpdate => Atten
 operation!(SessionDeleteOp, Attendance, "session_delete", SessionDelete => AttendanceSession);
 operation!(SessionCreateOp, Attendance, "session_create", SessionCreate => AttendanceSession);
 operation!(SessionHistoryOp, Attendance, "session_history", SessionRef => Vec<Correction>);
+operation!(SessionGetOp, Attendance, "session_get", SessionRef => AttendanceSession);
 
 // ---------------------------------------------------------------- pay periods
 
@@ -573,6 +574,7 @@ pub const ATTENDANCE_OPERATIONS: &[&str] = &[
     SessionDeleteOp::NAME,
     SessionCreateOp::NAME,
     SessionHistoryOp::NAME,
+    SessionGetOp::NAME,
     PeriodCloseOp::NAME,
     PeriodReopenOp::NAME,
     PeriodListOp::NAME,
