@@ -488,3 +488,159 @@ async fn restart_postgres_under_load() {
 async fn kill_one_of_two_gateways_under_load() {
     run(Fault::Gateway).await;
 }
+
+/// Corrections while one of two attendance-svc replicas is killed: each client retries with its
+/// `Idempotency-Key` until it gets an answer, and every correction is applied exactly once (one
+/// audit entry, one `attendance.corrected` event, the corrected figures in the summary).
+#[tokio::test]
+async fn corrections_survive_a_killed_attendance_replica_once_each() {
+    const SESSIONS: i64 = 60;
+    let mut stack = Stack::empty().await;
+    let _employee = stack.isolated_employee_svc();
+    let mut attendance = [
+        stack.isolated_attendance_svc(),
+        stack.isolated_attendance_svc(),
+    ];
+    let _reporting = stack.isolated_reporting_svc();
+    stack.wait_for_replicas(ServiceName::Employee, 1).await;
+    stack.wait_for_replicas(ServiceName::Attendance, 2).await;
+    stack.wait_for_replicas(ServiceName::Reporting, 1).await;
+    // A short bus timeout, so a request to the killed replica is answered 504 soon.
+    let mut config = stack.gateway_config();
+    config.bus.request_timeout = Duration::from_millis(1500);
+    let gw = stack.start_gateway_with(config).await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    gw.create_employee(
+        &t.key,
+        "Corrected Carla",
+        json!({"employee_code": "C-1", "hire_date": "2020-01-01"}),
+    )
+    .await;
+    // One 8-hour session a day, in a month long past.
+    let day = |i: i64| {
+        chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Duration::days(i % 28)
+    };
+    let records: Vec<serde_json::Value> = (0..SESSIONS)
+        .map(|i| {
+            let d = day(i);
+            let h = 6 + 5 * (i / 28);
+            json!({"nip": "C-1", "clock_in": format!("{d}T{h:02}:00:00Z"),
+                "clock_out": format!("{d}T{:02}:00:00Z", h + 4)})
+        })
+        .collect();
+    let imported = gw
+        .post(
+            &t.key,
+            "/api/v1/attendance/import",
+            &json!({ "records": records }),
+        )
+        .await
+        .expect(201);
+    let ids: Vec<i64> = imported.data()["attendance_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+
+    // Each correction moves a clock-out 30 minutes later, retried with its key until answered.
+    let load: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let (gw, key, id) = (gw.clone(), t.key.clone(), *id);
+            let d = day(i as i64);
+            let h = 10 + 5 * (i as i64 / 28);
+            tokio::spawn(async move {
+                let body = json!({"clock_out": format!("{d}T{h:02}:30:00Z"), "reason": format!("Slip {i}")});
+                let mut statuses = Vec::new();
+                loop {
+                    let res = gw
+                        .client
+                        .patch(format!("{}/api/v1/attendance/sessions/{id}", gw.url))
+                        .header("X-API-Key", &key)
+                        .header("Idempotency-Key", format!("slip-{i}"))
+                        .json(&body)
+                        .send()
+                        .await;
+                    let status = res.map(|r| r.status().as_u16()).unwrap_or(0);
+                    statuses.push(status);
+                    if (200..300).contains(&status) || !(status == 0 || status >= 500) {
+                        return statuses;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            })
+        })
+        .collect();
+    // All at once: the kill lands while some are in the killed replica's hands.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    attendance[0].kill();
+    let mut retried = 0;
+    for l in load {
+        let statuses = l.await.unwrap();
+        assert_eq!(*statuses.last().unwrap(), 200, "{statuses:?}");
+        assert!(
+            statuses.iter().all(|s| [0, 200, 503, 504].contains(s)),
+            "{statuses:?}"
+        );
+        retried += usize::from(statuses.len() > 1);
+    }
+    eprintln!("{retried} of {SESSIONS} corrections were retried after the kill");
+
+    // Exactly once each: one audit entry, one event, the new clock-out.
+    let db = stack.db().await;
+    let (entries, distinct): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT session_id) FROM attendance.corrections \
+         WHERE org_id = $1 AND action = 'updated'",
+    )
+    .bind(t.org.id.as_uuid())
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!((entries, distinct), (SESSIONS, SESSIONS));
+    let revisions: Vec<i64> =
+        sqlx::query_scalar("SELECT DISTINCT revision FROM attendance.sessions WHERE org_id = $1")
+            .bind(t.org.id.as_uuid())
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(revisions, [2], "each session changed once");
+    let mut events = stack
+        .events(
+            stack
+                .bus_config
+                .subjects
+                .event("attendance", t.org.id, "corrected"),
+        )
+        .await;
+    let mut seen = HashMap::new();
+    while let Some(e) = events.next_within(Duration::from_secs(3)).await {
+        *seen
+            .entry(e.body["data"]["attendance_id"].as_i64().unwrap())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        seen.len(),
+        SESSIONS as usize,
+        "an event for every correction"
+    );
+    assert!(seen.values().all(|n| *n == 1), "one event each: {seen:?}");
+    // The summary: 60 sessions of 4 h 30.
+    let started = Instant::now();
+    loop {
+        let res = gw
+            .get(&t.key, "/api/v1/attendance/summary?month=1&year=2026")
+            .await
+            .expect(200);
+        if res.data()[0]["total_hours"] == 270.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the summary never showed the corrections: {}",
+            res.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
