@@ -255,8 +255,9 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
     let code = f.required_str("nip", 255)?;
+    // As the import says it: an unknown employee in a record is a 422.
     let nip = EmployeeCode::parse(&code)
-        .map_err(|_| ApiError::not_found(format!("Employee {code} not found")))?;
+        .map_err(|_| ApiError::invalid(format!("Employee {code} not found")))?;
     let clock_in = f.required_timestamp("clock_in")?;
     let clock_out = f.required_timestamp("clock_out")?;
     let breaks = breaks(&mut f, "breaks")?.unwrap_or_default();
