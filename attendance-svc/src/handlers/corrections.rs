@@ -167,6 +167,21 @@ fn not_found() -> BusError {
     BusError::not_found("Attendance session not found")
 }
 
+/// The employee of session `id` of the org (404 for another org's or an unknown session).
+async fn employee_of_session(
+    conn: &mut PgConnection,
+    org: OrgId,
+    id: i64,
+) -> Result<i64, BusError> {
+    sqlx::query_scalar("SELECT employee_id FROM sessions WHERE org_id = $1 AND id = $2")
+        .bind(org.as_uuid())
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db::err)?
+        .ok_or_else(not_found)
+}
+
 /// The reason every correction must give.
 fn check_reason(reason: &str) -> Result<String, BusError> {
     let reason = reason.trim();
@@ -425,15 +440,7 @@ pub async fn update(state: &State, req: SessionUpdate) -> Result<Bytes, BusError
     run(state, idem, |state, mut tx| async move {
         let result = async {
             let id = req.id.get();
-            let employee_id: i64 = sqlx::query_scalar(
-                "SELECT employee_id FROM sessions WHERE org_id = $1 AND id = $2",
-            )
-            .bind(org.as_uuid())
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db::err)?
-            .ok_or_else(not_found)?;
+            let employee_id = employee_of_session(&mut tx, org, id).await?;
             let open = lock_employee(&mut tx, org, employee_id).await?;
             let before = load(&mut tx, org, id, true).await?.ok_or_else(not_found)?;
             let employee = employee_of(&staff, employee_id)?;
@@ -557,8 +564,8 @@ pub async fn update(state: &State, req: SessionUpdate) -> Result<Bytes, BusError
             .await?;
             let note = CorrectionNote {
                 action: CorrectionAction::Updated,
-                reason: reason.clone(),
-                by: req.actor.clone(),
+                reason,
+                by: req.actor,
                 before: Some(b),
                 after: Some(a),
             };
@@ -584,15 +591,7 @@ pub async fn delete(state: &State, req: SessionDelete) -> Result<Bytes, BusError
     run(state, idem, |state, mut tx| async move {
         let result = async {
             let id = req.id.get();
-            let employee_id: i64 = sqlx::query_scalar(
-                "SELECT employee_id FROM sessions WHERE org_id = $1 AND id = $2",
-            )
-            .bind(org.as_uuid())
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db::err)?
-            .ok_or_else(not_found)?;
+            let employee_id = employee_of_session(&mut tx, org, id).await?;
             lock_employee(&mut tx, org, employee_id).await?;
             let before = load(&mut tx, org, id, true).await?.ok_or_else(not_found)?;
             let employee = employee_of(&staff, employee_id)?;
@@ -634,8 +633,8 @@ pub async fn delete(state: &State, req: SessionDelete) -> Result<Bytes, BusError
             .await?;
             let note = CorrectionNote {
                 action: CorrectionAction::Deleted,
-                reason: reason.clone(),
-                by: req.actor.clone(),
+                reason,
+                by: req.actor,
                 before: Some(b),
                 after: None,
             };
@@ -748,8 +747,8 @@ pub async fn create(state: &State, req: SessionCreate) -> Result<Bytes, BusError
             .await?;
             let note = CorrectionNote {
                 action: CorrectionAction::Created,
-                reason: reason.clone(),
-                by: req.actor.clone(),
+                reason,
+                by: req.actor,
                 before: None,
                 after: Some(a),
             };
@@ -799,14 +798,7 @@ async fn emit(
 pub async fn get(state: &State, req: SessionRef) -> Result<Bytes, BusError> {
     let staff = state.directory.staff(req.org_id).await?;
     let mut conn = state.pool.acquire().await.map_err(db::err)?;
-    let employee_id: i64 =
-        sqlx::query_scalar("SELECT employee_id FROM sessions WHERE org_id = $1 AND id = $2")
-            .bind(req.org_id.as_uuid())
-            .bind(req.id.get())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db::err)?
-            .ok_or_else(not_found)?;
+    let employee_id = employee_of_session(&mut conn, req.org_id, req.id.get()).await?;
     let session = load(&mut conn, req.org_id, req.id.get(), false)
         .await?
         .ok_or_else(not_found)?;
