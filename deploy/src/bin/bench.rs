@@ -3,7 +3,8 @@
 //!
 //! - `read` (default): the gateway's read path against `/healthz`, described below.
 //! - `clock`: clock-in/clock-out cycles across 1,000 employees (`--employees`), closed loop;
-//!   clock events per second, against `/healthz` in the same run.
+//!   clock events per second, against `/healthz` and single-row `INSERT`s into the same Postgres
+//!   (16 connections), both in the same run.
 //! - `daily`: the daily report of an org of 10,000 employees (`--employees`) who all attended,
 //!   against the same report for a date nobody attended (the fixed cost of the path).
 //! - `summary`: the monthly summary of an org of 10,000 employees × 22 work days (220,000
@@ -724,15 +725,18 @@ async fn clock_bench(
         }));
     }
     let clock = collect("POST clock-in / clock-out", tasks, started).await;
+    let insert = insert_baseline(concurrency, seconds).await?;
     println!(
         "\nClock events, {} employees, {} connections, {} s per phase\n",
         args.employees, concurrency, args.seconds
     );
-    table(&[&health, &clock]);
+    table(&[&health, &insert, &clock]);
     println!(
-        "\nclock events/s: {:.0} (target ≥ 1,500); clock/healthz throughput ratio: {:.3}",
+        "\nclock events/s: {:.0} (target ≥ 1,500); clock/healthz throughput ratio: {:.3}; \
+         clock/INSERT ratio: {:.3}",
         clock.throughput(),
-        clock.throughput() / health.throughput()
+        clock.throughput() / health.throughput(),
+        clock.throughput() / insert.throughput()
     );
     report(
         format!(
@@ -744,12 +748,82 @@ async fn clock_bench(
             clock.throughput(),
             clock.percentile(0.5)
         ),
-        format!("`/healthz` {:.0} req/s", health.throughput()),
-        format!("{:.3}", clock.throughput() / health.throughput()),
+        format!(
+            "one-row `INSERT` {:.0} tps (`/healthz` {:.0} req/s)",
+            insert.throughput(),
+            health.throughput()
+        ),
+        format!("{:.3}", clock.throughput() / insert.throughput()),
         "≥ 1,500 events/s",
         Some(clock.throughput() >= 1500.0),
     );
     Ok(())
+}
+
+/// What the database alone does: single-row `INSERT`s, each its own transaction, from
+/// `concurrency` connections (as many as the load has, at most 16) for `seconds`, against the same
+/// Postgres the services use, into a scratch table that is dropped afterwards. A clock event is
+/// at least one such insert and its outbox row, so this is the ceiling it is judged against.
+async fn insert_baseline(
+    concurrency: usize,
+    seconds: Duration,
+) -> Result<Phase, Box<dyn std::error::Error>> {
+    use sqlx::postgres::PgPoolOptions;
+    let url = clokio_runtime::config::database_url("CLOKIO_ATTENDANCE_DATABASE_URL");
+    let connections = concurrency.clamp(1, 16);
+    let pool = PgPoolOptions::new()
+        .max_connections(connections as u32)
+        .connect(&url)
+        .await?;
+    sqlx::query("DROP TABLE IF EXISTS attendance.clokio_bench_insert")
+        .execute(&pool)
+        .await?;
+    sqlx::query(
+        "CREATE TABLE attendance.clokio_bench_insert (id bigserial PRIMARY KEY, org_id uuid NOT NULL, \
+            at timestamptz NOT NULL, payload bytea NOT NULL)",
+    )
+    .execute(&pool)
+    .await?;
+    let started = Instant::now();
+    let deadline = started + seconds;
+    let tasks = (0..connections)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(65_536);
+                let mut errors = 0usize;
+                let org = sqlx::types::Uuid::new_v4();
+                let payload = vec![0u8; 400];
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let done = sqlx::query(
+                        "INSERT INTO attendance.clokio_bench_insert (org_id, at, payload) \
+                         VALUES ($1, now(), $2)",
+                    )
+                    .bind(org)
+                    .bind(&payload)
+                    .execute(&pool)
+                    .await;
+                    match done {
+                        Ok(_) => latencies.push(t.elapsed().as_micros() as u64),
+                        Err(_) => errors += 1,
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let phase = collect(
+        &format!("INSERT one row, {connections} connections"),
+        tasks,
+        started,
+    )
+    .await;
+    sqlx::query("DROP TABLE attendance.clokio_bench_insert")
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    Ok(phase)
 }
 
 /// The daily report of an org whose `args.employees` employees all attended one date, against the
