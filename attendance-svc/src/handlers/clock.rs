@@ -408,7 +408,10 @@ async fn attempt(
         // still the session's own.)
         let limit = s.clock_in + Duration::hours(i64::from(settings.max_shift_hours));
         if limit <= requested.unwrap_or(now) {
-            autoclose::close(state, conn, info, employee, s.id, limit).await?;
+            if !autoclose::close(state, conn, info, employee, s.id, limit).await? {
+                // Another replica's sweep holds it and is closing it: give that a moment.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
             return Ok(None);
         }
     }
