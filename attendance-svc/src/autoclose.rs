@@ -39,8 +39,10 @@ pub fn system() -> Actor {
     }
 }
 
-/// Closes the open session `session` of `employee` at `limit` (or at the employee's last
-/// recorded event, if that came later). False when it is no longer open or another replica is
+/// Closes the open session `session` of `employee` at clock-in + `max_shift_hours` (or at the
+/// employee's last recorded event, if that came later), if that limit is not after `due`. The
+/// limit is taken from the session as locked, not as the caller read it (a correction may have
+/// moved the clock-in since). False when it is not expired, no longer open, or another replica is
 /// closing it right now.
 pub async fn close(
     state: &State,
@@ -48,7 +50,7 @@ pub async fn close(
     info: &OrgInfo,
     employee: &Employee,
     session: i64,
-    limit: DateTime<Utc>,
+    due: DateTime<Utc>,
 ) -> Result<bool, BusError> {
     let org = info.org.id;
     let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db::err)?;
@@ -69,6 +71,11 @@ pub async fn close(
     let Some(before) = corrections::load(&mut tx, org, session, true).await? else {
         return Ok(false);
     };
+    let limit =
+        before.row.clock_in + chrono::Duration::hours(i64::from(info.org.settings.max_shift_hours));
+    if limit > due {
+        return Ok(false);
+    }
     let at = [
         Some(whole_seconds(limit)),
         before.row.break_open_since,
@@ -179,40 +186,67 @@ pub async fn run(state: State) {
 /// their org's `max_shift_hours`.
 pub async fn sweep(state: &State) -> Result<usize, BusError> {
     let now = whole_seconds(Utc::now());
-    let candidates: Vec<(i64, sqlx::types::Uuid, i64, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT id, org_id, employee_id, clock_in FROM sessions \
-         WHERE clock_out IS NULL AND clock_in <= $1 AND (prefix = $2 OR prefix IS NULL) \
-         ORDER BY clock_in LIMIT 1000",
-    )
-    .bind(now - MIN_SHIFT)
-    .bind(state.subjects.prefix().to_string())
-    .fetch_all(&state.pool)
-    .await
-    .map_err(db::err)?;
+    let prefix = state.subjects.prefix().to_string();
     let mut closed = 0;
-    for (session, org, employee_id, clock_in) in candidates {
-        let org = OrgId::from_uuid(org);
-        let one = async {
-            let info = state.directory.org(org).await?;
-            let limit =
-                clock_in + chrono::Duration::hours(i64::from(info.org.settings.max_shift_hours));
-            if limit > now {
-                return Ok(false);
+    // Page by (clock_in, id): orgs allow different shifts, so an expired session may sit behind
+    // any number of older ones that are not expired yet.
+    let mut after: Option<(DateTime<Utc>, i64)> = None;
+    loop {
+        let page: Vec<(i64, sqlx::types::Uuid, i64, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT id, org_id, employee_id, clock_in FROM sessions \
+             WHERE clock_out IS NULL AND clock_in <= $1 AND (prefix = $2 OR prefix IS NULL) \
+                AND ($3::timestamptz IS NULL OR (clock_in, id) > ($3, $4)) \
+             ORDER BY clock_in, id LIMIT $5",
+        )
+        .bind(now - MIN_SHIFT)
+        .bind(&prefix)
+        .bind(after.map(|a| a.0))
+        .bind(after.map_or(0, |a| a.1))
+        .bind(PAGE as i64)
+        .fetch_all(&state.pool)
+        .await
+        .map_err(db::err)?;
+        let full = page.len() == PAGE;
+        if let Some((id, _, _, clock_in)) = page.last() {
+            after = Some((*clock_in, *id));
+        }
+        for (session, org, employee_id, clock_in) in page {
+            let org = OrgId::from_uuid(org);
+            match close_expired(state, org, session, employee_id, clock_in, now).await {
+                Ok(true) => closed += 1,
+                Ok(false) => {}
+                // One org's trouble (its settings unreachable) does not stop the others.
+                Err(err) => tracing::warn!(%err, %org, session, "could not auto-close a session"),
             }
-            let staff = state.directory.staff(org).await?;
-            let Some(employee) = staff.by_id.get(&EmployeeId::new(employee_id)).cloned() else {
-                tracing::warn!(%org, employee_id, "open session of an unknown employee");
-                return Ok(false);
-            };
-            let mut conn = state.pool.acquire().await.map_err(db::err)?;
-            close(state, &mut conn, &info, &employee, session, limit).await
-        };
-        match one.await {
-            Ok(true) => closed += 1,
-            Ok(false) => {}
-            // One org's trouble (its settings unreachable) does not stop the others.
-            Err(err) => tracing::warn!(%err, %org, session, "could not auto-close a session"),
+        }
+        if !full {
+            return Ok(closed);
         }
     }
-    Ok(closed)
+}
+
+/// Open sessions read per page of a sweep.
+const PAGE: usize = 1000;
+
+/// Closes one candidate of a sweep if its org's limit has passed.
+async fn close_expired(
+    state: &State,
+    org: OrgId,
+    session: i64,
+    employee_id: i64,
+    clock_in: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool, BusError> {
+    let info = state.directory.org(org).await?;
+    let limit = clock_in + chrono::Duration::hours(i64::from(info.org.settings.max_shift_hours));
+    if limit > now {
+        return Ok(false);
+    }
+    let staff = state.directory.staff(org).await?;
+    let Some(employee) = staff.by_id.get(&EmployeeId::new(employee_id)).cloned() else {
+        tracing::warn!(%org, employee_id, "open session of an unknown employee");
+        return Ok(false);
+    };
+    let mut conn = state.pool.acquire().await.map_err(db::err)?;
+    close(state, &mut conn, &info, &employee, session, now).await
 }

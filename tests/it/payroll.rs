@@ -9,6 +9,7 @@ use clokio_testkit::{Gateway, Receiver, Res, Stack, Tenant, json};
 use serde_json::Value;
 
 use crate::attendance::{now, ts};
+use crate::summary::csv;
 
 /// Every row attendance-svc keeps of the org, as text: what a refused write must leave as it was.
 async fn stored(t: &Tenant) -> String {
@@ -423,6 +424,32 @@ async fn a_correction_changes_the_figures_keeps_its_trail_and_is_announced() {
     )
     .await
     .expect_error(409, "Employee is already clocked in");
+    // A break added to the open session: an offline punch dated inside it is refused, as any
+    // punch before the employee's last event.
+    let (b_start, b_end) = (now() - Duration::minutes(60), now() - Duration::minutes(45));
+    send(
+        &gw,
+        &t,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/attendance/sessions/{open_id}"),
+        &json!({"breaks": [{"start": ts(b_start), "end": ts(b_end)}], "reason": "Lunch not punched"}),
+        None,
+    )
+    .await
+    .expect(200);
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/clock-out",
+        &json!({"nip": "E-2", "timestamp": ts(b_start + Duration::minutes(5))}),
+    )
+    .await
+    .expect_error(
+        422,
+        &format!(
+            "The timestamp must not be earlier than the employee's last attendance event ({})",
+            ts(b_end)
+        ),
+    );
     send(
         &gw,
         &t,
@@ -440,6 +467,48 @@ async fn a_correction_changes_the_figures_keeps_its_trail_and_is_announced() {
     )
     .await
     .expect(200);
+
+    // Where shifts may run 72 hours, a 60-hour open session can still be corrected.
+    gw.patch(
+        &t.key,
+        "/api/v1/organization",
+        &json!({"max_shift_hours": 72}),
+    )
+    .await
+    .expect(200);
+    gw.create_employee(&t.key, "Cy", json!({"employee_code": "E-3"}))
+        .await;
+    let long = gw
+        .post(
+            &t.key,
+            "/api/v1/attendance/clock-in",
+            &json!({"nip": "E-3", "timestamp": ts(now() - Duration::hours(60))}),
+        )
+        .await
+        .expect(200);
+    let long_id = long.data()["attendance_id"].as_i64().unwrap();
+    let break_at = now() - Duration::hours(50);
+    send(
+        &gw,
+        &t,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/attendance/sessions/{long_id}"),
+        &json!({"breaks": [{"start": ts(break_at), "end": ts(break_at + Duration::hours(1))}],
+            "reason": "Rest period"}),
+        None,
+    )
+    .await
+    .expect(200);
+    send(
+        &gw,
+        &t,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/attendance/sessions/{long_id}"),
+        &json!({"clock_in": ts(now() - Duration::hours(73)), "reason": "Too long"}),
+        None,
+    )
+    .await
+    .expect_error(422, "A session may not be longer than 72 hours");
 }
 
 #[tokio::test]
@@ -912,7 +981,7 @@ async fn a_closed_period_refuses_writes_and_its_summary_stays_byte_for_byte() {
     .await;
     let summary_path = format!("/api/v1/attendance/summary?{month_query}");
     let frozen = gw.get(&t.key, &summary_path).await.expect(200).text;
-    let frozen_csv = csv(&gw, &t, &month_query).await;
+    let frozen_csv = csv(&gw, &t, &month_query).await.1;
     assert!(frozen_csv.lines().nth(1).unwrap().ends_with(&closed_at));
 
     // Writes dated in the month are refused, and change nothing.
@@ -989,7 +1058,7 @@ async fn a_closed_period_refuses_writes_and_its_summary_stays_byte_for_byte() {
     gw.create_employee(&t.key, "Cleo", json!({"employee_code": "E-3"}))
         .await;
     assert_eq!(gw.get(&t.key, &summary_path).await.expect(200).text, frozen);
-    assert_eq!(csv(&gw, &t, &month_query).await, frozen_csv);
+    assert_eq!(csv(&gw, &t, &month_query).await.1, frozen_csv);
 
     // Reopened: writes are accepted and the figures are live again (with today's rules).
     let reopened = gw
@@ -1029,18 +1098,4 @@ async fn a_closed_period_refuses_writes_and_its_summary_stays_byte_for_byte() {
     })
     .await;
     assert_eq!(row["total_hours"], 16.0);
-}
-
-async fn csv(gw: &Gateway, t: &Tenant, query: &str) -> String {
-    let res = gw
-        .request(
-            reqwest::Method::GET,
-            Some(&t.key),
-            &format!("/api/v1/attendance/summary?{query}&format=csv"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.text().await.unwrap()
 }

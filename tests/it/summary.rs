@@ -26,7 +26,12 @@ async fn summary_until(gw: &Gateway, t: &Tenant, query: &str, want: &Value) -> V
     }
 }
 
-async fn csv(gw: &Gateway, t: &Tenant, query: &str) -> (reqwest::header::HeaderMap, String) {
+/// The summary's CSV download: its headers and body.
+pub(crate) async fn csv(
+    gw: &Gateway,
+    t: &Tenant,
+    query: &str,
+) -> (reqwest::header::HeaderMap, String) {
     let res = gw
         .request(
             reqwest::Method::GET,

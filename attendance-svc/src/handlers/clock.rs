@@ -407,8 +407,9 @@ async fn attempt(
         // decided on what follows. (A punch dated before the limit, from an offline kiosk, is
         // still the session's own.)
         let limit = s.clock_in + Duration::hours(i64::from(settings.max_shift_hours));
-        if limit <= requested.unwrap_or(now) {
-            if !autoclose::close(state, conn, info, employee, s.id, limit).await? {
+        let due = requested.unwrap_or(now);
+        if limit <= due {
+            if !autoclose::close(state, conn, info, employee, s.id, due).await? {
                 // Another replica's sweep holds it and is closing it: give that a moment.
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }

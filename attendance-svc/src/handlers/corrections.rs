@@ -30,8 +30,9 @@ use crate::events::{self, Clocked};
 use crate::idempotency::Idempotency;
 use crate::{State, db, periods};
 
-/// The longest session a correction may make, as for imports.
-const MAX_SESSION: Duration = Duration::hours(48);
+/// The longest session a correction may make, as for imports, or longer where the org lets
+/// shifts run longer before they are closed automatically.
+const MAX_SESSION_HOURS: u32 = 48;
 
 /// A session's row, as corrections read it.
 #[derive(sqlx::FromRow)]
@@ -252,7 +253,12 @@ fn check_breaks(breaks: &[ImportBreak]) -> Result<Vec<Span>, BusError> {
 
 impl Shape {
     /// Checks order, length, the future and that breaks (given, or `kept`) lie inside.
-    fn check(&self, kept: &[SessionBreak], now: DateTime<Utc>) -> Result<(), BusError> {
+    fn check(
+        &self,
+        kept: &[SessionBreak],
+        now: DateTime<Utc>,
+        max_hours: u32,
+    ) -> Result<(), BusError> {
         if self.clock_in > now {
             return Err(BusError::invalid(
                 "The clock_in field must not be in the future",
@@ -274,10 +280,10 @@ impl Shape {
             }
             None => now,
         };
-        if end - self.clock_in > MAX_SESSION {
-            return Err(BusError::invalid(
-                "A session may not be longer than 48 hours",
-            ));
+        if end - self.clock_in > Duration::hours(i64::from(max_hours)) {
+            return Err(BusError::invalid(format!(
+                "A session may not be longer than {max_hours} hours"
+            )));
         }
         let inside = |start: DateTime<Utc>, stop: Option<DateTime<Utc>>| {
             start >= self.clock_in && stop.unwrap_or(start) <= end
@@ -458,7 +464,8 @@ pub async fn update(state: &State, req: SessionUpdate) -> Result<Bytes, BusError
                     "The employee is on a break; end the break or set a clock_out first",
                 ));
             }
-            shape.check(&before.breaks, now)?;
+            let max_hours = MAX_SESSION_HOURS.max(info.org.settings.max_shift_hours);
+            shape.check(&before.breaks, now, max_hours)?;
             let tz = info.org.timezone;
             let work_date = tz.date_of(shape.clock_in);
             periods::check_open(
@@ -532,7 +539,12 @@ pub async fn update(state: &State, req: SessionUpdate) -> Result<Bytes, BusError
             .execute(&mut *tx)
             .await
             .map_err(db::err)?;
-            let latest = shape.clock_out.unwrap_or(shape.clock_in);
+            // The employee's last event is past every time the session now holds, so a late
+            // offline punch cannot land inside it (a new break included).
+            let latest = [shape.clock_out, shape.breaks.iter().flatten().map(|b| b.1).max()]
+                .into_iter()
+                .flatten()
+                .fold(shape.clock_in, DateTime::max);
             sqlx::query(
                 "UPDATE employee_state SET \
                     open_session_id = CASE WHEN $3 THEN NULL ELSE open_session_id END, \
