@@ -378,14 +378,20 @@ async fn a_reader_that_stops_reading_is_cut_off_and_others_keep_receiving() {
     let mut reader = open(&gw, &t.key, "", None).await;
 
     // Publish until the gateway has cut the stalled reader off (its socket buffers take some
-    // first), and a little more.
+    // first), and a little more. The reader that reads reads while events are published, as a
+    // client that keeps up does (not after each batch: a busy machine's socket buffers may not
+    // hold a whole batch).
+    const STEP: u32 = 250;
     let mut published = 0u32;
     let mut all = Vec::new();
     loop {
-        publish_clock_ins(&stack, t.org.id, published, published + 250).await;
-        published += 250;
-        // The reader that reads keeps up and gets every event, in order.
-        all.extend(reader.events(250, WAIT).await);
+        let (_, got) = tokio::join!(
+            publish_clock_ins(&stack, t.org.id, published, published + STEP),
+            reader.events(STEP as usize, WAIT)
+        );
+        published += STEP;
+        // It keeps up and gets every event, in order.
+        all.extend(got);
         let metrics = gw.metrics().await;
         if metrics.contains("clokio_event_streams_cut_total 1") {
             break;
