@@ -7,7 +7,9 @@
 //! the event carries digests of the month's sessions (`id:revision`) and leave ids, and this
 //! side computes the same over its projection. While they differ, events before the close are
 //! still on their way (another replica's batch, a redelivery): the event is asked for again a
-//! moment later.
+//! moment later, and never frozen on a projection that differs ([`wait`]).
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{Datelike, NaiveDate};
@@ -19,9 +21,24 @@ use uuid::Uuid;
 use crate::summary::{self, Month};
 use crate::{State, db};
 
-/// After this many deliveries (about a minute) the snapshot is taken even if the digests still
-/// differ, and the difference is logged: a month should not stay unfrozen for ever.
-const MAX_WAITS: i64 = 240;
+/// Deliveries of a close that waits at [`SHORT_WAIT`] (about a minute) before the waits grow.
+const PATIENT: i64 = 240;
+const SHORT_WAIT: Duration = Duration::from_millis(250);
+const LONGEST_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a close that waits for the projection is left before it is delivered again: a
+/// quarter second for a minute, then longer and longer up to half a minute. It is never frozen
+/// on a projection that differs: a snapshot is for ever, and a wrong one would be served byte
+/// for byte until the month is reopened.
+pub fn wait(delivered: i64) -> Duration {
+    if delivered < PATIENT {
+        return SHORT_WAIT;
+    }
+    let doublings = u32::try_from((delivered - PATIENT) / 10)
+        .unwrap_or(u32::MAX)
+        .min(7);
+    (SHORT_WAIT * 2u32.pow(doublings)).min(LONGEST_WAIT)
+}
 
 /// The frozen summary of a closed month (`csv`: the CSV, else the JSON rows), if there is one.
 pub async fn frozen(
@@ -97,13 +114,13 @@ pub async fn apply(
     .fetch_one(&state.pool)
     .await
     .map_err(db::err)?;
-    let caught_up = sessions == event.sessions_digest && leaves == event.leaves_digest;
-    if !caught_up {
-        if delivered < MAX_WAITS {
-            return Ok(false);
+    if sessions != event.sessions_digest || leaves != event.leaves_digest {
+        // Past a minute, something is lost or late beyond the usual: say so now and then.
+        if delivered >= PATIENT && (delivered - PATIENT) % 100 == 0 {
+            tracing::error!(%org, period = %period_name(event.month), delivered,
+                "closed month not frozen yet: the projection still differs from attendance-svc");
         }
-        tracing::error!(%org, period = %period_name(event.month),
-            "closed month frozen while the projection still differs from attendance-svc");
+        return Ok(false);
     }
     let (json, csv) = summary::freeze(state, OrgId::from_uuid(org), month, event.closed_at).await?;
     sqlx::query(
@@ -125,4 +142,20 @@ pub async fn apply(
     .map_err(db::err)?;
     tracing::info!(%org, period = %period_name(event.month), "closed month frozen");
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_grow_after_a_minute_up_to_half_a_minute() {
+        assert_eq!(wait(1), SHORT_WAIT);
+        assert_eq!(wait(PATIENT - 1), SHORT_WAIT);
+        assert_eq!(wait(PATIENT), SHORT_WAIT);
+        assert_eq!(wait(PATIENT + 10), Duration::from_millis(500));
+        assert_eq!(wait(PATIENT + 30), Duration::from_secs(2));
+        assert_eq!(wait(PATIENT + 70), LONGEST_WAIT);
+        assert_eq!(wait(i64::MAX), LONGEST_WAIT);
+    }
 }

@@ -350,7 +350,7 @@ async fn apply_and_ack(state: &State, batch: Vec<jetstream::Message>) {
                 let again =
                     match crate::periods::apply(state, *org, *closed, event, delivered).await {
                         Ok(true) => continue,
-                        Ok(false) => Duration::from_millis(250),
+                        Ok(false) => crate::periods::wait(delivered),
                         Err(err) => {
                             tracing::warn!(%err, "period event not applied; retrying");
                             Duration::from_secs(1)
