@@ -43,6 +43,28 @@ pub fn months_between(start: NaiveDate, end: NaiveDate) -> Vec<NaiveDate> {
     months
 }
 
+/// The org's period lock, an advisory lock on (a constant, a hash of the org id `$1`) taken
+/// shared in the statement that creates an employee's state row (as a CTE the insert selects
+/// from). Held until the transaction ends.
+pub const SHARE_LOCK: &str =
+    "SELECT pg_advisory_xact_lock_shared(1129270091, hashtext($1::text)) AS period_lock";
+/// The same lock, exclusive: a close's.
+const EXCLUSIVE_LOCK: &str = "SELECT pg_advisory_xact_lock(1129270091, hashtext($1::text))";
+
+/// Takes the org's period lock shared, for the rest of the transaction: before a write's
+/// transaction creates or locks state rows.
+pub async fn share_lock(
+    conn: &mut PgConnection,
+    org: clokio_bus::ids::OrgId,
+) -> Result<(), BusError> {
+    sqlx::query(SHARE_LOCK)
+        .bind(org.as_uuid())
+        .execute(&mut *conn)
+        .await
+        .map_err(db::err)?;
+    Ok(())
+}
+
 /// Refuses a write touching any of `dates` when its month is closed.
 pub async fn check_open(
     conn: &mut PgConnection,
@@ -101,6 +123,13 @@ pub async fn close(state: &State, req: PeriodChange) -> Result<Bytes, BusError> 
     let mut ids: Vec<i64> = staff.all.iter().map(|e| e.employee_id.get()).collect();
     ids.sort_unstable();
     let mut tx = state.pool.begin().await.map_err(db::err)?;
+    // No state row is created until the close commits, and those being created are committed
+    // first (and locked below).
+    sqlx::query(EXCLUSIVE_LOCK)
+        .bind(org.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .map_err(db::err)?;
     // Every employee's state, in id order (as imports lock them), so no write of the org can
     // commit between our checks and the close.
     sqlx::query(

@@ -21,7 +21,7 @@ pub fn keys(v: &Value) -> Vec<&str> {
     k
 }
 
-/// Rows of the attendance schema for one org: (sessions, breaks, outbox rows of the org).
+/// Rows of the attendance schema for one org: (sessions, breaks).
 pub async fn stored(t: &Tenant) -> (i64, i64) {
     let db = clokio_testkit::db().await;
     let (sessions,): (i64,) =

@@ -11,8 +11,9 @@ use serde_json::Value;
 use crate::attendance::{now, ts};
 use crate::summary::csv;
 
-/// Every row attendance-svc keeps of the org, as text: what a refused write must leave as it was.
-async fn stored(t: &Tenant) -> String {
+/// Every row attendance-svc keeps of the org, and how many events it published of it, as text:
+/// what a refused write must leave as it was.
+async fn stored(stack: &Stack, t: &Tenant) -> String {
     let db = clokio_testkit::db().await;
     let (text,): (Option<String>,) = sqlx::query_as(
         "SELECT concat_ws(' | ', \
@@ -25,15 +26,14 @@ async fn stored(t: &Tenant) -> String {
             (SELECT string_agg(row_to_json(l)::text, ',' ORDER BY l.id) FROM attendance.leaves l \
              WHERE l.org_id = $1), \
             (SELECT string_agg(row_to_json(p)::text, ',' ORDER BY p.month) \
-             FROM attendance.closed_periods p WHERE p.org_id = $1), \
-            (SELECT count(*)::text FROM attendance.outbox o \
-             WHERE o.subject LIKE '%.' || $1::text || '.%'))",
+             FROM attendance.closed_periods p WHERE p.org_id = $1))",
     )
     .bind(t.org.id.as_uuid())
     .fetch_one(&db)
     .await
     .unwrap();
-    text.unwrap_or_default()
+    let events = stack.published_events(t.org.id).await;
+    format!("{} | {events} events", text.unwrap_or_default())
 }
 
 /// `method path` with a JSON body (and an Idempotency-Key).
@@ -150,7 +150,7 @@ async fn a_correction_changes_the_figures_keeps_its_trail_and_is_announced() {
     summary_row(&gw, &t, day, "E-1", |r| r["total_hours"] == 8.5).await;
 
     // Refusals: each a clear 4xx, and nothing stored changes.
-    let before = stored(&t).await;
+    let before = stored(&stack, &t).await;
     let cases = [
         (
             json!({"clock_out": ts(utc(day, 18, 0))}),
@@ -234,7 +234,7 @@ async fn a_correction_changes_the_figures_keeps_its_trail_and_is_announced() {
     gw.get(&b.key, &format!("{path}/history"))
         .await
         .expect_error(404, "Attendance session not found");
-    assert_eq!(stored(&t).await, before, "refusals changed nothing");
+    assert_eq!(stored(&stack, &t).await, before, "refusals changed nothing");
 
     // A correction: a later clock-out and a longer break, retried once with the same key.
     let fix = json!({
@@ -376,7 +376,7 @@ async fn a_correction_changes_the_figures_keeps_its_trail_and_is_announced() {
     assert_eq!(made.message(), "Attendance session created successfully");
     assert_eq!(made.data()["total_hours"], 4.0);
     let made_id = made.data()["attendance_id"].as_i64().unwrap();
-    let before = stored(&t).await;
+    let before = stored(&stack, &t).await;
     gw.post(
         &t.key,
         "/api/v1/attendance/sessions",
@@ -396,7 +396,7 @@ async fn a_correction_changes_the_figures_keeps_its_trail_and_is_announced() {
     )
     .await
     .expect_error(422, "Employee NOBODY not found");
-    assert_eq!(stored(&t).await, before);
+    assert_eq!(stored(&stack, &t).await, before);
     let h = gw
         .get(
             &t.key,
@@ -536,10 +536,37 @@ async fn a_forgotten_clock_out_is_closed_at_the_limit_once() {
         .await
         .expect(200);
     assert_eq!(res.data()["settings"]["max_shift_hours"], 1);
-    for code in ["E-1", "E-2"] {
+    for code in ["E-1", "E-2", "E-3"] {
         gw.create_employee(&t.key, code, json!({"employee_code": code}))
             .await;
     }
+    // E-3's forgotten session is closed by a keyed punch that is then refused (nothing is left
+    // to end a break of): the close stands, though the punch's own work is undone.
+    let third = gw
+        .post(
+            &t.key,
+            "/api/v1/attendance/clock-in",
+            &json!({"nip": "E-3", "timestamp": ts(now() - Duration::hours(2))}),
+        )
+        .await
+        .expect(200);
+    let third_id = third.data()["attendance_id"].as_i64().unwrap();
+    send(
+        &gw,
+        &t,
+        reqwest::Method::POST,
+        "/api/v1/attendance/break-end",
+        &json!({"nip": "E-3"}),
+        Some("end-1"),
+    )
+    .await
+    .expect_error(409, "Employee is not on a break");
+    let s = gw
+        .get(&t.key, &format!("/api/v1/attendance/sessions/{third_id}"))
+        .await
+        .expect(200);
+    assert_eq!(s.data()["auto_closed"], true, "{}", s.text);
+    assert!(s.data()["clock_out"].is_string(), "{}", s.text);
     // E-1 clocked in three hours ago and forgot to clock out: the next clock-in is accepted.
     let started = now() - Duration::hours(3);
     let first = gw
@@ -614,14 +641,16 @@ async fn a_forgotten_clock_out_is_closed_at_the_limit_once() {
         )
         .await;
     let mut closed = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let e = outs.next().await;
         assert_eq!(e.body["data"]["auto_closed"], true, "{}", e.body);
         closed.push(e.body["data"]["attendance_id"].as_i64().unwrap());
     }
     closed.sort_unstable();
-    assert_eq!(closed, [first_id, second_id]);
-    for id in [first_id, second_id] {
+    let mut expected = [first_id, second_id, third_id];
+    expected.sort_unstable();
+    assert_eq!(closed, expected);
+    for id in expected {
         let h = gw
             .get(&t.key, &format!("/api/v1/attendance/sessions/{id}/history"))
             .await
@@ -986,7 +1015,7 @@ async fn a_closed_period_refuses_writes_and_its_summary_stays_byte_for_byte() {
 
     // Writes dated in the month are refused, and change nothing.
     let refused = format!("The period {name} is closed");
-    let before = stored(&t).await;
+    let before = stored(&stack, &t).await;
     let at_month_end = ts(utc(last, 23, 0));
     let writes: Vec<(reqwest::Method, String, Value)> = vec![
         (
@@ -1037,7 +1066,7 @@ async fn a_closed_period_refuses_writes_and_its_summary_stays_byte_for_byte() {
             res.text
         );
     }
-    assert_eq!(stored(&t).await, before);
+    assert_eq!(stored(&stack, &t).await, before);
 
     // What changes afterwards does not reach the closed month: the rules, the staff.
     gw.patch(
@@ -1098,4 +1127,101 @@ async fn a_closed_period_refuses_writes_and_its_summary_stays_byte_for_byte() {
     })
     .await;
     assert_eq!(row["total_hours"], 16.0);
+}
+
+/// How many of the database's sessions wait for `lock` (`advisory`, `transactionid`, …) in a
+/// statement containing `query`.
+async fn waiting(db: &sqlx::PgPool, lock: &str, query: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE wait_event_type = 'Lock' AND wait_event = $1 AND strpos(query, $2) > 0",
+    )
+    .bind(lock)
+    .bind(query)
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_employee_first_written_while_a_close_runs_does_not_slip_into_the_month() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let first = previous_month();
+    let name = first.format("%Y-%m").to_string();
+    let d = first + Duration::days(3);
+    // A close and a reopen first: the month's generation row exists to be held.
+    for action in ["close", "reopen"] {
+        gw.post(
+            &t.key,
+            &format!("/api/v1/periods/{name}/{action}"),
+            &json!({}),
+        )
+        .await
+        .expect(200);
+    }
+    // The test holds the generation row: the next close stops there, after it has locked the
+    // org's employees, until the test lets go.
+    let db = clokio_testkit::db().await;
+    let mut hold = db.begin().await.unwrap();
+    sqlx::query(
+        "SELECT 1 FROM attendance.period_generations WHERE org_id = $1 AND month = $2 FOR UPDATE",
+    )
+    .bind(t.org.id.as_uuid())
+    .bind(first)
+    .execute(&mut *hold)
+    .await
+    .unwrap();
+    let close = tokio::spawn({
+        let (gw, key) = (gw.clone(), t.key.clone());
+        let path = format!("/api/v1/periods/{name}/close");
+        async move { gw.post(&key, &path, &json!({})).await }
+    });
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    while waiting(&db, "transactionid", "INSERT INTO period_generations").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the close never reached the held row"
+        );
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    // An employee the close cannot know of, and their first session, in the month.
+    gw.create_employee(
+        &t.key,
+        "Late",
+        json!({"employee_code": "E-9", "hire_date": "2020-01-01"}),
+    )
+    .await;
+    let import = tokio::spawn({
+        let (gw, key) = (gw.clone(), t.key.clone());
+        let body = json!({"records": [
+            {"nip": "E-9", "clock_in": ts(utc(d, 8, 0)), "clock_out": ts(utc(d, 16, 0))}
+        ]});
+        async move { gw.post(&key, "/api/v1/attendance/import", &body).await }
+    });
+    // The import waits for the close (or, were it not kept out, would be done).
+    while waiting(&db, "advisory", "pg_advisory_xact_lock_shared").await == 0 {
+        assert!(
+            !import.is_finished(),
+            "the import did not wait for the close: {}",
+            import.await.unwrap().text
+        );
+        assert!(Instant::now() < deadline, "the import never waited");
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    hold.rollback().await.unwrap();
+    close.await.unwrap().expect(200);
+    import
+        .await
+        .unwrap()
+        .expect_error(409, &format!("The period {name} is closed"));
+    let sessions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM attendance.sessions WHERE org_id = $1 AND work_date >= $2",
+    )
+    .bind(t.org.id.as_uuid())
+    .bind(first)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(sessions, 0);
 }

@@ -71,14 +71,14 @@ pub async fn handle(state: &State, action: Action, req: ClockRequest) -> Result<
     let transaction = async {
         if !idem.is_keyed() {
             let mut conn = state.pool.acquire().await.map_err(db::err)?;
-            let result = apply(state, &mut conn, action, &req, &info, &employee).await;
+            let result = apply(state, &mut conn, false, action, &req, &info, &employee).await;
             return Ok((result.is_ok(), result));
         }
         let mut tx = state.pool.begin().await.map_err(db::err)?;
         if let Some(answer) = idem.claim(&mut tx).await? {
             return Ok((false, answer));
         }
-        let result = apply(state, &mut tx, action, &req, &info, &employee).await;
+        let result = apply(state, &mut tx, true, action, &req, &info, &employee).await;
         let changed = result.is_ok();
         Ok((changed, idem.settle(tx, result).await))
     };
@@ -192,18 +192,24 @@ async fn current(
     if let Some(found) = read().fetch_optional(&mut *conn).await.map_err(db::err)? {
         return Ok(found);
     }
-    // The employee's first event: their state row starts now.
-    sqlx::query(
-        "INSERT INTO employee_state (org_id, employee_id) VALUES ($1, $2) \
-         ON CONFLICT (org_id, employee_id) DO NOTHING",
-    )
-    .bind(org.as_uuid())
-    .bind(employee.employee_id.get())
-    .execute(&mut *conn)
-    .await
-    .map_err(db::err)?;
+    // The employee's first event: their state row starts now (under the org's period lock, so a
+    // close under way either locks it or is seen by the punch).
+    sqlx::query(&INSERT_STATE)
+        .bind(org.as_uuid())
+        .bind(employee.employee_id.get())
+        .execute(&mut *conn)
+        .await
+        .map_err(db::err)?;
     read().fetch_one(&mut *conn).await.map_err(db::err)
 }
+
+static INSERT_STATE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH p AS ({}) INSERT INTO employee_state (org_id, employee_id) SELECT $1, $2 FROM p \
+         ON CONFLICT (org_id, employee_id) DO NOTHING",
+        periods::SHARE_LOCK
+    )
+});
 
 /// How often a write reads again after another write of the same employee got in between.
 const MAX_TRIES: usize = 8;
@@ -327,17 +333,19 @@ impl OpenSession {
     }
 }
 
-/// Decides and writes; reads again when another write of the employee got in between.
+/// Decides and writes; reads again when another write of the employee got in between. `keyed`:
+/// `conn` is in an idempotency key's transaction, whose work is undone if the punch is refused.
 async fn apply(
     state: &State,
     conn: &mut PgConnection,
+    keyed: bool,
     action: Action,
     req: &ClockRequest,
     info: &OrgInfo,
     employee: &Employee,
 ) -> Result<Bytes, BusError> {
     for _ in 0..MAX_TRIES {
-        if let Some(reply) = attempt(state, conn, action, req, info, employee).await? {
+        if let Some(reply) = attempt(state, conn, keyed, action, req, info, employee).await? {
             return Ok(reply);
         }
         metrics::counter!("clokio_clock_write_retries_total").increment(1);
@@ -354,6 +362,7 @@ async fn apply(
 async fn attempt(
     state: &State,
     conn: &mut PgConnection,
+    keyed: bool,
     action: Action,
     req: &ClockRequest,
     info: &OrgInfo,
@@ -409,7 +418,16 @@ async fn attempt(
         let limit = s.clock_in + Duration::hours(i64::from(settings.max_shift_hours));
         let due = requested.unwrap_or(now);
         if limit <= due {
-            if !autoclose::close(state, conn, info, employee, s.id, due).await? {
+            // The close stands whatever becomes of this punch: a keyed punch's transaction is
+            // rolled back to before its work when the punch is refused, so the close is committed
+            // on a connection of its own.
+            let closed = if keyed {
+                let mut own = state.pool.acquire().await.map_err(db::err)?;
+                autoclose::close(state, &mut own, info, employee, s.id, due).await?
+            } else {
+                autoclose::close(state, conn, info, employee, s.id, due).await?
+            };
+            if !closed {
                 // Another replica's sweep holds it and is closing it: give that a moment.
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }

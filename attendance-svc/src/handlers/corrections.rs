@@ -197,13 +197,15 @@ fn check_reason(reason: &str) -> Result<String, BusError> {
     Ok(reason.to_owned())
 }
 
-/// Locks the employee's state row (creating it for a first session) and moves its version on.
+/// Locks the employee's state row (creating it for a first session, under the org's period lock
+/// held shared) and moves its version on.
 /// Returns the employee's open session.
 pub(crate) async fn lock_employee(
     conn: &mut PgConnection,
     org: OrgId,
     employee_id: i64,
 ) -> Result<Option<i64>, BusError> {
+    crate::periods::share_lock(conn, org).await?;
     sqlx::query_scalar(
         "INSERT INTO employee_state (org_id, employee_id) VALUES ($1, $2) \
          ON CONFLICT (org_id, employee_id) DO UPDATE SET org_id = EXCLUDED.org_id \
@@ -399,8 +401,16 @@ fn employee_of(
         .get(&EmployeeId::new(id))
         .cloned()
         .ok_or_else(|| {
-            tracing::error!(employee_id = id, "a session of an unknown employee");
-            BusError::internal()
+            // Employees are never deleted: this replica's list predates the employee, and the
+            // announcement that drops it is on its way.
+            tracing::warn!(
+                employee_id = id,
+                "a session of an employee not yet in the staff list"
+            );
+            BusError::new(
+                clokio_bus::ErrorCode::Unavailable,
+                "The employee directory is being updated; try again",
+            )
         })
 }
 

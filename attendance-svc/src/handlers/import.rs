@@ -201,6 +201,7 @@ async fn apply(
     // against what is stored.
     let mut employee_ids: Vec<i64> = by_employee.keys().copied().collect();
     employee_ids.sort_unstable();
+    crate::periods::share_lock(tx, org).await?;
     sqlx::query(
         "INSERT INTO employee_state (org_id, employee_id) \
          SELECT $1, e FROM unnest($2::bigint[]) AS e ORDER BY e \

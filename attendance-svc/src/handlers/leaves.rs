@@ -73,6 +73,7 @@ pub async fn create(state: &State, req: LeaveCreate) -> Result<Bytes, BusError> 
     }
     let result = async {
         let id = employee.employee_id.get();
+        crate::periods::share_lock(&mut tx, req.org_id).await?;
         sqlx::query(
             "INSERT INTO employee_state (org_id, employee_id) VALUES ($1, $2) \
              ON CONFLICT (org_id, employee_id) DO UPDATE SET org_id = EXCLUDED.org_id",

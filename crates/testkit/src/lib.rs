@@ -429,6 +429,47 @@ impl Stack {
             .expect("the stack's database reachable")
     }
 
+    /// How many events of `org` attendance-svc has published, counted once its outbox holds
+    /// none of them (an outbox row is deleted when its event is published, so counting rows
+    /// races the relay).
+    pub async fn published_events(&self, org: OrgId) -> usize {
+        use async_nats::jetstream;
+        use futures::TryStreamExt;
+        let db = self.db().await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let pending: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM attendance.outbox WHERE subject LIKE '%.' || $1 || '.%'",
+            )
+            .bind(org.to_string())
+            .fetch_one(&db)
+            .await
+            .expect("the outbox readable");
+            if pending == 0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{pending} events of {org} never left the outbox"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let js = jetstream::new(self.nats.clone());
+        let stream = js
+            .get_stream(self.bus_config.subjects.events_stream())
+            .await
+            .expect("events stream");
+        let filter = self.bus_config.subjects.event("*", org, ">");
+        let subjects: Vec<(String, usize)> = stream
+            .info_with_subjects(filter)
+            .await
+            .expect("stream info")
+            .try_collect()
+            .await
+            .expect("stream subjects");
+        subjects.iter().map(|(_, n)| n).sum()
+    }
+
     /// Events of this stack's stream on `filter_subject`, from the beginning.
     pub async fn events(&self, filter_subject: String) -> Events {
         use async_nats::jetstream;
