@@ -5,6 +5,7 @@
 //! `docs/architecture.md`.
 
 mod config;
+mod copy;
 mod db;
 mod periods;
 pub mod projection;

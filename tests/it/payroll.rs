@@ -1225,3 +1225,143 @@ async fn an_employee_first_written_while_a_close_runs_does_not_slip_into_the_mon
     .unwrap();
     assert_eq!(sessions, 0);
 }
+
+/// Each employee's month as the summary reads it (`reporting.employee_months`) against what its
+/// sessions say: (values held, values that differ).
+async fn month_values(t: &Tenant) -> (i64, i64) {
+    let db = clokio_testkit::db().await;
+    sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE sessions IS DISTINCT FROM \
+            reporting.employee_month_sessions(org_id, month, employee_id)) \
+         FROM reporting.employee_months WHERE org_id = $1",
+    )
+    .bind(t.org.id.as_uuid())
+    .fetch_one(&db)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_summary_months_follow_their_sessions_across_replicas_moves_and_deletes() {
+    let (mut stack, gw) = Stack::start().await;
+    // Two replicas project the events, in batches of their own.
+    stack.start_reporting_svc().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    for code in ["E-1", "E-2", "E-3"] {
+        gw.create_employee(
+            &t.key,
+            code,
+            json!({"employee_code": code, "hire_date": "2020-01-01"}),
+        )
+        .await;
+    }
+    let first = previous_month();
+    // Concurrent imports of three employees' days in two months.
+    let imports = (0..6).map(|i| {
+        let (gw, key) = (gw.clone(), t.key.clone());
+        let records: Vec<Value> = (0..4)
+            .map(|d| {
+                let day = first + Duration::days(i * 4 + d);
+                json!({"nip": format!("E-{}", i % 3 + 1), "clock_in": ts(utc(day, 8, 0)),
+                       "clock_out": ts(utc(day, 16, 0))})
+            })
+            .collect();
+        async move {
+            gw.post(
+                &key,
+                "/api/v1/attendance/import",
+                &json!({"records": records}),
+            )
+            .await
+            .expect(201)
+            .data()["attendance_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|id| id.as_i64().unwrap())
+                .collect::<Vec<_>>()
+        }
+    });
+    let ids: Vec<i64> = futures::future::join_all(imports)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(ids.len(), 24);
+    // One session moves to the month before, another is deleted.
+    let last_month = (first - Duration::days(1)).with_day(1).unwrap() + Duration::days(9);
+    let moved = gw
+        .get(&t.key, &format!("/api/v1/attendance/sessions/{}", ids[0]))
+        .await
+        .expect(200);
+    let nip = moved.data()["nip"].as_str().unwrap().to_owned();
+    send(
+        &gw,
+        &t,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/attendance/sessions/{}", ids[0]),
+        &json!({"clock_in": ts(utc(last_month, 8, 0)), "clock_out": ts(utc(last_month, 12, 0)),
+                "reason": "Dated a month wrong"}),
+        None,
+    )
+    .await
+    .expect(200);
+    send(
+        &gw,
+        &t,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/attendance/sessions/{}", ids[1]),
+        &json!({"reason": "Twice"}),
+        None,
+    )
+    .await
+    .expect(200);
+    // The summaries show it once the projection has it all ...
+    let moved_row = summary_row(&gw, &t, last_month, &nip, |r| r["total_hours"] == 4.0).await;
+    assert_eq!(moved_row["days_present"], 1);
+    let rows = until(
+        &gw,
+        &t,
+        &format!(
+            "/api/v1/attendance/summary?month={}&year={}",
+            first.month(),
+            first.year()
+        ),
+        |rows| {
+            let days: i64 = rows
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["days_present"].as_i64().unwrap())
+                .sum();
+            days == 22
+        },
+    )
+    .await;
+    let hours: f64 = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["total_hours"].as_f64().unwrap())
+        .sum();
+    assert_eq!(hours, 22.0 * 8.0);
+    // ... and every month value is what its sessions say.
+    let (held, wrong) = month_values(&t).await;
+    assert!(held >= 4, "{held} month values");
+    assert_eq!(wrong, 0);
+    // A rebuild's DELETE by hand empties them with the sessions.
+    let db = clokio_testkit::db().await;
+    sqlx::query("DELETE FROM reporting.sessions WHERE org_id = $1")
+        .bind(t.org.id.as_uuid())
+        .execute(&db)
+        .await
+        .unwrap();
+    let empty: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM reporting.employee_months WHERE org_id = $1 AND sessions <> ''",
+    )
+    .bind(t.org.id.as_uuid())
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(empty, 0);
+}
