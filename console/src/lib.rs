@@ -158,6 +158,12 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     };
+    // TCP_NODELAY, as the gateway: live boards and CSV downloads are written in pieces.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "TCP_NODELAY not set on a connection");
+        }
+    });
     axum::serve(
         listener,
         router(app).into_make_service_with_connect_info::<SocketAddr>(),

@@ -412,21 +412,22 @@ pub async fn csv(
                 }
                 return Ok(());
             }
-            sink.send(Bytes::from_static(SUMMARY_CSV_HEADER.as_bytes()))
-                .await?;
+            // Chunks of CSV_CHUNK bytes whatever the batches: each send waits for the requester
+            // to take it, so fewer sends are fewer round trips.
+            let mut out = Vec::with_capacity(CSV_CHUNK + 4096);
+            out.extend_from_slice(SUMMARY_CSV_HEADER.as_bytes());
             let mut loaded = std::pin::pin!(loads(&state, org, month, rules, &staff.all));
             while let Some((batch, days, leaves)) = loaded.try_next().await? {
-                let mut out = Vec::with_capacity(CSV_CHUNK.min(batch.len() * 96));
                 for row in rows_of(&cal, batch, &days, &leaves) {
                     write_csv_row(&mut out, &row);
                     if out.len() >= CSV_CHUNK {
-                        sink.send(Bytes::from(std::mem::take(&mut out))).await?;
+                        let chunk =
+                            std::mem::replace(&mut out, Vec::with_capacity(CSV_CHUNK + 4096));
+                        sink.send(Bytes::from(chunk)).await?;
                     }
                 }
-                if !out.is_empty() {
-                    sink.send(Bytes::from(out)).await?;
-                }
             }
+            sink.send(Bytes::from(out)).await?;
             Ok::<(), BusError>(())
         }
         .await;

@@ -16,6 +16,10 @@
 //!   static asset it serves, and 100 live boards receiving clock-ins (`src/bench/console.rs`).
 //! - `stream`: 100 event streams receiving 200 clock events/s, and the gateway's memory per idle
 //!   stream with 1,000 open (`src/bench/stream.rs`).
+//! - `scaling`: how cost grows with the org: daily report and monthly summary at 1,000, 10,000
+//!   and 50,000 employees with the peak memory of the services on their path, clock events at 1,
+//!   16, 64 and 256 connections, webhook deliveries with 1, 10 and 100 subscriptions
+//!   (`--hooks`); written as the "How cost grows" section of `docs/benchmarks.md`.
 //! - `all`: every scenario above at its standard size (read path; clock at 1,000 employees; daily
 //!   at 10,000 and 20,000; summary at 10,000; webhooks at 1,000 deliveries/s offered) plus each
 //!   service's resident memory idle (before) and its peak (after), written as one markdown table
@@ -69,6 +73,9 @@ struct Args {
     /// Employees in the benchmark org.
     #[arg(long, default_value_t = 50)]
     employees: usize,
+    /// Webhooks subscribed to every clock event (the `webhook` scenario).
+    #[arg(long, default_value_t = 10)]
+    hooks: usize,
     /// The authenticated path to load (for profiling other read routes).
     #[arg(long, default_value = "/api/v1/employees")]
     path: String,
@@ -144,8 +151,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "console" => console::console_bench(&args, &client).await,
         "stream" => stream::stream_bench(&args, &client).await,
         "all" => all(&args, &client).await,
+        "scaling" => scaling(&args, &client).await,
         other => Err(format!(
-            "unknown scenario {other} (read, clock, daily, summary, webhook, console, stream, all)"
+            "unknown scenario {other} (read, clock, daily, summary, webhook, console, stream, all, scaling)"
         )
         .into()),
     }
@@ -260,10 +268,101 @@ async fn all(args: &Args, client: &reqwest::Client) -> Result<(), Box<dyn std::e
         ));
     }
     std::fs::create_dir_all("docs")?;
-    std::fs::write("docs/benchmarks.md", &md)?;
+    // The `scaling` section, run on its own, stays below the table.
+    let doc = std::fs::read_to_string("docs/benchmarks.md").unwrap_or_default();
+    let scaling = doc
+        .find(SCALING_HEADING)
+        .map_or(String::new(), |at| format!("\n{}", &doc[at..]));
+    std::fs::write("docs/benchmarks.md", format!("{md}{scaling}"))?;
     println!("\n{md}");
     eprintln!("written to docs/benchmarks.md");
     Ok(())
+}
+
+/// How cost grows with the org: the daily report and the monthly summary at 1,000, 10,000 and
+/// 50,000 employees (with the peak memory of the services on their path, reset before each size),
+/// clock events at 1, 16, 64 and 256 connections and webhook deliveries with 1, 10 and 100
+/// subscriptions; written to the "How cost grows" section of `docs/benchmarks.md`.
+async fn scaling(args: &Args, client: &reqwest::Client) -> Result<(), Box<dyn std::error::Error>> {
+    let with = |employees: usize, concurrency: usize, rate: u64, hooks: usize| Args {
+        employees,
+        concurrency,
+        rate,
+        hooks,
+        ..args.clone()
+    };
+    let peaks = |what: &str, services: &[&str]| {
+        for service in services {
+            if let Some((peak, _)) = memory_kib(service) {
+                report(
+                    format!("{what}: peak RSS, {service}"),
+                    format!("{:.1} MiB", peak as f64 / 1024.0),
+                    String::new(),
+                    String::new(),
+                    "",
+                    None,
+                );
+            }
+        }
+    };
+    for n in [1_000, 10_000, 50_000] {
+        reset_peaks(&["gateway", "attendance-svc"]);
+        daily_bench(&with(n, 32, 1000, 10), client).await?;
+        peaks(
+            &format!("daily report, {n} records"),
+            &["gateway", "attendance-svc"],
+        );
+    }
+    for n in [1_000, 10_000, 50_000] {
+        reset_peaks(&["gateway", "reporting-svc"]);
+        summary_bench(&with(n, 32, 1000, 10), client).await?;
+        peaks(
+            &format!("monthly summary, {n} × 22 days"),
+            &["gateway", "reporting-svc"],
+        );
+    }
+    for connections in [1, 16, 64, 256] {
+        clock_bench(&with(1000, connections, 1000, 10), client).await?;
+    }
+    for hooks in [1, 10, 100] {
+        webhook_bench(&with(1000, 64, 100, hooks), client).await?;
+    }
+    let mut md = format!(
+        "{SCALING_HEADING}\n\nWritten by `deploy/local/bench.sh --scenario scaling` (the same \
+         machine and builds as above). Peak memory (VmHWM) is reset before each size of the \
+         reports, so each size shows its own.\n\n"
+    );
+    md.push_str(&format!("{}\n\n", machine()));
+    md.push_str("| benchmark | result | baseline (same run) | ratio |\n|---|---|---|---|\n");
+    for r in REPORT.lock().unwrap().iter() {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            r.bench, r.result, r.baseline, r.ratio
+        ));
+    }
+    // The section replaces its earlier run; the `all` table above it stays.
+    let doc = std::fs::read_to_string("docs/benchmarks.md").unwrap_or_default();
+    let above = doc.split(SCALING_HEADING).next().unwrap_or_default();
+    std::fs::write(
+        "docs/benchmarks.md",
+        format!("{}\n\n{md}", above.trim_end()),
+    )?;
+    println!("\n{md}");
+    eprintln!("written to docs/benchmarks.md");
+    Ok(())
+}
+
+/// The heading of the `scaling` section, which the `all` run keeps below its table.
+const SCALING_HEADING: &str = "## How cost grows";
+
+/// Resets the peak resident memory (VmHWM) of processes started by `deploy/local/up.sh`.
+fn reset_peaks(services: &[&str]) {
+    for service in services {
+        if let Ok(pid) = std::fs::read_to_string(format!(".clokio/run/{service}.pid")) {
+            // "5" resets the peak RSS (proc(5), /proc/pid/clear_refs).
+            let _ = std::fs::write(format!("/proc/{}/clear_refs", pid.trim()), "5");
+        }
+    }
 }
 
 /// The machine and the date, for the report.
@@ -1193,7 +1292,7 @@ async fn webhook_bench(
     args: &Args,
     client: &reqwest::Client,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    const HOOKS: usize = 10;
+    let hooks = args.hooks.max(1);
     type Arrivals = Arc<std::sync::Mutex<Vec<(i64, String, Instant)>>>;
     let arrivals: Arrivals = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -1218,11 +1317,11 @@ async fn webhook_bench(
         let _ = axum::serve(listener, app).await;
     });
     eprintln!(
-        "creating an org with {} employees and {HOOKS} webhooks…",
+        "creating an org with {} employees and {hooks} webhooks…",
         args.employees
     );
     let key = setup(args, client).await?;
-    for _ in 0..HOOKS {
+    for _ in 0..hooks {
         let res = client
             .post(format!("{}/api/v1/webhooks", args.url))
             .header("X-API-Key", &key)
@@ -1292,7 +1391,7 @@ async fn webhook_bench(
     }
     futures_join(tasks).await;
     let events = sent.lock().unwrap().len();
-    wait_for(events * HOOKS).await;
+    wait_for(events * hooks).await;
     let latency = {
         let arrivals = arrivals.lock().unwrap().clone();
         let sent = sent.lock().unwrap().clone();
@@ -1307,9 +1406,9 @@ async fn webhook_bench(
             .collect();
         l.sort_unstable();
         Phase {
-            name: format!("{rate} events/s × {HOOKS} webhooks"),
+            name: format!("{rate} events/s × {hooks} webhooks"),
             requests: arrivals.len(),
-            errors: (events * HOOKS).saturating_sub(arrivals.len()),
+            errors: (events * hooks).saturating_sub(arrivals.len()),
             elapsed: started.elapsed(),
             latencies_us: l,
         }
@@ -1333,18 +1432,18 @@ async fn webhook_bench(
     futures_join(tasks).await;
     let events_sent = started.elapsed();
     let burst_events = sent.lock().unwrap().len();
-    wait_for(burst_events * HOOKS).await;
+    wait_for(burst_events * hooks).await;
     let got = arrivals.lock().unwrap().clone();
     let last = got.iter().map(|a| a.2).max().unwrap_or(started);
     let drain = Phase {
-        name: format!("burst of {burst_events} events × {HOOKS}"),
+        name: format!("burst of {burst_events} events × {hooks}"),
         requests: got.len(),
-        errors: (burst_events * HOOKS).saturating_sub(got.len()),
+        errors: (burst_events * hooks).saturating_sub(got.len()),
         elapsed: last.duration_since(started),
         latencies_us: Vec::new(),
     };
     println!(
-        "\nWebhooks to a local receiver, {HOOKS} generic webhooks per event ({} employees)\n",
+        "\nWebhooks to a local receiver, {hooks} generic webhooks per event ({} employees)\n",
         args.employees
     );
     table(&[&latency]);
@@ -1352,7 +1451,7 @@ async fn webhook_bench(
         "\nevent → delivery p50 {:.1} ms (target ≤ 50 ms), p99 {:.1} ms, at {} deliveries/s offered",
         latency.percentile(0.5),
         latency.percentile(0.99),
-        rate as usize * HOOKS
+        rate as usize * hooks
     );
     println!(
         "burst: {} deliveries in {:.2} s = {:.0} deliveries/s (target ≥ 3,000); the events took {:.2} s to send; missing: {}",
@@ -1365,7 +1464,7 @@ async fn webhook_bench(
     report(
         format!(
             "webhook event → delivery, {} deliveries/s offered",
-            rate as usize * HOOKS
+            rate as usize * hooks
         ),
         format!(
             "p50 {:.1} ms, p99 {:.1} ms",
@@ -1378,7 +1477,7 @@ async fn webhook_bench(
         Some(latency.percentile(0.5) <= 50.0),
     );
     report(
-        format!("webhook deliveries, burst of {burst_events} events × {HOOKS}"),
+        format!("webhook deliveries, burst of {burst_events} events × {hooks}"),
         format!(
             "{:.0} deliveries/s, {} missing",
             drain.throughput(),
