@@ -330,7 +330,7 @@ async fn scaling(args: &Args, client: &reqwest::Client) -> Result<(), Box<dyn st
     let mut md = format!(
         "{SCALING_HEADING}\n\nWritten by `deploy/local/bench.sh --scenario scaling` (the same \
          machine and builds as above). Peak memory (VmHWM) is reset before each size of the \
-         reports, so each size shows its own.\n\n"
+         reports, so each size shows its own.\n\n{SCALING_READING}\n\n"
     );
     md.push_str(&format!("{}\n\n", machine()));
     md.push_str("| benchmark | result | baseline (same run) | ratio |\n|---|---|---|---|\n");
@@ -351,6 +351,23 @@ async fn scaling(args: &Args, client: &reqwest::Client) -> Result<(), Box<dyn st
     eprintln!("written to docs/benchmarks.md");
     Ok(())
 }
+
+/// How the `scaling` table's shape is to be read (what grows with what, and why it is not linear
+/// where it is not).
+const SCALING_READING: &str = "How to read it:\n\n\
+- **Reports** cost per row: sessions folded, JSON or CSV bytes written. Both grow about \
+linearly with the employees. The summary's baseline (a month without sessions) grows with them \
+too, since every employee still gets a row: 50,000 rows are about 14 MB of JSON.\n\
+- **Clock events** grow with connections only until the two cores are busy. Postgres, five \
+services, NATS, Redis and the load generator share them. Past that point more connections only \
+queue: events/s stay flat and p50 grows with the connections. On one machine this cannot be \
+linear. Throughput comes from attendance-svc replicas and a larger Postgres.\n\
+- **Webhook deliveries per second** grow with the subscriptions. An event's fixed cost (the \
+outbox relay, JetStream, the intake's lookup and insert) is shared by all of its deliveries. \
+With 100 subscriptions, 100 events/s offered means 10,000 deliveries/s, more than one replica \
+delivers. That row's latency therefore measures the queue.\n\
+- **Peak memory** is reset to the current RSS, not to the idle size. Memory that a service's \
+allocator kept from an earlier size counts in the next one; this shows most in the gateway.";
 
 /// The heading of the `scaling` section, which the `all` run keeps below its table.
 const SCALING_HEADING: &str = "## How cost grows";
