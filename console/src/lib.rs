@@ -158,12 +158,7 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     };
-    // TCP_NODELAY, as the gateway: live boards and CSV downloads are written in pieces.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(%err, "TCP_NODELAY not set on a connection");
-        }
-    });
+    let listener = clokio_runtime::http::nodelay(listener);
     axum::serve(
         listener,
         router(app).into_make_service_with_connect_info::<SocketAddr>(),

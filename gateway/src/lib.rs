@@ -82,14 +82,7 @@ pub async fn run(
     let stopping = app.stopping.clone();
     // A make-service clones the router per connection (an `Arc`); serving the `Router` itself
     // would rebuild its route table for every connection (18 KiB each, measured with heaptrack).
-    // TCP_NODELAY: a streamed body (a CSV, an event stream) is written in pieces, and Nagle's
-    // algorithm held each piece after the first until the client's delayed ACK, 40 ms later (a
-    // 1,000-row CSV took 48 ms against 4 ms for the same summary as one JSON body).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(%err, "TCP_NODELAY not set on a connection");
-        }
-    });
+    let listener = clokio_runtime::http::nodelay(listener);
     axum::serve(listener, router.into_make_service())
         .with_graceful_shutdown(async move {
             shutdown.await;

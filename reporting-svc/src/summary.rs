@@ -362,8 +362,7 @@ pub async fn compute(state: &State, org: OrgId, month: Month) -> Result<Vec<Summ
 /// A batch of the staff list with its employees' days and leaves.
 type Batch<'a> = (&'a [Arc<Employee>], HashMap<i64, Days>, Leaves);
 
-/// Batches of the staff list with their month's data, in order; the next batch is read while
-/// one is folded into rows (two connections: Postgres's scan and this side's reading overlap).
+/// Batches of the staff list with their month's data, one after another, in order.
 fn loads<'a>(
     state: &'a State,
     org: OrgId,
@@ -372,12 +371,10 @@ fn loads<'a>(
     staff: &'a [Arc<Employee>],
 ) -> impl futures::Stream<Item = Result<Batch<'a>, BusError>> + 'a {
     use futures::StreamExt;
-    futures::stream::iter(staff.chunks(BATCH))
-        .map(move |batch| async move {
-            let (days, leaves) = load(state, org, month, rules, id_range(batch)).await?;
-            Ok((batch, days, leaves))
-        })
-        .buffered(2)
+    futures::stream::iter(staff.chunks(BATCH)).then(move |batch| async move {
+        let (days, leaves) = load(state, org, month, rules, id_range(batch)).await?;
+        Ok((batch, days, leaves))
+    })
 }
 
 /// The lowest and highest id of a batch of the staff list (which is in id order).

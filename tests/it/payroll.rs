@@ -69,6 +69,20 @@ async fn until(gw: &Gateway, t: &Tenant, path: &str, done: impl Fn(&Value) -> bo
     }
 }
 
+/// A clock-in of `nip` dated `at` (as an offline kiosk reports it): its session's id.
+async fn clock_in_at(gw: &Gateway, t: &Tenant, nip: &str, at: DateTime<Utc>) -> i64 {
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/clock-in",
+        &json!({"nip": nip, "timestamp": ts(at)}),
+    )
+    .await
+    .expect(200)
+    .data()["attendance_id"]
+        .as_i64()
+        .unwrap()
+}
+
 fn utc(day: NaiveDate, h: u32, m: u32) -> DateTime<Utc> {
     Utc.from_utc_datetime(&day.and_hms_opt(h, m, 0).unwrap())
 }
@@ -408,15 +422,7 @@ async fn a_correction_changes_the_figures_keeps_its_trail_and_is_announced() {
     assert_eq!(h.data()[0]["before"], Value::Null);
 
     // A missing clock-out set by a correction: the employee can clock in again.
-    let open = gw
-        .post(
-            &t.key,
-            "/api/v1/attendance/clock-in",
-            &json!({"nip": "E-2", "timestamp": ts(now() - Duration::minutes(90))}),
-        )
-        .await
-        .expect(200);
-    let open_id = open.data()["attendance_id"].as_i64().unwrap();
+    let open_id = clock_in_at(&gw, &t, "E-2", now() - Duration::minutes(90)).await;
     gw.post(
         &t.key,
         "/api/v1/attendance/clock-in",
@@ -478,15 +484,7 @@ async fn a_correction_changes_the_figures_keeps_its_trail_and_is_announced() {
     .expect(200);
     gw.create_employee(&t.key, "Cy", json!({"employee_code": "E-3"}))
         .await;
-    let long = gw
-        .post(
-            &t.key,
-            "/api/v1/attendance/clock-in",
-            &json!({"nip": "E-3", "timestamp": ts(now() - Duration::hours(60))}),
-        )
-        .await
-        .expect(200);
-    let long_id = long.data()["attendance_id"].as_i64().unwrap();
+    let long_id = clock_in_at(&gw, &t, "E-3", now() - Duration::hours(60)).await;
     let break_at = now() - Duration::hours(50);
     send(
         &gw,
@@ -542,15 +540,7 @@ async fn a_forgotten_clock_out_is_closed_at_the_limit_once() {
     }
     // E-3's forgotten session is closed by a keyed punch that is then refused (nothing is left
     // to end a break of): the close stands, though the punch's own work is undone.
-    let third = gw
-        .post(
-            &t.key,
-            "/api/v1/attendance/clock-in",
-            &json!({"nip": "E-3", "timestamp": ts(now() - Duration::hours(2))}),
-        )
-        .await
-        .expect(200);
-    let third_id = third.data()["attendance_id"].as_i64().unwrap();
+    let third_id = clock_in_at(&gw, &t, "E-3", now() - Duration::hours(2)).await;
     send(
         &gw,
         &t,
@@ -569,15 +559,7 @@ async fn a_forgotten_clock_out_is_closed_at_the_limit_once() {
     assert!(s.data()["clock_out"].is_string(), "{}", s.text);
     // E-1 clocked in three hours ago and forgot to clock out: the next clock-in is accepted.
     let started = now() - Duration::hours(3);
-    let first = gw
-        .post(
-            &t.key,
-            "/api/v1/attendance/clock-in",
-            &json!({"nip": "E-1", "timestamp": ts(started)}),
-        )
-        .await
-        .expect(200);
-    let first_id = first.data()["attendance_id"].as_i64().unwrap();
+    let first_id = clock_in_at(&gw, &t, "E-1", started).await;
     gw.post(
         &t.key,
         "/api/v1/attendance/clock-in",
@@ -587,15 +569,7 @@ async fn a_forgotten_clock_out_is_closed_at_the_limit_once() {
     .expect(200);
     // E-2 clocked in two hours ago and does nothing more: a sweep closes the session.
     let second_started = now() - Duration::hours(2);
-    let second = gw
-        .post(
-            &t.key,
-            "/api/v1/attendance/clock-in",
-            &json!({"nip": "E-2", "timestamp": ts(second_started)}),
-        )
-        .await
-        .expect(200);
-    let second_id = second.data()["attendance_id"].as_i64().unwrap();
+    let second_id = clock_in_at(&gw, &t, "E-2", second_started).await;
     let day = second_started.date_naive();
     let detail = until(
         &gw,

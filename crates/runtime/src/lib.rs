@@ -6,6 +6,7 @@ pub mod cache;
 pub mod config;
 pub mod db;
 pub mod directory;
+pub mod http;
 pub mod ops;
 pub mod outbox;
 pub mod redis;

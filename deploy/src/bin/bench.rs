@@ -52,6 +52,18 @@ use clokio_bus::scope::Scopes;
 use clokio_bus::types::{Plan, Timezone};
 use clokio_runtime::config::BusConfig;
 
+impl Args {
+    /// These arguments at another size.
+    fn sized(&self, employees: usize, concurrency: usize, rate: u64) -> Self {
+        Self {
+            employees,
+            concurrency,
+            rate,
+            ..self.clone()
+        }
+    }
+}
+
 #[derive(Parser, Clone)]
 #[command(
     name = "clokio-bench",
@@ -220,12 +232,7 @@ async fn all(args: &Args, client: &reqwest::Client) -> Result<(), Box<dyn std::e
             );
         }
     }
-    let with = |employees: usize, concurrency: usize, rate: u64| Args {
-        employees,
-        concurrency,
-        rate,
-        ..args.clone()
-    };
+    let with = |employees, concurrency, rate| args.sized(employees, concurrency, rate);
     read_bench(&with(50, 32, 1000), client).await?;
     clock_bench(&with(1000, 64, 1000), client).await?;
     daily_bench(&with(10_000, 32, 1000), client).await?;
@@ -234,18 +241,7 @@ async fn all(args: &Args, client: &reqwest::Client) -> Result<(), Box<dyn std::e
     webhook_bench(&with(1000, 64, 100), client).await?;
     console::console_bench(args, client).await?;
     stream::stream_bench(args, client).await?;
-    for service in SERVICES {
-        if let Some((peak, _)) = memory_kib(service) {
-            report(
-                format!("peak RSS after the runs, {service}"),
-                format!("{:.1} MiB", peak as f64 / 1024.0),
-                String::new(),
-                String::new(),
-                "",
-                None,
-            );
-        }
-    }
+    report_peaks("peak RSS after the runs", &SERVICES);
     let machine = machine();
     let mut md = String::from(
         "# Benchmarks\n\nWritten by `deploy/local/bench.sh --scenario all` (release builds started by \
@@ -284,48 +280,32 @@ async fn all(args: &Args, client: &reqwest::Client) -> Result<(), Box<dyn std::e
 /// clock events at 1, 16, 64 and 256 connections and webhook deliveries with 1, 10 and 100
 /// subscriptions; written to the "How cost grows" section of `docs/benchmarks.md`.
 async fn scaling(args: &Args, client: &reqwest::Client) -> Result<(), Box<dyn std::error::Error>> {
-    let with = |employees: usize, concurrency: usize, rate: u64, hooks: usize| Args {
-        employees,
-        concurrency,
-        rate,
-        hooks,
-        ..args.clone()
-    };
-    let peaks = |what: &str, services: &[&str]| {
-        for service in services {
-            if let Some((peak, _)) = memory_kib(service) {
-                report(
-                    format!("{what}: peak RSS, {service}"),
-                    format!("{:.1} MiB", peak as f64 / 1024.0),
-                    String::new(),
-                    String::new(),
-                    "",
-                    None,
-                );
-            }
-        }
-    };
+    let with = |employees, concurrency, rate| args.sized(employees, concurrency, rate);
     for n in [1_000, 10_000, 50_000] {
         reset_peaks(&["gateway", "attendance-svc"]);
-        daily_bench(&with(n, 32, 1000, 10), client).await?;
-        peaks(
-            &format!("daily report, {n} records"),
+        daily_bench(&with(n, 32, 1000), client).await?;
+        report_peaks(
+            &format!("daily report, {n} records: peak RSS"),
             &["gateway", "attendance-svc"],
         );
     }
     for n in [1_000, 10_000, 50_000] {
         reset_peaks(&["gateway", "reporting-svc"]);
-        summary_bench(&with(n, 32, 1000, 10), client).await?;
-        peaks(
-            &format!("monthly summary, {n} × 22 days"),
+        summary_bench(&with(n, 32, 1000), client).await?;
+        report_peaks(
+            &format!("monthly summary, {n} × 22 days: peak RSS"),
             &["gateway", "reporting-svc"],
         );
     }
     for connections in [1, 16, 64, 256] {
-        clock_bench(&with(1000, connections, 1000, 10), client).await?;
+        clock_bench(&with(1000, connections, 1000), client).await?;
     }
     for hooks in [1, 10, 100] {
-        webhook_bench(&with(1000, 64, 100, hooks), client).await?;
+        let args = Args {
+            hooks,
+            ..with(1000, 64, 100)
+        };
+        webhook_bench(&args, client).await?;
     }
     let mut md = format!(
         "{SCALING_HEADING}\n\nWritten by `deploy/local/bench.sh --scenario scaling` (the same \
@@ -371,6 +351,22 @@ allocator kept from an earlier size counts in the next one; this shows most in t
 
 /// The heading of the `scaling` section, which the `all` run keeps below its table.
 const SCALING_HEADING: &str = "## How cost grows";
+
+/// A row per service: its peak resident memory, as `{label}, {service}`.
+fn report_peaks(label: &str, services: &[&str]) {
+    for service in services {
+        if let Some((peak, _)) = memory_kib(service) {
+            report(
+                format!("{label}, {service}"),
+                format!("{:.1} MiB", peak as f64 / 1024.0),
+                String::new(),
+                String::new(),
+                "",
+                None,
+            );
+        }
+    }
+}
 
 /// Resets the peak resident memory (VmHWM) of processes started by `deploy/local/up.sh`.
 fn reset_peaks(services: &[&str]) {
