@@ -102,10 +102,17 @@ impl Drop for Chrome {
     }
 }
 
-/// Saves the whole page as `docs/console/<name>.png` (the window grows to the page's height for
-/// the picture, then goes back).
+/// Saves the whole page as `docs/console/<name>.png`.
 async fn screenshot(c: &Client, name: &str) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/console");
+    screenshot_in(c, "console", name).await;
+}
+
+/// Saves the whole page as `docs/<folder>/<name>.png` (the window grows to the page's height for
+/// the picture, then goes back).
+async fn screenshot_in(c: &Client, folder: &str, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs")
+        .join(folder);
     std::fs::create_dir_all(&dir).unwrap();
     let (width, height) = c.get_window_size().await.unwrap();
     let page = c
@@ -662,5 +669,42 @@ async fn afternoon() {
         "no data after signing out"
     );
     screenshot(c, "signed-out-back").await;
+    chrome.stop().await;
+}
+
+/// The API's docs page in the browser: it renders the served document (the title and an
+/// operation of it), and every resource the page loaded came from the gateway's own origin. The
+/// machine's network is closed, so a CDN's script would not load and the page would stay blank.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_docs_page_renders_from_our_origin_alone() {
+    let (_stack, gw) = Stack::start().await;
+    let chrome = Chrome::start().await;
+    let c = chrome.c();
+    c.goto(&format!("{}/docs", gw.url)).await.unwrap();
+    let title = text_of(c, ".swagger-ui .info .title").await;
+    assert!(title.starts_with("Clokio Public API"), "{title}");
+    let operation = text_of(c, "#operations-Employees-list").await;
+    assert!(operation.contains("/api/v1/employees"), "{operation}");
+    screenshot_in(c, "api", "docs").await;
+    let loaded = c
+        .execute(
+            "return [location.href].concat(performance.getEntriesByType('resource').map(e => e.name))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let loaded: Vec<String> = serde_json::from_value(loaded).unwrap();
+    assert!(
+        loaded.iter().any(|u| u.ends_with("/swagger-ui-bundle.js"))
+            && loaded.iter().any(|u| u.ends_with("/api/v1/openapi.json")),
+        "{loaded:?}"
+    );
+    for url in &loaded {
+        assert!(
+            url.starts_with(&format!("{}/", gw.url)),
+            "the docs page loaded {url}, not from {}",
+            gw.url
+        );
+    }
     chrome.stop().await;
 }

@@ -84,14 +84,37 @@ async fn health_metrics_openapi_and_docs_need_no_key() {
     assert_eq!(doc.status, 200);
     assert!(doc.body["openapi"].as_str().unwrap().starts_with("3.1"));
     assert!(doc.body["paths"]["/api/v1/employees"]["post"].is_object());
+    // The docs page and everything it references come from the gateway (the browser's view of
+    // it is in console_browser.rs).
     let docs = gw
         .client
-        .get(format!("{}/docs", gw.url))
+        .get(format!("{}/docs/", gw.url))
         .send()
         .await
         .unwrap();
     assert_eq!(docs.status(), 200);
-    assert!(docs.text().await.unwrap().contains("/api/v1/openapi.json"));
+    let csp = docs.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'self';"), "{csp}");
+    let page = docs.text().await.unwrap();
+    let referenced: Vec<&str> = page
+        .split(['"', '\''])
+        .filter(|s| [".js", ".css", ".png"].iter().any(|end| s.ends_with(end)))
+        .collect();
+    assert!(referenced.len() >= 5, "{page}");
+    for path in referenced {
+        assert!(!path.contains("//"), "the docs page references {path}");
+        let asset = gw
+            .client
+            .get(format!("{}/docs/{}", gw.url, path.trim_start_matches("./")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(asset.status(), 200, "{path}");
+        let body = asset.text().await.unwrap_or_default();
+        if path.ends_with("initializer.js") {
+            assert!(body.contains("\"/api/v1/openapi.json\""), "{body}");
+        }
+    }
     let metrics = gw.metrics().await;
     assert!(
         metrics.contains("clokio_http_requests_total"),

@@ -1,12 +1,17 @@
 //! Unauthenticated routes: health, readiness, the OpenAPI document and docs. Metrics are served on
 //! the ops port only (`CLOKIO_GATEWAY_OPS_ADDR`), off the public network.
+//!
+//! The docs page is Swagger UI with its assets built into the binary (`utoipa-swagger-ui`,
+//! `vendored`): it works offline and under a CSP that allows only our own origin.
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::App;
 use crate::envelope::{self, ApiError};
@@ -15,8 +20,33 @@ pub fn routes() -> Router<App> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/api/v1/openapi.json", get(openapi))
-        .route("/docs", get(docs))
+        .route(OPENAPI_URL, get(openapi))
+        .merge(
+            SwaggerUi::new("/docs").config(
+                Config::new([OPENAPI_URL])
+                    .try_it_out_enabled(true)
+                    .persist_authorization(false),
+            ),
+        )
+        .layer(middleware::from_fn(docs_policy))
+}
+
+const OPENAPI_URL: &str = "/api/v1/openapi.json";
+
+/// Pages of the docs load only from our origin; Swagger UI sets inline styles on its elements.
+const DOCS_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+    script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+async fn docs_policy(req: axum::extract::Request, next: middleware::Next) -> Response {
+    let docs = req.uri().path().starts_with("/docs");
+    let mut res = next.run(req).await;
+    if docs {
+        res.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(DOCS_CSP),
+        );
+    }
+    res
 }
 
 async fn healthz() -> Response {
@@ -57,8 +87,4 @@ async fn openapi() -> Response {
         None => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
             .into_response(),
     }
-}
-
-async fn docs() -> Html<&'static str> {
-    Html(include_str!("docs.html"))
 }
