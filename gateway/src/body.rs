@@ -56,6 +56,24 @@ impl Fields {
         self.0.contains_key(name)
     }
 
+    /// Moves the members of the object `name` (when present) up beside the others, so a body may
+    /// give them in the nested shape a resource is read in or flat. A member given both ways is
+    /// refused.
+    pub fn hoist(&mut self, name: &str) -> Result<(), ApiError> {
+        let Some(inner) = self.optional_object(name)? else {
+            return Ok(());
+        };
+        for (member, value) in inner.0 {
+            if self.0.contains_key(&member) {
+                return Err(ApiError::invalid(format!(
+                    "The {member} field must be given either under {name} or at the top level, not both"
+                )));
+            }
+            self.0.insert(member, value);
+        }
+        Ok(())
+    }
+
     /// A present, non-null value.
     fn take(&mut self, name: &str) -> Option<Value> {
         self.0.remove(name).filter(|v| !v.is_null())

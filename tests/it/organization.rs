@@ -54,6 +54,50 @@ async fn read_defaults_and_update_settings() {
             })
         );
     }
+
+    // The shape GET returns is the shape PATCH takes: what was read, changed and sent back.
+    let mut settings = again.data()["settings"].clone();
+    settings["schedule"]["hours_per_day"] = json!(7.5);
+    settings["max_shift_hours"] = json!(12);
+    settings["rounding"] = json!({"minutes": 15, "mode": "nearest"});
+    let res = gw
+        .patch(
+            &t.key,
+            "/api/v1/organization",
+            &json!({"timezone": "Europe/Paris", "settings": settings}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(res.data()["timezone"], "Europe/Paris");
+    assert_eq!(res.data()["settings"], settings);
+    assert_eq!(
+        gw.get(&t.key, "/api/v1/organization")
+            .await
+            .expect(200)
+            .data()["settings"],
+        settings
+    );
+    // A setting given both ways is refused, and changes nothing.
+    gw.patch(
+        &t.key,
+        "/api/v1/organization",
+        &json!({"max_shift_hours": 10, "settings": {"max_shift_hours": 11}}),
+    )
+    .await
+    .expect_error(
+        422,
+        "The max_shift_hours field must be given either under settings or at the top level, not both",
+    );
+    gw.patch(&t.key, "/api/v1/organization", &json!({"settings": []}))
+        .await
+        .expect_error(422, "The settings field must be an object");
+    assert_eq!(
+        gw.get(&t.key, "/api/v1/organization")
+            .await
+            .expect(200)
+            .data()["settings"]["max_shift_hours"],
+        12
+    );
 }
 
 #[tokio::test]

@@ -146,7 +146,7 @@ async fn subscriptions_are_managed_through_the_api() {
         ),
         (
             json!({"url": "https://example.com/h", "events": ["clock-in"], "template": "Hi {name}"}),
-            "The template contains an unknown placeholder {name} (known: {employee_name}, {employee_code}, {department}, {event_type}, {timestamp}, {location_name})".to_owned(),
+            "The template contains an unknown placeholder {name} (known: {employee_name}, {employee_code}, {department}, {event}, {event_type}, {timestamp}, {location_name})".to_owned(),
         ),
         (
             json!({"url": "https://example.com/h", "events": ["clock-in"], "filters": {"time_range": {"start": "25:00", "end": "06:00"}}}),

@@ -14,10 +14,13 @@ use sha2::Sha256;
 
 /// The template chat platforms get when none is set.
 pub const DEFAULT_TEMPLATE: &str = "{employee_name} {event_type} at {location_name} ({timestamp})";
+/// The placeholders of a template. What each renders as is documented with the webhook body
+/// (gateway/src/routes/webhooks.rs) and in the README.
 const PLACEHOLDERS: &[&str] = &[
     "employee_name",
     "employee_code",
     "department",
+    "event",
     "event_type",
     "timestamp",
     "location_name",
@@ -72,6 +75,7 @@ pub fn render(template: &str, e: &AttendanceEvent, tz: Timezone) -> String {
         ("{employee_name}", e.employee_name.clone()),
         ("{employee_code}", e.employee_code.to_string()),
         ("{department}", e.department.clone().unwrap_or_default()),
+        ("{event}", e.event.clone()),
         ("{event_type}", phrase(&e.event).to_owned()),
         ("{timestamp}", local_time(e.timestamp, tz)),
         ("{location_name}", e.location_name.clone()),
@@ -250,7 +254,15 @@ mod tests {
         assert!(check_template("{employee_code} in {department}").is_ok());
         assert_eq!(
             check_template("Hi {name}").unwrap_err(),
-            "The template contains an unknown placeholder {name} (known: {employee_name}, {employee_code}, {department}, {event_type}, {timestamp}, {location_name})"
+            "The template contains an unknown placeholder {name} (known: {employee_name}, {employee_code}, {department}, {event}, {event_type}, {timestamp}, {location_name})"
+        );
+        assert_eq!(
+            render(
+                "{event}: {event_type} ({employee_code}, {department})",
+                &e,
+                tz
+            ),
+            "clock-in: clocked in (EMP-1042, Engineering)"
         );
         assert!(check_template("oops {employee_name").is_err());
     }

@@ -53,12 +53,21 @@ pub struct SchedulePatchBody {
     late_grace_minutes: Option<u32>,
 }
 
-/// Every field is optional; what is absent stays as it is.
+/// Every field is optional; what is absent stays as it is. The body has the shape `GET` returns:
+/// `timezone` beside `settings`. The settings' fields are also accepted at the top level (the
+/// earlier flat shape), but not both ways at once.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct OrgPatchBody {
     /// IANA zone, e.g. `Europe/Berlin`.
     timezone: Option<String>,
+    settings: Option<SettingsPatchBody>,
+}
+
+/// The organization's settings, as `GET` returns them under `settings`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SettingsPatchBody {
     work_days: Option<Vec<Weekday>>,
     schedule: Option<SchedulePatchBody>,
     /// Dates `YYYY-MM-DD`; replaces the whole list.
@@ -94,6 +103,7 @@ pub async fn update(
             "The plan can only be changed by the operator",
         ));
     }
+    f.hoist("settings")?;
     let timezone = f
         .optional_str("timezone", 64)?
         .map(|tz| Timezone::parse(&tz))

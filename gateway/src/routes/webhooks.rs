@@ -131,8 +131,14 @@ pub struct WebhookBody {
     /// Some of `clock-in`, `clock-out`, `break-start`, `break-end`.
     events: Vec<String>,
     filters: Option<Filters>,
-    /// Placeholders `{employee_name}`, `{employee_code}`, `{department}`, `{event_type}`,
-    /// `{timestamp}`, `{location_name}` (chat platforms).
+    /// The message chat platforms get (not `generic`), default
+    /// `{employee_name} {event_type} at {location_name} ({timestamp})`. Placeholders:
+    /// `{employee_name}` (`Sarah Johnson`), `{employee_code}` (`EMP-1042`), `{department}`
+    /// (`Engineering`; empty when none), `{event}` (the type as the API names it: `clock-in`,
+    /// `clock-out`, `break-start`, `break-end`, `correction`), `{event_type}` (the same in
+    /// words: `clocked in`, `clocked out`, `started a break`, `ended a break`, `had a session
+    /// corrected`), `{timestamp}` (org-local: `2026-02-12 10:55 IST`), `{location_name}`
+    /// (`Main Office`). Any other `{…}` is refused.
     template: Option<String>,
     active: Option<bool>,
 }
