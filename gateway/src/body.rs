@@ -164,8 +164,11 @@ impl Fields {
     }
 
     /// An RFC 3339 instant (`2026-02-12T08:55:12Z`, any offset), as UTC.
+    /// An RFC 3339 date-time; a blank string is not one (the field may be left out or null).
     pub fn optional_timestamp(&mut self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+        let blank = matches!(self.0.get(name), Some(Value::String(s)) if s.trim().is_empty());
         match self.optional_str(name, 64)? {
+            None if blank => parse_timestamp(name, "").map(Some),
             None => Ok(None),
             Some(s) => parse_timestamp(name, &s).map(Some),
         }

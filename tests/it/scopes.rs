@@ -162,6 +162,10 @@ async fn a_key_grants_only_what_it_holds_and_bad_scopes_are_refused() {
             "The expires_at field must be a time in the future",
         ),
         (
+            json!({"name": "x", "expires_at": " "}),
+            "The expires_at field must be a valid RFC 3339 date-time (e.g. 2026-02-12T08:55:12Z)",
+        ),
+        (
             json!({"name": "x", "expires_at": "tomorrow"}),
             "The expires_at field must be a valid RFC 3339 date-time (e.g. 2026-02-12T08:55:12Z)",
         ),

@@ -137,6 +137,10 @@ async fn subscriptions_are_managed_through_the_api() {
             "The events field is required".to_owned(),
         ),
         (
+            json!({"url": "https://example.com/h", "events": ["clock-in", "clock-out", "break-start", "break-end", "correction", "clock-in"]}),
+            "The events field must not have more than 5 items".to_owned(),
+        ),
+        (
             json!({"url": "https://example.com/h", "events": ["lunch"]}),
             "The events field contains an unknown event lunch (clock-in, clock-out, break-start, break-end, correction)".to_owned(),
         ),
@@ -189,6 +193,23 @@ async fn subscriptions_are_managed_through_the_api() {
         .await
         .expect(200);
     assert_eq!(res.data()["url"], format!("{}/hook", r.url));
+    // Every event at once (the list took at most four before).
+    let all = [
+        "clock-in",
+        "clock-out",
+        "break-start",
+        "break-end",
+        "correction",
+    ];
+    let res = gw
+        .patch(
+            &t.key,
+            &format!("/api/v1/webhooks/{id}"),
+            &json!({"events": all}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(res.data()["events"], json!(all));
 
     // Another org sees none of it.
     let other = stack.tenant(&gw, Plan::Enterprise).await;

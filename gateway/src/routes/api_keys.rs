@@ -51,6 +51,7 @@ pub async fn list(
 #[allow(dead_code)]
 pub struct KeyCreateBody {
     /// A descriptive name, e.g. "Payroll Integration".
+    #[schema(pattern = r"\S")]
     name: String,
     /// What the key may do. Give either this or `preset`; with neither the key gets every scope.
     /// A key can only grant scopes it holds itself.

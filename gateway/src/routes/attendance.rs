@@ -122,7 +122,7 @@ fn clock_request(
 #[allow(dead_code)]
 pub struct ClockBody {
     /// The employee code.
-    #[schema(example = "EMP-1042")]
+    #[schema(example = "EMP-1042", pattern = r"\S")]
     nip: String,
     /// With `longitude`: matched to the nearest location whose radius contains it.
     #[schema(example = 32.0853)]
@@ -139,7 +139,7 @@ pub struct ClockBody {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct BreakBody {
-    #[schema(example = "EMP-1042")]
+    #[schema(example = "EMP-1042", pattern = r"\S")]
     nip: String,
     #[schema(format = DateTime)]
     timestamp: Option<String>,
@@ -480,6 +480,7 @@ pub struct ImportBreakBody {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ImportRecordBody {
+    #[schema(pattern = r"\S")]
     nip: String,
     #[schema(format = DateTime)]
     clock_in: String,
@@ -496,6 +497,7 @@ pub struct ImportRecordBody {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ImportBody {
+    #[schema(min_items = 1)]
     records: Vec<ImportRecordBody>,
 }
 

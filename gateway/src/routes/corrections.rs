@@ -72,7 +72,7 @@ fn breaks(f: &mut Fields, name: &str) -> Result<Option<Vec<ImportBreak>>, ApiErr
 
 #[derive(ToSchema)]
 #[allow(dead_code)]
-pub struct BreakBody {
+pub struct CorrectionBreakBody {
     #[schema(format = DateTime)]
     start: String,
     #[schema(format = DateTime)]
@@ -90,10 +90,11 @@ pub struct SessionPatchBody {
     #[schema(format = DateTime)]
     clock_out: Option<String>,
     /// The session's breaks, all of them, inside the session and apart.
-    breaks: Option<Vec<BreakBody>>,
+    breaks: Option<Vec<CorrectionBreakBody>>,
     /// A location name of the org.
     location: Option<String>,
     /// Why (1-500 characters); kept in the audit trail.
+    #[schema(pattern = r"\S")]
     reason: String,
 }
 
@@ -160,7 +161,7 @@ pub async fn update(
 #[utoipa::path(delete, path = "/api/v1/attendance/sessions/{id}", tag = "Corrections",
     request_body(content = inline(ReasonBody), description = "`{\"reason\": \"…\"}`; or `?reason=` instead"),
     params(("id" = i64, Path, description = "The session's `attendance_id`"),
-        ("reason" = Option<String>, Query, description = "Why (when the body does not say)"),
+        ("reason" = Option<String>, Query, pattern = r"\S", description = "Why (when the body does not say)"),
         ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Replays the first answer for a retry of the same request within 24 h")),
     responses(
         (status = 200, description = "The deleted session, as it was", body = Envelope<AttendanceSession>),
@@ -217,6 +218,7 @@ pub async fn remove(
 #[allow(dead_code)]
 pub struct ReasonBody {
     /// Why (1-500 characters); kept in the audit trail.
+    #[schema(pattern = r"\S")]
     reason: String,
 }
 
@@ -224,14 +226,17 @@ pub struct ReasonBody {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct SessionCreateBody {
+    #[schema(pattern = r"\S")]
     nip: String,
     #[schema(format = DateTime)]
     clock_in: String,
     #[schema(format = DateTime)]
     clock_out: String,
-    breaks: Option<Vec<BreakBody>>,
+    breaks: Option<Vec<CorrectionBreakBody>>,
     /// A location name of the org; default the employee's own location.
     location: Option<String>,
+    /// Why (1-500 characters); kept in the audit trail.
+    #[schema(pattern = r"\S")]
     reason: String,
 }
 
@@ -369,7 +374,7 @@ pub async fn periods(
 /// (JSON and CSV) carries `closed_at` and no longer changes. The month must have ended and have
 /// no open session.
 #[utoipa::path(post, path = "/api/v1/periods/{period}/close", tag = "Periods",
-    params(("period" = String, Path, description = "The month, `YYYY-MM`", example = "2026-02")),
+    params(("period" = String, Path, pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$", description = "The month, `YYYY-MM`, from 1970", example = "2026-02")),
     responses(
         (status = 200, body = Envelope<Period>),
         (status = 401, body = ErrorEnvelope),
@@ -402,7 +407,7 @@ pub async fn close(
 
 /// Reopen a closed month: writes in it are accepted again and its summary is computed live.
 #[utoipa::path(post, path = "/api/v1/periods/{period}/reopen", tag = "Periods",
-    params(("period" = String, Path, description = "The month, `YYYY-MM`", example = "2026-02")),
+    params(("period" = String, Path, pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$", description = "The month, `YYYY-MM`, from 1970", example = "2026-02")),
     responses(
         (status = 200, body = Envelope<Period>),
         (status = 401, body = ErrorEnvelope),

@@ -34,6 +34,7 @@ pub fn routes() -> Router<App> {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only employees with this status.
+    #[param(value_type = Option<EmployeeStatus>)]
     status: Option<String>,
 }
 
@@ -41,6 +42,7 @@ pub struct ListQuery {
 #[utoipa::path(get, path = "/api/v1/employees", tag = "Employees", params(ListQuery),
     responses(
         (status = 200, description = "Employees, oldest first", body = Envelope<Vec<Employee>>),
+        (status = 400, description = "A malformed query (a parameter given twice)", body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
         (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
     security(("api_key" = [])))]
@@ -51,10 +53,11 @@ pub async fn list(
     Extension(generation): Extension<OrgGeneration>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let status = match q.status.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(s.parse::<EmployeeStatus>().map_err(ApiError::invalid)?),
-    };
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| s.parse::<EmployeeStatus>().map_err(ApiError::invalid))
+        .transpose()?;
     let req = EmployeeList {
         org_id: auth.org_id,
         status,
@@ -74,10 +77,12 @@ pub async fn list(
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct EmployeeCreateBody {
+    #[schema(pattern = r"\S")]
     name: String,
     #[schema(format = Email)]
     email: String,
     /// Name of an existing location of the organization.
+    #[schema(pattern = r"\S")]
     location: String,
     phone: Option<String>,
     position: Option<String>,
@@ -85,6 +90,7 @@ pub struct EmployeeCreateBody {
     /// The NIP; 1-32 of `[A-Za-z0-9_-]`. Auto-generated (`00001`, `00002`, …) when omitted.
     employee_code: Option<String>,
     /// 8-128 characters. Auto-generated and returned once when omitted.
+    #[schema(min_length = 8, max_length = 128)]
     password: Option<String>,
     #[schema(format = Date)]
     birthdate: Option<String>,

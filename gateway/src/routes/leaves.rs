@@ -32,7 +32,7 @@ pub fn routes() -> Router<App> {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct LeaveBody {
-    #[schema(example = "EMP-1042")]
+    #[schema(example = "EMP-1042", pattern = r"\S")]
     nip: String,
     #[schema(format = Date)]
     start_date: String,
@@ -97,7 +97,10 @@ pub async fn create(
 #[allow(dead_code)]
 pub struct MonthParams {
     /// 1–12, with or without a leading zero.
+    #[param(pattern = r"^\s*(0?[1-9]|1[0-2])\s*$")]
     month: String,
+    /// Four digits, from 1970.
+    #[param(pattern = r"^\s*(19[7-9][0-9]|[2-9][0-9]{3})\s*$")]
     year: String,
 }
 

@@ -45,12 +45,14 @@ pub async fn list(
 #[allow(dead_code)]
 pub struct LocationCreateBody {
     /// Unique within the organization.
+    #[schema(pattern = r"\S")]
     name: String,
-    /// -90..90
+    #[schema(minimum = -90.0, maximum = 90.0)]
     latitude: f64,
-    /// -180..180
+    #[schema(minimum = -180.0, maximum = 180.0)]
     longitude: f64,
-    /// Geofence radius, greater than 0 and at most 100000.
+    /// Geofence radius in meters.
+    #[schema(exclusive_minimum = 0.0, maximum = 100000.0)]
     radius_meters: f64,
 }
 

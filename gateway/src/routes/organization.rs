@@ -49,6 +49,8 @@ pub async fn show(
 pub struct SchedulePatchBody {
     /// `HH:MM`, org-local.
     start: Option<String>,
+    /// Greater than 0, at most 24.
+    #[schema(exclusive_minimum = 0.0, maximum = 24.0)]
     hours_per_day: Option<f64>,
     late_grace_minutes: Option<u32>,
 }

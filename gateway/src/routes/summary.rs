@@ -28,10 +28,13 @@ pub fn routes() -> Router<App> {
 #[allow(dead_code)]
 pub struct SummaryParams {
     /// 1–12, with or without a leading zero.
+    #[param(pattern = r"^\s*(0?[1-9]|1[0-2])\s*$")]
     month: String,
-    /// Four digits.
+    /// Four digits, from 1970.
+    #[param(pattern = r"^\s*(19[7-9][0-9]|[2-9][0-9]{3})\s*$")]
     year: String,
     /// `json` (default) or `csv`.
+    #[param(pattern = r"^\s*(json|csv)?\s*$")]
     format: Option<String>,
 }
 
@@ -40,7 +43,7 @@ pub struct SummaryParams {
 #[utoipa::path(get, path = "/api/v1/attendance/summary", tag = "Reports", params(SummaryParams),
     responses(
         (status = 200, description = "The summary; with `format=csv` a CSV file with a header row of the same field names",
-            body = Envelope<Vec<SummaryRow>>, content_type = "application/json"),
+            content((Envelope<Vec<SummaryRow>> = "application/json"), (String = "text/csv"))),
         (status = 401, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
         (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
     security(("api_key" = [])))]

@@ -9,9 +9,9 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use clokio_bus::ops::{
     CreatedWebhook, Delivery, DeliveryGetOp, DeliveryListOp, DeliveryListQuery, DeliveryPage,
-    DeliveryRef, DeliveryRetryOp, Filters, Platform, TimeRange, Webhook, WebhookCreateOp,
-    WebhookDeleteOp, WebhookFields, WebhookGetOp, WebhookListOp, WebhookListQuery, WebhookRef,
-    WebhookRotateOp, WebhookTestOp, WebhookUpdateOp, WebhookWrite,
+    DeliveryRef, DeliveryRetryOp, Filters, Platform, TimeRange, WEBHOOK_EVENTS, Webhook,
+    WebhookCreateOp, WebhookDeleteOp, WebhookFields, WebhookGetOp, WebhookListOp, WebhookListQuery,
+    WebhookRef, WebhookRotateOp, WebhookTestOp, WebhookUpdateOp, WebhookWrite,
 };
 use clokio_bus::types::{LocalTime, Weekday};
 use utoipa::ToSchema;
@@ -57,7 +57,7 @@ fn fields(mut f: Fields) -> Result<WebhookFields, ApiError> {
         .map(|p| p.parse::<Platform>())
         .transpose()
         .map_err(ApiError::invalid)?;
-    let events = f.optional_list("events", 4, |s| Ok(s.to_owned()))?;
+    let events = f.optional_list("events", WEBHOOK_EVENTS.len(), |s| Ok(s.to_owned()))?;
     let filters = match f.optional_object("filters")? {
         None => None,
         Some(mut g) => {
@@ -125,11 +125,12 @@ fn fields(mut f: Fields) -> Result<WebhookFields, ApiError> {
 #[allow(dead_code)]
 pub struct WebhookBody {
     /// `https` only; private, loopback, link-local and reserved addresses are refused.
+    #[schema(pattern = r"^\s*[hH][tT][tT][pP][sS]?://[^\s/?#@]+")]
     url: String,
     /// Default `generic`.
     platform: Option<Platform>,
-    /// Some of `clock-in`, `clock-out`, `break-start`, `break-end`.
-    events: Vec<String>,
+    #[schema(min_items = 1, max_items = 5)]
+    events: Vec<WebhookEvent>,
     filters: Option<Filters>,
     /// The message chat platforms get (not `generic`), default
     /// `{employee_name} {event_type} at {location_name} ({timestamp})`. Placeholders:
@@ -139,6 +140,33 @@ pub struct WebhookBody {
     /// words: `clocked in`, `clocked out`, `started a break`, `ended a break`, `had a session
     /// corrected`), `{timestamp}` (org-local: `2026-02-12 10:55 IST`), `{location_name}`
     /// (`Main Office`). Any other `{…}` is refused.
+    template: Option<String>,
+    active: Option<bool>,
+}
+
+/// An event a webhook can ask for (`WEBHOOK_EVENTS`).
+#[derive(ToSchema)]
+#[schema(rename_all = "kebab-case")]
+#[allow(dead_code)]
+pub enum WebhookEvent {
+    ClockIn,
+    ClockOut,
+    BreakStart,
+    BreakEnd,
+    Correction,
+}
+
+/// The fields of [`WebhookBody`] to change, each optional.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct WebhookPatchBody {
+    #[schema(pattern = r"^\s*[hH][tT][tT][pP][sS]?://[^\s/?#@]+")]
+    url: Option<String>,
+    platform: Option<Platform>,
+    #[schema(min_items = 1, max_items = 5)]
+    events: Option<Vec<WebhookEvent>>,
+    filters: Option<Filters>,
+    /// As in `WebhookBody`; `null` restores the default.
     template: Option<String>,
     active: Option<bool>,
 }
@@ -209,7 +237,7 @@ pub async fn show(
 
 /// Change a webhook; absent fields stay, `"template": null` restores the default, `"active": true`
 /// switches back on one that was disabled.
-#[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "Webhooks", request_body = WebhookBody,
+#[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "Webhooks", request_body = WebhookPatchBody,
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = Envelope<Webhook>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
@@ -328,7 +356,7 @@ fn page_param(q: &HashMap<String, String>, name: &str, default: u32) -> Result<u
 /// The webhook's deliveries, newest first (`page`, `per_page` up to 100).
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "Webhooks",
     params(("id" = String, Path, format = Uuid),
-        ("page" = Option<u32>, Query), ("per_page" = Option<u32>, Query)),
+        ("page" = Option<u32>, Query, minimum = 1), ("per_page" = Option<u32>, Query, minimum = 1, description = "At most 100 are returned")),
     responses((status = 200, body = Envelope<DeliveryPage>), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
     security(("api_key" = [])))]
