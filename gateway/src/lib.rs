@@ -8,6 +8,7 @@ mod config;
 mod envelope;
 mod events;
 mod openapi;
+mod paging;
 mod ratelimit;
 mod routes;
 mod scopes;
@@ -41,7 +42,7 @@ pub struct App(Arc<AppInner>);
 pub struct AppInner {
     pub(crate) bus: Bus,
     /// employee-svc's list replies, invalidated by its announcements, fenced per read.
-    pub(crate) lists: Arc<OrgCache<Option<EmployeeStatus>>>,
+    pub(crate) lists: Arc<OrgCache<Option<EmployeeStatus>, paging::IndexedList>>,
     pub(crate) auth: Arc<Authenticator>,
     pub(crate) limiter: Arc<RateLimiter>,
     /// The event streams' share of the org events.

@@ -134,11 +134,28 @@ const BUSINESS_RULES: &[(&str, &str, &str)] = &[
          which utoipa's derive cannot state",
     ),
     (
+        "POST /api/v1/periods/{period}/close",
+        "The period {} has not ended yet",
+        "only a month that has ended may be closed: it depends on today's date",
+    ),
+    (
         "PATCH /api/v1/organization",
         "The request must change at least one setting",
         "minProperties would count members the server ignores",
     ),
 ];
+
+/// Whether `message` is the listed one: it starts with it, and a `{}` in it stands for any text.
+fn matches(message: &str, listed: &str) -> bool {
+    match listed.split_once("{}") {
+        Some((start, end)) => {
+            message.len() >= start.len() + end.len()
+                && message.starts_with(start)
+                && message.ends_with(end)
+        }
+        None => message.starts_with(listed),
+    }
+}
 
 /// The refusals of schema-valid requests in schemathesis's JUnit report that [`BUSINESS_RULES`]
 /// does not list, and any failure of another check, as readable lines.
@@ -178,7 +195,7 @@ fn unexpected_failures(junit: &str) -> Vec<String> {
                 let message = message.split('"').next().unwrap_or_default();
                 let listed = BUSINESS_RULES
                     .iter()
-                    .any(|(op, m, _)| *op == operation && message.starts_with(m));
+                    .any(|(op, m, _)| *op == operation && matches(message, m));
                 if !listed {
                     unexpected.push(format!(
                         "{operation}: refused a schema-valid request: {message}"
@@ -218,6 +235,14 @@ fn a_report_of_listed_refusals_only_passes_and_any_other_fails() {
         "The url must not point to a private, loopback, link-local or reserved address (0.0.0.0)",
     );
     assert_eq!(unexpected_failures(&longer), Vec::<String>::new());
+    assert!(matches(
+        "The period 3673-10 has not ended yet",
+        "The period {} has not ended yet"
+    ));
+    assert!(!matches(
+        "The period 2026-02 is closed",
+        "The period {} has not ended yet"
+    ));
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ mod locations;
 mod ops;
 mod organization;
 mod outage;
+mod paging;
 mod payroll;
 mod rate_limit;
 mod scopes;

@@ -1,6 +1,8 @@
 //! `/api/v1/api-keys`: the organization manages its own keys.
 
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get};
@@ -17,6 +19,7 @@ use crate::auth::Auth;
 use crate::body::Fields;
 use crate::envelope::ApiError;
 use crate::openapi::{Envelope, ErrorEnvelope};
+use crate::paging::{Page, PageParams, forward_list};
 use crate::{App, RequestId};
 
 pub fn routes() -> Router<App> {
@@ -26,22 +29,29 @@ pub fn routes() -> Router<App> {
 }
 
 /// List the organization's API keys (hints only, never the secret).
-#[utoipa::path(get, path = "/api/v1/api-keys", tag = "API keys",
-    responses((status = 200, body = Envelope<Vec<ApiKeyInfo>>), (status = 401, body = ErrorEnvelope),
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "API keys", params(PageParams),
+    responses(
+        (status = 200, description = "The list; a page of it with `page` or `per_page`", body = Envelope<Vec<ApiKeyInfo>>,
+            headers(("X-Total-Count" = u64, description = "With a page: the whole list's length"),
+                ("Link" = String, description = "With a page: RFC 8288 `first`, `prev`, `next` and `last`"))),
+        (status = 401, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
         (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
     security(("api_key" = [])))]
 pub async fn list(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
+    OriginalUri(uri): OriginalUri,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    forward::<KeyListOp>(
+    forward_list::<KeyListOp>(
         &app,
         &rid,
         &OrgRef {
             org_id: auth.org_id,
         },
-        StatusCode::OK,
+        Page::of(&q)?,
+        &uri,
         RETRIEVED,
     )
     .await

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -25,6 +25,7 @@ use crate::auth::Auth;
 use crate::body::{Fields, parse_date, required};
 use crate::envelope::{self, ApiError};
 use crate::openapi::{Envelope, ErrorEnvelope};
+use crate::paging::{Page, PageParams, forward_list};
 use crate::{App, RequestId};
 
 pub fn routes() -> Router<App> {
@@ -337,9 +338,11 @@ pub struct OptionalRangeParams {
 }
 
 /// All attendance records of one org-local date: one per employee who attended.
-#[utoipa::path(get, path = "/api/v1/attendance/daily", tag = "Attendance", params(DateParam),
+#[utoipa::path(get, path = "/api/v1/attendance/daily", tag = "Attendance", params(DateParam, PageParams),
     responses(
-        (status = 200, body = Envelope<Vec<DailyRecord>>),
+        (status = 200, description = "The list; a page of it with `page` or `per_page`", body = Envelope<Vec<DailyRecord>>,
+            headers(("X-Total-Count" = u64, description = "With a page: the whole list's length"),
+                ("Link" = String, description = "With a page: RFC 8288 `first`, `prev`, `next` and `last`"))),
         (status = 401, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
         (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
     security(("api_key" = [])))]
@@ -347,26 +350,30 @@ pub async fn daily(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
+    OriginalUri(uri): OriginalUri,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let req = DailyQuery {
         org_id: auth.org_id,
         date: required_date(&q, "date")?,
     };
-    forward::<DailyOp>(
+    forward_list::<DailyOp>(
         &app,
         &rid,
         &req,
-        StatusCode::OK,
+        Page::of(&q)?,
+        &uri,
         "Daily attendance retrieved",
     )
     .await
 }
 
 /// Attendance records of a date range (at most 31 days), each with its `date`.
-#[utoipa::path(get, path = "/api/v1/attendance/range", tag = "Attendance", params(RangeParams),
+#[utoipa::path(get, path = "/api/v1/attendance/range", tag = "Attendance", params(RangeParams, PageParams),
     responses(
-        (status = 200, body = Envelope<Vec<DailyRecord>>),
+        (status = 200, description = "The list; a page of it with `page` or `per_page`", body = Envelope<Vec<DailyRecord>>,
+            headers(("X-Total-Count" = u64, description = "With a page: the whole list's length"),
+                ("Link" = String, description = "With a page: RFC 8288 `first`, `prev`, `next` and `last`"))),
         (status = 401, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
         (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
     security(("api_key" = [])))]
@@ -374,6 +381,7 @@ pub async fn range(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
+    OriginalUri(uri): OriginalUri,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let req = RangeQuery {
@@ -381,11 +389,12 @@ pub async fn range(
         start: required_date(&q, "start")?,
         end: required_date(&q, "end")?,
     };
-    forward::<RangeOp>(
+    forward_list::<RangeOp>(
         &app,
         &rid,
         &req,
-        StatusCode::OK,
+        Page::of(&q)?,
+        &uri,
         "Attendance records retrieved",
     )
     .await
@@ -393,9 +402,11 @@ pub async fn range(
 
 /// One employee's attendance records by employee code (NIP).
 #[utoipa::path(get, path = "/api/v1/attendance/employee/{nip}", tag = "Attendance",
-    params(("nip" = String, Path, description = "The employee code"), OptionalRangeParams),
+    params(("nip" = String, Path, description = "The employee code"), OptionalRangeParams, PageParams),
     responses(
-        (status = 200, body = Envelope<Vec<DailyRecord>>),
+        (status = 200, description = "The list; a page of it with `page` or `per_page`", body = Envelope<Vec<DailyRecord>>,
+            headers(("X-Total-Count" = u64, description = "With a page: the whole list's length"),
+                ("Link" = String, description = "With a page: RFC 8288 `first`, `prev`, `next` and `last`"))),
         (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
         (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
     security(("api_key" = [])))]
@@ -403,6 +414,7 @@ pub async fn employee(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
+    OriginalUri(uri): OriginalUri,
     Path(code): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
@@ -412,11 +424,12 @@ pub async fn employee(
         start: date_param(&q, "start")?,
         end: date_param(&q, "end")?,
     };
-    forward::<EmployeeRangeOp>(
+    forward_list::<EmployeeRangeOp>(
         &app,
         &rid,
         &req,
-        StatusCode::OK,
+        Page::of(&q)?,
+        &uri,
         "Employee attendance retrieved",
     )
     .await

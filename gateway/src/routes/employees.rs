@@ -1,6 +1,6 @@
 //! `/api/v1/employees`: list, create, and activate/deactivate by employee code.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, patch};
@@ -16,9 +16,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::{RETRIEVED, forward};
 use crate::auth::Auth;
 use crate::body::Fields;
-use crate::envelope;
 use crate::envelope::ApiError;
 use crate::openapi::{Envelope, ErrorEnvelope};
+use crate::paging::{self, Page, PageParams};
 use crate::{App, OrgGeneration, RequestId};
 
 pub fn routes() -> Router<App> {
@@ -30,18 +30,27 @@ pub fn routes() -> Router<App> {
         )
 }
 
+/// The query; a parameter given twice is refused (400) rather than one of them picked.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only employees with this status.
     #[param(value_type = Option<EmployeeStatus>)]
     status: Option<String>,
+    #[serde(default)]
+    #[param(ignore)]
+    page: Option<String>,
+    #[serde(default)]
+    #[param(ignore)]
+    per_page: Option<String>,
 }
 
 /// List all employees in your organization.
-#[utoipa::path(get, path = "/api/v1/employees", tag = "Employees", params(ListQuery),
+#[utoipa::path(get, path = "/api/v1/employees", tag = "Employees", params(ListQuery, PageParams),
     responses(
-        (status = 200, description = "Employees, oldest first", body = Envelope<Vec<Employee>>),
+        (status = 200, description = "Employees, oldest first; a page of it with `page` or `per_page`", body = Envelope<Vec<Employee>>,
+            headers(("X-Total-Count" = u64, description = "With a page: the whole list's length"),
+                ("Link" = String, description = "With a page: RFC 8288 `first`, `prev`, `next` and `last`"))),
         (status = 400, description = "A malformed query (a parameter given twice)", body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
         (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
@@ -51,8 +60,10 @@ pub async fn list(
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
     Extension(generation): Extension<OrgGeneration>,
+    OriginalUri(uri): OriginalUri,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
+    let page = Page::parse(q.page.as_deref(), q.per_page.as_deref())?;
     let status = q
         .status
         .as_deref()
@@ -67,10 +78,11 @@ pub async fn list(
     let data = app
         .lists
         .get_or_load(auth.org_id, status, generation.0, || {
-            app.bus.call_raw::<EmployeeListOp>(&req, Some(&rid.0))
+            let load = app.bus.call_raw::<EmployeeListOp>(&req, Some(&rid.0));
+            async move { paging::IndexedList::new(load.await?) }
         })
         .await?;
-    Ok(envelope::raw(StatusCode::OK, RETRIEVED, &data))
+    Ok(paging::respond_indexed(page, &uri, RETRIEVED, &data))
 }
 
 /// The create body. `employee_code` and `password` are generated when omitted.

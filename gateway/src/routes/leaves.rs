@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{delete, get};
@@ -21,6 +21,7 @@ use crate::auth::Auth;
 use crate::body::{Fields, required};
 use crate::envelope::ApiError;
 use crate::openapi::{Envelope, ErrorEnvelope};
+use crate::paging::{Page, PageParams, forward_list};
 use crate::{App, RequestId};
 
 pub fn routes() -> Router<App> {
@@ -105,9 +106,11 @@ pub struct MonthParams {
 }
 
 /// Leaves that overlap a month, by start date.
-#[utoipa::path(get, path = "/api/v1/leaves", tag = "Leave", params(MonthParams),
+#[utoipa::path(get, path = "/api/v1/leaves", tag = "Leave", params(MonthParams, PageParams),
     responses(
-        (status = 200, body = Envelope<Vec<Leave>>),
+        (status = 200, description = "The list; a page of it with `page` or `per_page`", body = Envelope<Vec<Leave>>,
+            headers(("X-Total-Count" = u64, description = "With a page: the whole list's length"),
+                ("Link" = String, description = "With a page: RFC 8288 `first`, `prev`, `next` and `last`"))),
         (status = 401, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
         (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
     security(("api_key" = [])))]
@@ -115,15 +118,17 @@ pub async fn list(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
+    OriginalUri(uri): OriginalUri,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let (month, year) = month_year(&q)?;
+    let page = Page::of(&q)?;
     let req = LeaveList {
         org_id: auth.org_id,
         year,
         month,
     };
-    forward::<LeaveListOp>(&app, &rid, &req, StatusCode::OK, RETRIEVED).await
+    forward_list::<LeaveListOp>(&app, &rid, &req, page, &uri, RETRIEVED).await
 }
 
 /// Delete a leave.

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -22,6 +22,7 @@ use crate::auth::Auth;
 use crate::body::Fields;
 use crate::envelope::ApiError;
 use crate::openapi::{Envelope, ErrorEnvelope};
+use crate::paging::{Page, PageParams, forward_list};
 use crate::{App, RequestId};
 
 pub fn routes() -> Router<App> {
@@ -201,19 +202,25 @@ pub async fn create(
 }
 
 /// List the organization's webhooks (secrets as hints).
-#[utoipa::path(get, path = "/api/v1/webhooks", tag = "Webhooks",
-    responses((status = 200, body = Envelope<Vec<Webhook>>), (status = 401, body = ErrorEnvelope),
+#[utoipa::path(get, path = "/api/v1/webhooks", tag = "Webhooks", params(PageParams),
+    responses(
+        (status = 200, description = "The list; a page of it with `page` or `per_page`", body = Envelope<Vec<Webhook>>,
+            headers(("X-Total-Count" = u64, description = "With a page: the whole list's length"),
+                ("Link" = String, description = "With a page: RFC 8288 `first`, `prev`, `next` and `last`"))),
+        (status = 401, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
         (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope), (status = 504, body = ErrorEnvelope)),
     security(("api_key" = [])))]
 pub async fn list(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
+    OriginalUri(uri): OriginalUri,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let req = WebhookListQuery {
         org_id: auth.org_id,
     };
-    forward::<WebhookListOp>(&app, &rid, &req, StatusCode::OK, RETRIEVED).await
+    forward_list::<WebhookListOp>(&app, &rid, &req, Page::of(&q)?, &uri, RETRIEVED).await
 }
 
 /// One webhook.
