@@ -307,6 +307,18 @@ ensure_browser() {
 		apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
+# ensure_node: Node.js and npm, for the generated TypeScript client test (tests/it/clients.rs).
+ensure_node() {
+	have node && have npm && return 0
+	have apt-get || die "node and npm are missing and there is no apt-get: install Node.js (>= 18) by hand"
+	log "installing nodejs and npm (the generated TypeScript client test)"
+	if [[ -z $_apt_updated ]]; then
+		as_root apt-get update
+		_apt_updated=1
+	fi
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm
+}
+
 # ensure_cargo: a rustup-managed cargo must be available (Debian's is too old).
 ensure_cargo() {
 	local msg="a Rust toolchain is required: install rustup (https://rustup.rs) and the stable toolchain (>= 1.89); Debian's packaged cargo is too old"

@@ -26,6 +26,24 @@ if [[ ! -x $fuzz_venv/bin/schemathesis ]]; then
 fi
 export CLOKIO_SCHEMATHESIS="$fuzz_venv/bin/schemathesis"
 
+# Client generators for tests/it/clients.rs, pinned: openapi-python-client (and ruff, which it
+# formats with) in a virtualenv, openapi-typescript, openapi-fetch and tsc from the lock file.
+clients="$STATE_DIR/tools/clients"
+if [[ ! -x $clients/py/bin/openapi-python-client ]]; then
+	log "installing openapi-python-client into $clients/py"
+	python3 -m venv "$clients/py"
+	"$clients/py/bin/pip" install --quiet --disable-pip-version-check \
+		'openapi-python-client==0.29.1' 'ruff==0.17.6'
+fi
+ensure_node
+if ! cmp -s tests/clients/typescript/package-lock.json "$clients/ts/package-lock.json"; then
+	log "installing openapi-typescript, openapi-fetch and typescript into $clients/ts"
+	mkdir -p "$clients/ts"
+	cp tests/clients/typescript/package.json tests/clients/typescript/package-lock.json "$clients/ts/"
+	(cd "$clients/ts" && npm ci --no-audit --no-fund --silent)
+fi
+export CLOKIO_CLIENT_PY="$clients/py" CLOKIO_CLIENT_TS="$clients/ts"
+
 if cargo nextest --version >/dev/null 2>&1; then
 	runner=(cargo nextest run --workspace --locked --no-fail-fast)
 else

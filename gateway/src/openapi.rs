@@ -135,6 +135,46 @@ impl Modify for ApiKeyAuth {
                     });
             }
         }
+        unique_operation_ids(&mut openapi.paths);
+    }
+}
+
+/// utoipa names an operation after its handler, and handlers of different resources share names
+/// (`list`, `create`, …); OpenAPI requires the ids to be unique, and client generators that
+/// key their types by id (openapi-typescript) mix the operations up otherwise. An id used more
+/// than once becomes `<id>_<tag>`: `list_employees`, `create_api_keys`.
+fn unique_operation_ids(paths: &mut utoipa::openapi::Paths) {
+    let mut operations: Vec<&mut utoipa::openapi::path::Operation> = paths
+        .paths
+        .values_mut()
+        .flat_map(|item| {
+            [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.patch.as_mut(),
+                item.delete.as_mut(),
+            ]
+        })
+        .flatten()
+        .collect();
+    let mut uses = std::collections::HashMap::<String, usize>::new();
+    for op in &operations {
+        *uses
+            .entry(op.operation_id.clone().unwrap_or_default())
+            .or_default() += 1;
+    }
+    for op in &mut operations {
+        let id = op.operation_id.clone().unwrap_or_default();
+        if uses[&id] > 1 {
+            let tag = op
+                .tags
+                .as_ref()
+                .and_then(|tags| tags.first())
+                .map(|t| t.to_lowercase().replace(' ', "_"))
+                .unwrap_or_default();
+            op.operation_id = Some(format!("{id}_{tag}"));
+        }
     }
 }
 
@@ -208,5 +248,14 @@ mod tests {
             }
         }
         assert!(operations >= 34, "{operations}");
+        // Operation ids are unique.
+        let mut ids = std::collections::HashSet::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                let id = op["operationId"].as_str().unwrap();
+                assert!(ids.insert(id.to_owned()), "operationId {id} used twice");
+            }
+        }
+        assert!(ids.contains("list_employees") && ids.contains("create_api_keys"));
     }
 }

@@ -8,6 +8,7 @@ mod attendance_outbox;
 mod attendance_reads;
 mod auth;
 mod bus;
+mod clients;
 mod console;
 mod console_browser;
 mod console_pages;
