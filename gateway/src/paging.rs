@@ -223,37 +223,35 @@ fn links(uri: &Uri, page: Page, total: usize) -> String {
 mod tests {
     use super::*;
 
-    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
     #[test]
     fn pages_are_asked_for_with_either_parameter_and_bounded() {
-        assert_eq!(Page::of(&q(&[])).unwrap(), None);
+        assert_eq!(Page::parse(None, None).unwrap(), None);
         assert_eq!(
-            Page::of(&q(&[("page", "2")])).unwrap(),
+            Page::parse(Some("2"), None).unwrap(),
             Some(Page {
                 number: 2,
                 size: 50
             })
         );
         assert_eq!(
-            Page::of(&q(&[("per_page", "500")])).unwrap(),
+            Page::parse(None, Some("500")).unwrap(),
             Some(Page {
                 number: 1,
                 size: 500
             })
         );
-        for (name, value) in [
-            ("page", "0"),
-            ("per_page", "0"),
-            ("per_page", "501"),
-            ("page", "x"),
+        for (page, per_page) in [
+            (Some("0"), None),
+            (Some("2147483648"), None),
+            (Some(" 2"), None),
+            (Some("x"), None),
+            (None, Some("0")),
+            (None, Some("501")),
         ] {
-            assert!(Page::of(&q(&[(name, value)])).is_err(), "{name}={value}");
+            assert!(
+                Page::parse(page, per_page).is_err(),
+                "{page:?} {per_page:?}"
+            );
         }
     }
 
