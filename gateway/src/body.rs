@@ -163,8 +163,8 @@ impl Fields {
         }
     }
 
-    /// An RFC 3339 instant (`2026-02-12T08:55:12Z`, any offset), as UTC.
-    /// An RFC 3339 date-time; a blank string is not one (the field may be left out or null).
+    /// An RFC 3339 instant (`2026-02-12T08:55:12Z`, any offset), as UTC. A blank string is not
+    /// one; the field may be left out or null.
     pub fn optional_timestamp(&mut self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
         let blank = matches!(self.0.get(name), Some(Value::String(s)) if s.trim().is_empty());
         match self.optional_str(name, 64)? {

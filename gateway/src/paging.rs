@@ -11,7 +11,6 @@
 //! queries (a date, a 31-day range, a month, an org's webhooks and keys) and are cut as they come.
 
 use std::collections::HashMap;
-
 use std::sync::Arc;
 
 use axum::http::{HeaderValue, StatusCode, Uri};
@@ -63,8 +62,8 @@ impl Page {
 
     /// The page asked for by `page` and `per_page`, if either is given.
     pub fn parse(page: Option<&str>, per_page: Option<&str>) -> Result<Option<Self>, ApiError> {
-        let number = param(page, "page", MAX_PAGE)?;
-        let size = param(per_page, "per_page", MAX_PER_PAGE)?;
+        let number = positive(page, "page", MAX_PAGE)?;
+        let size = positive(per_page, "per_page", MAX_PER_PAGE)?;
         if number.is_none() && size.is_none() {
             return Ok(None);
         }
@@ -75,7 +74,8 @@ impl Page {
     }
 }
 
-fn param(raw: Option<&str>, name: &str, max: u32) -> Result<Option<u32>, ApiError> {
+/// A page parameter: an integer from 1 to `max` (the delivery log's, too).
+pub fn positive(raw: Option<&str>, name: &str, max: u32) -> Result<Option<u32>, ApiError> {
     let Some(raw) = raw else {
         return Ok(None);
     };
@@ -102,7 +102,7 @@ pub async fn forward_list<O: Operation>(
     message: &str,
 ) -> Result<Response, ApiError> {
     let data = app.bus.call_raw::<O>(req, Some(&rid.0)).await?;
-    Ok(respond(page, uri, message, &data))
+    Ok(respond(page, uri, message, data))
 }
 
 /// A list answer (a JSON array) with where each of its items lies in it.
@@ -143,10 +143,10 @@ impl clokio_runtime::cache::Weigh for IndexedList {
 }
 
 /// The envelope of `list` (a JSON array), or of the page of it asked for, with its headers.
-pub fn respond(page: Option<Page>, uri: &Uri, message: &str, list: &[u8]) -> Response {
+pub fn respond(page: Option<Page>, uri: &Uri, message: &str, list: Bytes) -> Response {
     match page {
-        None => envelope::raw(StatusCode::OK, message, list),
-        Some(page) => match IndexedList::new(Bytes::copy_from_slice(list)) {
+        None => envelope::raw(StatusCode::OK, message, &list),
+        Some(page) => match IndexedList::new(list) {
             Ok(list) => respond_indexed(Some(page), uri, message, &list),
             Err(err) => err.into_response(),
         },
@@ -284,25 +284,25 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_page_is_cut_from_the_list_as_sent() {
+    #[tokio::test]
+    async fn a_page_is_cut_from_the_list_as_sent() {
         let uri: Uri = "/x?page=2&per_page=2".parse().unwrap();
-        let res = respond(
-            Some(Page { number: 2, size: 2 }),
-            &uri,
-            "ok",
-            br#"[{"a":1}, {"a":2},{"a": 3}]"#,
-        );
+        let list = Bytes::from_static(br#"[{"a":1}, {"a":2},{"a": 3}]"#);
+        let page = Some(Page { number: 2, size: 2 });
+        let res = respond(page, &uri, "ok", list.clone());
         assert_eq!(res.headers()["x-total-count"], "3");
-        let list = IndexedList::new(Bytes::from_static(br#"[{"a":1}, {"a":2},{"a": 3}]"#)).unwrap();
-        assert_eq!(list.item(1), br#"{"a":2}"#);
-        assert_eq!(list.item(2), br#"{"a": 3}"#);
-        assert!(IndexedList::new(Bytes::from_static(b"{}")).is_err());
-        let list = IndexedList::new(Bytes::from_static(br#"[{"a":1}, {"a":2},{"a": 3}]"#)).unwrap();
-        assert_eq!(list.item(1), br#"{"a":2}"#);
-        assert_eq!(list.item(2), br#"{"a": 3}"#);
-        assert!(IndexedList::new(Bytes::from_static(b"{}")).is_err());
-        let res = respond(None, &uri, "ok", b"[1,2,3]");
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        assert_eq!(
+            &body[..],
+            br#"{"status":"success","message":"ok","data":[{"a": 3}]}"#
+        );
+        let res = respond(None, &uri, "ok", list);
         assert!(res.headers().get("x-total-count").is_none());
+        let indexed =
+            IndexedList::new(Bytes::from_static(br#"[{"a":1}, {"a":2},{"a": 3}]"#)).unwrap();
+        assert_eq!(indexed.item(1), br#"{"a":2}"#);
+        assert!(IndexedList::new(Bytes::from_static(b"{}")).is_err());
     }
 }

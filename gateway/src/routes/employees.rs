@@ -37,10 +37,8 @@ pub struct ListQuery {
     /// Only employees with this status.
     #[param(value_type = Option<EmployeeStatus>)]
     status: Option<String>,
-    #[serde(default)]
     #[param(ignore)]
     page: Option<String>,
-    #[serde(default)]
     #[param(ignore)]
     per_page: Option<String>,
 }

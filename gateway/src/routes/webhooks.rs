@@ -22,7 +22,7 @@ use crate::auth::Auth;
 use crate::body::Fields;
 use crate::envelope::ApiError;
 use crate::openapi::{Envelope, ErrorEnvelope};
-use crate::paging::{Page, PageParams, forward_list};
+use crate::paging::{self, Page, PageParams, forward_list};
 use crate::{App, RequestId};
 
 pub fn routes() -> Router<App> {
@@ -352,12 +352,8 @@ pub async fn rotate(
 }
 
 fn page_param(q: &HashMap<String, String>, name: &str, default: u32) -> Result<u32, ApiError> {
-    match q.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        None => Ok(default),
-        Some(s) => s.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-            ApiError::invalid(format!("The {name} field must be a positive integer"))
-        }),
-    }
+    let raw = q.get(name).map(String::as_str);
+    Ok(paging::positive(raw, name, paging::MAX_PAGE)?.unwrap_or(default))
 }
 
 /// The webhook's deliveries, newest first (`page`, `per_page` up to 100).
