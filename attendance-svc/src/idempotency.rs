@@ -13,7 +13,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{Postgres, Transaction};
 
-use crate::db;
+use crate::{State, db};
 
 /// How long a key is remembered.
 pub const TTL_HOURS: i32 = 24;
@@ -116,17 +116,26 @@ impl Idempotency {
 
     /// Ends the write: stores the answer with the key (if any) and commits, or rolls back.
     /// Returns the answer.
+    ///
+    /// A `COMMIT` whose connection is lost may have committed. With a key, the key's row shows
+    /// whether it did (it commits with the work), and the answer follows it. Without one the
+    /// answer is a 504 that says the outcome is unknown, never a 503 that says it failed.
     pub async fn settle(
         &self,
+        state: &State,
         mut tx: Transaction<'_, Postgres>,
         result: Result<Bytes, BusError>,
     ) -> Result<Bytes, BusError> {
-        let Some((org, key, _, _)) = &self.claim else {
+        let Some((org, key, _, hash)) = &self.claim else {
             return match result {
-                Ok(reply) => {
-                    tx.commit().await.map_err(db::err)?;
-                    Ok(reply)
-                }
+                Ok(reply) => match tx.commit().await {
+                    Ok(()) => Ok(reply),
+                    Err(err) if clokio_runtime::db::is_connection_lost(&err) => {
+                        tracing::warn!(%err, "connection lost during a commit");
+                        Err(clokio_runtime::db::outcome_unknown())
+                    }
+                    Err(err) => Err(db::err(err)),
+                },
                 Err(err) => {
                     // Dropping the transaction rolls it back.
                     drop(tx);
@@ -155,8 +164,33 @@ impl Idempotency {
         .execute(&mut *tx)
         .await
         .map_err(db::err)?;
-        tx.commit().await.map_err(db::err)?;
-        result
+        match tx.commit().await {
+            Ok(()) => result,
+            Err(err) if clokio_runtime::db::is_connection_lost(&err) => {
+                tracing::warn!(%err, "connection lost during a keyed commit; finding out whether it committed");
+                let stored = || async {
+                    let (found,): (bool,) = sqlx::query_as(
+                        "SELECT EXISTS (SELECT 1 FROM idempotency_keys \
+                         WHERE org_id = $1 AND key = $2 AND request_hash = $3 \
+                           AND status IS NOT NULL \
+                           AND created_at >= now() - make_interval(hours => $4))",
+                    )
+                    .bind(org.as_uuid())
+                    .bind(key)
+                    .bind(hash)
+                    .bind(TTL_HOURS)
+                    .fetch_one(&state.pool)
+                    .await?;
+                    Ok(found)
+                };
+                match clokio_runtime::db::settle(state.settle_wait, stored).await {
+                    Some(true) => result,
+                    Some(false) => Err(db::err(err)),
+                    None => Err(clokio_runtime::db::outcome_unknown()),
+                }
+            }
+            Err(err) => Err(db::err(err)),
+        }
     }
 }
 

@@ -36,6 +36,9 @@ pub struct State {
     pub(crate) subjects: Subjects,
     pub(crate) kick: Kick,
     pub(crate) directory: Arc<Directory>,
+    /// How long a write whose connection was lost waits to learn whether it committed: under the
+    /// bus's request timeout, so the answer still reaches the caller.
+    pub(crate) settle_wait: Duration,
 }
 
 /// Starts attendance-svc and runs it until `shutdown` resolves.
@@ -83,6 +86,7 @@ pub async fn run(
         subjects: config.bus.subjects.clone(),
         kick: Kick::default(),
         directory,
+        settle_wait: config.bus.request_timeout * 4 / 5,
     };
     let autoclose = tokio::spawn(autoclose::run(state.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -19,6 +19,7 @@ mod fuzz;
 mod isolation;
 mod limits;
 mod locations;
+mod lost_answers;
 mod ops;
 mod organization;
 mod outage;

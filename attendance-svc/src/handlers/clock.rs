@@ -80,7 +80,7 @@ pub async fn handle(state: &State, action: Action, req: ClockRequest) -> Result<
         }
         let result = apply(state, &mut tx, true, action, &req, &info, &employee).await;
         let changed = result.is_ok();
-        Ok((changed, idem.settle(tx, result).await))
+        Ok((changed, idem.settle(state, tx, result).await))
     };
     let (changed, answer) =
         tracing::Instrument::instrument(transaction, clokio_runtime::db::span(action.operation()))
@@ -500,7 +500,7 @@ async fn attempt(
                 .bind(id)
                 .bind(version)
                 .bind(state.subjects.prefix().to_string());
-            if !wrote(rows.bind(query), conn).await? {
+            if !wrote(state, conn, keyed, rows.bind(query), Trace::Session(id)).await? {
                 return Ok(None);
             }
             to_bytes(&ClockedIn {
@@ -536,7 +536,15 @@ async fn attempt(
                 .bind(break_seconds)
                 .bind(employee.employee_id.get())
                 .bind(version);
-            if !wrote(rows.bind(query), conn).await? {
+            if !wrote(
+                state,
+                conn,
+                keyed,
+                rows.bind(query),
+                Trace::ClockOut(s.id, at),
+            )
+            .await?
+            {
                 return Ok(None);
             }
             to_bytes(&ClockedOut {
@@ -564,7 +572,15 @@ async fn attempt(
                 .bind(at)
                 .bind(employee.employee_id.get())
                 .bind(version);
-            if !wrote(rows.bind(query), conn).await? {
+            if !wrote(
+                state,
+                conn,
+                keyed,
+                rows.bind(query),
+                Trace::BreakStart(s.id, at),
+            )
+            .await?
+            {
                 return Ok(None);
             }
             to_bytes(&BreakStarted {
@@ -586,7 +602,15 @@ async fn attempt(
                 .bind(employee.employee_id.get())
                 .bind(seconds)
                 .bind(version);
-            if !wrote(rows.bind(query), conn).await? {
+            if !wrote(
+                state,
+                conn,
+                keyed,
+                rows.bind(query),
+                Trace::BreakEnd(s.id, at),
+            )
+            .await?
+            {
                 return Ok(None);
             }
             to_bytes(&BreakEnded {
@@ -602,10 +626,73 @@ async fn attempt(
     reply.map(Some)
 }
 
+/// What a clock write leaves behind, to tell after a lost connection whether it committed.
+#[derive(Clone, Copy)]
+enum Trace {
+    /// The session a clock-in creates (its id is taken before the write).
+    Session(i64),
+    ClockOut(i64, DateTime<Utc>),
+    BreakStart(i64, DateTime<Utc>),
+    BreakEnd(i64, DateTime<Utc>),
+}
+
+impl Trace {
+    async fn found(self, pool: &sqlx::PgPool) -> Result<bool, sqlx::Error> {
+        let (sql, session, at) = match self {
+            Self::Session(id) => (
+                "SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1)",
+                id,
+                None,
+            ),
+            Self::ClockOut(id, at) => (
+                "SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1 AND clock_out = $2)",
+                id,
+                Some(at),
+            ),
+            Self::BreakStart(id, at) => (
+                "SELECT EXISTS (SELECT 1 FROM breaks WHERE session_id = $1 AND started_at = $2)",
+                id,
+                Some(at),
+            ),
+            Self::BreakEnd(id, at) => (
+                "SELECT EXISTS (SELECT 1 FROM breaks WHERE session_id = $1 AND ended_at = $2)",
+                id,
+                Some(at),
+            ),
+        };
+        let (found,): (bool,) = sqlx::query_as(sql)
+            .bind(session)
+            .bind(at)
+            .fetch_one(pool)
+            .await?;
+        Ok(found)
+    }
+}
+
 /// Runs a conditional write: true when it wrote.
+///
+/// Without a key the write is its own transaction, so a connection lost while it ran leaves its
+/// outcome unknown: the write may have committed. The employee's state then shows whether it did
+/// (a clock-in answered 503 although it was recorded would make the kiosk's retry a 409, and its
+/// event would announce a punch the client was told had failed). In a key's transaction nothing
+/// commits until [`Idempotency::settle`], which finds out the same way.
 async fn wrote(
-    query: sqlx::query::Query<'_, sqlx::Postgres, PgArguments>,
+    state: &State,
     conn: &mut PgConnection,
+    keyed: bool,
+    query: sqlx::query::Query<'_, sqlx::Postgres, PgArguments>,
+    trace: Trace,
 ) -> Result<bool, BusError> {
-    Ok(query.fetch_optional(conn).await.map_err(db::err)?.is_some())
+    match query.fetch_optional(conn).await {
+        Ok(row) => Ok(row.is_some()),
+        Err(err) if !keyed && clokio_runtime::db::is_connection_lost(&err) => {
+            tracing::warn!(%err, "connection lost during a clock write; finding out whether it committed");
+            match clokio_runtime::db::settle(state.settle_wait, || trace.found(&state.pool)).await {
+                Some(true) => Ok(true),
+                Some(false) => Err(db::err(err)),
+                None => Err(clokio_runtime::db::outcome_unknown()),
+            }
+        }
+        Err(err) => Err(db::err(err)),
+    }
 }

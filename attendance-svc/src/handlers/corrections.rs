@@ -384,7 +384,7 @@ where
     }
     let (tx, result) = work(state, tx).await;
     let changed = result.is_ok();
-    let answer = idem.settle(tx, result).await;
+    let answer = idem.settle(state, tx, result).await;
     if changed && answer.is_ok() {
         state.kick.kick();
         metrics::counter!("clokio_corrections_total").increment(1);

@@ -81,7 +81,7 @@ pub async fn import(state: &State, req: ImportRequest) -> Result<Bytes, BusError
     }
     let result = apply(state, &mut tx, req.org_id, &req.records, &info, &staff).await;
     let changed = result.is_ok();
-    let answer = idem.settle(tx, result).await;
+    let answer = idem.settle(state, tx, result).await;
     if changed && answer.is_ok() {
         state.kick.kick();
     }

@@ -132,7 +132,7 @@ pub async fn create(state: &State, req: LeaveCreate) -> Result<Bytes, BusError> 
     }
     .await;
     let changed = result.is_ok();
-    let answer = idem.settle(tx, result).await;
+    let answer = idem.settle(state, tx, result).await;
     if changed && answer.is_ok() {
         state.kick.kick();
     }
@@ -212,7 +212,7 @@ pub async fn delete(state: &State, req: LeaveDelete) -> Result<Bytes, BusError> 
     }
     .await;
     let changed = result.is_ok();
-    let answer = idem.settle(tx, result).await;
+    let answer = idem.settle(state, tx, result).await;
     if changed && answer.is_ok() {
         state.kick.kick();
     }

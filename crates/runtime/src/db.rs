@@ -1,6 +1,7 @@
 //! Postgres: each service owns one schema and keeps its migration history in it, so several
 //! services can share one database without seeing each other's tables.
 
+use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -79,12 +80,53 @@ fn is_transient(err: &sqlx::Error) -> bool {
 /// True when the error means the database is unreachable or overloaded (answer 503), not that the
 /// request was wrong.
 pub fn is_unavailable(err: &sqlx::Error) -> bool {
-    matches!(
-        err,
-        sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
+    matches!(err, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) || is_connection_lost(err)
+}
+
+/// True when the connection broke or the server ended the session: an I/O or TLS error, or
+/// SQLSTATE class 08 (connection exception) or 57P01-57P03 (shut down, crashed, starting up).
+///
+/// A statement or `COMMIT` that fails this way may still have committed: Postgres makes a commit
+/// durable before it answers, and a crash or an immediate shutdown can end the session in between.
+/// Its outcome is unknown until [`settle`] has asked.
+pub fn is_connection_lost(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Io(_) | sqlx::Error::Tls(_))
+        || err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03"))
+}
+
+/// Finds out whether a write whose connection was lost ([`is_connection_lost`]) committed:
+/// runs `committed` (a read of what the write leaves behind, on a new connection from the pool)
+/// until the database answers, for at most `wait`. `None` when it did not answer in time.
+pub async fn settle<F, Fut>(wait: Duration, mut committed: F) -> Option<bool>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, sqlx::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        match tokio::time::timeout(left, committed()).await {
+            Ok(Ok(committed)) => return Some(committed),
+            Ok(Err(err)) => tracing::debug!(%err, "the write's outcome is not known yet"),
+            Err(_) => return None,
+        }
+        tokio::time::sleep(Duration::from_millis(50).min(left)).await;
+    }
+}
+
+/// The answer to a write whose outcome [`settle`] could not find out in time.
+pub fn outcome_unknown() -> clokio_bus::BusError {
+    tracing::warn!("the database went away during a write and did not come back in time");
+    clokio_bus::BusError::new(
+        clokio_bus::ErrorCode::Timeout,
+        "The database stopped answering while the request was being written, so whether it was \
+         recorded is not known; read the current state, or retry with the same Idempotency-Key",
     )
 }
 

@@ -6,9 +6,11 @@
 //! (defaults: the local servers that `deploy/local/test.sh` makes sure of).
 
 mod console;
+mod cut;
 mod sse;
 
 pub use console::{ADMIN_PASSWORD, Browser, Console, Page, html_escape};
+pub use cut::{Cut, CutProxy};
 pub use sse::{EventStream, Frame};
 
 use std::net::SocketAddr;
