@@ -12,7 +12,7 @@
 //!   attempt the delivery is `failed`. 410 switches the subscription off, and so does failing
 //!   for 5 days. A per-subscription cap keeps one slow receiver from taking every worker.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -295,6 +295,33 @@ impl Caps {
     }
 }
 
+/// The deliveries being attempted on this replica.
+#[derive(Default)]
+pub struct InFlight(Mutex<HashSet<Uuid>>);
+
+/// A delivery held by [`InFlight::claim`] until dropped.
+pub struct Attempting<'a>(&'a InFlight, Uuid);
+
+impl InFlight {
+    /// Holds `id` for one attempt: `None` when it is being attempted already.
+    fn claim(&self, id: Uuid) -> Option<Attempting<'_>> {
+        let fresh = self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+        // Made only when fresh, and after the lock is released: its drop takes the lock.
+        if fresh {
+            Some(Attempting(self, id))
+        } else {
+            None
+        }
+    }
+}
+
+impl Drop for Attempting<'_> {
+    fn drop(&mut self) {
+        let mut held = self.0.0.lock().unwrap_or_else(|e| e.into_inner());
+        held.remove(&self.1);
+    }
+}
+
 pub async fn run_workers(
     state: State,
     consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
@@ -389,6 +416,15 @@ async fn attempt(state: &State, msg: jetstream::Message) {
         .and_then(|s| s.parse::<Uuid>().ok())
     else {
         let _ = msg.ack().await;
+        return;
+    };
+    // The same delivery twice at once (a manual retry beside its scheduled attempt, or a message
+    // redelivered while its first copy is still under way): the second waits its turn, so what
+    // the first decides (done, or back after a delay) is not overtaken by the second's answer.
+    let Some(_attempting) = state.in_flight.claim(id) else {
+        let _ = msg
+            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+            .await;
         return;
     };
     match try_attempt(state, &msg, id, trigger).await {
@@ -567,7 +603,7 @@ pub(crate) struct Success {
 /// after its batch committed).
 #[derive(Clone)]
 pub(crate) struct Batched {
-    due: Batcher<Uuid, Result<Option<Due>, BusError>>,
+    due: Batcher<Uuid, Result<Option<Arc<Due>>, BusError>>,
     success: Batcher<Success, Result<(), BusError>>,
 }
 
@@ -582,7 +618,7 @@ impl Batched {
                 let pool = reads.clone();
                 async move {
                     match load_due(&pool, &ids).await {
-                        Ok(mut found) => ids.iter().map(|id| Ok(found.remove(id))).collect(),
+                        Ok(found) => hand_out(&ids, found).into_iter().map(Ok).collect(),
                         Err(err) => {
                             let err = db::err(err);
                             ids.iter().map(|_| Err(err.clone())).collect()
@@ -600,7 +636,7 @@ impl Batched {
         }
     }
 
-    async fn due(&self, id: Uuid) -> Result<Option<Due>, BusError> {
+    async fn due(&self, id: Uuid) -> Result<Option<Arc<Due>>, BusError> {
         self.due
             .call(id)
             .await
@@ -624,9 +660,18 @@ static DUE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-async fn load_due(pool: &PgPool, ids: &[Uuid]) -> Result<HashMap<Uuid, Due>, sqlx::Error> {
+async fn load_due(pool: &PgPool, ids: &[Uuid]) -> Result<HashMap<Uuid, Arc<Due>>, sqlx::Error> {
     let rows: Vec<DueRow> = sqlx::query_as(&DUE).bind(ids).fetch_all(pool).await?;
-    Ok(rows.into_iter().map(|r| (r.delivery_id, r.due)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.delivery_id, Arc::new(r.due)))
+        .collect())
+}
+
+/// Each asker's row, in the order asked: an id asked twice in one batch gets its row twice (not
+/// `None`, which reads as "deleted with its subscription").
+fn hand_out<V: Clone>(ids: &[Uuid], found: HashMap<Uuid, V>) -> Vec<Option<V>> {
+    ids.iter().map(|id| found.get(id).cloned()).collect()
 }
 
 #[derive(sqlx::FromRow)]
@@ -867,6 +912,28 @@ pub async fn sweep(pool: sqlx::PgPool, days: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_asked_twice_in_one_batch_gets_its_row_twice() {
+        let (a, b, gone) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let found = HashMap::from([(a, "a"), (b, "b")]);
+        assert_eq!(
+            hand_out(&[a, gone, a, b], found),
+            [Some("a"), None, Some("a"), Some("b")]
+        );
+    }
+
+    #[test]
+    fn a_delivery_is_attempted_once_at_a_time() {
+        let in_flight = InFlight::default();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let first = in_flight.claim(a).expect("free");
+        assert!(in_flight.claim(a).is_none(), "a second attempt waits");
+        let other = in_flight.claim(b).expect("another delivery goes on");
+        drop(first);
+        assert!(in_flight.claim(a).is_some(), "free once the first is done");
+        drop(other);
+    }
 
     #[test]
     fn retry_after_takes_seconds_or_an_http_date() {

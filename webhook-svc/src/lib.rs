@@ -49,6 +49,7 @@ pub struct State {
     pub(crate) policy: Arc<guard::Policy>,
     pub(crate) http: reqwest::Client,
     pub(crate) caps: Arc<deliver::Caps>,
+    pub(crate) in_flight: Arc<deliver::InFlight>,
     pub(crate) batched: deliver::Batched,
     pub(crate) config: Arc<Config>,
 }
@@ -144,6 +145,7 @@ pub async fn run(
         policy,
         http,
         caps: Arc::default(),
+        in_flight: Arc::default(),
         batched: deliver::Batched::start(pool.clone()),
         config: Arc::new(config.clone()),
     };
