@@ -102,6 +102,12 @@ pub async fn serve<H: Handler>(
     } = spec;
     let group = subjects.service_group(service);
     let subject = format!("{group}.*");
+    // Subscribed before the replica announces itself, so a replica that `$SRV.PING` finds is
+    // one that requests reach (what arrives before the loop below starts waits in the
+    // subscription's buffer).
+    let mut requests = client
+        .queue_subscribe(subject.clone(), service.micro_name())
+        .await?;
     let micro = client
         .service_builder()
         .description(description)
@@ -119,9 +125,6 @@ pub async fn serve<H: Handler>(
         )
         .await?,
     );
-    let mut requests = client
-        .queue_subscribe(subject, service.micro_name())
-        .await?;
     let limit = Arc::new(Semaphore::new(max_in_flight));
     let tasks = tokio_util::task::TaskTracker::new();
     tracing::info!(

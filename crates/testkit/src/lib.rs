@@ -314,15 +314,22 @@ impl Stack {
         self.replica_infos(service).await.len()
     }
 
-    /// Waits until `n` replicas of `service` are registered under this stack's prefix.
+    /// Waits until `n` replicas of `service` are registered under this stack's prefix (a
+    /// registered replica is subscribed to its requests). A replica's start (connections,
+    /// migrations, the event stream) takes a moment on a busy machine: this waits up to 60 s,
+    /// and only that long because a replica that never comes up must fail the test.
     pub async fn wait_for_replicas(&self, service: ServiceName, n: usize) {
-        for _ in 0..50 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while tokio::time::Instant::now() < deadline {
             if self.replicas(service).await >= n {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("{} replica {n} did not come up", service.micro_name());
+        panic!(
+            "{} replica {n} did not come up in 60 s",
+            service.micro_name()
+        );
     }
 
     /// A gateway with the default test configuration.
