@@ -344,8 +344,12 @@ async fn a_reader_that_stops_reading_is_cut_off_and_others_keep_receiving() {
     let mut stack = Stack::empty().await;
     stack.start_employee_svc().await;
     stack.start_attendance_svc().await;
+    // A buffer of one publishing step: the reader that reads has taken every event of a step
+    // before the next begins, so however late its writer runs on a busy machine its buffer never
+    // overflows (with 8, a clean-clone run cut it off too); the stalled one's does.
+    const STEP: u32 = 250;
     let mut config = stack.gateway_config();
-    config.stream_buffer = 8;
+    config.stream_buffer = STEP as usize;
     let gw = stack.start_gateway_with(config).await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
 
@@ -381,7 +385,6 @@ async fn a_reader_that_stops_reading_is_cut_off_and_others_keep_receiving() {
     // first), and a little more. The reader that reads reads while events are published, as a
     // client that keeps up does (not after each batch: a busy machine's socket buffers may not
     // hold a whole batch).
-    const STEP: u32 = 250;
     let mut published = 0u32;
     let mut all = Vec::new();
     loop {
