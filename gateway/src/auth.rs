@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -44,6 +43,34 @@ impl Auth {
     }
 }
 
+/// The count of cache evictions. A lookup notes it when it starts and caches its answer only if
+/// it has not moved; the check and the insert happen under the lock an eviction holds while it
+/// counts and invalidates, so no eviction can fall between the two and leave the answer from
+/// before a revocation in the cache.
+#[derive(Default)]
+struct Evictions(Mutex<u64>);
+
+impl Evictions {
+    fn seen(&self) -> u64 {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `insert` if no eviction came since `seen`.
+    fn unless_evicted_since(&self, seen: u64, insert: impl FnOnce()) {
+        let count = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if *count == seen {
+            insert();
+        }
+    }
+
+    /// Counts an eviction and runs it.
+    fn evict(&self, invalidate: impl FnOnce()) {
+        let mut count = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *count += 1;
+        invalidate();
+    }
+}
+
 pub struct Authenticator {
     bus: Bus,
     cache: Cache<KeyHash, std::sync::Arc<AuthInfo>>,
@@ -51,9 +78,9 @@ pub struct Authenticator {
     /// does not become a flood of lookups.
     unknown: Cache<KeyHash, ()>,
     used: Mutex<HashMap<ApiKeyId, DateTime<Utc>>>,
-    /// Bumped by every eviction. A lookup that started before an eviction does not cache its
-    /// answer: it may predate the revocation that caused the eviction.
-    evictions: AtomicU64,
+    /// A lookup that started before an eviction does not cache its answer: it may predate the
+    /// revocation that caused the eviction.
+    evictions: Evictions,
     basic: u32,
     pro: u32,
 }
@@ -71,7 +98,7 @@ impl Authenticator {
                 .time_to_live(Duration::from_secs(5))
                 .build(),
             used: Mutex::new(HashMap::new()),
-            evictions: AtomicU64::new(0),
+            evictions: Evictions::default(),
             basic,
             pro,
         }
@@ -93,7 +120,7 @@ impl Authenticator {
                 if self.unknown.contains_key(&hash) {
                     return Err(ApiError::unauthorized());
                 }
-                let evictions = self.evictions.load(Ordering::SeqCst);
+                let seen = self.evictions.seen();
                 match self
                     .bus
                     .call::<KeyVerifyOp>(&KeyVerify {
@@ -103,9 +130,9 @@ impl Authenticator {
                 {
                     Ok(info) => {
                         let info = std::sync::Arc::new(info);
-                        if self.evictions.load(Ordering::SeqCst) == evictions {
+                        self.evictions.unless_evicted_since(seen, || {
                             self.cache.insert(hash.clone(), info.clone());
-                        }
+                        });
                         info
                     }
                     Err(BusError {
@@ -147,28 +174,29 @@ impl Authenticator {
     }
 
     pub fn evict(&self, hash: &KeyHash) {
-        self.evictions.fetch_add(1, Ordering::SeqCst);
-        self.cache.invalidate(hash);
+        self.evictions.evict(|| self.cache.invalidate(hash));
     }
 
     /// Evicts every cached entry of one key (this replica revoked it; the event tells the others).
     pub fn evict_key(&self, key_id: ApiKeyId) {
-        self.evictions.fetch_add(1, Ordering::SeqCst);
-        let hashes: Vec<_> = self
-            .cache
-            .iter()
-            .filter(|(_, info)| info.key_id == key_id)
-            .map(|(hash, _)| hash)
-            .collect();
-        for hash in hashes {
-            self.cache.invalidate(&*hash);
-        }
+        self.evictions.evict(|| {
+            let hashes: Vec<_> = self
+                .cache
+                .iter()
+                .filter(|(_, info)| info.key_id == key_id)
+                .map(|(hash, _)| hash)
+                .collect();
+            for hash in hashes {
+                self.cache.invalidate(&*hash);
+            }
+        });
     }
 
     pub fn evict_all(&self) {
-        self.evictions.fetch_add(1, Ordering::SeqCst);
-        self.cache.invalidate_all();
-        self.unknown.invalidate_all();
+        self.evictions.evict(|| {
+            self.cache.invalidate_all();
+            self.unknown.invalidate_all();
+        });
     }
 
     /// Sends the collected `last_used_at` values to employee-svc in one request.
@@ -207,4 +235,49 @@ pub async fn follow_revocations(
 /// The subject of every org's key revocations.
 pub fn revocation_subject(bus: &Bus) -> String {
     bus.subjects().event_all_orgs(kind::APIKEY, kind::REVOKED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lookup_that_began_before_an_eviction_is_not_cached() {
+        let cache: Cache<u32, u32> = Cache::new(10);
+        let evictions = Evictions::default();
+        let seen = evictions.seen();
+        evictions.evict(|| cache.invalidate(&1));
+        evictions.unless_evicted_since(seen, || cache.insert(1, 1));
+        assert_eq!(cache.get(&1), None);
+        let seen = evictions.seen();
+        evictions.unless_evicted_since(seen, || cache.insert(1, 1));
+        assert_eq!(cache.get(&1), Some(1));
+    }
+
+    /// An eviction racing the check and the insert: whichever comes first, the answer looked up
+    /// before the eviction is not left in the cache.
+    #[test]
+    fn an_eviction_never_falls_between_the_check_and_the_insert() {
+        let cache: Cache<u32, u32> = Cache::new(10);
+        let evictions = Evictions::default();
+        for _ in 0..2_000 {
+            let seen = evictions.seen();
+            let barrier = std::sync::Barrier::new(2);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    barrier.wait();
+                    evictions.unless_evicted_since(seen, || {
+                        // Widen the window an unguarded check would leave.
+                        std::thread::yield_now();
+                        cache.insert(1, 1);
+                    });
+                });
+                s.spawn(|| {
+                    barrier.wait();
+                    evictions.evict(|| cache.invalidate(&1));
+                });
+            });
+            assert_eq!(cache.get(&1), None, "the pre-eviction answer stayed cached");
+        }
+    }
 }

@@ -21,7 +21,8 @@ pub struct Config {
     pub rate_limit_basic: u32,
     /// `CLOKIO_RATE_LIMIT_PRO` requests/minute (1000).
     pub rate_limit_pro: u32,
-    /// `CLOKIO_AUTH_CACHE_TTL_MS`: how long a verified key is served from memory (60000).
+    /// `CLOKIO_AUTH_CACHE_TTL_MS`: how long a verified key is served from memory (60000, at most
+    /// 60000: the bound on how long a revoked key can still work should its event be missed).
     /// Revocation events evict sooner; the TTL bounds staleness if an event is ever missed.
     pub auth_cache_ttl: Duration,
     /// `CLOKIO_KEY_TOUCH_INTERVAL_MS`: how often `last_used_at` updates are flushed (10000).
@@ -67,7 +68,11 @@ impl Config {
             redis_timeout: config::millis("CLOKIO_REDIS_TIMEOUT_MS", 100)?,
             rate_limit_basic,
             rate_limit_pro,
-            auth_cache_ttl: config::millis("CLOKIO_AUTH_CACHE_TTL_MS", 60_000)?,
+            auth_cache_ttl: at_most(
+                "CLOKIO_AUTH_CACHE_TTL_MS",
+                config::millis("CLOKIO_AUTH_CACHE_TTL_MS", 60_000)?,
+                MAX_AUTH_CACHE_TTL,
+            )?,
             key_touch_interval: config::millis("CLOKIO_KEY_TOUCH_INTERVAL_MS", 10_000)?,
             max_body_bytes: config::count("CLOKIO_MAX_BODY_BYTES", 1024 * 1024)?,
             max_import_body_bytes: config::count("CLOKIO_MAX_IMPORT_BODY_BYTES", 16 * 1024 * 1024)?,
@@ -75,4 +80,19 @@ impl Config {
             stream_heartbeat: config::millis("CLOKIO_STREAM_HEARTBEAT_MS", 15_000)?,
         })
     }
+}
+
+/// The longest a verified key is served from memory: a revocation whose event a gateway missed
+/// still takes effect within it.
+const MAX_AUTH_CACHE_TTL: Duration = Duration::from_secs(60);
+
+fn at_most(var_name: &str, value: Duration, max: Duration) -> Result<Duration, ConfigError> {
+    if value > max {
+        return Err(ConfigError {
+            var: var_name.to_owned(),
+            value: value.as_millis().to_string(),
+            reason: format!("must be at most {}", max.as_millis()),
+        });
+    }
+    Ok(value)
 }

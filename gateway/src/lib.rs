@@ -428,7 +428,8 @@ async fn authenticate(State(app): State<App>, mut req: Request, next: Next) -> R
 
 fn rate_limit_headers(res: &mut Response, d: &Decision) {
     let reset_secs = d.retry_after_secs();
-    let reset_at = chrono::Utc::now().timestamp() as u64 + reset_secs;
+    let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default();
+    let reset_at = ratelimit::reset_at(now_ms, d.reset_ms);
     let h = res.headers_mut();
     h.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
     h.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));

@@ -62,6 +62,13 @@ impl Decision {
     }
 }
 
+/// `X-RateLimit-Reset`: the first whole second (Unix time) at or after the window's reset, so a
+/// client that waits until then is never early. (Whole seconds of now plus whole seconds to wait
+/// could fall up to a second before the reset.)
+pub fn reset_at(now_ms: u64, reset_ms: u64) -> u64 {
+    (now_ms + reset_ms).div_ceil(1000)
+}
+
 pub struct RateLimiter {
     redis: Arc<LazyRedis>,
     script: redis::Script,
@@ -189,6 +196,10 @@ mod tests {
         assert!(!d.allowed);
         assert_eq!(d.remaining, 0);
         assert_eq!(d.retry_after_secs(), 60);
+        // Now 1000.9 s, reset in 200 ms: at 1001.1 s, so the header says 1002, not 1001.
+        assert_eq!(reset_at(1_000_900, 200), 1002);
+        assert_eq!(reset_at(1_000_000, 1000), 1001);
+        assert_eq!(reset_at(1_000_001, 0), 1001);
         assert_eq!(Decision::from_count(1, 2, 1).retry_after_secs(), 1);
         assert_eq!(Decision::from_count(1, 2, 0).retry_after_secs(), 1);
         assert_eq!(Decision::from_count(1, 2, 1500).retry_after_secs(), 2);

@@ -7,6 +7,7 @@ fn a_bad_setting_stops_the_start_and_names_the_variable() {
         ("CLOKIO_RATE_LIMIT_BASIC", "lots"),
         ("CLOKIO_MAX_BODY_BYTES", "0"),
         ("CLOKIO_AUTH_CACHE_TTL_MS", "0"),
+        ("CLOKIO_AUTH_CACHE_TTL_MS", "600000"),
         ("CLOKIO_REDIS_TIMEOUT_MS", "-5"),
         ("CLOKIO_GATEWAY_ADDR", "nowhere"),
         ("CLOKIO_STREAM_REPLICAS", "7"),

@@ -112,6 +112,8 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (s[0] & 0xffc0) == 0xfe80 // link-local
         || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
         || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        || (s[0] == 0x2001 && s[1] < 0x0200) // IETF protocol assignments 2001::/23: Teredo, ORCHID, benchmarking
+        || (s[0] == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0) // discard-only 100::/64
         || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64: would reach IPv4 behind it
         || s[0] == 0x2002 // 6to4
         || (s[0] == 0 && s[1] == 0 && s[2] == 0 && s[3] == 0 && s[4] == 0 && s[5] == 0)) // v4-compatible
@@ -175,6 +177,11 @@ mod tests {
             "ff02::1",
             "64:ff9b::a00:1",
             "2002:7f00:1::",
+            "2001::a00:1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:10::1",
+            "2001:2::1",
+            "100::1",
         ] {
             assert!(!is_public(ip(bad)), "{bad}");
         }
