@@ -99,3 +99,77 @@ async fn a_revoked_key_fails_on_another_gateway_within_a_second() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// An organization holds at most 50 live keys, however many are asked for at once; a revoked or
+/// expired key frees its place. (A leaked key can mint keys; this bounds what it leaves behind.)
+#[tokio::test]
+async fn an_organization_holds_at_most_fifty_live_keys() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    // The tenant's own key, 45 more, and one that has expired (it does not count).
+    for i in 0..45 {
+        gw.post(
+            &t.key,
+            "/api/v1/api-keys",
+            &json!({"name": format!("K{i}")}),
+        )
+        .await
+        .expect(201);
+    }
+    let db = stack.db().await;
+    sqlx::query(
+        "INSERT INTO employee.api_keys (id, org_id, name, key_hash, hint, scopes, expires_at) \
+         SELECT gen_random_uuid(), org_id, 'expired', encode(sha256(gen_random_uuid()::text::bytea), 'hex'), \
+                hint, scopes, \
+                now() - interval '1 day' \
+         FROM employee.api_keys WHERE org_id = $1 LIMIT 1",
+    )
+    .bind(t.org.id.as_uuid())
+    .execute(&db)
+    .await
+    .unwrap();
+    // 46 live: room for four, eight asked for at once.
+    let bodies: Vec<_> = (0..8).map(|i| json!({"name": format!("R{i}")})).collect();
+    let racing = futures::future::join_all(
+        bodies
+            .iter()
+            .map(|b| gw.post(&t.key, "/api/v1/api-keys", b)),
+    )
+    .await;
+    let mut statuses: Vec<u16> = racing.iter().map(|r| r.status).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 201, 201, 201, 422, 422, 422, 422]);
+    let refused = racing.iter().find(|r| r.status == 422).unwrap();
+    assert_eq!(
+        refused.message(),
+        "An organization may have at most 50 active API keys; revoke one first"
+    );
+    let live = |db: sqlx::PgPool| async move {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM employee.api_keys WHERE org_id = $1 AND revoked_at IS NULL \
+               AND (expires_at IS NULL OR expires_at > now())",
+        )
+        .bind(t.org.id.as_uuid())
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        n
+    };
+    assert_eq!(live(db.clone()).await, 50);
+
+    // Revoking one makes room for one.
+    let id = racing.iter().find(|r| r.status == 201).unwrap().data()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    gw.delete(&t.key, &format!("/api/v1/api-keys/{id}"))
+        .await
+        .expect(200);
+    gw.post(&t.key, "/api/v1/api-keys", &json!({"name": "after"}))
+        .await
+        .expect(201);
+    gw.post(&t.key, "/api/v1/api-keys", &json!({"name": "one too many"}))
+        .await
+        .expect(422);
+    assert_eq!(live(db).await, 50);
+}

@@ -43,6 +43,16 @@ const BUSINESS_RULES: &[(&str, &str, &str)] = &[
         "the address a host resolves to is checked against the network policy (SSRF)",
     ),
     (
+        "POST /api/v1/api-keys",
+        "An organization may have at most 50 active API keys",
+        "a cap on what the organization holds: the server's state",
+    ),
+    (
+        "POST /api/v1/webhooks",
+        "An organization may have at most 100 webhooks",
+        "a cap on what the organization holds: the server's state",
+    ),
+    (
         "PATCH /api/v1/webhooks/{id}",
         "The url must not point to a private, loopback, link-local or reserved address",
         "the address a host resolves to is checked against the network policy (SSRF)",

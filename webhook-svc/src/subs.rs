@@ -152,9 +152,20 @@ fn dedup(mut events: Vec<String>) -> Vec<String> {
 pub async fn create(state: &State, req: WebhookWrite) -> Result<CreatedWebhook, BusError> {
     let f = req.fields;
     check(state, &f, true).await?;
+    // The count and the insert in one transaction under the org's lock, so two creations at
+    // once cannot both see room for one. (The count is a statement of its own: a statement's
+    // snapshot is taken before any lock it waits for.)
+    let mut tx = state.pool.begin().await.map_err(db::err)?;
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('clokio.webhooks.' || $1::text, 0))",
+    )
+    .bind(req.org_id.as_uuid())
+    .execute(&mut *tx)
+    .await
+    .map_err(db::err)?;
     let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM subscriptions WHERE org_id = $1")
         .bind(req.org_id.as_uuid())
-        .fetch_one(&state.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db::err)?;
     if count >= MAX_PER_ORG {
@@ -176,9 +187,10 @@ pub async fn create(state: &State, req: WebhookWrite) -> Result<CreatedWebhook, 
     .bind(f.template)
     .bind(f.active.unwrap_or(true))
     .bind(Secret::new(secret.clone()))
-    .fetch_one(&state.pool)
+    .fetch_one(&mut *tx)
     .await
     .map_err(db::err)?;
+    tx.commit().await.map_err(db::err)?;
     state.changed(req.org_id).await;
     Ok(CreatedWebhook {
         webhook: row.view(),

@@ -57,6 +57,11 @@ fn stored_scopes(names: &[String]) -> Scopes {
     .unwrap_or(Scopes::of(&[]))
 }
 
+/// Keys an organization may hold at once (neither revoked nor expired). A key with the keys scope
+/// can mint more; the cap bounds what a leaked one can leave behind (each key has its own rate
+/// limit).
+pub const MAX_LIVE_KEYS: i64 = 50;
+
 pub async fn create(state: &State, req: KeyCreate) -> Result<CreatedApiKey, BusError> {
     let name = super::name_field("name", &req.name, 100)?;
     if req.scopes.is_empty() {
@@ -71,6 +76,29 @@ pub async fn create(state: &State, req: KeyCreate) -> Result<CreatedApiKey, BusE
     }
     let key = ApiKey::generate();
     let id = ApiKeyId::new_random();
+    // The count and the insert under the org's lock, in one transaction (the count is a statement
+    // of its own: a statement's snapshot is taken before any lock it waits for).
+    let mut tx = state.pool.begin().await.map_err(db::err)?;
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('clokio.api_keys.' || $1::text, 0))",
+    )
+    .bind(req.org_id.as_uuid())
+    .execute(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    let (live,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL \
+           AND (expires_at IS NULL OR expires_at > now())",
+    )
+    .bind(req.org_id.as_uuid())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db::err)?;
+    if live >= MAX_LIVE_KEYS {
+        return Err(BusError::invalid(format!(
+            "An organization may have at most {MAX_LIVE_KEYS} active API keys; revoke one first"
+        )));
+    }
     let inserted: Option<(DateTime<Utc>,)> = sqlx::query_as(
         "INSERT INTO api_keys (id, org_id, name, key_hash, hint, scopes, expires_at) \
          SELECT $1, id, $3, $4, $5, $6, $7 FROM organizations WHERE id = $2 RETURNING created_at",
@@ -82,10 +110,11 @@ pub async fn create(state: &State, req: KeyCreate) -> Result<CreatedApiKey, BusE
     .bind(key.hint())
     .bind(req.scopes.names())
     .bind(req.expires_at)
-    .fetch_optional(&state.pool)
+    .fetch_optional(&mut *tx)
     .await
     .map_err(db::err)?;
     let (created_at,) = inserted.ok_or_else(|| BusError::not_found("Organization not found"))?;
+    tx.commit().await.map_err(db::err)?;
     Ok(CreatedApiKey {
         id,
         org_id: req.org_id,
