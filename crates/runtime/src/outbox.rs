@@ -8,6 +8,13 @@
 //! later rows of its subject behind it (their order is kept), while other subjects go on; nothing
 //! is skipped or dropped.
 //!
+//! The order promised: a subject's events enter the stream in commit order, with one exception.
+//! A batch is published without waiting for each ack, so if NATS loses one publish and takes a
+//! later one of the same subject, the later event is in the stream first and the lost one follows
+//! when its row is published again (the later row stays too, and its copy is dropped as a
+//! duplicate). Consumers that need a session's order have the `revision` and `timestamp` that
+//! attendance events carry.
+//!
 //! Each owning service creates the table in its own schema with this shape:
 //! `outbox (seq bigserial primary key, event_id uuid not null unique, subject text not null,
 //! payload bytea not null, created_at timestamptz not null default now(), traceparent text,
@@ -211,6 +218,23 @@ struct Outcome {
 
 /// Publishes one batch of this prefix's rows, in commit order. A row that cannot be published
 /// stays, and so do the later rows of its subject (their order is kept); other subjects go on.
+/// The rows to delete after a batch's acks, given in commit order: every acknowledged row, except
+/// those behind an unacknowledged row of their subject. Those stay with it and are published
+/// again after it (JetStream drops the copies it already holds, by event id), so the outbox never
+/// holds a subject's earlier event without its later ones.
+fn deletable(acked: &[(i64, &str, bool)]) -> Vec<i64> {
+    let mut unacked = HashSet::new();
+    let mut published = Vec::with_capacity(acked.len());
+    for &(seq, subject, ok) in acked {
+        if !ok {
+            unacked.insert(subject);
+        } else if !unacked.contains(subject) {
+            published.push(seq);
+        }
+    }
+    published
+}
+
 async fn relay_batch(
     pool: &PgPool,
     js: &jetstream::Context,
@@ -277,16 +301,16 @@ async fn relay_batch(
             .map(|(seq, subject, ack)| async move { (seq, subject, ack.await) }),
     )
     .await;
-    let mut published = Vec::with_capacity(acked.len());
-    for (seq, subject, ack) in acked {
-        match ack {
-            Ok(_) => published.push(seq),
-            Err(err) => {
+    let acked: Vec<(i64, &str, bool)> = acked
+        .into_iter()
+        .map(|(seq, subject, ack)| {
+            if let Err(err) = &ack {
                 tracing::warn!(%err, %subject, "JetStream did not acknowledge an outbox row");
-                held.insert(subject);
             }
-        }
-    }
+            (seq, subject, ack.is_ok())
+        })
+        .collect();
+    let published = deletable(&acked);
     sqlx::query("DELETE FROM outbox WHERE seq = ANY($1)")
         .bind(&published)
         .execute(&mut *tx)
@@ -296,4 +320,22 @@ async fn relay_batch(
     out.published = published.len();
     out.held_back = out.fetched - out.published;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::deletable;
+
+    #[test]
+    fn a_row_behind_an_unacknowledged_one_of_its_subject_stays() {
+        let acked = [
+            (1, "p.events.a", true),
+            (2, "p.events.b", false),
+            (3, "p.events.a", true),
+            (4, "p.events.b", true),
+            (5, "p.events.c", true),
+        ];
+        // 4 was acknowledged, but 2 of its subject was not: 4 is published again after 2.
+        assert_eq!(deletable(&acked), [1, 3, 5]);
+    }
 }
