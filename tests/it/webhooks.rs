@@ -655,6 +655,68 @@ async fn failures_are_retried_through_jetstream_and_logged() {
     assert!(metrics.value("clokio_webhook_attempts_total{outcome=\"success\"}") >= 2.0);
 }
 
+/// A manual retry of a delivery that waits for its next scheduled attempt is one attempt more: it
+/// neither uses up the schedule nor clears when the next attempt is due.
+#[tokio::test]
+async fn a_manual_retry_beside_a_waiting_delivery_keeps_its_schedule() {
+    let mut stack = Stack::empty().await;
+    stack.start_employee_svc().await;
+    stack.start_attendance_svc().await;
+    let mut config = stack.webhook_config();
+    // Three scheduled attempts, far enough apart for a manual one in between.
+    config.schedule = clokio_webhook_svc::parse_schedule("0s,4s,4s").unwrap();
+    stack.start_webhook_svc_with(config).await;
+    let gw = stack.start_gateway().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let (r, id) = ann_and_receiver(&gw, &t, &["clock-in"]).await;
+    r.answer([
+        Answer::status(500),
+        Answer::status(500),
+        Answer::status(500),
+        Answer::status(200),
+    ]);
+    clock_in(&gw, &t, "E-1").await;
+    let deliveries = format!("/api/v1/webhooks/{id}/deliveries");
+    let waiting = get_until(&gw, &t, &deliveries, |d| {
+        d["deliveries"][0]["attempt_count"] == 1
+    })
+    .await["deliveries"][0]
+        .clone();
+    assert_eq!(waiting["status"], "pending");
+    let due = waiting["next_attempt_at"].clone();
+    assert!(due.is_string(), "{waiting}");
+
+    let did = waiting["id"].as_str().unwrap();
+    gw.post(&t.key, &format!("{deliveries}/{did}/retry"), &json!({}))
+        .await
+        .expect(202);
+    let retried = get_until(&gw, &t, &format!("{deliveries}/{did}"), |d| {
+        d["attempt_count"] == 2
+    })
+    .await;
+    assert_eq!(retried["status"], "pending");
+    assert_eq!(
+        retried["next_attempt_at"], due,
+        "the next attempt is still due"
+    );
+
+    // The two scheduled attempts left both come: the first fails, the second succeeds.
+    r.wait_for(4, Duration::from_secs(20)).await;
+    let done = get_until(&gw, &t, &format!("{deliveries}/{did}"), |d| {
+        d["status"] != "pending"
+    })
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempt_count"], 4);
+    let triggers: Vec<&str> = done["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["trigger"].as_str().unwrap())
+        .collect();
+    assert_eq!(triggers, ["scheduled", "manual", "scheduled", "scheduled"]);
+}
+
 #[tokio::test]
 async fn a_410_switches_the_subscription_off_with_the_reason() {
     let (stack, gw) = Stack::start().await;

@@ -395,7 +395,8 @@ async fn next_unless_stopped(
 struct Due {
     body: Vec<u8>,
     status: String,
-    attempt_count: i32,
+    /// Attempts made on the schedule (manual retries do not move it).
+    scheduled_attempts: i32,
     #[sqlx(flatten)]
     sub: SubRow,
 }
@@ -477,7 +478,9 @@ async fn try_attempt(
     };
     let outcome = post(state, msg, sub, id, &due.body).await;
     let now = Utc::now();
-    let attempts = due.attempt_count + 1;
+    // The schedule's position counts scheduled attempts only: a manual retry beside a waiting
+    // delivery neither uses up its schedule nor clears when it is due.
+    let attempts = due.scheduled_attempts + 1;
     let ok = (200..300).contains(&outcome.status);
     let gone = outcome.status == 410;
     let schedule = &state.config.schedule;
@@ -526,7 +529,9 @@ async fn try_attempt(
         "WITH a AS ( \
             INSERT INTO attempts (delivery_id, at, trigger, status_code, error, latency_ms, response_body) \
             VALUES ($1, $2, $3, $4, $5, $6, $7)) \
-         UPDATE deliveries SET attempt_count = attempt_count + 1, status = $8, next_attempt_at = $9 \
+         UPDATE deliveries SET attempt_count = attempt_count + 1, \
+            scheduled_attempts = scheduled_attempts + $10, status = $8, \
+            next_attempt_at = CASE WHEN $11 THEN next_attempt_at ELSE $9 END \
          WHERE id = $1",
     )
     .bind(id)
@@ -537,7 +542,9 @@ async fn try_attempt(
     .bind(latency_ms)
     .bind(&outcome.body)
     .bind(status)
-    .bind(next.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d));
+    .bind(next.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d))
+    .bind(i32::from(!manual))
+    .bind(manual && status == "pending");
     let mut tx = state.pool.begin().await.map_err(db::err)?;
     record.execute(&mut *tx).await.map_err(db::err)?;
     let disable = if gone {
@@ -653,7 +660,7 @@ impl Batched {
 
 static DUE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT d.id AS delivery_id, d.body, d.status, d.attempt_count, {} \
+        "SELECT d.id AS delivery_id, d.body, d.status, d.scheduled_attempts, {} \
          FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
          WHERE d.id = ANY($1)",
         sub_columns()
@@ -708,8 +715,9 @@ async fn write_successes(pool: &PgPool, batch: Vec<Success>) -> Result<(), sqlx:
          a AS ( \
             INSERT INTO attempts (delivery_id, at, trigger, status_code, latency_ms, response_body) \
             SELECT id, at, trigger, status_code, latency_ms, body FROM r) \
-         UPDATE deliveries d SET attempt_count = d.attempt_count + 1, status = 'succeeded', \
-            next_attempt_at = NULL \
+         UPDATE deliveries d SET attempt_count = d.attempt_count + 1, \
+            scheduled_attempts = d.scheduled_attempts + (r.trigger = 'scheduled')::int, \
+            status = 'succeeded', next_attempt_at = NULL \
          FROM r WHERE d.id = r.id",
     )
     .bind(ids)

@@ -224,6 +224,18 @@ mod tests {
             "https://[::1]:8443/",
             "https://169.254.169.254/latest/meta-data",
             "https://localhost/",
+            // Other spellings of loopback and "this host" that URL parsers accept: decimal,
+            // octal, hex and short IPv4 forms, the unspecified address, and IPv6 forms that
+            // carry an IPv4 address (NAT64, Teredo's range).
+            "https://2130706433/",
+            "https://0177.0.0.1/",
+            "https://0x7f.0.0.1/",
+            "https://127.1/",
+            "https://0.0.0.0/",
+            "https://0/",
+            "https://[::]/",
+            "https://[64:ff9b::7f00:1]/",
+            "https://[2001::7f00:1]/",
         ] {
             let u = strict.check_url(url).unwrap();
             assert!(strict.check_target(&u).await.is_err(), "{url}");
