@@ -717,6 +717,78 @@ async fn a_manual_retry_beside_a_waiting_delivery_keeps_its_schedule() {
     assert_eq!(triggers, ["scheduled", "manual", "scheduled", "scheduled"]);
 }
 
+/// A delivery that cannot be read (its webhook's sealed secret no longer opens) waits alone: the
+/// other deliveries read in the same batch go out.
+#[tokio::test]
+async fn an_unreadable_webhook_secret_holds_up_only_its_own_deliveries() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let r = Receiver::start().await;
+    let mut subs = Vec::new();
+    for path in ["healthy", "broken"] {
+        let created = hook(
+            &gw,
+            &t,
+            json!({"url": format!("{}/{path}", r.url), "events": ["clock-in"]}),
+        )
+        .await;
+        subs.push(uuid::Uuid::parse_str(created["id"].as_str().unwrap()).unwrap());
+    }
+    let db = stack.db().await;
+    // The broken webhook's stored secret is damaged: it no longer opens with the key.
+    sqlx::query(
+        "UPDATE webhook.subscriptions \
+         SET secret = overlay(secret placing \
+             (CASE WHEN substr(secret, 12, 1) = 'A' THEN 'B' ELSE 'A' END) from 12 for 1) \
+         WHERE id = $1",
+    )
+    .bind(subs[1])
+    .execute(&db)
+    .await
+    .unwrap();
+    // Forty deliveries of the healthy one with one of the broken one among them, queued at once
+    // so that batches read them together (and, when a batch fails, bring them back together).
+    const HEALTHY: usize = 40;
+    let js = async_nats::jetstream::new(stack.nats.clone());
+    let queue = stack.bus_config.subjects.webhook_queue().1;
+    let mut acks = Vec::new();
+    let mut targets = vec![subs[0]; HEALTHY];
+    targets.insert(HEALTHY / 2, subs[1]);
+    let mut deliveries = Vec::new();
+    for sub in &targets {
+        let id = uuid::Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO webhook.deliveries (id, org_id, subscription_id, event_id, event_type, body) \
+             VALUES ($1, $2, $3, $4, 'clock-in', '{}')",
+        )
+        .bind(id)
+        .bind(t.org.id.as_uuid())
+        .bind(sub)
+        .bind(uuid::Uuid::new_v4())
+        .execute(&db)
+        .await
+        .unwrap();
+        deliveries.push(id);
+    }
+    for id in &deliveries {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id.to_string().as_str());
+        acks.push(
+            js.publish_with_headers(queue.clone(), headers, id.to_string().into())
+                .await
+                .unwrap(),
+        );
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+    let got = r.wait_for(HEALTHY, Duration::from_secs(15)).await;
+    assert!(
+        got.iter().all(|g| g.path == "/healthy"),
+        "the broken webhook was sent something"
+    );
+}
+
 #[tokio::test]
 async fn a_410_switches_the_subscription_off_with_the_reason() {
     let (stack, gw) = Stack::start().await;

@@ -625,7 +625,10 @@ impl Batched {
                 let pool = reads.clone();
                 async move {
                     match load_due(&pool, &ids).await {
-                        Ok(found) => hand_out(&ids, found).into_iter().map(Ok).collect(),
+                        Ok(found) => hand_out(&ids, found)
+                            .into_iter()
+                            .map(Option::transpose)
+                            .collect(),
                         Err(err) => {
                             let err = db::err(err);
                             ids.iter().map(|_| Err(err.clone())).collect()
@@ -667,25 +670,31 @@ static DUE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-async fn load_due(pool: &PgPool, ids: &[Uuid]) -> Result<HashMap<Uuid, Arc<Due>>, sqlx::Error> {
-    let rows: Vec<DueRow> = sqlx::query_as(&DUE).bind(ids).fetch_all(pool).await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.delivery_id, Arc::new(r.due)))
-        .collect())
+/// The batch's rows by delivery id. A row that does not decode (its webhook's sealed secret does
+/// not open with the key, say) is an error for that delivery alone: the rest of the batch, of
+/// every org, goes on.
+async fn load_due(
+    pool: &PgPool,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Result<Arc<Due>, BusError>>, sqlx::Error> {
+    use sqlx::{FromRow, Row};
+    let rows = sqlx::query(&DUE).bind(ids).fetch_all(pool).await?;
+    let mut found = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let id: Uuid = row.try_get("delivery_id")?;
+        let due = Due::from_row(row).map(Arc::new).map_err(|err| {
+            tracing::error!(%err, delivery = %id, "a delivery cannot be read; it waits");
+            BusError::internal()
+        });
+        found.insert(id, due);
+    }
+    Ok(found)
 }
 
 /// Each asker's row, in the order asked: an id asked twice in one batch gets its row twice (not
 /// `None`, which reads as "deleted with its subscription").
 fn hand_out<V: Clone>(ids: &[Uuid], found: HashMap<Uuid, V>) -> Vec<Option<V>> {
     ids.iter().map(|id| found.get(id).cloned()).collect()
-}
-
-#[derive(sqlx::FromRow)]
-struct DueRow {
-    delivery_id: Uuid,
-    #[sqlx(flatten)]
-    due: Due,
 }
 
 async fn write_successes(pool: &PgPool, batch: Vec<Success>) -> Result<(), sqlx::Error> {
