@@ -43,14 +43,18 @@ async fn sessions(stack: &Stack, t: &Tenant, code: &str) -> Vec<(i64, bool)> {
     .unwrap()
 }
 
-/// The clock events published for the org: (attendance id, event).
-async fn events(stack: &Stack, t: &Tenant) -> Vec<(i64, String)> {
+/// The org's first `n` clock events on the stream, waiting for each as long as a busy relay may
+/// take, then making sure no other follows: (attendance id, event).
+async fn events(stack: &Stack, t: &Tenant, n: usize) -> Vec<(i64, String)> {
     let prefix = stack.bus_config.subjects.prefix().to_string();
     let mut stream = stack
         .events(format!("{prefix}.events.attendance.{}.>", t.org.id))
         .await;
     let mut seen = Vec::new();
-    while let Some(e) = stream.next_within(Duration::from_secs(2)).await {
+    while seen.len() < n {
+        let Some(e) = stream.next_within(Duration::from_secs(15)).await else {
+            break;
+        };
         seen.push((
             e.body["data"]["attendance_id"].as_i64().unwrap_or_default(),
             e.body["data"]["event"]
@@ -59,6 +63,10 @@ async fn events(stack: &Stack, t: &Tenant) -> Vec<(i64, String)> {
                 .to_owned(),
         ));
     }
+    assert!(
+        stream.none_within(Duration::from_millis(500)).await,
+        "an event more than the writes: {seen:?}"
+    );
     seen
 }
 
@@ -104,7 +112,7 @@ async fn a_write_that_committed_before_its_connection_broke_is_answered_as_done(
 
     // Each write has its one event.
     assert_eq!(
-        events(&stack, &t).await,
+        events(&stack, &t, 2).await,
         [(id, "clock-in".to_owned()), (id, "clock-out".to_owned())]
     );
 }
@@ -138,5 +146,5 @@ async fn a_write_that_never_reached_the_database_is_a_503_and_can_be_sent_again(
         .expect(200);
     let id = res.data()["attendance_id"].as_i64().unwrap();
     assert_eq!(sessions(&stack, &t, "CUT-2").await, [(id, false)]);
-    assert_eq!(events(&stack, &t).await, [(id, "clock-in".to_owned())]);
+    assert_eq!(events(&stack, &t, 1).await, [(id, "clock-in".to_owned())]);
 }

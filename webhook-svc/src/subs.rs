@@ -152,17 +152,12 @@ fn dedup(mut events: Vec<String>) -> Vec<String> {
 pub async fn create(state: &State, req: WebhookWrite) -> Result<CreatedWebhook, BusError> {
     let f = req.fields;
     check(state, &f, true).await?;
-    // The count and the insert in one transaction under the org's lock, so two creations at
-    // once cannot both see room for one. (The count is a statement of its own: a statement's
-    // snapshot is taken before any lock it waits for.)
+    // The count and the insert under the org's lock, so two creations at once cannot both see
+    // room for one.
     let mut tx = state.pool.begin().await.map_err(db::err)?;
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(hashtextextended('clokio.webhooks.' || $1::text, 0))",
-    )
-    .bind(req.org_id.as_uuid())
-    .execute(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    clokio_runtime::db::lock_org(&mut tx, "clokio.webhooks", req.org_id.as_uuid())
+        .await
+        .map_err(db::err)?;
     let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM subscriptions WHERE org_id = $1")
         .bind(req.org_id.as_uuid())
         .fetch_one(&mut *tx)

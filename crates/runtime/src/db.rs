@@ -77,6 +77,22 @@ fn is_transient(err: &sqlx::Error) -> bool {
         .is_some_and(|c| c == "57P03") // the database system is starting up
 }
 
+/// Takes a lock on `(what, org)` held until `tx` ends: for a count and an insert that must not
+/// interleave with another transaction's (a cap per organization). Count in a statement after
+/// this one: a statement's snapshot is taken before any lock it waits for.
+pub async fn lock_org(
+    tx: &mut sqlx::PgConnection,
+    what: &str,
+    org: uuid::Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || '.' || $2::text, 0))")
+        .bind(what)
+        .bind(org)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
 /// True when the error means the database is unreachable or overloaded (answer 503), not that the
 /// request was wrong.
 pub fn is_unavailable(err: &sqlx::Error) -> bool {

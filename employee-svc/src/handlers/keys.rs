@@ -76,16 +76,12 @@ pub async fn create(state: &State, req: KeyCreate) -> Result<CreatedApiKey, BusE
     }
     let key = ApiKey::generate();
     let id = ApiKeyId::new_random();
-    // The count and the insert under the org's lock, in one transaction (the count is a statement
-    // of its own: a statement's snapshot is taken before any lock it waits for).
+    // The count and the insert under the org's lock, so two creations at once cannot both see
+    // room for one.
     let mut tx = state.pool.begin().await.map_err(db::err)?;
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(hashtextextended('clokio.api_keys.' || $1::text, 0))",
-    )
-    .bind(req.org_id.as_uuid())
-    .execute(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    clokio_runtime::db::lock_org(&mut tx, "clokio.api_keys", req.org_id.as_uuid())
+        .await
+        .map_err(db::err)?;
     let (live,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL \
            AND (expires_at IS NULL OR expires_at > now())",
