@@ -46,7 +46,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let nats = clokio_runtime::connect_nats(&config.bus.nats_url, "attendance-svc").await?;
+    let nats = clokio_runtime::connect_nats(&config.bus, "attendance-svc").await?;
     let pool = clokio_runtime::db::connect(
         &config.database_url,
         "attendance",

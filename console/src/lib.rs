@@ -110,7 +110,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     clokio_runtime::telemetry::metrics_handle();
-    let nats = clokio_runtime::connect_nats(&config.bus.nats_url, "console").await?;
+    let nats = clokio_runtime::connect_nats(&config.bus, "console").await?;
     let bus = Bus::new(
         nats.clone(),
         config.bus.subjects.clone(),

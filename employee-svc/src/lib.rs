@@ -41,7 +41,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let nats = clokio_runtime::connect_nats(&config.bus.nats_url, "employee-svc").await?;
+    let nats = clokio_runtime::connect_nats(&config.bus, "employee-svc").await?;
     let pool = clokio_runtime::db::connect(
         &config.database_url,
         "employee",

@@ -107,9 +107,7 @@ async fn build(
     let auth_slot: Arc<std::sync::OnceLock<Arc<Authenticator>>> = Arc::default();
     let nats = {
         let slot = auth_slot.clone();
-        async_nats::ConnectOptions::new()
-            .name("gateway")
-            .retry_on_initial_connect()
+        clokio_runtime::nats_options("gateway")
             .event_callback(move |event| {
                 let slot = slot.clone();
                 async move {
@@ -122,7 +120,7 @@ async fn build(
                     }
                 }
             })
-            .connect(&config.bus.nats_url)
+            .connect(config.bus.servers())
             .await?
     };
     let bus = Bus::new(

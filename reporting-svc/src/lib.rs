@@ -40,7 +40,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let nats = clokio_runtime::connect_nats(&config.bus.nats_url, "reporting-svc").await?;
+    let nats = clokio_runtime::connect_nats(&config.bus, "reporting-svc").await?;
     let pool = clokio_runtime::db::connect(
         &config.database_url,
         "reporting",

@@ -60,7 +60,9 @@ pub async fn run(
     loop {
         let consumed = async {
             let consumer = consumer(&js, &subjects, replicas).await?;
-            let mut messages = consumer.messages().await?.ready_chunks(BATCH);
+            let mut messages = clokio_bus::events::messages(&consumer)
+                .await?
+                .ready_chunks(BATCH);
             while let Some(batch) = messages.next().await {
                 let mut failed = None;
                 let batch: Vec<jetstream::Message> = batch

@@ -8,6 +8,10 @@ fn a_bad_setting_stops_the_start_and_names_the_variable() {
         ("CLOKIO_REPORTING_MAX_IN_FLIGHT", "0"),
         ("CLOKIO_REPORTING_OPS_ADDR", "x"),
         ("CLOKIO_STREAM_REPLICAS", "7"),
+        (
+            "CLOKIO_NATS_URL",
+            "nats://127.0.0.1:4222,,nats://127.0.0.1:4223",
+        ),
         ("CLOKIO_BUS_TIMEOUT_MS", "0"),
         ("CLOKIO_SUBJECT_PREFIX", "bad prefix"),
     ] {

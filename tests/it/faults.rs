@@ -1,6 +1,7 @@
 //! Faults under a steady mixed load: clock-in, breaks and clock-out across many employees through
 //! two gateways, daily reads, and a webhook for every attendance event to a capturing receiver.
-//! For each fault (kill -9 of a service replica, or of one of two gateways) the test checks that
+//! For each fault (kill -9 of a service replica, of one of two gateways or of NATS nodes; a
+//! server restarted or down for a while) the test checks that
 //!
 //! - every write that got a 2xx is in the database, and every write has exactly one event (by
 //!   event id), with no event for a write that was never answered 2xx beyond those left
@@ -20,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use clokio_bus::ServiceName;
 use clokio_bus::types::Plan;
-use clokio_testkit::{Gateway, NatsServer, PgServer, Receiver, RedisServer, Stack, json};
+use clokio_testkit::{
+    Gateway, NatsCluster, NatsServer, PgServer, Receiver, RedisServer, Stack, json,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Fault {
@@ -31,6 +34,10 @@ enum Fault {
     Gateway,
     /// The NATS server (a test-owned one) killed, and started again 3 s later.
     Nats,
+    /// In a three-node NATS cluster (streams and consumers with 3 replicas, every service given
+    /// all three URLs), the events stream's leader killed, started again 3 s later, and once the
+    /// cluster is healthy again another node the same way.
+    NatsNode,
     /// The Redis server (a test-owned one) killed, and started again 10 s later.
     Redis,
     /// The PostgreSQL server (a test-owned one) stopped as by a crash, and started 3 s later.
@@ -127,9 +134,18 @@ async fn run(fault: Fault) {
         Fault::Nats => Some(NatsServer::start().await),
         _ => None,
     };
-    let mut stack = match &nats {
-        Some(server) => Stack::on(server.url(), Duration::from_millis(1500)).await,
-        None => Stack::empty().await,
+    let mut cluster = match fault {
+        Fault::NatsNode => Some(NatsCluster::start(3).await),
+        _ => None,
+    };
+    let mut stack = match (&nats, &cluster) {
+        (Some(server), _) => Stack::on(server.url(), Duration::from_millis(1500)).await,
+        (_, Some(cluster)) => {
+            let mut stack = Stack::on(cluster.url(), Duration::from_millis(1500)).await;
+            stack.bus_config.stream_replicas = 3;
+            stack
+        }
+        _ => Stack::empty().await,
     };
     let mut redis = match fault {
         Fault::Redis => Some(RedisServer::start().await),
@@ -188,6 +204,8 @@ async fn run(fault: Fault) {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let fault_at = Instant::now();
+    let mut healthy_after = Vec::new();
+    let mut node_down = 0;
     match fault {
         Fault::Attendance => attendance[0].kill(),
         Fault::Gateway => doomed_gateway.kill(),
@@ -195,13 +213,31 @@ async fn run(fault: Fault) {
         Fault::Employee => employee.take().unwrap().kill(),
         Fault::Reporting => reporting.take().unwrap().kill(),
         Fault::Nats => nats.as_mut().unwrap().kill(),
+        Fault::NatsNode => {
+            // The worst node to lose first: the one leading the events stream.
+            let cluster = cluster.as_mut().unwrap();
+            let first = stream_leader(&stack).await;
+            cluster.nodes[first].kill();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            cluster.nodes[first].restart().await;
+            healthy_after.push(wait_healthy(&stack).await);
+            // Then another: the new leader if it moved elsewhere, else the next node.
+            let leader = stream_leader(&stack).await;
+            let second = if leader != first {
+                leader
+            } else {
+                (first + 1) % 3
+            };
+            cluster.nodes[second].kill();
+            node_down = second;
+        }
         Fault::Redis => redis.as_mut().unwrap().kill(),
         Fault::Postgres => pg.as_ref().unwrap().kill(),
     }
     // A replacement where the service had one replica (as Kubernetes would start one); NATS
     // comes back after a longer outage.
     let outage = match fault {
-        Fault::Nats | Fault::Postgres => 3,
+        Fault::Nats | Fault::NatsNode | Fault::Postgres => 3,
         Fault::Redis => 10,
         _ => 1,
     };
@@ -212,6 +248,10 @@ async fn run(fault: Fault) {
         Fault::Employee => employee = Some(stack.isolated_employee_svc()),
         Fault::Reporting => reporting = Some(stack.isolated_reporting_svc()),
         Fault::Nats => nats.as_mut().unwrap().restart().await,
+        Fault::NatsNode => {
+            cluster.as_mut().unwrap().nodes[node_down].restart().await;
+            healthy_after.push(wait_healthy(&stack).await);
+        }
         Fault::Redis => redis.as_mut().unwrap().restart().await,
         Fault::Postgres => pg.as_ref().unwrap().restart().await,
         Fault::Attendance | Fault::Gateway => {}
@@ -353,6 +393,21 @@ async fn run(fault: Fault) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    if delivered < ids.len() {
+        eprintln!("{fault:?}: the consumers when delivery fell short:");
+        for line in consumer_states(&stack).await {
+            eprintln!("  {line}");
+        }
+        let (states,): (serde_json::Value,) = sqlx::query_as(
+            "SELECT coalesce(json_object_agg(status, n), '{}') FROM \
+               (SELECT status, count(*) AS n FROM webhook.deliveries WHERE org_id = $1 GROUP BY status) d",
+        )
+        .bind(t.org.id.as_uuid())
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        eprintln!("  deliveries by status: {states}");
+    }
 
     // reporting-svc's projection holds every session, closed as attendance-svc has it.
     let projection =
@@ -397,6 +452,7 @@ async fn run(fault: Fault) {
         "| {} {fault:?} at {:.1} s | {} | {} | {} | {lost_writes} | {lost_events} | {unanswered_events} (≤ {ambiguous}) | {duplicates} | {delivered} / {} | {} | {} |",
         match fault {
             Fault::Nats | Fault::Postgres => "restart",
+            Fault::NatsNode => "kill -9 of one node, then of another:",
             Fault::Redis => "10 s down:",
             _ => "kill -9",
         },
@@ -409,7 +465,11 @@ async fn run(fault: Fault) {
             errors.join(", ")
         },
         ids.len(),
-        recovery.map_or("none".to_owned(), |d| format!("{} ms", d.as_millis())),
+        recovery.map_or("none".to_owned(), |d| format!("{} ms", d.as_millis()))
+            + &healthy_after
+                .iter()
+                .map(|d| format!("; cluster healthy {:.1} s after a restart", d.as_secs_f64()))
+                .collect::<String>(),
         if outbox_left == 0 {
             format!("{:.1} s", outbox_drained.as_secs_f64())
         } else {
@@ -444,7 +504,113 @@ async fn run(fault: Fault) {
     );
     drop((employee, attendance, webhook, reporting, doomed_gateway));
     drop(stack);
-    drop((nats, redis, pg));
+    drop((nats, redis, pg, cluster));
+}
+
+/// The streams this stack's services use.
+fn streams(stack: &Stack) -> [String; 2] {
+    [
+        stack.bus_config.subjects.events_stream(),
+        stack.bus_config.subjects.webhook_queue().0,
+    ]
+}
+
+/// Each consumer of this stack's streams: what it has delivered, what waits, and its leader.
+async fn consumer_states(stack: &Stack) -> Vec<String> {
+    use futures::StreamExt;
+    let js = async_nats::jetstream::new(stack.nats.clone());
+    let mut lines = Vec::new();
+    for name in streams(stack) {
+        let Ok(stream) = js.get_stream(&name).await else {
+            lines.push(format!("{name}: no answer"));
+            continue;
+        };
+        let mut consumers = stream.consumers();
+        while let Some(info) = consumers.next().await {
+            lines.push(match info {
+                Ok(i) => format!(
+                    "{name} > {}: pending {}, ack pending {}, redelivered {}, waiting pulls {}, leader {:?}",
+                    i.name,
+                    i.num_pending,
+                    i.num_ack_pending,
+                    i.num_redelivered,
+                    i.num_waiting,
+                    i.cluster.and_then(|c| c.leader)
+                ),
+                Err(err) => format!("{name}: {err}"),
+            });
+        }
+    }
+    lines
+}
+
+/// The index of the node (`n1`… as [`NatsCluster`] names them) leading the events stream.
+async fn stream_leader(stack: &Stack) -> usize {
+    let js = async_nats::jetstream::new(stack.nats.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let leader = match js.get_stream(&streams(stack)[0]).await {
+            Ok(mut stream) => stream
+                .info()
+                .await
+                .ok()
+                .and_then(|i| i.cluster.clone()?.leader)
+                .and_then(|name| name.strip_prefix('n')?.parse::<usize>().ok()),
+            Err(_) => None,
+        };
+        if let Some(n) = leader {
+            return n - 1;
+        }
+        assert!(Instant::now() < deadline, "the events stream has no leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until each stream and each of its durable consumers has a leader and two current,
+/// online replicas, and says how long that took.
+async fn wait_healthy(stack: &Stack) -> Duration {
+    use futures::StreamExt;
+    let js = async_nats::jetstream::new(stack.nats.clone());
+    let started = Instant::now();
+    let whole = |c: &Option<async_nats::jetstream::stream::ClusterInfo>| {
+        c.as_ref().is_some_and(|c| {
+            c.leader.is_some()
+                && c.replicas.len() == 2
+                && c.replicas.iter().all(|r| r.current && !r.offline)
+        })
+    };
+    loop {
+        let mut unhealthy = Vec::new();
+        for name in streams(stack) {
+            let Ok(mut stream) = js.get_stream(&name).await else {
+                unhealthy.push(format!("{name}: no answer"));
+                continue;
+            };
+            match stream.info().await {
+                Ok(info) if whole(&info.cluster) => {}
+                Ok(info) => unhealthy.push(format!("{name}: {:?}", info.cluster)),
+                Err(err) => unhealthy.push(format!("{name}: {err}")),
+            }
+            let mut consumers = stream.consumers();
+            while let Some(info) = consumers.next().await {
+                match info {
+                    Ok(info) if info.config.durable_name.is_none() || whole(&info.cluster) => {}
+                    Ok(info) => {
+                        unhealthy.push(format!("{name} > {}: {:?}", info.name, info.cluster))
+                    }
+                    Err(err) => unhealthy.push(format!("{name} consumers: {err}")),
+                }
+            }
+        }
+        if unhealthy.is_empty() {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the cluster is not healthy 60 s after the restart: {unhealthy:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -470,6 +636,11 @@ async fn kill_reporting_svc_under_load() {
 #[tokio::test]
 async fn restart_nats_under_load() {
     run(Fault::Nats).await;
+}
+
+#[tokio::test]
+async fn lose_nats_cluster_nodes_under_load() {
+    run(Fault::NatsNode).await;
 }
 
 /// Rate limits and cache generations live in Redis: while it is down the gateways fall back to

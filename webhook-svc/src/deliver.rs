@@ -173,7 +173,7 @@ pub async fn run_intake(
     let slots = Arc::new(Semaphore::new(SLOTS as usize));
     while !stop.is_cancelled() {
         let result = async {
-            let mut messages = consumer.messages().await?;
+            let mut messages = clokio_bus::events::messages(&consumer).await?;
             while let Some(msg) = next_unless_stopped(&mut messages, &stop).await {
                 let msg = msg?;
                 let permit = slots.clone().acquire_owned().await?;
@@ -331,7 +331,7 @@ pub async fn run_workers(
     let slots = Arc::new(Semaphore::new(workers));
     while !stop.is_cancelled() {
         let result = async {
-            let mut messages = consumer.messages().await?;
+            let mut messages = clokio_bus::events::messages(&consumer).await?;
             while let Some(msg) = next_unless_stopped(&mut messages, &stop).await {
                 let msg = msg?;
                 let permit = slots.clone().acquire_owned().await?;

@@ -93,7 +93,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     seal::install(&config.secret_key);
-    let nats = clokio_runtime::connect_nats(&config.bus.nats_url, "webhook-svc").await?;
+    let nats = clokio_runtime::connect_nats(&config.bus, "webhook-svc").await?;
     let pool = clokio_runtime::db::connect(
         &config.database_url,
         "webhook",

@@ -82,6 +82,28 @@ pub async fn ensure_events_stream(
     .await
 }
 
+/// How long one pull request of [`messages`] waits on the server.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// How often the server shows, while a pull request waits, that it still holds it.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// A pull consumer's messages, with a heartbeat every second while the pull request waits. In a
+/// NATS cluster the node leading a consumer can die while the client's own node lives: the client
+/// keeps its connection, so nothing tells it the pull request died with that node, and it would
+/// wait for messages that never come. The missing heartbeats end the stream within 2 s instead
+/// (async-nats's default, 15 s heartbeats, took 30 s), and the caller pulls again from the
+/// consumer's new leader. Idle, this costs one small message a second and a pull every 5 s.
+pub async fn messages(
+    consumer: &jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+) -> Result<jetstream::consumer::pull::Stream, jetstream::consumer::StreamError> {
+    consumer
+        .stream()
+        .expires(PULL_EXPIRES)
+        .heartbeat(PULL_HEARTBEAT)
+        .messages()
+        .await
+}
+
 /// Creates a stream if it is missing; an existing one keeps its settings except its replica
 /// count, which follows `config` (so raising `CLOKIO_STREAM_REPLICAS` on a grown cluster takes
 /// effect at the next start).

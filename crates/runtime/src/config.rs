@@ -93,6 +93,7 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 /// What every service and tool needs to reach the bus.
 #[derive(Clone, Debug)]
 pub struct BusConfig {
+    /// One NATS server's URL, or a cluster's as a comma-separated list (see [`nats_servers`]).
     pub nats_url: String,
     pub subjects: Subjects,
     pub request_timeout: Duration,
@@ -110,13 +111,42 @@ impl BusConfig {
             value: prefix.clone(),
             reason,
         })?;
+        let nats_url = string("CLOKIO_NATS_URL", DEFAULT_NATS_URL);
+        nats_servers(&nats_url).map_err(|reason| ConfigError {
+            var: "CLOKIO_NATS_URL".to_owned(),
+            value: nats_url.clone(),
+            reason,
+        })?;
         Ok(Self {
-            nats_url: string("CLOKIO_NATS_URL", DEFAULT_NATS_URL),
+            nats_url,
             subjects: Subjects::new(prefix),
             request_timeout: millis("CLOKIO_BUS_TIMEOUT_MS", 5_000)?,
             stream_replicas: stream_replicas()?,
         })
     }
+}
+
+impl BusConfig {
+    /// The servers to connect to (empty when `nats_url` does not parse, which `from_env` refuses).
+    pub fn servers(&self) -> Vec<async_nats::ServerAddr> {
+        nats_servers(&self.nats_url).unwrap_or_default()
+    }
+}
+
+/// The servers of a `CLOKIO_NATS_URL`: one URL, or every node of a cluster as a comma-separated
+/// list. The client connects to one of them (in random order), moves to another when that one
+/// dies, and also learns the cluster's other nodes from the server it reaches.
+pub fn nats_servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    url.split(',')
+        .map(str::trim)
+        .map(|one| {
+            if one.is_empty() {
+                return Err("an empty server in the list".to_owned());
+            }
+            one.parse::<async_nats::ServerAddr>()
+                .map_err(|err| format!("{one:?} is not a NATS server URL: {err}"))
+        })
+        .collect()
 }
 
 /// `CLOKIO_STREAM_REPLICAS`: 1 on a single NATS server, 3 on a production cluster; JetStream
@@ -161,4 +191,36 @@ pub fn refusal(bin: &str, var: &str, value: &str) -> Option<String> {
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut()?, &mut stderr).ok()?;
     (status.code() == Some(2)).then_some(stderr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nats_servers;
+
+    #[test]
+    fn a_cluster_is_a_comma_separated_list_of_its_nodes() {
+        let servers = nats_servers("nats://10.0.0.1:4222, nats://10.0.0.2:4222,nats://n3:4223")
+            .expect("three servers");
+        let hosts: Vec<(String, u16)> = servers
+            .iter()
+            .map(|s| (s.host().to_owned(), s.port()))
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                ("10.0.0.1".to_owned(), 4222),
+                ("10.0.0.2".to_owned(), 4222),
+                ("n3".to_owned(), 4223)
+            ]
+        );
+        assert_eq!(nats_servers("nats://127.0.0.1:4222").unwrap().len(), 1);
+        for bad in [
+            "nats://a:4222,",
+            "nats://a:4222,,nats://b:4222",
+            "http://a:4222",
+            "nats://a:port",
+        ] {
+            assert!(nats_servers(bad).is_err(), "{bad} accepted");
+        }
+    }
 }

@@ -29,15 +29,24 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-/// Connects to NATS with the client name set, retrying the first connection so a service can
-/// start before its NATS server is up.
-pub async fn connect_nats(
-    url: &str,
-    name: &str,
-) -> Result<async_nats::Client, async_nats::ConnectError> {
+/// How often a client pings its NATS node. A node whose host vanishes without closing its
+/// connections is noticed once pings go unanswered: within about 30 s, not async-nats's 3 min.
+pub const NATS_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The NATS client options every service starts from: its name, pings every
+/// [`NATS_PING_INTERVAL`], and retries of the first connection so a service can start before its
+/// NATS server is up.
+pub fn nats_options(name: &str) -> async_nats::ConnectOptions {
     async_nats::ConnectOptions::new()
         .name(name)
+        .ping_interval(NATS_PING_INTERVAL)
         .retry_on_initial_connect()
-        .connect(url)
-        .await
+}
+
+/// Connects to NATS: to any node of `bus`'s list, with [`nats_options`].
+pub async fn connect_nats(
+    bus: &config::BusConfig,
+    name: &str,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    nats_options(name).connect(bus.servers()).await
 }

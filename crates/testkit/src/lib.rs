@@ -81,7 +81,7 @@ impl Stack {
             request_timeout: timeout,
             stream_replicas: 1,
         };
-        let nats = async_nats::connect(&bus_config.nats_url)
+        let nats = async_nats::connect(bus_config.servers())
             .await
             .expect("NATS reachable");
         let bus = Bus::new(
@@ -511,8 +511,8 @@ impl Drop for Stack {
             self.database_url.clone(),
             self.bus_config.subjects.prefix().to_string(),
         );
-        let (url, streams) = (
-            self.bus_config.nats_url.clone(),
+        let (servers, streams) = (
+            self.bus_config.servers(),
             [
                 self.bus_config.subjects.events_stream(),
                 self.bus_config.subjects.webhook_queue().0,
@@ -527,7 +527,7 @@ impl Drop for Stack {
             };
             rt.block_on(async {
                 let delete = async {
-                    let client = async_nats::connect(url).await.ok()?;
+                    let client = async_nats::connect(servers).await.ok()?;
                     let js = async_nats::jetstream::new(client);
                     for stream in streams {
                         let _ = js.delete_stream(stream).await;
@@ -1047,21 +1047,26 @@ impl Drop for RedisServer {
 pub struct NatsServer {
     pub port: u16,
     dir: std::path::PathBuf,
+    /// Cluster options, for a node of a [`NatsCluster`].
+    cluster: Vec<String>,
     child: Option<std::process::Child>,
 }
 
 impl NatsServer {
     pub async fn start() -> Self {
-        let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("clokio-nats-{}", uuid::Uuid::new_v4().simple()));
-        let mut server = Self {
-            port,
-            dir,
-            child: None,
-        };
+        let mut server = Self::new(Vec::new());
         server.restart().await;
         server
+    }
+
+    fn new(cluster: Vec<String>) -> Self {
+        Self {
+            port: free_port(),
+            dir: std::env::temp_dir()
+                .join(format!("clokio-nats-{}", uuid::Uuid::new_v4().simple())),
+            cluster,
+            child: None,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -1088,6 +1093,7 @@ impl NatsServer {
                 "-sd",
             ])
             .arg(&self.dir)
+            .args(&self.cluster)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -1106,6 +1112,88 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A NATS cluster of the test's own, as production runs it: `n` nodes on free ports, routed to
+/// each other, JetStream on each with its own store. Killed when dropped.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    pub async fn start(n: usize) -> Self {
+        let route_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let routes = route_ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let name = format!("clokio-test-{}", uuid::Uuid::new_v4().simple());
+        let mut nodes: Vec<NatsServer> = route_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                NatsServer::new(vec![
+                    "--server_name".into(),
+                    format!("n{}", i + 1),
+                    "--cluster_name".into(),
+                    name.clone(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{port}"),
+                    "--routes".into(),
+                    routes.clone(),
+                ])
+            })
+            .collect();
+        for node in &mut nodes {
+            node.restart().await;
+        }
+        let cluster = Self { nodes };
+        cluster.wait_jetstream().await;
+        cluster
+    }
+
+    /// Every node's URL, comma-separated: a `CLOKIO_NATS_URL` for the whole cluster.
+    pub fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Waits until the cluster can hold a stream with a copy on every node: its JetStream meta
+    /// group has a leader and every node has joined it.
+    pub async fn wait_jetstream(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let client = async_nats::connect(
+            clokio_runtime::config::nats_servers(&self.url()).expect("node URLs"),
+        )
+        .await
+        .expect("a node accepts");
+        let js = async_nats::jetstream::new(client);
+        let name = format!("CLOKIO-PROBE-{}", uuid::Uuid::new_v4().simple());
+        loop {
+            let created = js
+                .create_stream(async_nats::jetstream::stream::Config {
+                    name: name.clone(),
+                    subjects: vec![format!("probe.{name}")],
+                    storage: async_nats::jetstream::stream::StorageType::Memory,
+                    num_replicas: self.nodes.len(),
+                    ..Default::default()
+                })
+                .await;
+            match created {
+                Ok(_) => break,
+                Err(err) => assert!(
+                    std::time::Instant::now() < deadline,
+                    "the cluster's JetStream did not come up: {err}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = js.delete_stream(&name).await;
     }
 }
 

@@ -27,7 +27,7 @@ struct Session(String);
 /// Makes an admin of `org` and signs in through the form.
 async fn sign_in(console: &str, org: OrgId) -> Result<Session, Error> {
     let config = BusConfig::from_env()?;
-    let nats = async_nats::connect(&config.nats_url).await?;
+    let nats = async_nats::connect(config.servers()).await?;
     let bus = Bus::new(nats, config.subjects, Duration::from_secs(20));
     let email = format!("bench-admin-{}@example.com", super::chrono_free_stamp());
     let password = "bench admin password";

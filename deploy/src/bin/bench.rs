@@ -554,7 +554,7 @@ async fn setup(
     client: &reqwest::Client,
 ) -> Result<String, Box<dyn std::error::Error>> {
     let config = BusConfig::from_env()?;
-    let nats = async_nats::connect(&config.nats_url).await?;
+    let nats = async_nats::connect(config.servers()).await?;
     let bus = Bus::new(nats, config.subjects, config.request_timeout);
     let org = bus
         .call::<OrgCreateOp>(&OrgCreate {

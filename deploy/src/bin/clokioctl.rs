@@ -205,7 +205,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let client = async_nats::ConnectOptions::new()
         .name("clokioctl")
         .connection_timeout(std::time::Duration::from_secs(5))
-        .connect(&config.nats_url)
+        .connect(config.servers())
         .await
         .map_err(|e| format!("cannot connect to NATS at {}: {e}", config.nats_url))?;
     let bus = Bus::new(client, config.subjects, config.request_timeout);
