@@ -787,6 +787,56 @@ async fn an_unreadable_webhook_secret_holds_up_only_its_own_deliveries() {
         got.iter().all(|g| g.path == "/healthy"),
         "the broken webhook was sent something"
     );
+
+    // The org's webhooks still list, the broken one saying what to do.
+    let listed = gw.get(&t.key, "/api/v1/webhooks").await.expect(200);
+    let hints: Vec<&str> = listed
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["secret_hint"].as_str().unwrap())
+        .collect();
+    assert_eq!(hints.len(), 2);
+    assert!(
+        hints.contains(&"unreadable: rotate the secret"),
+        "{hints:?}"
+    );
+    // A new event still reaches the healthy webhook, and is stored for the broken one.
+    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
+        .await;
+    clock_in(&gw, &t, "E-1").await;
+    let got = r.wait_for(HEALTHY + 1, Duration::from_secs(15)).await;
+    assert_eq!(
+        got.len(),
+        HEALTHY + 1,
+        "the event did not reach the healthy webhook"
+    );
+    let (stored,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM webhook.deliveries WHERE subscription_id = $1 AND status = 'pending'",
+    )
+    .bind(subs[1])
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(
+        stored, 2,
+        "the broken webhook's deliveries wait, the new one among them"
+    );
+    // Rotating the secret mends it: what waited goes out, signed with the new secret.
+    gw.post(
+        &t.key,
+        &format!("/api/v1/webhooks/{}/rotate-secret", subs[1]),
+        &json!({}),
+    )
+    .await
+    .expect(200);
+    let got = r.wait_for(HEALTHY + 3, Duration::from_secs(20)).await;
+    assert_eq!(
+        got.iter().filter(|g| g.path == "/broken").count(),
+        2,
+        "the broken webhook's deliveries after the rotation"
+    );
 }
 
 #[tokio::test]

@@ -2,7 +2,9 @@
 //! the operator's key (`CLOKIO_WEBHOOK_SECRET_KEY`), so a dump or a backup of the `webhook` schema
 //! does not give away what signs the deliveries. The key is installed once per process; a
 //! [`Secret`] is sealed as it is bound into a query and opened as it is read, so the code above
-//! this module only ever sees plaintext. Values written before sealing existed (plain `whsec_…`)
+//! this module only ever sees plaintext. A stored value that does not open (the key was changed,
+//! or the value damaged) reads as unreadable instead of failing its row: only what needs the
+//! plaintext (signing a generic delivery, the hint) fails, and for that webhook alone. Values written before sealing existed (plain `whsec_…`)
 //! are still read, and sealed on their next write.
 
 use std::sync::OnceLock;
@@ -66,7 +68,12 @@ pub async fn seal_stored(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
     )
     .fetch_all(pool)
     .await?;
+    let readable = |s: &Secret| s.plain().is_some();
     for (id, secret, previous) in &rows {
+        if !readable(secret) || previous.as_ref().is_some_and(|p| !readable(p)) {
+            tracing::error!(subscription = %id, "a stored webhook secret does not open; left as it is");
+            continue;
+        }
         sqlx::query("UPDATE subscriptions SET secret = $2, previous_secret = $3 WHERE id = $1")
             .bind(id)
             .bind(secret)
@@ -80,17 +87,19 @@ pub async fn seal_stored(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// A signing secret: plaintext in memory, sealed in the database.
+/// A signing secret: plaintext in memory, sealed in the database; `None` when the stored value
+/// does not open.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(Option<String>);
 
 impl Secret {
     pub fn new(plain: String) -> Self {
-        Self(plain)
+        Self(Some(plain))
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
+    /// The plaintext, unless the stored value does not open.
+    pub fn plain(&self) -> Option<&str> {
+        self.0.as_deref()
     }
 }
 
@@ -112,13 +121,16 @@ impl Type<Postgres> for Secret {
 
 impl<'r> Decode<'r, Postgres> for Secret {
     fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
-        Ok(Self(open(<&str as Decode<Postgres>>::decode(value)?)?))
+        Ok(Self(open(<&str as Decode<Postgres>>::decode(value)?).ok()))
     }
 }
 
 impl Encode<'_, Postgres> for Secret {
     fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
-        <String as Encode<Postgres>>::encode(seal(&self.0)?, buf)
+        let plain = self
+            .plain()
+            .ok_or("an unreadable webhook secret cannot be stored again")?;
+        <String as Encode<Postgres>>::encode(seal(plain)?, buf)
     }
 }
 

@@ -23,6 +23,8 @@ pub async fn preview(state: &State, r: WebhookPreview) -> Result<WebhookPreviewe
 
 /// The most subscriptions one org may have.
 pub const MAX_PER_ORG: i64 = 100;
+/// The hint of a secret whose stored value does not open with `CLOKIO_WEBHOOK_SECRET_KEY`.
+pub const UNREADABLE_HINT: &str = "unreadable: rotate the secret";
 /// How long the previous secret still signs after a rotation.
 pub const ROTATION_OVERLAP: Duration = Duration::hours(24);
 
@@ -62,15 +64,17 @@ impl SubRow {
         self.platform.parse().unwrap_or(Platform::Generic)
     }
 
-    /// The secrets that sign now: the current one, and the previous one during the overlap.
-    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
-        let mut secrets = vec![self.secret.as_str()];
+    /// The secrets that sign now: the current one, and the previous one during the overlap (if it
+    /// opens); `None` when the current one does not open.
+    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Option<Vec<&str>> {
+        let mut secrets = vec![self.secret.plain()?];
         if let (Some(prev), Some(until)) = (&self.previous_secret, self.previous_until)
             && now < until
+            && let Some(prev) = prev.plain()
         {
-            secrets.push(prev.as_str());
+            secrets.push(prev);
         }
-        secrets
+        Some(secrets)
     }
 
     pub fn view(&self) -> Webhook {
@@ -82,7 +86,10 @@ impl SubRow {
             filters: self.filters.0.clone(),
             template: self.template.clone(),
             active: self.active,
-            secret_hint: hint(self.secret.as_str()),
+            secret_hint: self
+                .secret
+                .plain()
+                .map_or_else(|| UNREADABLE_HINT.to_owned(), hint),
             disabled_reason: self.disabled_reason.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,
