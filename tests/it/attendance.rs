@@ -670,6 +670,53 @@ async fn an_idempotency_key_replays_the_first_answer_and_changes_nothing() {
     );
 }
 
+/// The same keyed request sent many times at the same instant (a kiosk's retries racing its
+/// first attempt): one punch, one event, and every sender gets the first answer.
+#[tokio::test]
+async fn identical_keyed_requests_at_the_same_instant_punch_once() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    employee(&gw, &t, "E-1", "Ann").await;
+    let mut events = stack
+        .events(stack.bus_config.subjects.event("attendance", t.org.id, ">"))
+        .await;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+    let senders: Vec<_> = (0..8)
+        .map(|_| {
+            let (gw, key, start) = (gw.clone(), t.key.clone(), start.clone());
+            tokio::spawn(async move {
+                let req = gw
+                    .request(
+                        reqwest::Method::POST,
+                        Some(&key),
+                        "/api/v1/attendance/clock-in",
+                    )
+                    .header("Idempotency-Key", "same-instant-1")
+                    .json(&json!({"nip": "E-1"}));
+                start.wait().await;
+                gw.send(req).await
+            })
+        })
+        .collect();
+    let mut bodies = std::collections::HashSet::new();
+    for s in senders {
+        bodies.insert(s.await.unwrap().expect(200).text);
+    }
+    assert_eq!(
+        bodies.len(),
+        1,
+        "every sender got the first answer: {bodies:?}"
+    );
+    assert_eq!(stored(&t).await, (1, 0));
+    assert_eq!(events.next().await.body["type"], "attendance.clock-in");
+    assert!(
+        events
+            .none_within(std::time::Duration::from_millis(500))
+            .await,
+        "one event"
+    );
+}
+
 #[tokio::test]
 async fn every_change_is_one_event_with_who_where_and_when() {
     let (stack, gw) = Stack::start().await;

@@ -147,4 +147,28 @@ async fn a_write_that_never_reached_the_database_is_a_503_and_can_be_sent_again(
     let id = res.data()["attendance_id"].as_i64().unwrap();
     assert_eq!(sessions(&stack, &t, "CUT-2").await, [(id, false)]);
     assert_eq!(events(&stack, &t, 1).await, [(id, "clock-in".to_owned())]);
+
+    // With an Idempotency-Key the 503 is not kept as the key's answer: nothing was stored with
+    // it, so the same key sends the punch as if for the first time.
+    let keyed = || {
+        gw.request(
+            reqwest::Method::POST,
+            Some(&t.key),
+            "/api/v1/attendance/clock-out",
+        )
+        .header("Idempotency-Key", "cut-early-out-1")
+        .json(&json!({"nip": "CUT-2"}))
+    };
+    proxy.arm(&[name.as_bytes()], Cut::BeforeRequest);
+    gw.send(keyed())
+        .await
+        .expect_error(503, "Service temporarily unavailable");
+    assert!(proxy.fired(), "the keyed write's connection was cut");
+    assert_eq!(sessions(&stack, &t, "CUT-2").await, [(id, false)]);
+    gw.send(keyed()).await.expect(200);
+    assert_eq!(sessions(&stack, &t, "CUT-2").await, [(id, true)]);
+    assert_eq!(
+        events(&stack, &t, 2).await,
+        [(id, "clock-in".to_owned()), (id, "clock-out".to_owned())]
+    );
 }
