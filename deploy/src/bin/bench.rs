@@ -24,6 +24,8 @@
 //!   at 10,000 and 20,000; summary at 10,000; webhooks at 1,000 deliveries/s offered) plus each
 //!   service's resident memory idle (before) and its peak (after), written as one markdown table
 //!   to `docs/benchmarks.md` with the machine and the date.
+//! - `soak`: a steady mixed load for `--minutes` (default 10), a row per minute, failing unless
+//!   it stays flat (`src/bench/soak.rs`; not part of `all`).
 //!
 //! Orgs of 500 employees or more are seeded straight into employee-svc's table (argon2 hashing
 //! 10,000 passwords through the API would take minutes and measure nothing of interest); the
@@ -44,6 +46,8 @@ use clap::Parser;
 
 #[path = "../bench/console.rs"]
 mod console;
+#[path = "../bench/soak.rs"]
+mod soak;
 #[path = "../bench/stream.rs"]
 mod stream;
 use clokio_bus::Bus;
@@ -85,6 +89,9 @@ struct Args {
     /// Employees in the benchmark org.
     #[arg(long, default_value_t = 50)]
     employees: usize,
+    /// How long the `soak` scenario runs (at least 3).
+    #[arg(long, default_value_t = 10)]
+    minutes: u64,
     /// Webhooks subscribed to every clock event (the `webhook` scenario).
     #[arg(long, default_value_t = 10)]
     hooks: usize,
@@ -94,7 +101,8 @@ struct Args {
     /// Count any HTTP answer as a success (to profile paths that end in a 4xx on purpose).
     #[arg(long)]
     any_status: bool,
-    /// `read`, `clock`, `daily`, `summary`, `webhook`, `console`, `stream` or `all`.
+    /// `read`, `clock`, `daily`, `summary`, `webhook`, `console`, `stream`, `all`, `scaling`,
+    /// `paging` or `soak`.
     #[arg(long, default_value = "read")]
     scenario: String,
     /// The admin console's base URL (the `console` scenario).
@@ -162,6 +170,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "webhook" => webhook_bench(&args, &client).await,
         "console" => console::console_bench(&args, &client).await,
         "stream" => stream::stream_bench(&args, &client).await,
+        "soak" => soak::soak_bench(&args, &client).await,
         "all" => all(&args, &client).await,
         "scaling" => scaling(&args, &client).await,
         "paging" => paging_bench(&args, &client).await,
