@@ -1224,6 +1224,81 @@ async fn first_try_successes_are_each_logged() {
     assert_eq!(r.received().len(), 20, "no delivery was sent twice");
 }
 
+/// A receiver that answers 200 and then trickles its body forever, and one that answers with a
+/// 10 MB body: neither holds an attempt past the timeout or fills memory. Each attempt ends
+/// within the timeout as the success its status says, with at most 4 KiB of the body logged.
+#[tokio::test]
+async fn a_receiver_that_trickles_or_floods_its_answer_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stack = Stack::empty().await;
+    stack.start_employee_svc().await;
+    stack.start_attendance_svc().await;
+    let mut config = stack.webhook_config();
+    config.timeout = Duration::from_millis(1000);
+    stack.start_webhook_svc_with(config).await;
+    let gw = stack.start_gateway().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
+        .await;
+    // Raw HTTP: each connection reads the request's head, then answers as `kind` says.
+    let serve = |kind: &'static str| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/{kind}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    let _ = conn.read(&mut buf).await;
+                    if kind == "trickle" {
+                        let _ = conn
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n")
+                            .await;
+                        while conn.write_all(b"x").await.is_ok() {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    } else {
+                        let _ = conn
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10485760\r\n\r\n")
+                            .await;
+                        let mb = vec![b'y'; 1 << 20];
+                        for _ in 0..10 {
+                            if conn.write_all(&mb).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        url
+    };
+    let mut hooks = Vec::new();
+    for kind in ["trickle", "flood"] {
+        let url = serve(kind).await;
+        let created = hook(&gw, &t, json!({"url": url, "events": ["clock-in"]})).await;
+        hooks.push(created["id"].as_str().unwrap().to_owned());
+    }
+    clock_in(&gw, &t, "E-1").await;
+    for (id, body) in hooks.iter().zip(['x', 'y']) {
+        let page = get_until(&gw, &t, &format!("/api/v1/webhooks/{id}/deliveries"), |d| {
+            d["deliveries"][0]["status"] == "succeeded"
+        })
+        .await;
+        let attempts = attempts(&gw, &t, id, &page["deliveries"][0]).await;
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        assert_eq!(attempts[0]["status_code"], 200);
+        let latency = attempts[0]["latency_ms"].as_u64().unwrap();
+        assert!(latency < 3000, "the attempt took {latency} ms");
+        let logged = attempts[0]["response_body"].as_str().unwrap();
+        assert!(
+            !logged.is_empty() && logged.len() <= 4096,
+            "{} bytes logged",
+            logged.len()
+        );
+        assert!(logged.chars().all(|c| c == body), "{logged}");
+    }
+}
+
 #[tokio::test]
 async fn a_subscription_failing_for_five_days_is_switched_off() {
     let (stack, gw) = Stack::start().await;
