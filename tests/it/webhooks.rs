@@ -1224,6 +1224,107 @@ async fn first_try_successes_are_each_logged() {
     assert_eq!(r.received().len(), 20, "no delivery was sent twice");
 }
 
+/// An event published again after the work queue's duplicate window (a relay whose ack was lost
+/// in a long outage) finds its delivery stored and already attempted: it is not queued a second
+/// time, so the delivery keeps one schedule.
+#[tokio::test]
+async fn an_event_published_again_late_does_not_give_its_delivery_a_second_schedule() {
+    let mut stack = Stack::empty().await;
+    stack.start_employee_svc().await;
+    stack.start_attendance_svc().await;
+    let mut config = stack.webhook_config();
+    config.schedule = clokio_webhook_svc::parse_schedule("0s,10m").unwrap();
+    stack.start_webhook_svc_with(config).await;
+    let gw = stack.start_gateway().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let (r, _) = ann_and_receiver(&gw, &t, &["clock-in"]).await;
+    r.answer([Answer::status(500)]);
+    // The queue forgets published ids after 1 s instead of 120 s, so "late" comes soon.
+    let js = async_nats::jetstream::new(stack.nats.clone());
+    let (queue, _) = stack.bus_config.subjects.webhook_queue();
+    let mut info = js
+        .get_stream(&queue)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    info.duplicate_window = Duration::from_secs(1);
+    js.update_stream(info).await.unwrap();
+
+    let mut events = stack
+        .events(stack.bus_config.subjects.event("attendance", t.org.id, ">"))
+        .await;
+    clock_in(&gw, &t, "E-1").await;
+    let event = events.next().await;
+    r.wait_for(1, Duration::from_secs(10)).await;
+    let workers = || async {
+        let stream = js.get_stream(&queue).await.unwrap();
+        let mut c = stream
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>("webhook-workers")
+            .await
+            .unwrap();
+        let i = c.info().await.unwrap();
+        i.num_pending + i.num_ack_pending as u64
+    };
+    // The failed attempt waits for its retry (in 10 min) as the one message of the queue.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while workers().await != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the attempt's retry is not queued"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past the duplicate window, the same event is published again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Nats-Msg-Id",
+        format!("{}-again", event.body["id"].as_str().unwrap()).as_str(),
+    );
+    let again = js
+        .publish_with_headers(
+            event.subject.clone(),
+            headers,
+            serde_json::to_vec(&event.body).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // Once the intake has taken it, the queue still holds one message and nothing was sent.
+    let events_stream = js
+        .get_stream(stack.bus_config.subjects.events_stream())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut intake = events_stream
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>("webhook-intake")
+            .await
+            .unwrap();
+        let i = intake.info().await.unwrap();
+        if i.delivered.stream_sequence >= again.sequence && i.num_ack_pending == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the intake did not take the event"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(workers().await, 1, "the delivery was queued a second time");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        r.received().len(),
+        1,
+        "a second schedule attempted it again"
+    );
+}
+
 /// A receiver that answers 200 and then trickles its body forever, and one that answers with a
 /// 10 MB body: neither holds an attempt past the timeout or fills memory. Each attempt ends
 /// within the timeout as the success its status says, with at most 4 KiB of the body logged.

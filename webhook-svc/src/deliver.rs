@@ -250,13 +250,17 @@ async fn take(state: &State, payload: &[u8]) -> Result<(), BusError> {
         return Ok(());
     }
     // One statement for all of the event's deliveries; a redelivered event finds them stored.
+    // What it finds is queued again only if no scheduled attempt was made yet (its first queueing
+    // may have failed): the schedule of one attempted lives in JetStream, and queueing it again
+    // after the queue's duplicate window (an event published again after a long outage) would
+    // give the delivery a second schedule.
     let ids: Vec<Uuid> = (0..subs_of.len()).map(|_| Uuid::new_v4()).collect();
-    let stored: Vec<(Uuid, String)> = sqlx::query_as(
+    let stored: Vec<(Uuid, bool)> = sqlx::query_as(
         "INSERT INTO deliveries (id, org_id, subscription_id, event_id, event_type, body) \
          SELECT d.id, $2, d.sub, $3, $4, d.body FROM unnest($1::uuid[], $5::uuid[], $6::bytea[]) \
             AS d(id, sub, body) \
          ON CONFLICT (subscription_id, event_id) DO UPDATE SET event_type = deliveries.event_type \
-         RETURNING id, status",
+         RETURNING id, status = 'pending' AND scheduled_attempts = 0",
     )
     .bind(&ids)
     .bind(event.org_id.as_uuid())
@@ -269,7 +273,7 @@ async fn take(state: &State, payload: &[u8]) -> Result<(), BusError> {
     .map_err(db::err)?;
     let queued = stored
         .into_iter()
-        .filter(|(_, status)| status == "pending")
+        .filter(|(_, unattempted)| *unattempted)
         .map(|(id, _)| enqueue(state, id, Trigger::Scheduled));
     for result in futures::future::join_all(queued).await {
         result?;

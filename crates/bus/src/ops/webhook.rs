@@ -137,7 +137,8 @@ pub struct Webhook {
     /// Null: the default template (chat platforms only).
     pub template: Option<String>,
     pub active: bool,
-    /// `whsec_…` + the last 4 characters.
+    /// `whsec_…` + the last 4 characters; `unreadable: rotate the secret` when the stored secret
+    /// no longer opens with the operator's key (its signed deliveries wait until it is rotated).
     pub secret_hint: String,
     /// Why the subscription was switched off by Clokio, if it was.
     pub disabled_reason: Option<String>,
