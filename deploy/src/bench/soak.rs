@@ -51,6 +51,8 @@ struct Minute {
 
 /// One printed row, kept for the verdict.
 struct Row {
+    /// As printed: a markdown table row.
+    line: String,
     p99_ms: f64,
     rss_kib: Vec<u64>,
 }
@@ -111,14 +113,16 @@ pub async fn soak_bench(args: &Args, client: &reqwest::Client) -> Result<(), Err
     }
     schedule.sort_by_key(|(at, _)| *at);
     let clock_turn = Arc::new(AtomicU64::new(0));
-    println!(
-        "\nSoak: {READS_PER_S} reads/s, {CLOCKS_PER_S} clock events/s × {HOOKS} webhooks, one summary a minute, {minutes} minutes\n"
+    let load = format!(
+        "{READS_PER_S} reads/s, {CLOCKS_PER_S} clock events/s × {HOOKS} webhooks, one summary a minute, \
+         {minutes} minutes"
     );
-    println!(
-        "| minute | requests | errors | p50 ms | p99 ms | deliveries | {} | Postgres connections | JetStream pending |",
-        SERVICES.map(|s| format!("RSS {s} MiB")).join(" | ")
+    let head = format!(
+        "| minute | requests | errors | p50 ms | p99 ms | deliveries | {} | Postgres connections | JetStream pending |\n|{}",
+        SERVICES.map(|s| format!("RSS {s} MiB")).join(" | "),
+        "---|".repeat(8 + SERVICES.len())
     );
-    println!("|{}", "---|".repeat(8 + SERVICES.len()));
+    println!("\nSoak: {load}\n\n{head}");
     let mut rows: Vec<Row> = Vec::new();
     let mut next = schedule.into_iter().peekable();
     while rows.len() < minutes {
@@ -241,8 +245,8 @@ pub async fn soak_bench(args: &Args, client: &reqwest::Client) -> Result<(), Err
         .copied()
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .unwrap_or(("none", 0.0));
-    println!(
-        "\nerrors: {errors}; p99 late vs early (median of {w} minute(s) each): {early:.2} → {late:.2} ms, \
+    let verdict = format!(
+        "errors: {errors}; p99 late vs early (median of {w} minute(s) each): {early:.2} → {late:.2} ms, \
          {:+.1} % (last minute vs the second alone: {:+.1} %); memory, the largest growth from the second \
          minute to the last: {} {:+.1} %; after the load: {arrived} of {expected} deliveries arrived, \
          JetStream pending {}",
@@ -252,6 +256,7 @@ pub async fn soak_bench(args: &Args, client: &reqwest::Client) -> Result<(), Err
         worst_rss.1 * 100.0,
         pending.map_or("unknown".to_owned(), |p| p.to_string())
     );
+    println!("\n{verdict}");
     let mut failed = Vec::new();
     if errors > 0 {
         failed.push(format!("{errors} errors"));
@@ -268,11 +273,29 @@ pub async fn soak_bench(args: &Args, client: &reqwest::Client) -> Result<(), Err
     if pending != Some(0) {
         failed.push("messages still pending in JetStream".to_owned());
     }
+    let outcome = if failed.is_empty() {
+        "passed".to_owned()
+    } else {
+        format!("failed: {}", failed.join("; "))
+    };
+    let table: Vec<&str> = rows.iter().map(|r| r.line.as_str()).collect();
+    super::write_doc(
+        Some("## Soak"),
+        &format!(
+            "## Soak\n\nWritten by `deploy/local/bench.sh --scenario soak --minutes {minutes}`: {load}. \
+             Latencies are timed from each request's scheduled send; memory, connections and \
+             JetStream pending are read at the end of each minute.\n\n{}\n\n{head}\n{}\n\n\
+             {verdict}. The soak {outcome}.",
+            super::machine(),
+            table.join("\n")
+        ),
+    )?;
+    eprintln!("written to docs/benchmarks.md");
     if failed.is_empty() {
         println!("soak passed");
         Ok(())
     } else {
-        Err(format!("soak failed: {}", failed.join("; ")).into())
+        Err(format!("soak {outcome}").into())
     }
 }
 
@@ -323,7 +346,7 @@ async fn print_row(
         .collect();
     let connections = probe.connections().await;
     let pending = probe.pending().await;
-    println!(
+    let line = format!(
         "| {} | {requests} | {errors} | {p50:.2} | {p99:.2} | {deliveries} | {} | {} | {} |",
         m + 1,
         rss_kib
@@ -334,7 +357,9 @@ async fn print_row(
         connections.map_or("?".to_owned(), |c| c.to_string()),
         pending.map_or("?".to_owned(), |p| p.to_string()),
     );
+    println!("{line}");
     Row {
+        line,
         p99_ms: p99,
         rss_kib,
     }

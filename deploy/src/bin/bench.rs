@@ -273,13 +273,8 @@ async fn all(args: &Args, client: &reqwest::Client) -> Result<(), Box<dyn std::e
             r.bench, r.result, r.baseline, r.ratio, r.target
         ));
     }
-    std::fs::create_dir_all("docs")?;
-    // The `scaling` section, run on its own, stays below the table.
-    let doc = std::fs::read_to_string("docs/benchmarks.md").unwrap_or_default();
-    let scaling = doc
-        .find(SCALING_HEADING)
-        .map_or(String::new(), |at| format!("\n{}", &doc[at..]));
-    std::fs::write("docs/benchmarks.md", format!("{md}{scaling}"))?;
+    // The sections that other scenarios write, run on their own, stay below the table.
+    write_doc(None, &md)?;
     println!("\n{md}");
     eprintln!("written to docs/benchmarks.md");
     Ok(())
@@ -330,13 +325,8 @@ async fn scaling(args: &Args, client: &reqwest::Client) -> Result<(), Box<dyn st
             r.bench, r.result, r.baseline, r.ratio
         ));
     }
-    // The section replaces its earlier run; the `all` table above it stays.
-    let doc = std::fs::read_to_string("docs/benchmarks.md").unwrap_or_default();
-    let above = doc.split(SCALING_HEADING).next().unwrap_or_default();
-    std::fs::write(
-        "docs/benchmarks.md",
-        format!("{}\n\n{md}", above.trim_end()),
-    )?;
+    // The section replaces its earlier run; the `all` table and the other sections stay.
+    write_doc(Some(SCALING_HEADING), &md)?;
     println!("\n{md}");
     eprintln!("written to docs/benchmarks.md");
     Ok(())
@@ -389,6 +379,32 @@ fn reset_peaks(services: &[&str]) {
 }
 
 /// The machine and the date, for the report.
+/// Writes `text` into `docs/benchmarks.md`: as the part above the first `## ` heading (the `all`
+/// table) when `heading` is `None`, else as the section under `heading` (up to the next `## `),
+/// added at the end if missing. The rest of the file stays.
+fn write_doc(heading: Option<&str>, text: &str) -> std::io::Result<()> {
+    const PATH: &str = "docs/benchmarks.md";
+    let doc = std::fs::read_to_string(PATH).unwrap_or_default();
+    let mut pieces = doc.split("\n## ");
+    let mut parts: Vec<String> = vec![pieces.next().unwrap_or_default().to_owned()];
+    parts.extend(pieces.map(|p| format!("## {p}")));
+    let at = match heading {
+        None => Some(0),
+        Some(h) => parts.iter().position(|p| p.starts_with(h)),
+    };
+    match at {
+        Some(i) => parts[i] = text.to_owned(),
+        None => parts.push(text.to_owned()),
+    }
+    std::fs::create_dir_all("docs")?;
+    let parts: Vec<&str> = parts
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .collect();
+    std::fs::write(PATH, format!("{}\n", parts.join("\n\n")))
+}
+
 fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
