@@ -638,7 +638,13 @@ async fn restart_nats_under_load() {
     run(Fault::Nats).await;
 }
 
+/// Not in the default run: on nats-server 2.9 (Debian 12's 2.9.10, what this machine and CI have)
+/// a clustered consumer can stop redelivering after its leader changes (nats-io/nats-server#6387
+/// and #6469, fixed in 2.10.25). It failed 1 run in 8 that way here: `webhook-workers` held 261
+/// messages as ack pending, with a pull waiting, and redelivered none for over 20 s. Run it on
+/// 2.10.25 or later with `cargo nextest run --run-ignored only -E 'test(lose_nats_cluster)'`.
 #[tokio::test]
+#[ignore = "needs nats-server 2.10.25 or later: 2.9 can leave a clustered consumer stuck after a leader change"]
 async fn lose_nats_cluster_nodes_under_load() {
     run(Fault::NatsNode).await;
 }
