@@ -19,6 +19,21 @@ async fn hook(gw: &Gateway, t: &Tenant, body: Value) -> Value {
         .clone()
 }
 
+/// A stack (employee-svc, attendance-svc, gateway) whose webhook-svc runs with its test
+/// configuration changed by `tweak`.
+async fn with_webhook_config(
+    tweak: impl FnOnce(&mut clokio_webhook_svc::Config),
+) -> (Stack, Gateway) {
+    let mut stack = Stack::empty().await;
+    stack.start_employee_svc().await;
+    stack.start_attendance_svc().await;
+    let mut config = stack.webhook_config();
+    tweak(&mut config);
+    stack.start_webhook_svc_with(config).await;
+    let gw = stack.start_gateway().await;
+    (stack, gw)
+}
+
 /// The data of `GET path` once `done` holds for it; panics after 15 s.
 async fn get_until(gw: &Gateway, t: &Tenant, path: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -1046,13 +1061,10 @@ async fn replicas_share_the_work_and_a_slow_receiver_does_not_hold_up_others() {
 /// a redirect, which is not followed and counts as a failure.
 #[tokio::test]
 async fn every_kind_of_failure_is_logged() {
-    let mut stack = Stack::empty().await;
-    stack.start_employee_svc().await;
-    stack.start_attendance_svc().await;
-    let mut config = stack.webhook_config();
-    config.timeout = Duration::from_millis(500);
-    stack.start_webhook_svc_with(config).await;
-    let gw = stack.start_gateway().await;
+    let (stack, gw) = with_webhook_config(|config| {
+        config.timeout = Duration::from_millis(500);
+    })
+    .await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
     gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
         .await;
@@ -1229,13 +1241,10 @@ async fn first_try_successes_are_each_logged() {
 /// time, so the delivery keeps one schedule.
 #[tokio::test]
 async fn an_event_published_again_late_does_not_give_its_delivery_a_second_schedule() {
-    let mut stack = Stack::empty().await;
-    stack.start_employee_svc().await;
-    stack.start_attendance_svc().await;
-    let mut config = stack.webhook_config();
-    config.schedule = clokio_webhook_svc::parse_schedule("0s,10m").unwrap();
-    stack.start_webhook_svc_with(config).await;
-    let gw = stack.start_gateway().await;
+    let (stack, gw) = with_webhook_config(|config| {
+        config.schedule = clokio_webhook_svc::parse_schedule("0s,10m").unwrap();
+    })
+    .await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
     let (r, _) = ann_and_receiver(&gw, &t, &["clock-in"]).await;
     r.answer([Answer::status(500)]);
@@ -1331,13 +1340,10 @@ async fn an_event_published_again_late_does_not_give_its_delivery_a_second_sched
 #[tokio::test]
 async fn a_receiver_that_trickles_or_floods_its_answer_is_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stack = Stack::empty().await;
-    stack.start_employee_svc().await;
-    stack.start_attendance_svc().await;
-    let mut config = stack.webhook_config();
-    config.timeout = Duration::from_millis(1000);
-    stack.start_webhook_svc_with(config).await;
-    let gw = stack.start_gateway().await;
+    let (stack, gw) = with_webhook_config(|config| {
+        config.timeout = Duration::from_millis(1000);
+    })
+    .await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
     gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
         .await;

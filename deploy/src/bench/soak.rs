@@ -67,17 +67,7 @@ pub async fn soak_bench(args: &Args, client: &reqwest::Client) -> Result<(), Err
     };
     eprintln!("creating an org with {EMPLOYEES} employees and {HOOKS} webhooks…");
     let key = setup(&sized, client).await?;
-    for _ in 0..HOOKS {
-        let res = client
-            .post(format!("{}/api/v1/webhooks", args.url))
-            .header("X-API-Key", &key)
-            .json(&serde_json::json!({"url": receiver, "events": ["clock-in", "clock-out"]}))
-            .send()
-            .await?;
-        if res.status() != 201 {
-            return Err(format!("creating a webhook failed: {}", res.text().await?).into());
-        }
-    }
+    super::subscribe(args, client, &key, &receiver, HOOKS).await?;
     let probe = Probe::connect().await?;
     let start = Instant::now();
     let minute_of = |at: Instant| (at.duration_since(start).as_secs() / 60) as usize;

@@ -379,6 +379,32 @@ fn reset_peaks(services: &[&str]) {
 }
 
 /// The machine and the date, for the report.
+/// Subscribes `n` generic webhooks of every clock-in and clock-out to `receiver`.
+async fn subscribe(
+    args: &Args,
+    client: &reqwest::Client,
+    key: &str,
+    receiver: &str,
+    n: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    for _ in 0..n {
+        let res = client
+            .post(format!("{}/api/v1/webhooks", args.url))
+            .header("X-API-Key", key)
+            .json(&serde_json::json!({"url": receiver, "events": ["clock-in", "clock-out"]}))
+            .send()
+            .await?;
+        if res.status() != 201 {
+            return Err(format!(
+                "creating a webhook failed (is CLOKIO_WEBHOOK_ALLOW_CIDRS set for loopback?): {}",
+                res.text().await?
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// Writes `text` into `docs/benchmarks.md`: as the part above the first `## ` heading (the `all`
 /// table) when `heading` is `None`, else as the section under `heading` (up to the next `## `),
 /// added at the end if missing. The rest of the file stays.
@@ -1408,21 +1434,7 @@ async fn webhook_bench(
         args.employees
     );
     let key = setup(args, client).await?;
-    for _ in 0..hooks {
-        let res = client
-            .post(format!("{}/api/v1/webhooks", args.url))
-            .header("X-API-Key", &key)
-            .json(&serde_json::json!({"url": receiver, "events": ["clock-in", "clock-out"]}))
-            .send()
-            .await?;
-        if res.status() != 201 {
-            return Err(format!(
-                "creating a webhook failed (is CLOKIO_WEBHOOK_ALLOW_CIDRS set for loopback?): {}",
-                res.text().await?
-            )
-            .into());
-        }
-    }
+    subscribe(args, client, &key, &receiver, hooks).await?;
     // Events: (attendance id, type) → when the API answered 2xx.
     type Sent = Arc<std::sync::Mutex<HashMap<(i64, String), Instant>>>;
     let sent: Sent = Arc::default();
