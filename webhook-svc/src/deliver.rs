@@ -476,20 +476,23 @@ async fn try_attempt(
     }
     // A generic delivery is signed: while its webhook's secret does not open (the key changed, or
     // the value was damaged) it waits, retried every 5 s, until the secret is rotated.
-    if sub.platform() == clokio_bus::ops::Platform::Generic
-        && sub.signing_secrets(Utc::now()).is_none()
-    {
-        tracing::error!(subscription = %sub.id, delivery = %id,
-            "the webhook's secret does not open with CLOKIO_WEBHOOK_SECRET_KEY; the delivery waits");
-        return Err(BusError::internal());
-    }
+    let signing = if sub.platform() == clokio_bus::ops::Platform::Generic {
+        let Some(secrets) = sub.signing_secrets(Utc::now()) else {
+            tracing::error!(subscription = %sub.id, delivery = %id,
+                "the webhook's secret does not open with CLOKIO_WEBHOOK_SECRET_KEY; the delivery waits");
+            return Err(BusError::internal());
+        };
+        Some(secrets)
+    } else {
+        None
+    };
     let cap = state.caps.of(sub.id, state.config.per_subscription);
     // This receiver has enough in flight here: wait a moment, then let others go first.
     let Ok(Ok(_slot)) = tokio::time::timeout(Duration::from_millis(100), cap.acquire_owned()).await
     else {
         return Ok(Some(Duration::from_millis(250)));
     };
-    let outcome = post(state, msg, sub, id, &due.body).await;
+    let outcome = post(state, msg, sub, id, &due.body, signing.as_deref()).await;
     let now = Utc::now();
     // The schedule's position counts scheduled attempts only: a manual retry beside a waiting
     // delivery neither uses up its schedule nor clears when it is due.
@@ -754,12 +757,14 @@ async fn write_successes(pool: &PgPool, batch: Vec<Success>) -> Result<(), sqlx:
 }
 
 /// POSTs the body, keeping the message alive while the receiver takes its time.
+/// One HTTP attempt; `signing`: the secrets that sign it (a generic delivery), or none.
 async fn post(
     state: &State,
     msg: &jetstream::Message,
     sub: &SubRow,
     id: Uuid,
     body: &[u8],
+    signing: Option<&[&str]>,
 ) -> Outcome {
     let started = Instant::now();
     let fail = |error: &'static str| Outcome {
@@ -788,7 +793,7 @@ async fn post(
         .header("content-type", "application/json")
         .header("user-agent", "Clokio-Webhooks/1")
         .body(body.to_vec());
-    if sub.platform() == clokio_bus::ops::Platform::Generic {
+    if let Some(secrets) = signing {
         let ts = Utc::now().timestamp();
         let webhook_id = id.to_string();
         req = req
@@ -796,12 +801,7 @@ async fn post(
             .header("webhook-timestamp", ts.to_string())
             .header(
                 "webhook-signature",
-                render::signature(
-                    &sub.signing_secrets(Utc::now()).unwrap_or_default(),
-                    &webhook_id,
-                    ts,
-                    body,
-                ),
+                render::signature(secrets, &webhook_id, ts, body),
             );
     }
     let send = req.send();
