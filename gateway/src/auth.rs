@@ -1,7 +1,8 @@
 //! API-key authentication. A key is checked for shape and checksum first (no I/O), then looked up
 //! by its SHA-256 in an in-process cache, and only on a miss asked of employee-svc. Revocation
-//! events evict the entry on every replica at once; the TTL bounds staleness should an event be
-//! missed, and the whole cache is dropped when the NATS connection comes back after a loss.
+//! events, followed through JetStream so a missed one is noticed and sent again, evict the entry
+//! on every replica at once; the TTL bounds staleness should that ever fail, and the whole cache is
+//! dropped when the NATS connection comes back after a loss.
 //! `last_used_at` is collected in memory and flushed in one batch every few seconds.
 
 use std::collections::HashMap;
@@ -16,7 +17,6 @@ use clokio_bus::ops::{AuthInfo, KeyTouch, KeyTouchOp, KeyUse, KeyVerify, KeyVeri
 use clokio_bus::scope::Scopes;
 use clokio_bus::types::Plan;
 use clokio_bus::{Bus, BusError, ErrorCode};
-use futures::StreamExt;
 use moka::sync::Cache;
 
 use crate::envelope::ApiError;
@@ -215,26 +215,33 @@ impl Authenticator {
     }
 }
 
-/// Evicts revoked keys as their events arrive, until the subscription ends. The caller subscribes
-/// (and flushes) before serving, so no revocation after start-up is missed.
-pub async fn follow_revocations(
-    auth: std::sync::Arc<Authenticator>,
-    mut sub: async_nats::Subscriber,
-) {
-    while let Some(msg) = sub.next().await {
-        match serde_json::from_slice::<Event<ApiKeyRevoked>>(&msg.payload) {
+/// Follows every org's key revocations in the events stream, evicting each revoked key as its
+/// event arrives, until the task is aborted. Being a JetStream consumer rather than a plain
+/// subscription, it notices an event it missed (a link between NATS servers that broke while this
+/// replica's own connection stayed up) and is given it again; when it starts without a known
+/// position it drops the whole cache, since a revocation may have come before it ran.
+pub async fn follow_revocations(auth: std::sync::Arc<Authenticator>, bus: Bus) {
+    let js = async_nats::jetstream::new(bus.client().clone());
+    let subjects = bus.subjects();
+    crate::events::follow(
+        js,
+        subjects.events_stream(),
+        subjects.event_all_orgs(kind::APIKEY, kind::REVOKED),
+        "key revocations",
+        |fresh| {
+            if fresh {
+                auth.evict_all();
+            }
+        },
+        |_, payload| match serde_json::from_slice::<Event<ApiKeyRevoked>>(payload) {
             Ok(event) => {
                 auth.evict(&event.data.key_hash);
                 tracing::info!(key_id = %event.data.key_id, "API key revoked; evicted from cache");
             }
             Err(err) => tracing::warn!(%err, "undecodable revocation event"),
-        }
-    }
-}
-
-/// The subject of every org's key revocations.
-pub fn revocation_subject(bus: &Bus) -> String {
-    bus.subjects().event_all_orgs(kind::APIKEY, kind::REVOKED)
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -206,40 +206,20 @@ impl Hub {
         }
     }
 
-    /// Follows every org's attendance events until the task is aborted. After a failure it
-    /// starts again after the last event it handed out, so open streams miss nothing.
+    /// Follows every org's attendance events until the task is aborted; after a failure it goes on
+    /// after the last event it handed out, so open streams miss nothing.
     pub async fn run(self: Arc<Self>) {
-        let mut last = 0u64;
-        loop {
-            let policy = if last == 0 {
-                DeliverPolicy::New
-            } else {
-                DeliverPolicy::ByStartSequence {
-                    start_sequence: last + 1,
-                }
-            };
-            if let Err(err) = self.follow(policy, &mut last).await {
-                tracing::warn!(%err, "event stream hub: consumer failed; starting again");
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    async fn follow(&self, policy: DeliverPolicy, last: &mut u64) -> Result<(), async_nats::Error> {
-        let mut messages = self
-            .consumer(self.subjects.event_all_orgs(kind::ATTENDANCE, "*"), policy)
-            .await?
-            .messages()
-            .await?;
-        self.ready.send_replace(true);
-        tracing::info!("event stream hub following attendance events");
-        while let Some(msg) = messages.next().await {
-            let msg = msg?;
-            let seq = msg.info()?.stream_sequence;
-            *last = seq;
-            self.dispatch(seq, &msg.payload);
-        }
-        Ok(())
+        follow(
+            self.js.clone(),
+            self.subjects.events_stream(),
+            self.subjects.event_all_orgs(kind::ATTENDANCE, "*"),
+            "event stream hub",
+            |_| {
+                self.ready.send_replace(true);
+            },
+            |seq, payload| self.dispatch(seq, payload),
+        )
+        .await
     }
 
     /// An ordered consumer (ephemeral, in memory, removed by the server once nobody listens).
@@ -291,6 +271,82 @@ pub enum Resume {
     Reset,
     /// The org's stored events after the position, up to now.
     Replay(Option<Box<push::Ordered>>),
+}
+
+/// Follows `filter_subject` in the events stream from the moment it first starts, until the task
+/// is aborted, handing each event to `handle` once and in order. The ordered consumer notices a
+/// gap (a broken link between NATS servers drops pushed messages without the client's own
+/// connection noticing) by its heartbeat and is made again after the last event handed out; after
+/// any other failure this makes it again from there itself. `started` runs each time it
+/// (re)starts, with `true` when it starts at the stream's end rather than after a known event, so
+/// the caller can drop what it may have missed before.
+pub async fn follow(
+    js: jetstream::Context,
+    stream: String,
+    filter_subject: String,
+    what: &str,
+    mut started: impl FnMut(bool),
+    mut handle: impl FnMut(u64, &[u8]),
+) {
+    let mut last: Option<u64> = None;
+    loop {
+        let result = follow_once(
+            &js,
+            &stream,
+            &filter_subject,
+            &mut last,
+            &mut started,
+            &mut handle,
+        );
+        if let Err(err) = result.await {
+            tracing::warn!(%err, "{what}: consumer failed; starting again");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn follow_once(
+    js: &jetstream::Context,
+    stream: &str,
+    filter_subject: &str,
+    last: &mut Option<u64>,
+    started: &mut impl FnMut(bool),
+    handle: &mut impl FnMut(u64, &[u8]),
+) -> Result<(), async_nats::Error> {
+    let mut stream = js.get_stream(stream).await?;
+    let after = match *last {
+        Some(seq) => seq,
+        None => stream.info().await?.state.last_sequence,
+    };
+    let mut messages = stream
+        .create_consumer(push::OrderedConfig {
+            deliver_subject: js.client().new_inbox(),
+            filter_subject: filter_subject.to_owned(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: after + 1,
+            },
+            ..Default::default()
+        })
+        .await?
+        .messages()
+        .await?;
+    started(last.is_none());
+    *last = Some(after);
+    tracing::info!(filter_subject, after, "following events");
+    let mut done = after;
+    while let Some(msg) = messages.next().await {
+        let msg = msg?;
+        let seq = msg.info()?.stream_sequence;
+        // The consumer, made again by the client before it handed anything out, starts over
+        // from the stream's beginning: skip what was handed out already or predates the start.
+        if seq <= done {
+            continue;
+        }
+        done = seq;
+        *last = Some(seq);
+        handle(seq, &msg.payload);
+    }
+    Ok(())
 }
 
 /// The most streams one key may hold open, across every gateway.

@@ -162,10 +162,9 @@ async fn build(
         let lists = lists.clone();
         async move { lists.run_sync().await }
     }));
-    let revocations = nats.subscribe(auth::revocation_subject(&bus)).await?;
     background.push(tokio::spawn(auth::follow_revocations(
         auth.clone(),
-        revocations,
+        bus.clone(),
     )));
     background.push(tokio::spawn({
         let auth = auth.clone();
@@ -179,10 +178,10 @@ async fn build(
             }
         }
     }));
-    // Make sure the revocation and invalidation subscriptions are registered at the server before
-    // the first request is served (a round trip, not just a flush of our own buffer).
-    // If NATS is not reachable yet, serve anyway: the client subscribes when it connects, and a
-    // (re)connect clears the auth cache.
+    // Make sure the invalidation subscription is registered at the server before the first
+    // request is served (a round trip, not just a flush of our own buffer). If NATS is not
+    // reachable yet, serve anyway: the client subscribes when it connects. (Revocations need no
+    // such wait: their follower drops the auth cache when it starts.)
     if !lists.confirm_subscriptions().await {
         tracing::warn!("NATS did not confirm the gateway's subscriptions yet");
     }

@@ -1,8 +1,11 @@
 use std::time::{Duration, Instant};
 
+use clokio_bus::events::kind;
 use clokio_bus::key::ApiKey;
+use clokio_bus::ops::{KeyCreate, KeyCreateOp, KeyRevoke, KeyRevokeOp};
+use clokio_bus::scope::Scopes;
 use clokio_bus::types::Plan;
-use clokio_testkit::{Stack, json};
+use clokio_testkit::{LinkedNats, Stack, json};
 
 #[tokio::test]
 async fn create_list_use_and_revoke_keys() {
@@ -172,4 +175,74 @@ async fn an_organization_holds_at_most_fifty_live_keys() {
         .await
         .expect(422);
     assert_eq!(live(db).await, 50);
+}
+
+/// A revocation published while the routes between the gateway's NATS server and the others are
+/// down (the gateway's own connection stays up, so nothing tells it) still reaches the gateway
+/// once they are back, well before the cache's 60 s TTL would end the key.
+#[tokio::test]
+async fn a_revocation_sent_while_routes_are_down_reaches_the_gateway_when_they_heal() {
+    let nats = LinkedNats::start().await;
+    let mut stack = Stack::on(nats.hub_url(), Duration::from_secs(5)).await;
+    stack.start_employee_svc().await;
+    let mut config = stack.gateway_config();
+    config.bus.nats_url = nats.edge.url();
+    assert_eq!(config.auth_cache_ttl, Duration::from_secs(60));
+    let gw = stack.start_gateway_with(config).await;
+    let org = stack.create_org(Plan::Pro, None, "UTC").await;
+    let created = stack
+        .bus
+        .call::<KeyCreateOp>(&KeyCreate {
+            org_id: org.id,
+            name: "kiosk".to_owned(),
+            scopes: Scopes::FULL,
+            expires_at: None,
+        })
+        .await
+        .expect("key created");
+    // The gateway now holds the key in its cache.
+    gw.get(&created.key, "/api/v1/api-keys").await.expect(200);
+
+    nats.links(false).await;
+    let mut revocations = stack
+        .events(
+            stack
+                .bus
+                .subjects()
+                .event(kind::APIKEY, org.id, kind::REVOKED),
+        )
+        .await;
+    stack
+        .bus
+        .call::<KeyRevokeOp>(&KeyRevoke {
+            org_id: org.id,
+            key_id: created.id,
+        })
+        .await
+        .expect("key revoked");
+    let event = revocations.next().await;
+    assert_eq!(event.body["data"]["key_id"], created.id.to_string());
+    // The gateway, cut off from the hub, still answers from its cache (then fails to forward).
+    let res = gw.get(&created.key, "/api/v1/api-keys").await;
+    assert_ne!(res.status, 401, "{:?}", res.body);
+
+    nats.links(true).await;
+    let healed = Instant::now();
+    loop {
+        let res = gw.get(&created.key, "/api/v1/api-keys").await;
+        if res.status == 401 {
+            eprintln!(
+                "the revoked key was refused {} ms after the routes came back",
+                healed.elapsed().as_millis()
+            );
+            break;
+        }
+        assert!(
+            healed.elapsed() < Duration::from_secs(20),
+            "the gateway still accepts the revoked key 20 s after the routes came back ({}: {:?})",
+            res.status,
+            res.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

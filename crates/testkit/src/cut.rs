@@ -1,6 +1,7 @@
 //! A TCP proxy that cuts one connection at a chosen moment: put between a service and Postgres,
 //! it makes the connection break while a write is on its way, or after the server has done the
-//! write but before its answer is back, which no server restart can time exactly.
+//! write but before its answer is back, which no server restart can time exactly. Held down, it
+//! is a network link that fails and comes back (between two NATS servers, say).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 /// Where the armed connection is cut.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,10 +29,12 @@ struct Trap {
 }
 
 /// A proxy to `upstream` on a free local port. Connections pass through untouched until
-/// [`CutProxy::arm`]; then the first connection whose client sends the markers is cut.
+/// [`CutProxy::arm`]; then the first connection whose client sends the markers is cut. While
+/// [`CutProxy::hold_down`] holds, no connection passes at all.
 pub struct CutProxy {
     pub port: u16,
     trap: Arc<Mutex<Trap>>,
+    down: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -41,15 +45,38 @@ impl CutProxy {
             .expect("a local port");
         let port = listener.local_addr().expect("bound").port();
         let trap = Arc::new(Mutex::new(Trap::default()));
+        let down = watch::Sender::new(false);
         let task = tokio::spawn({
             let trap = trap.clone();
+            let down = down.clone();
             async move {
                 while let Ok((client, _)) = listener.accept().await {
-                    tokio::spawn(pipe(client, upstream, trap.clone()));
+                    if *down.borrow() {
+                        continue;
+                    }
+                    let pipe = pipe(client, upstream, trap.clone());
+                    let mut down = down.subscribe();
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            () = pipe => {}
+                            _ = down.wait_for(|down| *down) => {}
+                        }
+                    });
                 }
             }
         });
-        Self { port, trap, task }
+        Self {
+            port,
+            trap,
+            down,
+            task,
+        }
+    }
+
+    /// Closes every connection through the proxy and refuses new ones (`true`), or lets them
+    /// through again (`false`): a network link that goes down and comes back.
+    pub fn hold_down(&self, down: bool) {
+        self.down.send_replace(down);
     }
 
     /// `url` with its host and port replaced by the proxy's.

@@ -1049,6 +1049,8 @@ pub struct NatsServer {
     dir: std::path::PathBuf,
     /// Cluster options, for a node of a [`NatsCluster`].
     cluster: Vec<String>,
+    /// Off for a node that only routes (the edge of [`LinkedNats`]).
+    jetstream: bool,
     child: Option<std::process::Child>,
 }
 
@@ -1065,6 +1067,7 @@ impl NatsServer {
             dir: std::env::temp_dir()
                 .join(format!("clokio-nats-{}", uuid::Uuid::new_v4().simple())),
             cluster,
+            jetstream: true,
             child: None,
         }
     }
@@ -1084,15 +1087,9 @@ impl NatsServer {
         .find(|p| std::path::Path::new(p).exists())
         .unwrap_or("nats-server");
         let child = std::process::Command::new(bin)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
             .arg(&self.dir)
+            .args(self.jetstream.then_some("-js"))
             .args(&self.cluster)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -1166,34 +1163,147 @@ impl NatsCluster {
     /// Waits until the cluster can hold a stream with a copy on every node: its JetStream meta
     /// group has a leader and every node has joined it.
     pub async fn wait_jetstream(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let client = async_nats::connect(
-            clokio_runtime::config::nats_servers(&self.url()).expect("node URLs"),
-        )
+        wait_jetstream(&self.url(), self.nodes.len()).await;
+    }
+}
+
+/// Waits until the NATS servers at `url` can hold a stream of `replicas` copies.
+async fn wait_jetstream(url: &str, replicas: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let client = async_nats::connect(clokio_runtime::config::nats_servers(url).expect("node URLs"))
         .await
         .expect("a node accepts");
-        let js = async_nats::jetstream::new(client);
-        let name = format!("CLOKIO-PROBE-{}", uuid::Uuid::new_v4().simple());
-        loop {
-            let created = js
-                .create_stream(async_nats::jetstream::stream::Config {
-                    name: name.clone(),
-                    subjects: vec![format!("probe.{name}")],
-                    storage: async_nats::jetstream::stream::StorageType::Memory,
-                    num_replicas: self.nodes.len(),
-                    ..Default::default()
-                })
-                .await;
-            match created {
-                Ok(_) => break,
-                Err(err) => assert!(
-                    std::time::Instant::now() < deadline,
-                    "the cluster's JetStream did not come up: {err}"
-                ),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    let js = async_nats::jetstream::new(client);
+    let name = format!("CLOKIO-PROBE-{}", uuid::Uuid::new_v4().simple());
+    loop {
+        let created = js
+            .create_stream(async_nats::jetstream::stream::Config {
+                name: name.clone(),
+                subjects: vec![format!("probe.{name}")],
+                storage: async_nats::jetstream::stream::StorageType::Memory,
+                num_replicas: replicas,
+                ..Default::default()
+            })
+            .await;
+        match created {
+            Ok(_) => break,
+            Err(err) => assert!(
+                std::time::Instant::now() < deadline,
+                "the cluster's JetStream did not come up: {err}"
+            ),
         }
-        let _ = js.delete_stream(&name).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = js.delete_stream(&name).await;
+}
+
+/// A NATS cluster of the test's own whose third node is reached only through proxies the test can
+/// hold down: two `hubs` run JetStream (the services connect to them), the `edge` only routes.
+/// While the links are down a client of the edge keeps its connection but gets nothing published
+/// at the hubs, as a client of one cluster node does while its routes flap.
+pub struct LinkedNats {
+    pub hubs: Vec<NatsServer>,
+    pub edge: NatsServer,
+    links: Vec<CutProxy>,
+    /// The edge's monitoring port (`/routez`).
+    edge_monitor: u16,
+}
+
+impl LinkedNats {
+    pub async fn start() -> Self {
+        let name = format!("clokio-test-{}", uuid::Uuid::new_v4().simple());
+        let hub_routes = [free_port(), free_port()];
+        let edge_monitor = free_port();
+        let mut links = Vec::new();
+        for port in hub_routes {
+            links.push(CutProxy::start(SocketAddr::from(([127, 0, 0, 1], port))).await);
+        }
+        let node = |server: &str, route: u16, routes: Vec<u16>| {
+            let routes = routes
+                .iter()
+                .map(|p| format!("nats://127.0.0.1:{p}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            vec![
+                "--server_name".to_owned(),
+                server.to_owned(),
+                "--cluster_name".to_owned(),
+                name.clone(),
+                "--cluster".to_owned(),
+                format!("nats://127.0.0.1:{route}"),
+                "--routes".to_owned(),
+                routes,
+            ]
+        };
+        let mut hubs: Vec<NatsServer> = hub_routes
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                NatsServer::new(node(&format!("hub{}", i + 1), *port, hub_routes.to_vec()))
+            })
+            .collect();
+        let mut edge_args = node("edge", free_port(), links.iter().map(|l| l.port).collect());
+        edge_args.extend([
+            // Told to nobody reachable, so no hub routes to the edge around the proxies.
+            "--cluster_advertise".to_owned(),
+            "127.0.0.1:1".to_owned(),
+            "-m".to_owned(),
+            edge_monitor.to_string(),
+        ]);
+        let mut edge = NatsServer::new(edge_args);
+        edge.jetstream = false;
+        for hub in &mut hubs {
+            hub.restart().await;
+        }
+        edge.restart().await;
+        let cluster = Self {
+            hubs,
+            edge,
+            links,
+            edge_monitor,
+        };
+        cluster.wait_routes(2).await;
+        wait_jetstream(&cluster.edge.url(), 1).await;
+        cluster
+    }
+
+    /// The hubs' URLs, comma-separated.
+    pub fn hub_url(&self) -> String {
+        self.hubs
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Takes the edge's links down (`false`) or brings them back (`true`), and waits until the
+    /// edge says its routes to the hubs are gone or back.
+    pub async fn links(&self, up: bool) {
+        for link in &self.links {
+            link.hold_down(!up);
+        }
+        self.wait_routes(if up { self.hubs.len() } else { 0 }).await;
+    }
+
+    async fn wait_routes(&self, n: usize) {
+        let url = format!("http://127.0.0.1:{}/routez", self.edge_monitor);
+        let http = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let routes = match http.get(&url).send().await {
+                Ok(res) => res.json::<Value>().await.ok(),
+                Err(_) => None,
+            }
+            .and_then(|v| v["num_routes"].as_u64());
+            if routes == Some(n as u64) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the edge's routes did not become {n} (last seen {routes:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
