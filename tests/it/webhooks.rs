@@ -74,6 +74,37 @@ async fn ann_and_receiver(gw: &Gateway, t: &Tenant, events: &[&str]) -> (Receive
     (r, created["id"].as_str().unwrap().to_owned())
 }
 
+/// The messages the work queue's consumer holds: waiting, or handed out and not yet settled.
+async fn queued(stack: &Stack) -> u64 {
+    let js = async_nats::jetstream::new(stack.nats.clone());
+    let stream = js
+        .get_stream(stack.bus_config.subjects.webhook_queue().0)
+        .await
+        .unwrap();
+    let mut c = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("webhook-workers")
+        .await
+        .unwrap();
+    let i = c.info().await.unwrap();
+    i.num_pending + i.num_ack_pending as u64
+}
+
+/// Waits until the work queue's consumer holds `n` messages; panics after 10 s.
+async fn wait_queued(stack: &Stack, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let held = queued(stack).await;
+        if held == n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the work queue holds {held} messages, not {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn clock_in(gw: &Gateway, t: &Tenant, nip: &str) {
     gw.post(
         &t.key,
@@ -1269,24 +1300,8 @@ async fn an_event_published_again_late_does_not_give_its_delivery_a_second_sched
     clock_in(&gw, &t, "E-1").await;
     let event = events.next().await;
     r.wait_for(1, Duration::from_secs(10)).await;
-    let workers = || async {
-        let stream = js.get_stream(&queue).await.unwrap();
-        let mut c = stream
-            .get_consumer::<async_nats::jetstream::consumer::pull::Config>("webhook-workers")
-            .await
-            .unwrap();
-        let i = c.info().await.unwrap();
-        i.num_pending + i.num_ack_pending as u64
-    };
     // The failed attempt waits for its retry (in 10 min) as the one message of the queue.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while workers().await != 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the attempt's retry is not queued"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_queued(&stack, 1).await;
     // Past the duplicate window, the same event is published again.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut headers = async_nats::HeaderMap::new();
@@ -1325,7 +1340,11 @@ async fn an_event_published_again_late_does_not_give_its_delivery_a_second_sched
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(workers().await, 1, "the delivery was queued a second time");
+    assert_eq!(
+        queued(&stack).await,
+        1,
+        "the delivery was queued a second time"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         r.received().len(),
@@ -1437,4 +1456,67 @@ async fn a_subscription_failing_for_five_days_is_switched_off() {
             .starts_with("Every delivery failed since "),
         "{sub}"
     );
+}
+
+/// A delivery whose work-queue message is lost (purged here; in production a consumer stuck after
+/// a NATS leader change) is queued again by the overdue sweep and attempted on its schedule; a
+/// copy from before the sweep that turns up later is dropped, so the delivery never gets two
+/// schedules.
+#[tokio::test]
+async fn a_delivery_whose_queue_message_is_lost_is_queued_again_once() {
+    // The sweep takes every late delivery of its database: this stack has one of its own.
+    let mut stack = Stack::empty().await;
+    stack.own_database().await;
+    stack.start_employee_svc().await;
+    stack.start_attendance_svc().await;
+    let mut config = stack.webhook_config();
+    config.schedule = clokio_webhook_svc::parse_schedule("0s,1s,10m").unwrap();
+    config.requeue_after = Duration::from_secs(2);
+    stack.start_webhook_svc_with(config).await;
+    let gw = stack.start_gateway().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let (r, id) = ann_and_receiver(&gw, &t, &["clock-in"]).await;
+    r.answer([Answer::status(500), Answer::status(500)]);
+    clock_in(&gw, &t, "E-1").await;
+    r.wait_for(1, Duration::from_secs(10)).await;
+    // The retry, due in 1 s, waits as the queue's one message: it is lost.
+    wait_queued(&stack, 1).await;
+    let js = async_nats::jetstream::new(stack.nats.clone());
+    let (queue, subject) = stack.bus_config.subjects.webhook_queue();
+    js.get_stream(&queue).await.unwrap().purge().await.unwrap();
+    wait_queued(&stack, 0).await;
+
+    // Overdue by 2 s, the delivery is queued again and attempted (and fails again: its next
+    // attempt is in 10 min).
+    r.wait_for(2, Duration::from_secs(15)).await;
+    let page = get_until(&gw, &t, &format!("/api/v1/webhooks/{id}/deliveries"), |d| {
+        d["deliveries"][0]["attempt_count"] == 2
+    })
+    .await;
+    let delivery = page["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    wait_queued(&stack, 1).await;
+
+    // The lost message turns up after all (a stuck consumer hands it out at last): dropped.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", format!("{delivery}-late").as_str());
+    js.publish_with_headers(subject, headers, delivery.clone().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    wait_queued(&stack, 1).await;
+    let db = stack.db().await;
+    let (status, attempts, scheduled, requeues): (String, i32, i32, i32) = sqlx::query_as(
+        "SELECT status, attempt_count, scheduled_attempts, requeues FROM webhook.deliveries \
+         WHERE id = $1::uuid",
+    )
+    .bind(&delivery)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(
+        (status.as_str(), attempts, scheduled, requeues),
+        ("pending", 2, 2, 1)
+    );
+    assert_eq!(r.received().len(), 2, "the late copy was attempted");
 }

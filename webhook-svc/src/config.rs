@@ -27,6 +27,9 @@ pub struct Config {
     /// `CLOKIO_WEBHOOK_ACK_WAIT_MS`: how long a taken delivery may go unreported before another
     /// replica gets it (default 30000; a slow receiver keeps it alive meanwhile).
     pub ack_wait: Duration,
+    /// `CLOKIO_WEBHOOK_REQUEUE_AFTER_MS`: a pending delivery whose attempt is overdue by this
+    /// long lost its work-queue message and is queued again (default 300000).
+    pub requeue_after: Duration,
     /// `CLOKIO_WEBHOOK_LOG_RETENTION_DAYS` (default 30).
     pub retention_days: u32,
     /// `CLOKIO_WEBHOOK_ALLOW_HTTP`: plain http targets (development only; default false).
@@ -76,6 +79,7 @@ impl Config {
             workers: config::count("CLOKIO_WEBHOOK_WORKERS", 256)?,
             per_subscription: config::count("CLOKIO_WEBHOOK_PER_SUBSCRIPTION", 32)?,
             ack_wait: config::millis("CLOKIO_WEBHOOK_ACK_WAIT_MS", 30_000)?,
+            requeue_after: config::millis("CLOKIO_WEBHOOK_REQUEUE_AFTER_MS", 300_000)?,
             retention_days: config::count("CLOKIO_WEBHOOK_LOG_RETENTION_DAYS", 30)?,
             allow_http: config::parse("CLOKIO_WEBHOOK_ALLOW_HTTP", false)?,
             allow_cidrs,

@@ -38,12 +38,16 @@ pub const INTAKE: &str = "webhook-intake";
 pub const WORKERS: &str = "webhook-workers";
 /// Marks an attempt asked for through the API: `manual` (a retry) or `test` (a sample).
 const TRIGGER_HEADER: &str = "Clokio-Trigger";
+/// On a scheduled message queued again by the overdue sweep: the delivery's `requeues` count.
+const REQUEUE_HEADER: &str = "Clokio-Requeue";
 
 /// Why a delivery is put on the work queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trigger {
-    /// Its event matched (the first attempt; retries come back as NAKs with a delay).
-    Scheduled,
+    /// Its event matched (the first attempt; retries come back as NAKs with a delay), under the
+    /// delivery's `requeues` count: 0, unless the overdue sweep queued it again, which makes every
+    /// older copy stale.
+    Scheduled { requeue: i32 },
     /// `POST …/deliveries/{id}/retry`: one attempt now, whatever its state.
     Manual,
     /// `POST …/test`: a sample with no schedule of its own, so its one attempt settles it.
@@ -51,25 +55,38 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    /// The first attempt of a delivery just stored.
+    pub const FIRST: Self = Self::Scheduled { requeue: 0 };
+
     /// The header value that marks it on the work queue (a scheduled attempt has none).
     fn header(self) -> Option<&'static str> {
         match self {
-            Self::Scheduled => None,
+            Self::Scheduled { .. } => None,
             Self::Manual => Some("manual"),
             Self::Test => Some("test"),
         }
     }
 
     fn of(msg: &jetstream::Message) -> Self {
-        let header = msg
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(TRIGGER_HEADER))
-            .map(|v| v.as_str());
+        let header = |name| {
+            msg.headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str())
+        };
+        let trigger = header(TRIGGER_HEADER);
         [Self::Manual, Self::Test]
             .into_iter()
-            .find(|t| header.is_some() && t.header() == header)
-            .unwrap_or(Self::Scheduled)
+            .find(|t| trigger.is_some() && t.header() == trigger)
+            .unwrap_or(Self::Scheduled {
+                requeue: header(REQUEUE_HEADER)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+            })
+    }
+
+    fn manual(self) -> bool {
+        !matches!(self, Self::Scheduled { .. })
     }
 }
 /// A subscription failing for this long without a success is switched off.
@@ -133,9 +150,14 @@ pub async fn setup(
 /// Publishes a delivery to the work queue.
 pub async fn enqueue(state: &State, id: Uuid, trigger: Trigger) -> Result<(), BusError> {
     let mut headers = HeaderMap::new();
-    let msg_id = match trigger.header() {
-        None => id.to_string(),
-        Some(name) => {
+    let msg_id = match trigger {
+        Trigger::Scheduled { requeue: 0 } => id.to_string(),
+        Trigger::Scheduled { requeue } => {
+            headers.insert(REQUEUE_HEADER, requeue.to_string().as_str());
+            format!("{id}:requeue:{requeue}")
+        }
+        Trigger::Manual | Trigger::Test => {
+            let name = trigger.header().unwrap_or_default();
             headers.insert(TRIGGER_HEADER, name);
             format!("{id}:{name}:{}", Uuid::new_v4().simple())
         }
@@ -274,7 +296,7 @@ async fn take(state: &State, payload: &[u8]) -> Result<(), BusError> {
     let queued = stored
         .into_iter()
         .filter(|(_, unattempted)| *unattempted)
-        .map(|(id, _)| enqueue(state, id, Trigger::Scheduled));
+        .map(|(id, _)| enqueue(state, id, Trigger::FIRST));
     for result in futures::future::join_all(queued).await {
         result?;
     }
@@ -401,6 +423,8 @@ struct Due {
     status: String,
     /// Attempts made on the schedule (manual retries do not move it).
     scheduled_attempts: i32,
+    /// Times the overdue sweep queued it again: the only scheduled copy attempted is the last.
+    requeues: i32,
     #[sqlx(flatten)]
     sub: SubRow,
 }
@@ -455,7 +479,7 @@ async fn try_attempt(
     id: Uuid,
     trigger: Trigger,
 ) -> Result<Option<Duration>, BusError> {
-    let manual = trigger != Trigger::Scheduled;
+    let manual = trigger.manual();
     let due = state.batched.due(id).await?;
     let Some(due) = due else {
         return Ok(None); // deleted with its subscription
@@ -463,6 +487,14 @@ async fn try_attempt(
     let sub = &due.sub;
     if !manual && due.status != "pending" {
         return Ok(None); // already settled (a republished message)
+    }
+    if let Trigger::Scheduled { requeue } = trigger
+        && requeue != due.requeues
+    {
+        // Queued before the sweep queued it again (its message was held up, not lost after
+        // all): the newer copy carries the schedule.
+        metrics::counter!("clokio_webhook_stale_copies_total").increment(1);
+        return Ok(None);
     }
     if !manual && !sub.active {
         sqlx::query(
@@ -679,7 +711,7 @@ impl Batched {
 
 static DUE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT d.id AS delivery_id, d.body, d.status, d.scheduled_attempts, {} \
+        "SELECT d.id AS delivery_id, d.body, d.status, d.scheduled_attempts, d.requeues, {} \
          FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
          WHERE d.id = ANY($1)",
         sub_columns()
@@ -925,6 +957,58 @@ impl DeliveryRow {
             attempts: None,
         }
     }
+}
+
+/// Puts on the work queue again, now and then, the pending deliveries whose attempt is overdue by
+/// `after`: their message was lost to the queue (a consumer stuck after a NATS leader change, a
+/// purge), and nothing else would ever attempt them. Each is queued under a new `requeues` count,
+/// so a copy that was only held up is dropped when it comes (no delivery gets two schedules), and
+/// its `next_attempt_at` becomes now, so it is queued again only if this copy is lost as well.
+/// Replicas share the work: a row one of them is re-queueing is skipped by the others.
+pub async fn requeue_overdue(state: State, after: Duration, stop: CancellationToken) {
+    let every = (after / 5).clamp(Duration::from_millis(200), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !stop.is_cancelled() {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match requeue_batch(&state, after).await {
+            Ok(0) => {}
+            Ok(n) => {
+                metrics::counter!("clokio_webhook_requeued_total").increment(n as u64);
+                tracing::warn!(deliveries = n, "overdue deliveries queued again");
+            }
+            Err(err) => tracing::warn!(%err, "could not queue overdue deliveries again"),
+        }
+    }
+}
+
+/// One round of [`requeue_overdue`]: how many deliveries it queued again.
+async fn requeue_batch(state: &State, after: Duration) -> Result<usize, BusError> {
+    let overdue: Vec<(Uuid, i32)> = sqlx::query_as(
+        "UPDATE deliveries SET requeues = requeues + 1, next_attempt_at = now() \
+         WHERE id IN (SELECT id FROM deliveries \
+            WHERE status = 'pending' \
+              AND COALESCE(next_attempt_at, created_at) < now() - make_interval(secs => $1) \
+            ORDER BY COALESCE(next_attempt_at, created_at) LIMIT 1000 \
+            FOR UPDATE SKIP LOCKED) \
+         RETURNING id, requeues",
+    )
+    .bind(after.as_secs_f64())
+    .fetch_all(&state.pool)
+    .await
+    .map_err(db::err)?;
+    let n = overdue.len();
+    let queued = overdue
+        .into_iter()
+        .map(|(id, requeue)| enqueue(state, id, Trigger::Scheduled { requeue }));
+    // One that fails to publish is overdue again after `after`, and queued again then.
+    for result in futures::future::join_all(queued).await {
+        result?;
+    }
+    Ok(n)
 }
 
 /// Deletes deliveries older than the retention, now and then.

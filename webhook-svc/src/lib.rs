@@ -176,6 +176,11 @@ pub async fn run(
         tokio::spawn(async move { directory.run_sync().await }),
         tokio::spawn(async move { subs.run_sync().await }),
         tokio::spawn(deliver::sweep(pool.clone(), config.retention_days)),
+        tokio::spawn(deliver::requeue_overdue(
+            state.clone(),
+            config.requeue_after,
+            stop.clone(),
+        )),
         tokio::spawn(clokio_runtime::db::upkeep(pool.clone())),
     ]
     .into_iter()

@@ -199,6 +199,9 @@ impl Stack {
             workers: 64,
             per_subscription: 8,
             ack_wait: Duration::from_secs(3),
+            // Off, in effect: stacks share one database, and the sweep would take every other
+            // test's late deliveries. A test of it gives its stack a database of its own.
+            requeue_after: Duration::from_secs(30 * 24 * 3600),
             retention_days: 30,
             allow_http: true,
             allow_cidrs: vec!["127.0.0.0/8".parse().expect("cidr")],
@@ -220,7 +223,10 @@ impl Stack {
 
     /// A webhook-svc replica on a runtime of its own (see [`Isolated`]).
     pub fn isolated_webhook_svc(&self) -> Isolated {
-        let config = self.webhook_config();
+        Self::isolated_webhook_svc_with(self.webhook_config())
+    }
+
+    pub fn isolated_webhook_svc_with(config: clokio_webhook_svc::Config) -> Isolated {
         Isolated::run(clokio_webhook_svc::run(config, std::future::pending()))
     }
 
@@ -427,6 +433,23 @@ impl Stack {
 
     pub fn stop(&self) {
         let _ = self.stop.send(true);
+    }
+
+    /// Gives the stack a database of its own (a new one on the shared server), for a test whose
+    /// services must not see other tests' rows: webhook-svc's overdue sweep, say, which takes
+    /// every late delivery of its database. Call it before starting services.
+    pub async fn own_database(&mut self) {
+        use sqlx::Connection;
+        let name = format!("clokio_own_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&database_url())
+            .await
+            .expect("the test database reachable");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("a database created");
+        let (base, _) = self.database_url.rsplit_once('/').expect("a database URL");
+        self.database_url = format!("{base}/{name}");
     }
 
     /// A pool on this stack's database.
