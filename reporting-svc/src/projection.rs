@@ -22,6 +22,8 @@ use uuid::Uuid;
 /// The durable consumer's name.
 pub const CONSUMER: &str = "reporting";
 const BATCH: usize = 1000;
+/// Events one pull asks for (async-nats's default).
+const PULL: usize = 200;
 /// How long a replica may hold events unacknowledged before they go to another one. Short, so
 /// the events a killed replica had taken come back within seconds; a slow write keeps its batch
 /// with progress acknowledgements.
@@ -60,7 +62,7 @@ pub async fn run(
     loop {
         let consumed = async {
             let consumer = consumer(&js, &subjects, replicas).await?;
-            let mut messages = clokio_bus::events::messages(&consumer)
+            let mut messages = clokio_bus::events::messages(&consumer, PULL)
                 .await?
                 .ready_chunks(BATCH);
             while let Some(batch) = messages.next().await {

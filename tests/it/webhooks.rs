@@ -1520,3 +1520,62 @@ async fn a_delivery_whose_queue_message_is_lost_is_queued_again_once() {
     );
     assert_eq!(r.received().len(), 2, "the late copy was attempted");
 }
+
+/// A delivery's message handed out again while the first copy waited in the replica's hands (its
+/// ack wait ran out behind slower attempts) does not make an attempt ahead of the schedule: after
+/// the first copy failed, the second waits until the delivery is due.
+#[tokio::test]
+async fn a_copy_handed_out_again_waits_for_the_schedule() {
+    let mut stack = Stack::empty().await;
+    stack.start_employee_svc().await;
+    stack.start_attendance_svc().await;
+    let mut config = stack.webhook_config();
+    config.workers = 1;
+    config.timeout = Duration::from_secs(1);
+    config.ack_wait = Duration::from_millis(1500);
+    config.schedule = clokio_webhook_svc::parse_schedule("0s,10m").unwrap();
+    stack.start_webhook_svc_with(config).await;
+    let gw = stack.start_gateway().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let r = Receiver::start().await;
+    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
+        .await;
+    for i in 0..3 {
+        hook(
+            &gw,
+            &t,
+            json!({"url": format!("{}/hook/{i}", r.url), "events": ["clock-in"]}),
+        )
+        .await;
+    }
+    // One worker: two slow successes (0.9 s each) before the third delivery, which fails.
+    let slow = || Answer::status(200).after(Duration::from_millis(900));
+    r.answer([slow(), slow(), Answer::status(500), Answer::status(500)]);
+    clock_in(&gw, &t, "E-1").await;
+    r.wait_for(3, Duration::from_secs(15)).await;
+    // Its retry, due in 10 min, is the one message the queue holds.
+    wait_queued(&stack, 1).await;
+    let db = stack.db().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let failed = loop {
+        let failed: Option<(i32, i32)> = sqlx::query_as(
+            "SELECT attempt_count, scheduled_attempts FROM webhook.deliveries \
+             WHERE org_id = $1 AND status = 'pending' AND attempt_count > 0",
+        )
+        .bind(t.org.id.as_uuid())
+        .fetch_optional(&db)
+        .await
+        .unwrap();
+        if failed.is_some() || std::time::Instant::now() > deadline {
+            break failed;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(failed, Some((1, 1)), "the failed delivery's attempts");
+    assert_eq!(
+        r.received().len(),
+        3,
+        "an attempt came ahead of the schedule"
+    );
+}

@@ -195,10 +195,14 @@ pub async fn run_intake(
     let slots = Arc::new(Semaphore::new(SLOTS as usize));
     while !stop.is_cancelled() {
         let result = async {
-            let mut messages = clokio_bus::events::messages(&consumer).await?;
-            while let Some(msg) = next_unless_stopped(&mut messages, &stop).await {
-                let msg = msg?;
+            // No more messages in hand than there are slots (see `run_workers`).
+            let mut messages = clokio_bus::events::messages(&consumer, SLOTS as usize).await?;
+            loop {
                 let permit = slots.clone().acquire_owned().await?;
+                let Some(msg) = next_unless_stopped(&mut messages, &stop).await else {
+                    break;
+                };
+                let msg = msg?;
                 let state = state.clone();
                 let span = tracing::info_span!(
                     "take event",
@@ -357,10 +361,16 @@ pub async fn run_workers(
     let slots = Arc::new(Semaphore::new(workers));
     while !stop.is_cancelled() {
         let result = async {
-            let mut messages = clokio_bus::events::messages(&consumer).await?;
-            while let Some(msg) = next_unless_stopped(&mut messages, &stop).await {
-                let msg = msg?;
+            // No more messages in hand than the workers can start soon, each taken only once a
+            // worker is free: one waiting behind many slow attempts would outlive its ack wait
+            // and be handed out again, elsewhere too.
+            let mut messages = clokio_bus::events::messages(&consumer, workers).await?;
+            loop {
                 let permit = slots.clone().acquire_owned().await?;
+                let Some(msg) = next_unless_stopped(&mut messages, &stop).await else {
+                    break;
+                };
+                let msg = msg?;
                 let state = state.clone();
                 let span = tracing::info_span!(
                     "deliver webhook",
@@ -425,6 +435,8 @@ struct Due {
     scheduled_attempts: i32,
     /// Times the overdue sweep queued it again: the only scheduled copy attempted is the last.
     requeues: i32,
+    /// When its next scheduled attempt is due (none before the first).
+    next_attempt_at: Option<DateTime<Utc>>,
     #[sqlx(flatten)]
     sub: SubRow,
 }
@@ -495,6 +507,16 @@ async fn try_attempt(
         // all): the newer copy carries the schedule.
         metrics::counter!("clokio_webhook_stale_copies_total").increment(1);
         return Ok(None);
+    }
+    // A copy handed out again while the first waited past its ack wait: once the first has
+    // failed, this one goes back to wait until the retry is due rather than attempting ahead of
+    // the schedule. (The second of slack allows for replicas' clocks.)
+    let early = due
+        .next_attempt_at
+        .and_then(|at| (at - Utc::now()).to_std().ok());
+    if !manual && let Some(early) = early.filter(|e| *e > Duration::from_secs(1)) {
+        metrics::counter!("clokio_webhook_early_copies_total").increment(1);
+        return Ok(Some(early));
     }
     if !manual && !sub.active {
         sqlx::query(
@@ -711,7 +733,8 @@ impl Batched {
 
 static DUE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT d.id AS delivery_id, d.body, d.status, d.scheduled_attempts, d.requeues, {} \
+        "SELECT d.id AS delivery_id, d.body, d.status, d.scheduled_attempts, d.requeues, \
+            d.next_attempt_at, {} \
          FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
          WHERE d.id = ANY($1)",
         sub_columns()

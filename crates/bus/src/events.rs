@@ -93,11 +93,14 @@ const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
 /// wait for messages that never come. The missing heartbeats end the stream within 2 s instead
 /// (async-nats's default, 15 s heartbeats, took 30 s), and the caller pulls again from the
 /// consumer's new leader. Idle, this costs one small message a second and a pull every 5 s.
+/// `batch` bounds what one pull asks for, so what waits in the client's hands.
 pub async fn messages(
     consumer: &jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+    batch: usize,
 ) -> Result<jetstream::consumer::pull::Stream, jetstream::consumer::StreamError> {
     consumer
         .stream()
+        .max_messages_per_batch(batch.max(1))
         .expires(PULL_EXPIRES)
         .heartbeat(PULL_HEARTBEAT)
         .messages()
