@@ -9,7 +9,8 @@ pub mod deliver;
 pub mod guard;
 mod log;
 pub mod render;
-mod seal;
+#[doc(hidden)]
+pub mod seal;
 mod subs;
 
 use std::future::Future;

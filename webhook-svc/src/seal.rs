@@ -62,27 +62,63 @@ pub fn open(stored: &str) -> Result<String, BoxDynError> {
 /// Seals the secrets stored before sealing existed (an upgrade), once per row; replicas starting
 /// together each seal what is left, and a row already sealed is not touched.
 pub async fn seal_stored(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
-    let rows: Vec<(uuid::Uuid, Secret, Option<Secret>)> = sqlx::query_as(
+    let rows = unsealed(pool).await?;
+    let n = rows.len();
+    seal_rows(pool, rows).await?;
+    if n > 0 {
+        tracing::info!(subscriptions = n, "sealed stored webhook secrets");
+    }
+    Ok(())
+}
+
+/// A subscription row with a secret stored in plain text, as read.
+pub struct Unsealed {
+    id: uuid::Uuid,
+    secret: String,
+    previous: Option<String>,
+}
+
+/// The rows with a secret in plain text (the first half of [`seal_stored`]).
+pub async fn unsealed(pool: &sqlx::PgPool) -> Result<Vec<Unsealed>, sqlx::Error> {
+    let rows: Vec<(uuid::Uuid, String, Option<String>)> = sqlx::query_as(
         "SELECT id, secret, previous_secret FROM subscriptions \
          WHERE secret NOT LIKE 'sealed1:%' OR previous_secret NOT LIKE 'sealed1:%'",
     )
     .fetch_all(pool)
     .await?;
-    let readable = |s: &Secret| s.plain().is_some();
-    for (id, secret, previous) in &rows {
-        if !readable(secret) || previous.as_ref().is_some_and(|p| !readable(p)) {
-            tracing::error!(subscription = %id, "a stored webhook secret does not open; left as it is");
+    Ok(rows
+        .into_iter()
+        .map(|(id, secret, previous)| Unsealed {
+            id,
+            secret,
+            previous,
+        })
+        .collect())
+}
+
+/// Writes each row's secrets back sealed (the second half of [`seal_stored`]), unless the row
+/// changed since it was read: a rotation in between (another replica already serving) wrote
+/// sealed secrets of its own, which the values read must not overwrite.
+pub async fn seal_rows(pool: &sqlx::PgPool, rows: Vec<Unsealed>) -> Result<(), sqlx::Error> {
+    for row in rows {
+        let secret = Secret(open(&row.secret).ok());
+        let previous = row.previous.as_deref().map(|p| Secret(open(p).ok()));
+        let readable = |s: &Secret| s.plain().is_some();
+        if !readable(&secret) || previous.as_ref().is_some_and(|p| !readable(p)) {
+            tracing::error!(subscription = %row.id, "a stored webhook secret does not open; left as it is");
             continue;
         }
-        sqlx::query("UPDATE subscriptions SET secret = $2, previous_secret = $3 WHERE id = $1")
-            .bind(id)
-            .bind(secret)
-            .bind(previous)
-            .execute(pool)
-            .await?;
-    }
-    if !rows.is_empty() {
-        tracing::info!(subscriptions = rows.len(), "sealed stored webhook secrets");
+        sqlx::query(
+            "UPDATE subscriptions SET secret = $2, previous_secret = $3 \
+             WHERE id = $1 AND secret = $4 AND previous_secret IS NOT DISTINCT FROM $5",
+        )
+        .bind(row.id)
+        .bind(&secret)
+        .bind(&previous)
+        .bind(&row.secret)
+        .bind(&row.previous)
+        .execute(pool)
+        .await?;
     }
     Ok(())
 }
