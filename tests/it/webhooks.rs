@@ -1526,16 +1526,13 @@ async fn a_delivery_whose_queue_message_is_lost_is_queued_again_once() {
 /// the first copy failed, the second waits until the delivery is due.
 #[tokio::test]
 async fn a_copy_handed_out_again_waits_for_the_schedule() {
-    let mut stack = Stack::empty().await;
-    stack.start_employee_svc().await;
-    stack.start_attendance_svc().await;
-    let mut config = stack.webhook_config();
-    config.workers = 1;
-    config.timeout = Duration::from_secs(1);
-    config.ack_wait = Duration::from_millis(1500);
-    config.schedule = clokio_webhook_svc::parse_schedule("0s,10m").unwrap();
-    stack.start_webhook_svc_with(config).await;
-    let gw = stack.start_gateway().await;
+    let (stack, gw) = with_webhook_config(|config| {
+        config.workers = 1;
+        config.timeout = Duration::from_secs(1);
+        config.ack_wait = Duration::from_millis(1500);
+        config.schedule = clokio_webhook_svc::parse_schedule("0s,10m").unwrap();
+    })
+    .await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
     let r = Receiver::start().await;
     gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
@@ -1577,5 +1574,60 @@ async fn a_copy_handed_out_again_waits_for_the_schedule() {
         r.received().len(),
         3,
         "an attempt came ahead of the schedule"
+    );
+}
+
+/// The sealing of secrets stored in plain text (at the upgrade that brought sealing) does not undo
+/// a rotation made between its read and its write, by a replica already serving.
+#[tokio::test]
+async fn sealing_old_secrets_does_not_undo_a_rotation_made_meanwhile() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let r = Receiver::start().await;
+    let created = hook(
+        &gw,
+        &t,
+        json!({"url": format!("{}/hook", r.url), "events": ["clock-in"]}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+    let db = stack.db().await;
+    // The secret as an older version stored it: in plain text.
+    sqlx::query(
+        "UPDATE webhook.subscriptions SET secret = 'whsec_storedbeforesealing' WHERE id = $1::uuid",
+    )
+    .bind(id)
+    .execute(&db)
+    .await
+    .unwrap();
+    let webhook_db =
+        clokio_runtime::db::connect(&stack.database_url, "webhook", 2, Duration::from_secs(5))
+            .await
+            .unwrap();
+    let read = clokio_webhook_svc::seal::unsealed(&webhook_db)
+        .await
+        .unwrap();
+    let rotated = gw
+        .post(
+            &t.key,
+            &format!("/api/v1/webhooks/{id}/rotate-secret"),
+            &json!({}),
+        )
+        .await
+        .expect(200);
+    let secret = rotated.data()["secret"].as_str().unwrap().to_owned();
+    clokio_webhook_svc::seal::seal_rows(&webhook_db, read)
+        .await
+        .unwrap();
+    let hint = gw
+        .get(&t.key, &format!("/api/v1/webhooks/{id}"))
+        .await
+        .expect(200)
+        .data()["secret_hint"]
+        .clone();
+    assert_eq!(
+        hint,
+        format!("whsec_…{}", &secret[secret.len() - 4..]),
+        "the rotation was undone"
     );
 }

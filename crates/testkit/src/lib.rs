@@ -1176,11 +1176,7 @@ impl NatsCluster {
 
     /// Every node's URL, comma-separated: a `CLOKIO_NATS_URL` for the whole cluster.
     pub fn url(&self) -> String {
-        self.nodes
-            .iter()
-            .map(NatsServer::url)
-            .collect::<Vec<_>>()
-            .join(",")
+        urls(&self.nodes)
     }
 
     /// Waits until the cluster can hold a stream with a copy on every node: its JetStream meta
@@ -1188,6 +1184,15 @@ impl NatsCluster {
     pub async fn wait_jetstream(&self) {
         wait_jetstream(&self.url(), self.nodes.len()).await;
     }
+}
+
+/// The servers' URLs, comma-separated: a `CLOKIO_NATS_URL` for all of them.
+fn urls(servers: &[NatsServer]) -> String {
+    servers
+        .iter()
+        .map(NatsServer::url)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Waits until the NATS servers at `url` can hold a stream of `replicas` copies.
@@ -1292,11 +1297,7 @@ impl LinkedNats {
 
     /// The hubs' URLs, comma-separated.
     pub fn hub_url(&self) -> String {
-        self.hubs
-            .iter()
-            .map(NatsServer::url)
-            .collect::<Vec<_>>()
-            .join(",")
+        urls(&self.hubs)
     }
 
     /// Takes the edge's links down (`false`) or brings them back (`true`), and waits until the
