@@ -6,8 +6,8 @@ mod batch;
 mod config;
 mod db;
 pub mod deliver;
+mod delivery_log;
 pub mod guard;
-mod log;
 pub mod render;
 #[doc(hidden)]
 pub mod seal;
@@ -243,16 +243,16 @@ impl Handler for State {
                 dispatch::<ops::WebhookRotateOp, _, _>(p, |r| subs::rotate(self, r)).await
             }
             ops::WebhookTestOp::NAME => {
-                dispatch::<ops::WebhookTestOp, _, _>(p, |r| log::test(self, r)).await
+                dispatch::<ops::WebhookTestOp, _, _>(p, |r| delivery_log::test(self, r)).await
             }
             ops::DeliveryListOp::NAME => {
-                dispatch::<ops::DeliveryListOp, _, _>(p, |r| log::list(self, r)).await
+                dispatch::<ops::DeliveryListOp, _, _>(p, |r| delivery_log::list(self, r)).await
             }
             ops::DeliveryGetOp::NAME => {
-                dispatch::<ops::DeliveryGetOp, _, _>(p, |r| log::get(self, r)).await
+                dispatch::<ops::DeliveryGetOp, _, _>(p, |r| delivery_log::get(self, r)).await
             }
             ops::DeliveryRetryOp::NAME => {
-                dispatch::<ops::DeliveryRetryOp, _, _>(p, |r| log::retry(self, r)).await
+                dispatch::<ops::DeliveryRetryOp, _, _>(p, |r| delivery_log::retry(self, r)).await
             }
             ops::WebhookPreviewOp::NAME => {
                 dispatch::<ops::WebhookPreviewOp, _, _>(p, |r| subs::preview(self, r)).await

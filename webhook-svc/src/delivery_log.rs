@@ -8,7 +8,7 @@ use clokio_bus::ops::{
 };
 use uuid::Uuid;
 
-use crate::deliver::{DELIVERY_COLUMNS, DeliveryRow, Trigger, enqueue};
+use crate::deliver::{Trigger, enqueue};
 use crate::{State, db, render, subs};
 
 pub async fn list(state: &State, q: DeliveryListQuery) -> Result<DeliveryPage, BusError> {
@@ -118,4 +118,35 @@ pub async fn test(state: &State, r: WebhookRef) -> Result<Delivery, BusError> {
     let delivery = row.view();
     enqueue(state, delivery.id, Trigger::Test).await?;
     Ok(delivery)
+}
+
+#[derive(sqlx::FromRow)]
+pub struct DeliveryRow {
+    id: Uuid,
+    subscription_id: Uuid,
+    event_id: Uuid,
+    event_type: String,
+    status: String,
+    attempt_count: i32,
+    next_attempt_at: Option<chrono::DateTime<Utc>>,
+    created_at: chrono::DateTime<Utc>,
+}
+
+pub const DELIVERY_COLUMNS: &str =
+    "id, subscription_id, event_id, event_type, status, attempt_count, next_attempt_at, created_at";
+
+impl DeliveryRow {
+    pub fn view(self) -> Delivery {
+        Delivery {
+            id: self.id,
+            webhook_id: self.subscription_id,
+            event_id: self.event_id,
+            event_type: self.event_type,
+            status: self.status,
+            attempt_count: self.attempt_count.max(0) as u32,
+            next_attempt_at: self.next_attempt_at,
+            created_at: self.created_at,
+            attempts: None,
+        }
+    }
 }

@@ -1,0 +1,469 @@
+//! The workers: one attempt per work-queue message, and what it comes to.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use chrono::Utc;
+use clokio_bus::BusError;
+use clokio_bus::ids::OrgId;
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{State, db};
+
+use super::Trigger;
+use super::http::{Outcome, post};
+use super::store::Success;
+
+/// A subscription failing for this long without a success is switched off.
+const DISABLE_AFTER: chrono::Duration = chrono::Duration::days(5);
+
+/// Per-subscription in-flight attempts on this replica.
+#[derive(Default)]
+pub struct Caps(Mutex<HashMap<Uuid, Arc<Semaphore>>>);
+
+impl Caps {
+    fn of(&self, sub: Uuid, cap: usize) -> Arc<Semaphore> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, s| s.available_permits() < cap);
+        }
+        map.entry(sub)
+            .or_insert_with(|| Arc::new(Semaphore::new(cap)))
+            .clone()
+    }
+}
+
+/// The deliveries being attempted on this replica.
+#[derive(Default)]
+pub struct InFlight(Mutex<HashSet<Uuid>>);
+
+/// A delivery held by [`InFlight::claim`] until dropped.
+pub struct Attempting<'a>(&'a InFlight, Uuid);
+
+impl InFlight {
+    /// Holds `id` for one attempt: `None` when it is being attempted already.
+    fn claim(&self, id: Uuid) -> Option<Attempting<'_>> {
+        let fresh = self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
+        // Made only when fresh, and after the lock is released: its drop takes the lock.
+        if fresh {
+            Some(Attempting(self, id))
+        } else {
+            None
+        }
+    }
+}
+
+impl Drop for Attempting<'_> {
+    fn drop(&mut self) {
+        let mut held = self.0.0.lock().unwrap_or_else(|e| e.into_inner());
+        held.remove(&self.1);
+    }
+}
+
+pub async fn run_workers(
+    state: State,
+    consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+    stop: CancellationToken,
+) {
+    let workers = state.config.workers;
+    let slots = Arc::new(Semaphore::new(workers));
+    while !stop.is_cancelled() {
+        let result = async {
+            // No more messages in hand than the workers can start soon, each taken only once a
+            // worker is free: one waiting behind many slow attempts would outlive its ack wait
+            // and be handed out again, elsewhere too.
+            let mut messages = clokio_bus::events::messages(&consumer, workers).await?;
+            loop {
+                let permit = slots.clone().acquire_owned().await?;
+                let Some(msg) = next_unless_stopped(&mut messages, &stop).await else {
+                    break;
+                };
+                let msg = msg?;
+                let state = state.clone();
+                let span = tracing::info_span!(
+                    "deliver webhook",
+                    otel.kind = "consumer",
+                    trace_id = tracing::field::Empty,
+                );
+                clokio_bus::trace::continue_from(&span, msg.headers.as_ref());
+                let task = async move {
+                    attempt(&state, msg).await;
+                    drop(permit);
+                };
+                tokio::spawn(tracing::Instrument::instrument(task, span));
+            }
+            Ok::<(), async_nats::Error>(())
+        }
+        .await;
+        if let Err(err) = result {
+            tracing::warn!(%err, "delivery consumer failed; retrying");
+        }
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    // Attempts under way are finished and recorded, so none is sent again by another replica.
+    let _ = slots
+        .acquire_many(u32::try_from(workers).unwrap_or(u32::MAX))
+        .await;
+}
+
+/// The consumer's next message, or `None` once `stop` is cancelled. Messages already pulled but
+/// not started are handed back at once (NAK), so another replica takes them without waiting for
+/// their ack deadline.
+pub(super) async fn next_unless_stopped(
+    messages: &mut jetstream::consumer::pull::Stream,
+    stop: &CancellationToken,
+) -> Option<Result<jetstream::Message, async_nats::Error>> {
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => {
+            // What is already here arrives at once; stop at the first pause (or after 500 ms).
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+            while tokio::time::Instant::now() < deadline {
+                match tokio::time::timeout(Duration::from_millis(20), messages.next()).await {
+                    Ok(Some(Ok(msg))) => {
+                        let _ = msg.ack_with(AckKind::Nak(None)).await;
+                    }
+                    _ => break,
+                }
+            }
+            None
+        }
+        msg = messages.next() => msg.map(|m| m.map_err(Into::into)),
+    }
+}
+
+async fn attempt(state: &State, msg: jetstream::Message) {
+    let trigger = Trigger::of(&msg);
+    let Some(id) = std::str::from_utf8(&msg.payload)
+        .ok()
+        .and_then(|s| s.parse::<Uuid>().ok())
+    else {
+        let _ = msg.ack().await;
+        return;
+    };
+    // The same delivery twice at once (a manual retry beside its scheduled attempt, or a message
+    // redelivered while its first copy is still under way): the second waits its turn, so what
+    // the first decides (done, or back after a delay) is not overtaken by the second's answer.
+    let Some(_attempting) = state.in_flight.claim(id) else {
+        let _ = msg
+            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+            .await;
+        return;
+    };
+    match try_attempt(state, &msg, id, trigger).await {
+        Ok(Some(delay)) => {
+            let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+        }
+        Ok(None) => {
+            let _ = msg.ack().await;
+        }
+        Err(err) => {
+            tracing::warn!(%err, delivery = %id, "attempt not recorded; retried in 5 s");
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                .await;
+        }
+    }
+}
+
+/// One attempt; Some(delay) when the message should come back after it.
+async fn try_attempt(
+    state: &State,
+    msg: &jetstream::Message,
+    id: Uuid,
+    trigger: Trigger,
+) -> Result<Option<Duration>, BusError> {
+    let manual = trigger.manual();
+    let due = state.batched.due(id).await?;
+    let Some(due) = due else {
+        return Ok(None); // deleted with its subscription
+    };
+    let sub = &due.sub;
+    if !manual && due.status != "pending" {
+        return Ok(None); // already settled (a republished message)
+    }
+    if let Trigger::Scheduled { requeue } = trigger
+        && requeue != due.requeues
+    {
+        // Queued before the sweep queued it again (its message was held up, not lost after
+        // all): the newer copy carries the schedule.
+        metrics::counter!("clokio_webhook_stale_copies_total").increment(1);
+        return Ok(None);
+    }
+    // A copy handed out again while the first waited past its ack wait: once the first has
+    // failed, this one goes back to wait until the retry is due rather than attempting ahead of
+    // the schedule. (The second of slack allows for replicas' clocks.)
+    let early = due
+        .next_attempt_at
+        .and_then(|at| (at - Utc::now()).to_std().ok());
+    if !manual && let Some(early) = early.filter(|e| *e > Duration::from_secs(1)) {
+        metrics::counter!("clokio_webhook_early_copies_total").increment(1);
+        return Ok(Some(early));
+    }
+    if !manual && !sub.active {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&state.pool)
+        .await
+        .map_err(db::err)?;
+        return Ok(None);
+    }
+    // A generic delivery is signed: while its webhook's secret does not open (the key changed, or
+    // the value was damaged) it waits, retried every 5 s, until the secret is rotated.
+    let signing = if sub.platform() == clokio_bus::ops::Platform::Generic {
+        let Some(secrets) = sub.signing_secrets(Utc::now()) else {
+            tracing::error!(subscription = %sub.id, delivery = %id,
+                "the webhook's secret does not open with CLOKIO_WEBHOOK_SECRET_KEY; the delivery waits");
+            return Err(BusError::internal());
+        };
+        Some(secrets)
+    } else {
+        None
+    };
+    let cap = state.caps.of(sub.id, state.config.per_subscription);
+    // This receiver has enough in flight here: wait a moment, then let others go first.
+    let Ok(Ok(_slot)) = tokio::time::timeout(Duration::from_millis(100), cap.acquire_owned()).await
+    else {
+        return Ok(Some(Duration::from_millis(250)));
+    };
+    let outcome = post(state, msg, sub, id, &due.body, signing.as_deref()).await;
+    let now = Utc::now();
+    // The schedule's position counts scheduled attempts only: a manual retry beside a waiting
+    // delivery neither uses up its schedule nor clears when it is due.
+    let attempts = due.scheduled_attempts as usize + 1;
+    let ok = (200..300).contains(&outcome.status);
+    let next = if manual {
+        None
+    } else {
+        let jitter = 0.8 + rand::random::<f64>() * 0.4;
+        next_delay(&state.config.schedule, attempts, &outcome, jitter)
+    };
+    let status = next_status(ok, next.is_some(), trigger, &due.status);
+    let gone = outcome.status == 410;
+    let latency_ms = outcome.latency.as_millis().min(i32::MAX as u128) as i32;
+    // The common case, a success of a healthy subscription, needs nothing but its record, which
+    // goes with the other attempts' in a batch.
+    if ok && sub.failing_since.is_none() {
+        state
+            .batched
+            .record(Success {
+                delivery: id,
+                at: now,
+                manual,
+                status: i32::from(outcome.status),
+                latency_ms,
+                body: outcome.body,
+            })
+            .await?;
+        metrics::counter!("clokio_webhook_attempts_total", "outcome" => "success").increment(1);
+        return Ok(next);
+    }
+    // Otherwise the attempt and the delivery's new state in one statement, with the
+    // subscription's own changes in the same transaction.
+    let record = sqlx::query(
+        "WITH a AS ( \
+            INSERT INTO attempts (delivery_id, at, trigger, status_code, error, latency_ms, response_body) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7)) \
+         UPDATE deliveries SET attempt_count = attempt_count + 1, \
+            scheduled_attempts = scheduled_attempts + $10, status = $8, \
+            next_attempt_at = CASE WHEN $11 THEN next_attempt_at ELSE $9 END \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(if manual { "manual" } else { "scheduled" })
+    .bind(i32::from(outcome.status))
+    .bind(outcome.error)
+    .bind(latency_ms)
+    .bind(&outcome.body)
+    .bind(status)
+    .bind(next.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d))
+    .bind(i32::from(!manual))
+    .bind(manual && status == "pending");
+    let mut tx = state.pool.begin().await.map_err(db::err)?;
+    record.execute(&mut *tx).await.map_err(db::err)?;
+    let disable = if gone {
+        Some("The endpoint answered 410 Gone".to_owned())
+    } else if !ok {
+        let (since,): (Option<chrono::DateTime<Utc>>,) = sqlx::query_as(
+            "UPDATE subscriptions SET failing_since = COALESCE(failing_since, $2) WHERE id = $1 \
+             RETURNING failing_since",
+        )
+        .bind(sub.id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db::err)?;
+        since.filter(|s| now - *s > DISABLE_AFTER).map(|s| {
+            format!(
+                "Every delivery failed since {}",
+                s.format("%Y-%m-%d %H:%M UTC")
+            )
+        })
+    } else {
+        if sub.failing_since.is_some() {
+            sqlx::query("UPDATE subscriptions SET failing_since = NULL WHERE id = $1")
+                .bind(sub.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db::err)?;
+        }
+        None
+    };
+    if let Some(reason) = &disable {
+        sqlx::query(
+            "UPDATE subscriptions SET active = false, disabled_reason = $2, updated_at = now() WHERE id = $1",
+        )
+        .bind(sub.id)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await
+        .map_err(db::err)?;
+    }
+    tx.commit().await.map_err(db::err)?;
+    if disable.is_some() {
+        state.changed(OrgId::from_uuid(sub.org_id)).await;
+    }
+    metrics::counter!("clokio_webhook_attempts_total",
+        "outcome" => if ok { "success" } else { outcome.error.unwrap_or("http") })
+    .increment(1);
+    Ok(next)
+}
+
+/// When a scheduled attempt that came to `outcome` is tried again, after `attempts` scheduled
+/// attempts in all: the schedule's next delay, scaled by `jitter` (0.8 to 1.2), and no sooner than
+/// the receiver's `Retry-After` on 429 or 503. `None` once the delivery is done: a success, a 410,
+/// or the schedule used up.
+fn next_delay(
+    schedule: &[Duration],
+    attempts: usize,
+    outcome: &Outcome,
+    jitter: f64,
+) -> Option<Duration> {
+    let ok = (200..300).contains(&outcome.status);
+    if ok || outcome.status == 410 {
+        return None;
+    }
+    let delay = schedule.get(attempts)?.mul_f64(jitter);
+    Some(match outcome.retry_after {
+        Some(after) if matches!(outcome.status, 429 | 503) => delay.max(after),
+        _ => delay,
+    })
+}
+
+/// The delivery's status after an attempt (`ok` or not, with another scheduled attempt to come
+/// or not), made by `trigger` while the delivery was `current`.
+fn next_status(ok: bool, again: bool, trigger: Trigger, current: &str) -> &str {
+    match (ok, again) {
+        (true, _) => "succeeded",
+        (false, true) => "pending",
+        // A sample has no scheduled attempts to wait for.
+        (false, false) if trigger == Trigger::Test => "failed",
+        // A delivery retried by hand keeps its own state: a scheduled one still waiting stays
+        // pending, a settled one stays as it was.
+        (false, false) if trigger.manual() => current,
+        (false, false) => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_is_attempted_once_at_a_time() {
+        let in_flight = InFlight::default();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let first = in_flight.claim(a).expect("free");
+        assert!(in_flight.claim(a).is_none(), "a second attempt waits");
+        let other = in_flight.claim(b).expect("another delivery goes on");
+        drop(first);
+        assert!(in_flight.claim(a).is_some(), "free once the first is done");
+        drop(other);
+    }
+
+    fn answered(status: u16, retry_after: Option<Duration>) -> Outcome {
+        Outcome {
+            status,
+            error: None,
+            latency: Duration::ZERO,
+            body: String::new(),
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn the_next_delay_follows_the_schedule_and_retry_after() {
+        let schedule: Vec<Duration> = [0, 5, 300].map(Duration::from_secs).to_vec();
+        let s = |n| Duration::from_secs(n);
+        // After the first attempt fails, the second delay, scaled by the jitter.
+        assert_eq!(
+            next_delay(&schedule, 1, &answered(500, None), 1.0),
+            Some(s(5))
+        );
+        assert_eq!(
+            next_delay(&schedule, 1, &answered(500, None), 1.2),
+            Some(s(6))
+        );
+        assert_eq!(
+            next_delay(&schedule, 2, &answered(0, None), 0.8),
+            Some(s(240))
+        );
+        // Retry-After counts on 429 and 503 only, and only when it is longer.
+        assert_eq!(
+            next_delay(&schedule, 1, &answered(429, Some(s(60))), 1.0),
+            Some(s(60))
+        );
+        assert_eq!(
+            next_delay(&schedule, 1, &answered(503, Some(s(1))), 1.0),
+            Some(s(5))
+        );
+        assert_eq!(
+            next_delay(&schedule, 1, &answered(500, Some(s(60))), 1.0),
+            Some(s(5))
+        );
+        // Done: a success, a 410, or the schedule used up.
+        assert_eq!(next_delay(&schedule, 1, &answered(204, None), 1.0), None);
+        assert_eq!(next_delay(&schedule, 1, &answered(410, None), 1.0), None);
+        assert_eq!(next_delay(&schedule, 3, &answered(500, None), 1.0), None);
+    }
+
+    #[test]
+    fn the_next_status_keeps_a_manual_retry_off_the_schedule() {
+        let scheduled = Trigger::FIRST;
+        assert_eq!(next_status(true, false, scheduled, "pending"), "succeeded");
+        assert_eq!(next_status(false, true, scheduled, "pending"), "pending");
+        assert_eq!(next_status(false, false, scheduled, "pending"), "failed");
+        assert_eq!(
+            next_status(false, false, Trigger::Test, "pending"),
+            "failed"
+        );
+        // A manual retry that fails leaves the delivery as it was: still waiting, or settled.
+        assert_eq!(
+            next_status(false, false, Trigger::Manual, "pending"),
+            "pending"
+        );
+        assert_eq!(
+            next_status(false, false, Trigger::Manual, "failed"),
+            "failed"
+        );
+        assert_eq!(
+            next_status(false, false, Trigger::Manual, "succeeded"),
+            "succeeded"
+        );
+        assert_eq!(
+            next_status(true, false, Trigger::Manual, "failed"),
+            "succeeded"
+        );
+    }
+}
