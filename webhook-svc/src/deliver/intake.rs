@@ -1,13 +1,11 @@
 //! The intake: attendance events in, one stored delivery per matching subscription, queued.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
 use clokio_bus::BusError;
 use clokio_bus::events::Event;
 use clokio_bus::ops::AttendanceEvent;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -15,7 +13,7 @@ use crate::render;
 use crate::subs::SubRow;
 use crate::{State, db};
 
-use super::worker::next_unless_stopped;
+use super::consume::consume;
 use super::{Trigger, enqueue};
 
 pub async fn run_intake(
@@ -24,55 +22,37 @@ pub async fn run_intake(
     stop: CancellationToken,
 ) {
     // Events are independent of each other: take up to 64 at once.
-    const SLOTS: u32 = 64;
-    let slots = Arc::new(Semaphore::new(SLOTS as usize));
-    while !stop.is_cancelled() {
-        let result = async {
-            // No more messages in hand than there are slots (see `run_workers`).
-            let mut messages = clokio_bus::events::messages(&consumer, SLOTS as usize).await?;
-            loop {
-                let permit = slots.clone().acquire_owned().await?;
-                let Some(msg) = next_unless_stopped(&mut messages, &stop).await else {
-                    break;
-                };
-                let msg = msg?;
-                let state = state.clone();
-                let span = tracing::info_span!(
-                    "take event",
-                    otel.kind = "consumer",
-                    subject = %msg.subject,
-                    trace_id = tracing::field::Empty,
-                );
-                clokio_bus::trace::continue_from(&span, msg.headers.as_ref());
-                let task = async move {
-                    match take(&state, &msg.payload).await {
-                        Ok(()) => {
-                            let _ = msg.ack().await;
-                        }
-                        Err(err) => {
-                            tracing::warn!(%err, "event not taken; redelivered in 1 s");
-                            let _ = msg
-                                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                                .await;
-                        }
+    consume(
+        &consumer,
+        64,
+        &stop,
+        "intake",
+        |msg| {
+            tracing::info_span!(
+                "take event",
+                otel.kind = "consumer",
+                subject = %msg.subject,
+                trace_id = tracing::field::Empty,
+            )
+        },
+        move |msg| {
+            let state = state.clone();
+            async move {
+                match take(&state, &msg.payload).await {
+                    Ok(()) => {
+                        let _ = msg.ack().await;
                     }
-                    drop(permit);
-                };
-                tokio::spawn(tracing::Instrument::instrument(task, span));
+                    Err(err) => {
+                        tracing::warn!(%err, "event not taken; redelivered in 1 s");
+                        let _ = msg
+                            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                            .await;
+                    }
+                }
             }
-            Ok::<(), async_nats::Error>(())
-        }
-        .await;
-        if let Err(err) = result {
-            tracing::warn!(%err, "intake consumer failed; retrying");
-        }
-        tokio::select! {
-            () = stop.cancelled() => {}
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
-    // Whatever was taken is finished: `acquire_many` waits until every slot is back.
-    let _ = slots.acquire_many(SLOTS).await;
+        },
+    )
+    .await;
 }
 
 /// Stores and queues the deliveries of one event.

@@ -12,6 +12,7 @@
 //!   attempt the delivery is `failed`. 410 switches the subscription off, and so does failing
 //!   for 5 days. A per-subscription cap keeps one slow receiver from taking every worker.
 
+mod consume;
 mod http;
 mod intake;
 mod store;

@@ -8,7 +8,6 @@ use async_nats::jetstream::{self, AckKind};
 use chrono::Utc;
 use clokio_bus::BusError;
 use clokio_bus::ids::OrgId;
-use futures::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -16,6 +15,7 @@ use uuid::Uuid;
 use crate::{State, db};
 
 use super::Trigger;
+use super::consume::consume;
 use super::http::{Outcome, post};
 use super::store::Success;
 
@@ -65,79 +65,32 @@ impl Drop for Attempting<'_> {
     }
 }
 
+/// Attempts the work queue's deliveries, `CLOKIO_WEBHOOK_WORKERS` at once, until `stop`; then
+/// finishes and records the attempts under way, so none is sent again by another replica.
 pub async fn run_workers(
     state: State,
     consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
     stop: CancellationToken,
 ) {
     let workers = state.config.workers;
-    let slots = Arc::new(Semaphore::new(workers));
-    while !stop.is_cancelled() {
-        let result = async {
-            // No more messages in hand than the workers can start soon, each taken only once a
-            // worker is free: one waiting behind many slow attempts would outlive its ack wait
-            // and be handed out again, elsewhere too.
-            let mut messages = clokio_bus::events::messages(&consumer, workers).await?;
-            loop {
-                let permit = slots.clone().acquire_owned().await?;
-                let Some(msg) = next_unless_stopped(&mut messages, &stop).await else {
-                    break;
-                };
-                let msg = msg?;
-                let state = state.clone();
-                let span = tracing::info_span!(
-                    "deliver webhook",
-                    otel.kind = "consumer",
-                    trace_id = tracing::field::Empty,
-                );
-                clokio_bus::trace::continue_from(&span, msg.headers.as_ref());
-                let task = async move {
-                    attempt(&state, msg).await;
-                    drop(permit);
-                };
-                tokio::spawn(tracing::Instrument::instrument(task, span));
-            }
-            Ok::<(), async_nats::Error>(())
-        }
-        .await;
-        if let Err(err) = result {
-            tracing::warn!(%err, "delivery consumer failed; retrying");
-        }
-        tokio::select! {
-            () = stop.cancelled() => {}
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
-    // Attempts under way are finished and recorded, so none is sent again by another replica.
-    let _ = slots
-        .acquire_many(u32::try_from(workers).unwrap_or(u32::MAX))
-        .await;
-}
-
-/// The consumer's next message, or `None` once `stop` is cancelled. Messages already pulled but
-/// not started are handed back at once (NAK), so another replica takes them without waiting for
-/// their ack deadline.
-pub(super) async fn next_unless_stopped(
-    messages: &mut jetstream::consumer::pull::Stream,
-    stop: &CancellationToken,
-) -> Option<Result<jetstream::Message, async_nats::Error>> {
-    tokio::select! {
-        biased;
-        () = stop.cancelled() => {
-            // What is already here arrives at once; stop at the first pause (or after 500 ms).
-            let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-            while tokio::time::Instant::now() < deadline {
-                match tokio::time::timeout(Duration::from_millis(20), messages.next()).await {
-                    Ok(Some(Ok(msg))) => {
-                        let _ = msg.ack_with(AckKind::Nak(None)).await;
-                    }
-                    _ => break,
-                }
-            }
-            None
-        }
-        msg = messages.next() => msg.map(|m| m.map_err(Into::into)),
-    }
+    consume(
+        &consumer,
+        workers,
+        &stop,
+        "delivery",
+        |_| {
+            tracing::info_span!(
+                "deliver webhook",
+                otel.kind = "consumer",
+                trace_id = tracing::field::Empty
+            )
+        },
+        move |msg| {
+            let state = state.clone();
+            async move { attempt(&state, msg).await }
+        },
+    )
+    .await;
 }
 
 async fn attempt(state: &State, msg: jetstream::Message) {
