@@ -73,11 +73,11 @@ pub async fn run(
     let upkeep = tokio::spawn(clokio_runtime::db::upkeep(pool.clone()));
     let ops = match config.ops_addr {
         Some(addr) => {
-            let readiness = clokio_runtime::ops::Readiness::new()
+            let readiness = clokio_runtime::ops_port::Readiness::new()
                 .nats(nats.clone())
                 .postgres(pool.clone())
                 .outbox(pool.clone(), config.bus.subjects.prefix().to_string());
-            Some(clokio_runtime::ops::start(addr, "attendance-svc", readiness).await?)
+            Some(clokio_runtime::ops_port::start(addr, "attendance-svc", readiness).await?)
         }
         None => None,
     };

@@ -122,10 +122,10 @@ pub async fn run(
     let live = LiveHub::start(bus.clone()).await?;
     let mut background = vec![];
     if let Some(addr) = config.ops_addr {
-        let readiness = clokio_runtime::ops::Readiness::new()
+        let readiness = clokio_runtime::ops_port::Readiness::new()
             .nats(nats.clone())
             .redis(redis.clone());
-        background.push(clokio_runtime::ops::start(addr, "console", readiness).await?);
+        background.push(clokio_runtime::ops_port::start(addr, "console", readiness).await?);
     }
     let app = App(Arc::new(AppInner {
         slow_bus: bus.with_timeout(config.bus.request_timeout.max(Duration::from_secs(15))),

@@ -82,12 +82,12 @@ pub async fn run(
     };
     let ops = match config.ops_addr {
         Some(addr) => {
-            let readiness = clokio_runtime::ops::Readiness::new()
+            let readiness = clokio_runtime::ops_port::Readiness::new()
                 .nats(nats.clone())
                 .postgres(pool.clone())
                 .outbox(pool.clone(), config.bus.subjects.prefix().to_string())
                 .redis(state.redis.clone());
-            Some(clokio_runtime::ops::start(addr, "employee-svc", readiness).await?)
+            Some(clokio_runtime::ops_port::start(addr, "employee-svc", readiness).await?)
         }
         None => None,
     };

@@ -186,10 +186,10 @@ async fn build(
         tracing::warn!("NATS did not confirm the gateway's subscriptions yet");
     }
     if let Some(addr) = config.ops_addr {
-        let readiness = clokio_runtime::ops::Readiness::new()
+        let readiness = clokio_runtime::ops_port::Readiness::new()
             .nats(nats.clone())
             .redis(limiter.redis());
-        background.push(clokio_runtime::ops::start(addr, "gateway", readiness).await?);
+        background.push(clokio_runtime::ops_port::start(addr, "gateway", readiness).await?);
     }
     let hub = events::Hub::new(
         nats.clone(),

@@ -66,7 +66,7 @@ pub async fn run(
     let upkeep = tokio::spawn(clokio_runtime::db::upkeep(pool.clone()));
     let ops = match config.ops_addr {
         Some(addr) => {
-            let readiness = clokio_runtime::ops::Readiness::new()
+            let readiness = clokio_runtime::ops_port::Readiness::new()
                 .nats(nats.clone())
                 .postgres(pool.clone())
                 .consumer(
@@ -74,7 +74,7 @@ pub async fn run(
                     config.bus.subjects.events_stream(),
                     projection::CONSUMER,
                 );
-            Some(clokio_runtime::ops::start(addr, "reporting-svc", readiness).await?)
+            Some(clokio_runtime::ops_port::start(addr, "reporting-svc", readiness).await?)
         }
         None => None,
     };

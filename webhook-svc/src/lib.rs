@@ -151,7 +151,7 @@ pub async fn run(
         config: Arc::new(config.clone()),
     };
     let (intake, workers) = deliver::setup(&state).await?;
-    let readiness = clokio_runtime::ops::Readiness::new()
+    let readiness = clokio_runtime::ops_port::Readiness::new()
         .nats(nats.clone())
         .postgres(pool.clone())
         .consumer(
@@ -165,7 +165,7 @@ pub async fn run(
             deliver::WORKERS,
         );
     let ops = match config.ops_addr {
-        Some(addr) => Some(clokio_runtime::ops::start(addr, "webhook-svc", readiness).await?),
+        Some(addr) => Some(clokio_runtime::ops_port::start(addr, "webhook-svc", readiness).await?),
         None => None,
     };
     let stop = tokio_util::sync::CancellationToken::new();

@@ -7,7 +7,7 @@ pub mod config;
 pub mod db;
 pub mod directory;
 pub mod http;
-pub mod ops;
+pub mod ops_port;
 pub mod outbox;
 pub mod redis;
 pub mod telemetry;
