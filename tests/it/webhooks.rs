@@ -1583,30 +1583,19 @@ async fn a_copy_handed_out_again_waits_for_the_schedule() {
 async fn sealing_old_secrets_does_not_undo_a_rotation_made_meanwhile() {
     let (stack, gw) = Stack::start().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
-    let r = Receiver::start().await;
-    let created = hook(
-        &gw,
-        &t,
-        json!({"url": format!("{}/hook", r.url), "events": ["clock-in"]}),
-    )
-    .await;
-    let id = created["id"].as_str().unwrap();
-    let db = stack.db().await;
+    let (_r, id) = ann_and_receiver(&gw, &t, &["clock-in"]).await;
+    let db = clokio_runtime::db::connect(&stack.database_url, "webhook", 2, Duration::from_secs(5))
+        .await
+        .unwrap();
     // The secret as an older version stored it: in plain text.
     sqlx::query(
-        "UPDATE webhook.subscriptions SET secret = 'whsec_storedbeforesealing' WHERE id = $1::uuid",
+        "UPDATE subscriptions SET secret = 'whsec_storedbeforesealing' WHERE id = $1::uuid",
     )
-    .bind(id)
+    .bind(&id)
     .execute(&db)
     .await
     .unwrap();
-    let webhook_db =
-        clokio_runtime::db::connect(&stack.database_url, "webhook", 2, Duration::from_secs(5))
-            .await
-            .unwrap();
-    let read = clokio_webhook_svc::seal::unsealed(&webhook_db)
-        .await
-        .unwrap();
+    let read = clokio_webhook_svc::seal::unsealed(&db).await.unwrap();
     let rotated = gw
         .post(
             &t.key,
@@ -1616,7 +1605,7 @@ async fn sealing_old_secrets_does_not_undo_a_rotation_made_meanwhile() {
         .await
         .expect(200);
     let secret = rotated.data()["secret"].as_str().unwrap().to_owned();
-    clokio_webhook_svc::seal::seal_rows(&webhook_db, read)
+    clokio_webhook_svc::seal::seal_rows(&db, read)
         .await
         .unwrap();
     let hint = gw

@@ -121,7 +121,7 @@ pub async fn test(state: &State, r: WebhookRef) -> Result<Delivery, BusError> {
 }
 
 #[derive(sqlx::FromRow)]
-pub struct DeliveryRow {
+struct DeliveryRow {
     id: Uuid,
     subscription_id: Uuid,
     event_id: Uuid,
@@ -132,11 +132,11 @@ pub struct DeliveryRow {
     created_at: chrono::DateTime<Utc>,
 }
 
-pub const DELIVERY_COLUMNS: &str =
+const DELIVERY_COLUMNS: &str =
     "id, subscription_id, event_id, event_type, status, attempt_count, next_attempt_at, created_at";
 
 impl DeliveryRow {
-    pub fn view(self) -> Delivery {
+    fn view(self) -> Delivery {
         Delivery {
             id: self.id,
             webhook_id: self.subscription_id,

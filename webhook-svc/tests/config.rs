@@ -6,6 +6,7 @@ fn a_bad_setting_stops_the_start_and_names_the_variable() {
     for (var, value) in [
         ("CLOKIO_WEBHOOK_WORKERS", "0"),
         ("CLOKIO_WEBHOOK_TIMEOUT_MS", "soon"),
+        ("CLOKIO_WEBHOOK_REQUEUE_AFTER_MS", "0"),
         ("CLOKIO_WEBHOOK_RETRY_SCHEDULE", "5s,banana"),
         ("CLOKIO_WEBHOOK_ALLOW_CIDRS", "10.0.0.0/33"),
         ("CLOKIO_WEBHOOK_ALLOW_HTTP", "maybe"),

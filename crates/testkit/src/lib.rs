@@ -435,15 +435,15 @@ impl Stack {
         let _ = self.stop.send(true);
     }
 
-    /// Gives the stack a database of its own (a new one on the shared server), for a test whose
+    /// Gives the stack a database of its own (a new one on its server), for a test whose
     /// services must not see other tests' rows: webhook-svc's overdue sweep, say, which takes
     /// every late delivery of its database. Call it before starting services.
     pub async fn own_database(&mut self) {
         use sqlx::Connection;
         let name = format!("clokio_own_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(&database_url())
+        let mut admin = sqlx::PgConnection::connect(&self.database_url)
             .await
-            .expect("the test database reachable");
+            .expect("the stack's database reachable");
         sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut admin)
             .await
@@ -1144,26 +1144,17 @@ pub struct NatsCluster {
 impl NatsCluster {
     pub async fn start(n: usize) -> Self {
         let route_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let routes = route_ports
-            .iter()
-            .map(|p| format!("nats://127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(",");
         let name = format!("clokio-test-{}", uuid::Uuid::new_v4().simple());
         let mut nodes: Vec<NatsServer> = route_ports
             .iter()
             .enumerate()
             .map(|(i, port)| {
-                NatsServer::new(vec![
-                    "--server_name".into(),
-                    format!("n{}", i + 1),
-                    "--cluster_name".into(),
-                    name.clone(),
-                    "--cluster".into(),
-                    format!("nats://127.0.0.1:{port}"),
-                    "--routes".into(),
-                    routes.clone(),
-                ])
+                NatsServer::new(cluster_node(
+                    &format!("n{}", i + 1),
+                    &name,
+                    *port,
+                    &route_ports,
+                ))
             })
             .collect();
         for node in &mut nodes {
@@ -1184,6 +1175,26 @@ impl NatsCluster {
     pub async fn wait_jetstream(&self) {
         wait_jetstream(&self.url(), self.nodes.len()).await;
     }
+}
+
+/// The options of a cluster node named `server` in cluster `cluster`, taking routes on `port` and
+/// routing to `routes` (itself among them or not: a node skips its own).
+fn cluster_node(server: &str, cluster: &str, port: u16, routes: &[u16]) -> Vec<String> {
+    let routes = routes
+        .iter()
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    vec![
+        "--server_name".to_owned(),
+        server.to_owned(),
+        "--cluster_name".to_owned(),
+        cluster.to_owned(),
+        "--cluster".to_owned(),
+        format!("nats://127.0.0.1:{port}"),
+        "--routes".to_owned(),
+        routes,
+    ]
 }
 
 /// The servers' URLs, comma-separated: a `CLOKIO_NATS_URL` for all of them.
@@ -1239,38 +1250,27 @@ pub struct LinkedNats {
 
 impl LinkedNats {
     pub async fn start() -> Self {
-        let name = format!("clokio-test-{}", uuid::Uuid::new_v4().simple());
         let hub_routes = [free_port(), free_port()];
         let edge_monitor = free_port();
         let mut links = Vec::new();
         for port in hub_routes {
             links.push(CutProxy::start(SocketAddr::from(([127, 0, 0, 1], port))).await);
         }
-        let node = |server: &str, route: u16, routes: Vec<u16>| {
-            let routes = routes
-                .iter()
-                .map(|p| format!("nats://127.0.0.1:{p}"))
-                .collect::<Vec<_>>()
-                .join(",");
-            vec![
-                "--server_name".to_owned(),
-                server.to_owned(),
-                "--cluster_name".to_owned(),
-                name.clone(),
-                "--cluster".to_owned(),
-                format!("nats://127.0.0.1:{route}"),
-                "--routes".to_owned(),
-                routes,
-            ]
-        };
+        let name = format!("clokio-test-{}", uuid::Uuid::new_v4().simple());
         let mut hubs: Vec<NatsServer> = hub_routes
             .iter()
             .enumerate()
             .map(|(i, port)| {
-                NatsServer::new(node(&format!("hub{}", i + 1), *port, hub_routes.to_vec()))
+                NatsServer::new(cluster_node(
+                    &format!("hub{}", i + 1),
+                    &name,
+                    *port,
+                    &hub_routes,
+                ))
             })
             .collect();
-        let mut edge_args = node("edge", free_port(), links.iter().map(|l| l.port).collect());
+        let link_ports: Vec<u16> = links.iter().map(|l| l.port).collect();
+        let mut edge_args = cluster_node("edge", &name, free_port(), &link_ports);
         edge_args.extend([
             // Told to nobody reachable, so no hub routes to the edge around the proxies.
             "--cluster_advertise".to_owned(),

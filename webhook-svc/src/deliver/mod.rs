@@ -27,7 +27,7 @@ pub use worker::{Caps, InFlight, run_workers};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self};
+use async_nats::jetstream;
 use clokio_bus::BusError;
 use uuid::Uuid;
 
