@@ -50,3 +50,124 @@ async fn a_dropped_stack_leaves_no_stream_behind() {
     drop(stack);
     assert!(js.get_stream(&name).await.is_err(), "{name} still exists");
 }
+
+/// Answers every request with its payload.
+struct Echo;
+
+impl clokio_bus::server::Handler for Echo {
+    async fn handle(
+        &self,
+        _operation: &str,
+        payload: bytes::Bytes,
+    ) -> Result<bytes::Bytes, clokio_bus::BusError> {
+        Ok(payload)
+    }
+}
+
+/// An echo replica of the employee group on `url`, serving until `stop` fires.
+async fn echo_replica(
+    stack: &Stack,
+    url: &str,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), async_nats::Error>>,
+) {
+    let client = async_nats::connect(url).await.expect("NATS reachable");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let spec = clokio_bus::server::Spec {
+        service: ServiceName::Employee,
+        description: "echo",
+        operations: &["echo"],
+        max_in_flight: 64,
+    };
+    let subjects = stack.bus_config.subjects.clone();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        clokio_bus::server::serve(client, &subjects, spec, std::sync::Arc::new(Echo), shutdown)
+            .await
+    });
+    (stop, task)
+}
+
+/// A replica stops while requests trickle in (a few a second, too few to use up the drain's
+/// margin), on a link so slow one way that its UNSUB reaches the server a second after it was
+/// sent, as on a machine too busy to write promptly: every request NATS routed to it is still
+/// answered. (The drain used to end on a quiet bus or after 5 s with a plain unsubscribe, which
+/// the client applies at once and the server only when it arrives: requests routed in between
+/// were dropped unread and timed out, as two did in a CI run of the rolling restart.)
+#[tokio::test]
+async fn a_replica_on_a_slow_link_drains_without_losing_a_request() {
+    use std::net::ToSocketAddrs;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    let stack = Stack::empty().await;
+    let url = clokio_testkit::nats_url();
+    let parsed = reqwest::Url::parse(&url).expect("the NATS URL");
+    let upstream = (
+        parsed.host_str().expect("a host"),
+        parsed.port().unwrap_or(4222),
+    )
+        .to_socket_addrs()
+        .expect("the NATS address")
+        .next()
+        .expect("an address");
+    let proxy = clokio_testkit::CutProxy::start(upstream).await;
+    let steady = echo_replica(&stack, &url).await;
+    let slow = echo_replica(&stack, &proxy.url(&url)).await;
+    stack.wait_for_replicas(ServiceName::Employee, 2).await;
+    proxy.delay_upstream(Duration::from_secs(1));
+
+    let subject = format!(
+        "{}.echo",
+        stack
+            .bus_config
+            .subjects
+            .service_group(ServiceName::Employee)
+    );
+    let running = Arc::new(AtomicBool::new(true));
+    let (sent, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load: Vec<_> = (0..4)
+        .map(|sender| {
+            let (nats, subject) = (stack.nats.clone(), subject.clone());
+            let (running, sent, failed) = (running.clone(), sent.clone(), failed.clone());
+            tokio::spawn(async move {
+                for n in 0.. {
+                    if !running.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let ping = format!("ping {sender}.{n}");
+                    let asked = nats.request(subject.clone(), ping.clone().into());
+                    match tokio::time::timeout(Duration::from_secs(5), asked).await {
+                        Ok(Ok(reply)) if reply.payload == ping.as_bytes() => {}
+                        other => {
+                            eprintln!("{ping} failed: {other:?}");
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = std::time::Instant::now();
+    let _ = slow.0.send(());
+    slow.1.await.unwrap().expect("the slow replica drains");
+    eprintln!("slow replica drained in {:?}", started.elapsed());
+    // Whatever it left unread would time out within 5 s of being sent.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    running.store(false, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    let (sent, failed) = (sent.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert!(sent > 20, "load ran: {sent} requests");
+    assert_eq!(failed, 0, "{failed} of {sent} requests failed");
+    let _ = steady.0.send(());
+    steady.1.await.unwrap().expect("the steady replica stops");
+}

@@ -81,9 +81,12 @@ pub struct Spec {
 /// unread. (A plain unsubscribe, and async-nats' drain, drop the subscription in the client before
 /// the server has stopped routing to it; the requests in between would time out.) The margin
 /// covers what is on its way at the moment of the UNSUB: a quarter second of the last second's
-/// traffic, at least [`DRAIN_MARGIN_MIN`]. When traffic is too thin to use the margin up (no
-/// request for [`DRAIN_IDLE`], or [`DRAIN_LIMIT`] in all), the replica unsubscribes plainly; at
-/// that rate a request in transit is unlikely, not impossible.
+/// traffic, at least [`DRAIN_MARGIN_MIN`]. The replica then uses the margin up itself, however
+/// thin the traffic: it publishes fillers (no reply subject) to its own group, in rounds of
+/// [`FILL_FACTOR`] per message still awaited, until the count is reached; the fillers that reach
+/// other replicas are ignored there. Only a drain that has not ended after [`DRAIN_LIMIT`] (a
+/// client that lost messages as a slow consumer, so its count lags the server's) unsubscribes
+/// plainly.
 ///
 /// The NATS micro service (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`) still announces each replica;
 /// its metadata names the subject and operations, since it registers no endpoints of its own.
@@ -136,9 +139,9 @@ pub async fn serve<H: Handler>(
     tokio::pin!(shutdown);
     let mut micro = Some(micro);
     let mut traffic = Traffic::new();
-    let mut drain_until = None;
+    let mut drain: Option<Drain> = None;
     loop {
-        let next = match drain_until {
+        let next = match &mut drain {
             None => tokio::select! {
                 () = &mut shutdown => {
                     if let Some(micro) = micro.take() {
@@ -147,17 +150,27 @@ pub async fn serve<H: Handler>(
                     let max = traffic.delivered + traffic.margin();
                     requests.unsubscribe_after(max).await?;
                     tracing::info!(service = service.as_str(), max, "draining bus requests");
-                    drain_until = Some(tokio::time::Instant::now() + DRAIN_LIMIT);
+                    drain = Some(Drain::start(&client, &group, max).await?);
                     continue;
                 }
                 next = requests.next() => next,
             },
-            Some(until) => {
-                let idle = tokio::time::Instant::now() + DRAIN_IDLE;
-                match tokio::time::timeout_at(until.min(idle), requests.next()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        tracing::info!(service = service.as_str(), "drain ends on a quiet bus");
+            Some(drain) => {
+                let (until, max) = (drain.until, drain.max);
+                tokio::select! {
+                    // What has arrived is counted before more filler goes out.
+                    biased;
+                    next = requests.next() => next,
+                    () = drain.filled() => {
+                        drain.fill(max.saturating_sub(traffic.delivered));
+                        continue;
+                    }
+                    () = tokio::time::sleep_until(until) => {
+                        tracing::warn!(
+                            service = service.as_str(),
+                            left = max.saturating_sub(traffic.delivered),
+                            "drain ends at its limit; a request in transit may be dropped"
+                        );
                         break;
                     }
                 }
@@ -228,6 +241,13 @@ pub async fn serve<H: Handler>(
     }
     // Whatever is still subscribed goes now (a drain that hit its limit).
     drop(requests);
+    if let Some(drain) = drain {
+        tracing::info!(
+            service = service.as_str(),
+            fillers = drain.fillers,
+            "bus requests drained"
+        );
+    }
     if let Some(micro) = micro {
         micro.stop().await?;
     }
@@ -328,8 +348,93 @@ impl Traffic {
 /// The least margin a drain allows for requests in transit.
 const DRAIN_MARGIN_MIN: u64 = 32;
 
-/// A draining replica that gets no request for this long is no longer being routed much.
-const DRAIN_IDLE: Duration = Duration::from_secs(1);
+/// The operation name of the drain's filler messages: no operation has it, and a filler has no
+/// reply subject, so whichever replica it reaches counts it and ignores it.
+const DRAIN_FILLER: &str = "_drain";
+
+/// How many fillers a round sends per request the draining replica still awaits: enough that
+/// with up to this many replicas in the group one round usually finishes the drain.
+const FILL_FACTOR: u64 = 4;
+
+/// The most fillers one round sends.
+const FILL_MAX: u64 = 10_000;
+
+/// A replica's drain: the count at which its subscription ends, and its filler rounds.
+struct Drain {
+    max: u64,
+    until: tokio::time::Instant,
+    client: async_nats::Client,
+    /// Where fillers go: the service's group, under an operation no replica has.
+    subject: String,
+    /// An inbox of this replica's own, whose message marks the end of a round.
+    marker: String,
+    /// The inbox's subscription, held by the round in flight.
+    echo: Option<async_nats::Subscriber>,
+    round: Option<futures::future::BoxFuture<'static, async_nats::Subscriber>>,
+    fillers: u64,
+}
+
+impl Drain {
+    async fn start(
+        client: &async_nats::Client,
+        group: &str,
+        max: u64,
+    ) -> Result<Self, async_nats::Error> {
+        let marker = client.new_inbox();
+        let echo = client.subscribe(marker.clone()).await?;
+        Ok(Self {
+            max,
+            until: tokio::time::Instant::now() + DRAIN_LIMIT,
+            client: client.clone(),
+            subject: format!("{group}.{DRAIN_FILLER}"),
+            marker,
+            echo: Some(echo),
+            round: None,
+            fillers: 0,
+        })
+    }
+
+    /// Resolves when no filler round is in flight (at once before the first).
+    async fn filled(&mut self) {
+        if let Some(round) = &mut self.round {
+            self.echo = Some(round.await);
+            self.round = None;
+        }
+    }
+
+    /// Sends a round of fillers for the `left` requests still awaited, then a marker to this
+    /// replica's own inbox. The server handles a connection's messages in order, so when the
+    /// marker is back every filler of the round has been routed, and those routed here have
+    /// arrived ahead of it: the next round counts them and sends only what is still missing.
+    fn fill(&mut self, left: u64) {
+        let Some(mut echo) = self.echo.take() else {
+            return;
+        };
+        let n = (left * FILL_FACTOR).min(FILL_MAX);
+        self.fillers += n;
+        let (client, subject, marker) = (
+            self.client.clone(),
+            self.subject.clone(),
+            self.marker.clone(),
+        );
+        self.round = Some(Box::pin(async move {
+            for _ in 0..n {
+                if client.publish(subject.clone(), Bytes::new()).await.is_err() {
+                    break;
+                }
+            }
+            let back = match client.publish(marker, Bytes::new()).await {
+                Ok(()) => echo.next().await.is_some(),
+                Err(_) => false,
+            };
+            if !back {
+                // Not connected: the next round waits a little rather than spin.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            echo
+        }));
+    }
+}
 
 /// The longest a stopping service keeps answering what is routed to it. Below the 30 s a
 /// Kubernetes pod gets by default between SIGTERM and SIGKILL, with room for in-flight work.

@@ -1,11 +1,13 @@
 //! A TCP proxy that cuts one connection at a chosen moment: put between a service and Postgres,
 //! it makes the connection break while a write is on its way, or after the server has done the
 //! write but before its answer is back, which no server restart can time exactly. Held down, it
-//! is a network link that fails and comes back (between two NATS servers, say).
+//! is a network link that fails and comes back (between two NATS servers, say); delayed, a link
+//! that is slow one way (a service on a machine too busy to send promptly).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -35,6 +37,7 @@ pub struct CutProxy {
     pub port: u16,
     trap: Arc<Mutex<Trap>>,
     down: watch::Sender<bool>,
+    delay: watch::Sender<Duration>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -46,15 +49,17 @@ impl CutProxy {
         let port = listener.local_addr().expect("bound").port();
         let trap = Arc::new(Mutex::new(Trap::default()));
         let down = watch::Sender::new(false);
+        let delay = watch::Sender::new(Duration::ZERO);
         let task = tokio::spawn({
             let trap = trap.clone();
             let down = down.clone();
+            let delay = delay.subscribe();
             async move {
                 while let Ok((client, _)) = listener.accept().await {
                     if *down.borrow() {
                         continue;
                     }
-                    let pipe = pipe(client, upstream, trap.clone());
+                    let pipe = pipe(client, upstream, trap.clone(), delay.clone());
                     let mut down = down.subscribe();
                     tokio::spawn(async move {
                         tokio::select! {
@@ -69,8 +74,15 @@ impl CutProxy {
             port,
             trap,
             down,
+            delay,
             task,
         }
+    }
+
+    /// Holds what clients send for `delay` before passing it on (what the server sends back is
+    /// not delayed): from now on, on every connection through the proxy.
+    pub fn delay_upstream(&self, delay: Duration) {
+        self.delay.send_replace(delay);
     }
 
     /// Closes every connection through the proxy and refuses new ones (`true`), or lets them
@@ -152,7 +164,12 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-async fn pipe(client: TcpStream, upstream: SocketAddr, trap: Arc<Mutex<Trap>>) {
+async fn pipe(
+    client: TcpStream,
+    upstream: SocketAddr,
+    trap: Arc<Mutex<Trap>>,
+    delay: watch::Receiver<Duration>,
+) {
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
@@ -161,7 +178,19 @@ async fn pipe(client: TcpStream, upstream: SocketAddr, trap: Arc<Mutex<Trap>>) {
     let (mut client_rx, mut client_tx) = client.into_split();
     let (mut server_rx, mut server_tx) = server.into_split();
     let drop_answer = AtomicBool::new(false);
-    let up = async {
+    // What the client sent, each chunk with the moment it may go on.
+    let (sent, mut to_send) =
+        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let forward = async move {
+        while let Some((at, chunk)) = to_send.recv().await {
+            tokio::time::sleep_until(at).await;
+            if server_tx.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    };
+    let answer_dropped = &drop_answer;
+    let read = async move {
         let mut progress = Progress {
             generation: 0,
             matched: 0,
@@ -175,16 +204,22 @@ async fn pipe(client: TcpStream, upstream: SocketAddr, trap: Arc<Mutex<Trap>>) {
             };
             match progress.feed(&trap, &buf[..n]) {
                 Some(Cut::BeforeRequest) => return,
-                Some(Cut::AfterRequest) => drop_answer.store(true, Ordering::SeqCst),
+                Some(Cut::AfterRequest) => answer_dropped.store(true, Ordering::SeqCst),
                 None => {}
             }
-            if server_tx.write_all(&buf[..n]).await.is_err() {
+            let at = tokio::time::Instant::now() + *delay.borrow();
+            if sent.send((at, buf[..n].to_vec())).is_err() {
                 return;
             }
         }
     };
+    // A cut before the request drops the reader, so what it queued earlier still goes on.
+    let up = async {
+        tokio::join!(read, forward);
+    };
     let down = async {
         let mut buf = vec![0u8; 64 * 1024];
+        let mut client_gone = false;
         loop {
             let n = match server_rx.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
@@ -193,9 +228,12 @@ async fn pipe(client: TcpStream, upstream: SocketAddr, trap: Arc<Mutex<Trap>>) {
             if drop_answer.load(Ordering::SeqCst) {
                 return;
             }
-            if client_tx.write_all(&buf[..n]).await.is_err() {
-                return;
+            if client_gone {
+                continue;
             }
+            // A client that has gone has not taken back what it sent: that still reaches the
+            // server (through `up`), as the kernel delivers what a closed socket had written.
+            client_gone = client_tx.write_all(&buf[..n]).await.is_err();
         }
     };
     // Whichever side ends first ends the connection: every half is dropped, so both sockets close.
