@@ -289,7 +289,7 @@ impl<'a> Calendar<'a> {
         Some(SummaryRow {
             employee_id: e.employee_id,
             employee_name: e.name.clone(),
-            nip: e.employee_code.clone(),
+            employee_code: e.employee_code.clone(),
             department: e.department.clone(),
             days_present: days.len() as u32,
             late_count: late,
@@ -450,7 +450,7 @@ pub fn write_csv_row(out: &mut Vec<u8>, r: &SummaryRow) {
     let _ = write!(out, "{},", r.employee_id);
     write_text(out, &r.employee_name);
     out.push(b',');
-    write_text(out, r.nip.as_str());
+    write_text(out, r.employee_code.as_str());
     out.push(b',');
     write_text(out, r.department.as_deref().unwrap_or(""));
     let _ = write!(
@@ -530,7 +530,7 @@ mod tests {
         SummaryRow {
             employee_id: EmployeeId::new(7),
             employee_name: name.to_owned(),
-            nip: EmployeeCode::parse("EMP-7").unwrap(),
+            employee_code: EmployeeCode::parse("EMP-7").unwrap(),
             department: department.map(str::to_owned),
             days_present: 20,
             late_count: 2,

@@ -55,7 +55,7 @@ impl Action {
 }
 
 pub async fn handle(state: &State, action: Action, req: ClockRequest) -> Result<Bytes, BusError> {
-    let same = (&req.nip, &req.coordinates, &req.timestamp);
+    let same = (&req.employee_code, &req.coordinates, &req.timestamp);
     let idem = Idempotency::new(
         req.org_id,
         req.idempotency_key.as_deref(),
@@ -66,7 +66,7 @@ pub async fn handle(state: &State, action: Action, req: ClockRequest) -> Result<
     // that depends on it (unknown employee) is therefore not stored with the key.
     let (info, employee) = tokio::try_join!(
         state.directory.org(req.org_id),
-        state.directory.employee(req.org_id, &req.nip)
+        state.directory.employee(req.org_id, &req.employee_code)
     )?;
     let transaction = async {
         if !idem.is_keyed() {

@@ -86,7 +86,7 @@ impl Loaded {
         AttendanceSession {
             attendance_id: AttendanceId::new(self.row.id),
             employee_id: employee.employee_id,
-            nip: employee.employee_code.clone(),
+            employee_code: employee.employee_code.clone(),
             employee_name: employee.name.clone(),
             state: self.state(),
             break_minutes: minutes(breaks),

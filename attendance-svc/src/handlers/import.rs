@@ -98,9 +98,9 @@ pub(crate) fn check<'a>(
     let bad = |what: String| BusError::invalid(format!("records.{i}: {what}"));
     let employee = staff
         .by_code
-        .get(&r.nip)
+        .get(&r.employee_code)
         .cloned()
-        .ok_or_else(|| bad(format!("Employee {} not found", r.nip)))?;
+        .ok_or_else(|| bad(format!("Employee {} not found", r.employee_code)))?;
     let (clock_in, clock_out) = (whole_seconds(r.clock_in), whole_seconds(r.clock_out));
     if clock_out <= clock_in {
         return Err(bad("clock_out must be after clock_in".to_owned()));
@@ -241,7 +241,7 @@ async fn apply(
         return Err(BusError::conflict(format!(
             "records.{}: overlaps the recorded session {session} of employee {}",
             ord - 1,
-            checked[(ord - 1) as usize].record.nip
+            checked[(ord - 1) as usize].record.employee_code
         )));
     }
 

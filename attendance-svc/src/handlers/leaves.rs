@@ -33,7 +33,7 @@ impl LeaveRow {
         Ok(Leave {
             id: LeaveId::new(self.id),
             employee_id: EmployeeId::new(self.employee_id),
-            nip: employee.employee_code.clone(),
+            employee_code: employee.employee_code.clone(),
             employee_name: employee.name.clone(),
             start_date: self.start_date,
             end_date: self.end_date,
@@ -59,14 +59,17 @@ pub async fn create(state: &State, req: LeaveCreate) -> Result<Bytes, BusError> 
             "A leave may not be longer than {MAX_LEAVE_DAYS} days"
         )));
     }
-    let same = (&req.nip, req.start_date, req.end_date, req.kind);
+    let same = (&req.employee_code, req.start_date, req.end_date, req.kind);
     let idem = Idempotency::new(
         req.org_id,
         req.idempotency_key.as_deref(),
         LeaveCreateOp::NAME,
         &same,
     );
-    let employee = state.directory.employee(req.org_id, &req.nip).await?;
+    let employee = state
+        .directory
+        .employee(req.org_id, &req.employee_code)
+        .await?;
     let mut tx = state.pool.begin().await.map_err(db::err)?;
     if let Some(answer) = idem.claim(&mut tx).await? {
         return answer;

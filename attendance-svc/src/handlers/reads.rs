@@ -122,7 +122,7 @@ fn records(info: &OrgInfo, staff: &Staff, rows: Vec<DayRow>, with_date: bool) ->
                 date: with_date.then_some(r.work_date),
                 employee_id: employee.employee_id,
                 employee_name: employee.name.clone(),
-                nip: employee.employee_code.clone(),
+                employee_code: employee.employee_code.clone(),
                 clock_in: r.first_in,
                 clock_out: if r.open { None } else { r.last_out },
                 total_hours: hours(day.payable),
@@ -173,7 +173,7 @@ pub async fn range(state: &State, q: RangeQuery) -> Result<Bytes, BusError> {
 pub async fn employee_range(state: &State, q: EmployeeRangeQuery) -> Result<Bytes, BusError> {
     let (info, employee) = tokio::try_join!(
         state.directory.org(q.org_id),
-        state.directory.employee(q.org_id, &q.nip)
+        state.directory.employee(q.org_id, &q.employee_code)
     )?;
     let end = q.end.unwrap_or_else(|| info.org.timezone.today());
     let start = q

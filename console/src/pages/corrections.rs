@@ -302,7 +302,7 @@ async fn page(
             chrome: Chrome::new(s, "attendance"),
             id: id.get(),
             name: session.employee_name.clone(),
-            code: session.nip.to_string(),
+            code: session.employee_code.to_string(),
             date: session.state.work_date.to_string(),
             timezone: tz.to_string(),
             total_hours: session.total_hours.map(hours).unwrap_or_default(),

@@ -51,7 +51,7 @@ impl From<&Leave> for LeaveView {
         Self {
             id: l.id.to_string(),
             name: l.employee_name.clone(),
-            code: l.nip.to_string(),
+            code: l.employee_code.to_string(),
             kind: l.kind.as_str(),
             start: l.start_date.to_string(),
             end: l.end_date.to_string(),
@@ -157,7 +157,7 @@ const FIELDS: &[&str] = &["nip", "start_date", "end_date", "type"];
 fn parse(s: &Session, f: &LeaveForm) -> Result<LeaveCreate, Errors> {
     let code =
         opt(&f.nip).ok_or_else(|| Errors::none().field("nip", "The nip field is required"))?;
-    let nip = EmployeeCode::parse(&code)
+    let employee_code = EmployeeCode::parse(&code)
         .map_err(|_| Errors::none().field("nip", "Employee not found"))?;
     let start_date = opt_date("start_date", &f.start_date)?
         .ok_or_else(|| Errors::none().field("start_date", "The start_date field is required"))?;
@@ -169,7 +169,7 @@ fn parse(s: &Session, f: &LeaveForm) -> Result<LeaveCreate, Errors> {
         .map_err(|m| Errors::none().field("type", m))?;
     Ok(LeaveCreate {
         org_id: s.org_id,
-        nip,
+        employee_code,
         start_date,
         end_date,
         kind,

@@ -114,7 +114,7 @@ impl From<&SummaryRow> for SummaryView {
     fn from(r: &SummaryRow) -> Self {
         Self {
             name: r.employee_name.clone(),
-            code: r.nip.to_string(),
+            code: r.employee_code.to_string(),
             department: r.department.clone().unwrap_or_default(),
             days_present: r.days_present,
             late_count: r.late_count,

@@ -111,7 +111,7 @@ fn clock_request(
     let timestamp = f.optional_timestamp("timestamp")?;
     Ok(ClockRequest {
         org_id: auth.org_id,
-        nip: nip(&code)?,
+        employee_code: nip(&code)?,
         coordinates,
         timestamp,
         idempotency_key: idempotency_key(headers)?,
@@ -420,7 +420,7 @@ pub async fn employee(
 ) -> Result<Response, ApiError> {
     let req = EmployeeRangeQuery {
         org_id: auth.org_id,
-        nip: nip(&code)?,
+        employee_code: nip(&code)?,
         start: date_param(&q, "start")?,
         end: date_param(&q, "end")?,
     };
@@ -557,7 +557,7 @@ pub async fn import(
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
         records.push(ImportRecord {
-            nip,
+            employee_code: nip,
             clock_in,
             clock_out,
             breaks,

@@ -271,7 +271,7 @@ pub async fn create(
     let req = SessionCreate {
         org_id: auth.org_id,
         record: ImportRecord {
-            nip,
+            employee_code: nip,
             clock_in,
             clock_out,
             breaks,

@@ -77,7 +77,7 @@ pub async fn create(
     let nip = EmployeeCode::parse(&code).map_err(|_| ApiError::not_found("Employee not found"))?;
     let req = LeaveCreate {
         org_id: auth.org_id,
-        nip,
+        employee_code: nip,
         start_date,
         end_date,
         kind,

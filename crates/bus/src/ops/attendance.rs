@@ -22,7 +22,9 @@ pub struct Coordinates {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClockRequest {
     pub org_id: OrgId,
-    pub nip: EmployeeCode,
+    /// `nip` on the wire (the product document's name for it).
+    #[serde(rename = "nip")]
+    pub employee_code: EmployeeCode,
     /// Only clock-in and clock-out use it (breaks happen where the session is).
     pub coordinates: Option<Coordinates>,
     /// When the event happened, for offline kiosks; None means now.
@@ -90,7 +92,9 @@ pub struct DailyRecord {
     pub date: Option<NaiveDate>,
     pub employee_id: EmployeeId,
     pub employee_name: String,
-    pub nip: EmployeeCode,
+    /// `nip` on the wire (the product document's name for it).
+    #[serde(rename = "nip")]
+    pub employee_code: EmployeeCode,
     /// The first clock-in of the date.
     pub clock_in: DateTime<Utc>,
     /// The last clock-out; null while a session of the date is open.
@@ -125,7 +129,9 @@ pub struct RangeQuery {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EmployeeRangeQuery {
     pub org_id: OrgId,
-    pub nip: EmployeeCode,
+    /// `nip` on the wire (the product document's name for it).
+    #[serde(rename = "nip")]
+    pub employee_code: EmployeeCode,
     /// Default: 30 days before `end`.
     pub start: Option<NaiveDate>,
     /// Default: today in the org's zone.
@@ -242,7 +248,9 @@ pub struct ImportBreak {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ImportRecord {
-    pub nip: EmployeeCode,
+    /// `nip` on the wire (the product document's name for it).
+    #[serde(rename = "nip")]
+    pub employee_code: EmployeeCode,
     pub clock_in: DateTime<Utc>,
     pub clock_out: DateTime<Utc>,
     pub breaks: Vec<ImportBreak>,
@@ -305,7 +313,9 @@ impl std::str::FromStr for LeaveType {
 pub struct Leave {
     pub id: LeaveId,
     pub employee_id: EmployeeId,
-    pub nip: EmployeeCode,
+    /// `nip` on the wire (the product document's name for it).
+    #[serde(rename = "nip")]
+    pub employee_code: EmployeeCode,
     pub employee_name: String,
     pub start_date: NaiveDate,
     pub end_date: NaiveDate,
@@ -320,7 +330,9 @@ pub const MAX_LEAVE_DAYS: i64 = 366;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LeaveCreate {
     pub org_id: OrgId,
-    pub nip: EmployeeCode,
+    /// `nip` on the wire (the product document's name for it).
+    #[serde(rename = "nip")]
+    pub employee_code: EmployeeCode,
     pub start_date: NaiveDate,
     pub end_date: NaiveDate,
     pub kind: LeaveType,
@@ -415,7 +427,9 @@ pub struct SessionState {
 pub struct AttendanceSession {
     pub attendance_id: AttendanceId,
     pub employee_id: EmployeeId,
-    pub nip: EmployeeCode,
+    /// `nip` on the wire (the product document's name for it).
+    #[serde(rename = "nip")]
+    pub employee_code: EmployeeCode,
     pub employee_name: String,
     #[serde(flatten)]
     pub state: SessionState,

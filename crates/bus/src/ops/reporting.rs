@@ -12,7 +12,9 @@ use crate::types::EmployeeCode;
 pub struct SummaryRow {
     pub employee_id: EmployeeId,
     pub employee_name: String,
-    pub nip: EmployeeCode,
+    /// `nip` on the wire (the product document's name for it).
+    #[serde(rename = "nip")]
+    pub employee_code: EmployeeCode,
     pub department: Option<String>,
     /// Dates with at least one session.
     pub days_present: u32,
