@@ -17,7 +17,7 @@ use clokio_bus::ops::{AdminCreate, AdminCreateOp};
 use clokio_bus::types::Email;
 use clokio_runtime::config::BusConfig;
 
-use super::{Args, Phase, report, sequential_get, setup, table};
+use super::{Args, Phase, Report, sequential_get, setup, table};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -80,7 +80,11 @@ async fn sign_in(console: &str, org: OrgId) -> Result<Session, Error> {
     Ok(Session(session))
 }
 
-pub async fn console_bench(args: &Args, client: &reqwest::Client) -> Result<(), Error> {
+pub async fn console_bench(
+    args: &Args,
+    client: &reqwest::Client,
+    report: &mut Report,
+) -> Result<(), Error> {
     let console = args.console_url.trim_end_matches('/').to_owned();
     let runs = (args.seconds as usize * 5).max(30);
 
@@ -158,7 +162,7 @@ pub async fn console_bench(args: &Args, client: &reqwest::Client) -> Result<(), 
         today.percentile(0.5),
         today.percentile(0.5) / asset.percentile(0.5),
     );
-    report(
+    report.add(
         "console: Employees page, first page of 10,000".into(),
         format!("p50 {:.2} ms", employees.percentile(0.5)),
         format!("static asset p50 {:.2} ms", asset.percentile(0.5)),
@@ -166,7 +170,7 @@ pub async fn console_bench(args: &Args, client: &reqwest::Client) -> Result<(), 
         "≤ 30 ms",
         Some(employees.percentile(0.5) <= 30.0),
     );
-    report(
+    report.add(
         "console: Today, 1,000 employees".into(),
         format!("p50 {:.2} ms", today.percentile(0.5)),
         format!("static asset p50 {:.2} ms", asset.percentile(0.5)),
@@ -175,7 +179,7 @@ pub async fn console_bench(args: &Args, client: &reqwest::Client) -> Result<(), 
         Some(today.percentile(0.5) <= 100.0),
     );
 
-    live_boards(args, &console, &key, &small_session).await
+    live_boards(args, &console, &key, &small_session, report).await
 }
 
 /// An org of `args.employees` as the other scenarios make it; returns its key and id.
@@ -202,6 +206,7 @@ async fn live_boards(
     console: &str,
     key: &str,
     session: &Session,
+    report: &mut Report,
 ) -> Result<(), Error> {
     const BOARDS: usize = 100;
     const EVENTS: usize = 30;
@@ -293,7 +298,7 @@ async fn live_boards(
         "\nLive boards: {EVENTS} clock-ins, each to {BOARDS} open boards ({missing} rows missing)\n"
     );
     table(&[&phase]);
-    report(
+    report.add(
         format!("console: {BOARDS} live boards, clock-in 2xx → row on every board"),
         format!(
             "p50 {:.1} ms, p99 {:.1} ms, {missing} missing",

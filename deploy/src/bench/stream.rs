@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Args, Phase, memory_kib, report, setup, table};
+use super::{Args, Phase, Report, memory_kib, setup, table};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -60,7 +60,11 @@ async fn open(sse: &reqwest::Client, url: &str, key: &str) -> Result<reqwest::Re
     Ok(res)
 }
 
-pub async fn stream_bench(args: &Args, client: &reqwest::Client) -> Result<(), Error> {
+pub async fn stream_bench(
+    args: &Args,
+    client: &reqwest::Client,
+    report: &mut Report,
+) -> Result<(), Error> {
     let employees = 1000;
     eprintln!("stream: an org of {employees} employees, {STREAMS} streams…");
     let org = Args {
@@ -177,7 +181,7 @@ pub async fn stream_bench(args: &Args, client: &reqwest::Client) -> Result<(), E
         offered.as_secs_f64()
     );
     table(&[&phase]);
-    report(
+    report.add(
         format!("stream: {STREAMS} streams, {RATE} clock events/s, event 2xx → client"),
         format!(
             "p50 {:.2} ms, p99 {:.2} ms, {missing} of {expected} missing",
@@ -214,7 +218,7 @@ pub async fn stream_bench(args: &Args, client: &reqwest::Client) -> Result<(), E
     println!(
         "\nGateway RSS: {before} KiB before, {after} KiB with {IDLE_STREAMS} idle streams: {per:.1} KiB per stream"
     );
-    report(
+    report.add(
         format!("stream: gateway RSS per idle stream ({IDLE_STREAMS} open)"),
         format!("{per:.1} KiB"),
         format!("{:.1} MiB before", before as f64 / 1024.0),
