@@ -1,7 +1,7 @@
 //! The `clock` scenario: clock-in/clock-out cycles against single-row `INSERT`s into the same
 //! Postgres.
 
-use super::{Args, Phase, Report, closed_loop, collect, setup, table};
+use super::{Args, Phase, Report, collect, healthz_baseline, setup, table};
 use std::time::{Duration, Instant};
 
 /// Clock-in/clock-out cycles: each connection owns a slice of the employees and walks it, clocking
@@ -13,26 +13,8 @@ pub(super) async fn clock_bench(
 ) -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("creating an org with {} employees…", args.employees);
     let key = setup(args, client).await?;
-    let healthz = format!("{}/healthz", args.url);
     let seconds = Duration::from_secs(args.seconds);
-    closed_loop(
-        "warm-up",
-        client,
-        &healthz,
-        None,
-        args.concurrency,
-        Duration::from_secs(1),
-    )
-    .await;
-    let health = closed_loop(
-        "GET /healthz",
-        client,
-        &healthz,
-        None,
-        args.concurrency,
-        seconds,
-    )
-    .await;
+    let health = healthz_baseline(args, client).await;
     let started = Instant::now();
     let deadline = started + seconds;
     let concurrency = args.concurrency.min(args.employees).max(1);

@@ -1,7 +1,7 @@
 //! The `read` and `paging` scenarios: the gateway's read path against `/healthz`, at the
 //! most it serves and at a fixed rate, and the employee list's first page in a large org.
 
-use super::{Args, Report, closed_loop, fixed_rate, setup, table};
+use super::{Args, Report, closed_loop, fixed_rate, healthz_baseline, setup, table};
 use std::time::Duration;
 
 /// The gateway's read path against `/healthz` (module docs).
@@ -11,7 +11,6 @@ pub(super) async fn read_bench(
     report: &mut Report,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let key = setup(args, client).await?;
-    let healthz = format!("{}/healthz", args.url);
     let employees = format!("{}{}", args.url, args.path);
     let seconds = Duration::from_secs(args.seconds);
 
@@ -25,25 +24,7 @@ pub(super) async fn read_bench(
         Duration::from_secs(2),
     )
     .await;
-    closed_loop(
-        "warm-up",
-        client,
-        &healthz,
-        None,
-        args.concurrency,
-        Duration::from_secs(1),
-    )
-    .await;
-
-    let health = closed_loop(
-        "GET /healthz",
-        client,
-        &healthz,
-        None,
-        args.concurrency,
-        seconds,
-    )
-    .await;
+    let health = healthz_baseline(args, client).await;
     let read = closed_loop(
         &format!("GET {} ({} employees)", args.path, args.employees),
         client,

@@ -269,6 +269,30 @@ fn write_doc(heading: Option<&str>, text: &str) -> std::io::Result<()> {
     std::fs::write(PATH, format!("{}\n", parts.join("\n\n")))
 }
 
+/// The bare HTTP baseline: `GET /healthz` at the run's concurrency for its seconds, after a
+/// second of warm-up.
+async fn healthz_baseline(args: &Args, client: &reqwest::Client) -> Phase {
+    let healthz = format!("{}/healthz", args.url);
+    closed_loop(
+        "warm-up",
+        client,
+        &healthz,
+        None,
+        args.concurrency,
+        Duration::from_secs(1),
+    )
+    .await;
+    closed_loop(
+        "GET /healthz",
+        client,
+        &healthz,
+        None,
+        args.concurrency,
+        Duration::from_secs(args.seconds),
+    )
+    .await
+}
+
 /// The machine and the date, for the report.
 fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
