@@ -51,8 +51,11 @@ async fn a_dropped_stack_leaves_no_stream_behind() {
     assert!(js.get_stream(&name).await.is_err(), "{name} still exists");
 }
 
-/// Answers every request with its payload.
-struct Echo;
+/// Answers every request with its payload, and counts them.
+#[derive(Default)]
+struct Echo {
+    served: std::sync::atomic::AtomicUsize,
+}
 
 impl clokio_bus::server::Handler for Echo {
     async fn handle(
@@ -60,6 +63,8 @@ impl clokio_bus::server::Handler for Echo {
         _operation: &str,
         payload: bytes::Bytes,
     ) -> Result<bytes::Bytes, clokio_bus::BusError> {
+        self.served
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(payload)
     }
 }
@@ -71,6 +76,7 @@ async fn echo_replica(
 ) -> (
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<Result<(), async_nats::Error>>,
+    std::sync::Arc<Echo>,
 ) {
     let client = async_nats::connect(url).await.expect("NATS reachable");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -81,14 +87,15 @@ async fn echo_replica(
         max_in_flight: 64,
     };
     let subjects = stack.bus_config.subjects.clone();
+    let echo = std::sync::Arc::new(Echo::default());
+    let handler = echo.clone();
     let task = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        clokio_bus::server::serve(client, &subjects, spec, std::sync::Arc::new(Echo), shutdown)
-            .await
+        clokio_bus::server::serve(client, &subjects, spec, handler, shutdown).await
     });
-    (stop, task)
+    (stop, task, echo)
 }
 
 /// A replica stops while requests trickle in (a few a second, too few to use up the drain's
@@ -167,6 +174,8 @@ async fn a_replica_on_a_slow_link_drains_without_losing_a_request() {
     }
     let (sent, failed) = (sent.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     assert!(sent > 20, "load ran: {sent} requests");
+    let served = slow.2.served.load(Ordering::Relaxed);
+    assert!(served > 0, "the slow replica served {served} requests");
     assert_eq!(failed, 0, "{failed} of {sent} requests failed");
     let _ = steady.0.send(());
     steady.1.await.unwrap().expect("the steady replica stops");

@@ -82,11 +82,12 @@ pub struct Spec {
 /// the server has stopped routing to it; the requests in between would time out.) The margin
 /// covers what is on its way at the moment of the UNSUB: a quarter second of the last second's
 /// traffic, at least [`DRAIN_MARGIN_MIN`]. The replica then uses the margin up itself, however
-/// thin the traffic: it publishes fillers (no reply subject) to its own group, in rounds of
-/// [`FILL_FACTOR`] per message still awaited, until the count is reached; the fillers that reach
-/// other replicas are ignored there. Only a drain that has not ended after [`DRAIN_LIMIT`] (a
-/// client that lost messages as a slow consumer, so its count lags the server's) unsubscribes
-/// plainly.
+/// thin the traffic: it publishes fillers (no reply subject) to its own group in rounds, each
+/// sized by how many of the last round's came here (about one in as many as there are
+/// replicas), until the count is reached; the fillers that reach other replicas are ignored
+/// there. A drain sends at most [`FILL_BUDGET`] fillers. Only one that has not ended after
+/// [`DRAIN_LIMIT`] (a client that lost messages as a slow consumer, so its count lags the
+/// server's) unsubscribes plainly.
 ///
 /// The NATS micro service (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`) still announces each replica;
 /// its metadata names the subject and operations, since it registers no endpoints of its own.
@@ -150,7 +151,7 @@ pub async fn serve<H: Handler>(
                     let max = traffic.delivered + traffic.margin();
                     requests.unsubscribe_after(max).await?;
                     tracing::info!(service = service.as_str(), max, "draining bus requests");
-                    drain = Some(Drain::start(&client, &group, max).await?);
+                    drain = Some(Drain::start(&client, &group, max).await);
                     continue;
                 }
                 next = requests.next() => next,
@@ -158,11 +159,13 @@ pub async fn serve<H: Handler>(
             Some(drain) => {
                 let (until, max) = (drain.until, drain.max);
                 tokio::select! {
-                    // What has arrived is counted before more filler goes out.
+                    // Messages already waiting are counted before the next round is sized (those
+                    // still on their way from the connection are not: a round may send a few
+                    // too many, never too few).
                     biased;
                     next = requests.next() => next,
                     () = drain.filled() => {
-                        drain.fill(max.saturating_sub(traffic.delivered));
+                        drain.fill(max.saturating_sub(traffic.delivered), traffic.delivered);
                         continue;
                     }
                     () = tokio::time::sleep_until(until) => {
@@ -178,7 +181,12 @@ pub async fn serve<H: Handler>(
         };
         // The subscription ends on its last counted message (or if the connection closes).
         let Some(msg) = next else { break };
-        traffic.count();
+        // Every message counts toward the UNSUB's number; only requests (which have a reply
+        // subject; a drain's fillers have none) size the next drain's margin.
+        traffic.count(msg.reply.is_some());
+        if msg.reply.is_none() {
+            continue;
+        }
         let op = msg
             .subject
             .rsplit('.')
@@ -323,8 +331,11 @@ impl Traffic {
         }
     }
 
-    fn count(&mut self) {
+    fn count(&mut self, request: bool) {
         self.delivered += 1;
+        if !request {
+            return;
+        }
         let elapsed = self.second_started.elapsed();
         if elapsed >= Duration::from_secs(1) {
             self.last_second = if elapsed < Duration::from_secs(2) {
@@ -352,12 +363,25 @@ const DRAIN_MARGIN_MIN: u64 = 32;
 /// reply subject, so whichever replica it reaches counts it and ignores it.
 const DRAIN_FILLER: &str = "_drain";
 
-/// How many fillers a round sends per request the draining replica still awaits: enough that
-/// with up to this many replicas in the group one round usually finishes the drain.
+/// How many fillers the first round sends per message the draining replica still awaits. Later
+/// rounds send as many per message as the last round needed for each one that came here (about
+/// the number of replicas), doubled after a round of which none came.
 const FILL_FACTOR: u64 = 4;
 
+/// The most fillers a round sends per message still awaited.
+const FILL_FACTOR_MAX: u64 = 256;
+
 /// The most fillers one round sends.
-const FILL_MAX: u64 = 10_000;
+const FILL_ROUND_MAX: u64 = 10_000;
+
+/// The most fillers one drain sends. A client whose count lags the server's (it dropped
+/// messages as a slow consumer) never sees its count reached, and would otherwise flood the
+/// other replicas until the drain's limit.
+const FILL_BUDGET: u64 = 50_000;
+
+/// How long a round waits for its marker. A marker lost with a reconnect (async-nats drops what
+/// it had not yet written) must not hold the drain until its limit.
+const ROUND_WAIT: Duration = Duration::from_secs(2);
 
 /// A replica's drain: the count at which its subscription ends, and its filler rounds.
 struct Drain {
@@ -368,50 +392,79 @@ struct Drain {
     subject: String,
     /// An inbox of this replica's own, whose message marks the end of a round.
     marker: String,
-    /// The inbox's subscription, held by the round in flight.
+    /// The inbox's subscription while no round holds it (`None` for good if it could not be
+    /// made: the drain then waits for traffic).
     echo: Option<async_nats::Subscriber>,
     round: Option<futures::future::BoxFuture<'static, async_nats::Subscriber>>,
+    factor: u64,
+    /// The last round's fillers, and the count when it started.
+    last_round: u64,
+    delivered_at_round: u64,
     fillers: u64,
 }
 
 impl Drain {
-    async fn start(
-        client: &async_nats::Client,
-        group: &str,
-        max: u64,
-    ) -> Result<Self, async_nats::Error> {
+    async fn start(client: &async_nats::Client, group: &str, max: u64) -> Self {
         let marker = client.new_inbox();
-        let echo = client.subscribe(marker.clone()).await?;
-        Ok(Self {
+        let echo = match client.subscribe(marker.clone()).await {
+            Ok(echo) => Some(echo),
+            Err(err) => {
+                tracing::warn!(%err, "the drain sends no fillers and waits for traffic");
+                None
+            }
+        };
+        Self {
             max,
             until: tokio::time::Instant::now() + DRAIN_LIMIT,
             client: client.clone(),
             subject: format!("{group}.{DRAIN_FILLER}"),
             marker,
-            echo: Some(echo),
+            echo,
             round: None,
+            factor: FILL_FACTOR,
+            last_round: 0,
+            delivered_at_round: 0,
             fillers: 0,
-        })
-    }
-
-    /// Resolves when no filler round is in flight (at once before the first).
-    async fn filled(&mut self) {
-        if let Some(round) = &mut self.round {
-            self.echo = Some(round.await);
-            self.round = None;
         }
     }
 
-    /// Sends a round of fillers for the `left` requests still awaited, then a marker to this
-    /// replica's own inbox. The server handles a connection's messages in order, so when the
-    /// marker is back every filler of the round has been routed, and those routed here have
-    /// arrived ahead of it: the next round counts them and sends only what is still missing.
-    fn fill(&mut self, left: u64) {
+    /// Resolves when a round may start: when the one in flight has ended, at once before the
+    /// first; never when there is no marker inbox or the budget is spent.
+    async fn filled(&mut self) {
+        match &mut self.round {
+            Some(round) => {
+                self.echo = Some(round.await);
+                self.round = None;
+            }
+            None if self.echo.is_none() || self.fillers >= FILL_BUDGET => {
+                std::future::pending::<()>().await;
+            }
+            None => {}
+        }
+    }
+
+    /// Sends a round of fillers for the `left` messages still awaited (`delivered` so far), then
+    /// a marker to this replica's own inbox. The server handles a connection's messages in order,
+    /// so when the marker is back every filler of the round has been routed, and those routed
+    /// here have arrived ahead of it: the next round counts them and sends only what is missing.
+    fn fill(&mut self, left: u64, delivered: u64) {
         let Some(mut echo) = self.echo.take() else {
             return;
         };
-        let n = (left * FILL_FACTOR).min(FILL_MAX);
+        if self.last_round > 0 {
+            let came = delivered.saturating_sub(self.delivered_at_round);
+            self.factor = match came {
+                0 => self.factor * 2,
+                came => self.last_round.div_ceil(came),
+            }
+            .clamp(1, FILL_FACTOR_MAX);
+        }
+        let n = (left * self.factor)
+            .min(FILL_ROUND_MAX)
+            .min(FILL_BUDGET - self.fillers);
         self.fillers += n;
+        self.last_round = n;
+        self.delivered_at_round = delivered;
         let (client, subject, marker) = (
             self.client.clone(),
             self.subject.clone(),
@@ -424,10 +477,10 @@ impl Drain {
                 }
             }
             let back = match client.publish(marker, Bytes::new()).await {
-                Ok(()) => echo.next().await.is_some(),
-                Err(_) => false,
+                Ok(()) => tokio::time::timeout(ROUND_WAIT, echo.next()).await,
+                Err(_) => Ok(None),
             };
-            if !back {
+            if let Ok(None) = back {
                 // Not connected: the next round waits a little rather than spin.
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

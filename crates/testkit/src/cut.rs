@@ -178,18 +178,22 @@ async fn pipe(
     let (mut client_rx, mut client_tx) = client.into_split();
     let (mut server_rx, mut server_tx) = server.into_split();
     let drop_answer = AtomicBool::new(false);
-    // What the client sent, each chunk with the moment it may go on.
+    let answer_dropped = &drop_answer;
+    // What the client sent, each chunk with the moment it may go on and whether it completes
+    // an `AfterRequest` trap (the server's answers are dropped once it has gone on).
     let (sent, mut to_send) =
-        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>, bool)>();
     let forward = async move {
-        while let Some((at, chunk)) = to_send.recv().await {
+        while let Some((at, chunk, completes_trap)) = to_send.recv().await {
             tokio::time::sleep_until(at).await;
             if server_tx.write_all(&chunk).await.is_err() {
                 return;
             }
+            if completes_trap {
+                answer_dropped.store(true, Ordering::SeqCst);
+            }
         }
     };
-    let answer_dropped = &drop_answer;
     let read = async move {
         let mut progress = Progress {
             generation: 0,
@@ -202,13 +206,13 @@ async fn pipe(
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            match progress.feed(&trap, &buf[..n]) {
+            let completes_trap = match progress.feed(&trap, &buf[..n]) {
                 Some(Cut::BeforeRequest) => return,
-                Some(Cut::AfterRequest) => answer_dropped.store(true, Ordering::SeqCst),
-                None => {}
-            }
+                Some(Cut::AfterRequest) => true,
+                None => false,
+            };
             let at = tokio::time::Instant::now() + *delay.borrow();
-            if sent.send((at, buf[..n].to_vec())).is_err() {
+            if sent.send((at, buf[..n].to_vec(), completes_trap)).is_err() {
                 return;
             }
         }
