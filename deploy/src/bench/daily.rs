@@ -1,6 +1,6 @@
 //! The `daily` scenario: the daily report of an org whose employees all attended.
 
-use super::{Args, Report, sequential, setup, table};
+use super::{Args, Report, import_day, keep_org, kept_org, sequential, setup, table};
 
 /// The daily report of an org whose `args.employees` employees all attended one date, against the
 /// same report for a date nobody attended. The org is kept in `.clokio/` and reused while it
@@ -19,24 +19,19 @@ pub(super) async fn daily_bench(
             .header("X-API-Key", key)
             .send()
     };
-    let mut key = std::fs::read_to_string(&state)
-        .ok()
-        .map(|k| k.trim().to_owned());
-    if let Some(k) = &key {
-        let res = get(k, &format!("/api/v1/attendance/daily?date={date}")).await?;
-        let ok = res.status() == 200
-            && res.json::<serde_json::Value>().await?["data"]
-                .as_array()
-                .is_some_and(|a| a.len() == args.employees);
-        if !ok {
-            key = None;
-        }
-    }
-    let key = match key {
-        Some(k) => {
-            eprintln!("reusing the org in {}", state.display());
-            k
-        }
+    let attended = |key: String| async move {
+        let Ok(res) = get(&key, &format!("/api/v1/attendance/daily?date={date}")).await else {
+            return false;
+        };
+        res.status() == 200
+            && res.json::<serde_json::Value>().await.is_ok_and(|body| {
+                body["data"]
+                    .as_array()
+                    .is_some_and(|a| a.len() == args.employees)
+            })
+    };
+    let key = match kept_org(&state, attended).await {
+        Some(key) => key,
         None => {
             eprintln!(
                 "creating an org with {} employees (once; kept in {})…",
@@ -44,28 +39,8 @@ pub(super) async fn daily_bench(
                 state.display()
             );
             let key = setup(args, client).await?;
-            for chunk in (0..args.employees).collect::<Vec<_>>().chunks(5000) {
-                let records: Vec<serde_json::Value> = chunk
-                    .iter()
-                    .map(|i| serde_json::json!({
-                        "nip": format!("B{i:05}"),
-                        "clock_in": format!("{date}T08:{:02}:00Z", i % 60),
-                        "clock_out": format!("{date}T17:{:02}:00Z", (i * 7) % 60),
-                        "breaks": [{"start": format!("{date}T12:00:00Z"), "end": format!("{date}T12:30:00Z")}],
-                    }))
-                    .collect();
-                let res = client
-                    .post(format!("{}/api/v1/attendance/import", args.url))
-                    .header("X-API-Key", &key)
-                    .json(&serde_json::json!({ "records": records }))
-                    .send()
-                    .await?;
-                if res.status() != 201 {
-                    return Err(format!("import failed: {}", res.text().await?).into());
-                }
-            }
-            std::fs::create_dir_all(".clokio")?;
-            std::fs::write(&state, &key)?;
+            import_day(args, client, &key, date, args.employees, 60).await?;
+            keep_org(&state, &key)?;
             key
         }
     };

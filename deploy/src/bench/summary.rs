@@ -1,7 +1,9 @@
 //! The `summary` scenario: the monthly summary as JSON and CSV, with the peak memory of the
 //! services on its path.
 
-use super::{Args, Memory, Report, memory_kib, sequential, setup, table};
+use super::{
+    Args, Memory, Report, import_day, keep_org, kept_org, memory_kib, sequential, setup, table,
+};
 use std::time::{Duration, Instant};
 
 /// The monthly summary of January 2026 for an org whose employees worked all 22 work days.
@@ -29,19 +31,13 @@ pub(super) async fn summary_bench(
         let present: u64 = rows.iter().filter_map(|r| r["days_present"].as_u64()).sum();
         Some(rows.len() == n && present == (n * 22) as u64)
     };
-    let mut key = std::fs::read_to_string(&state)
-        .ok()
-        .map(|k| k.trim().to_owned());
-    if let Some(k) = &key
-        && complete(k.clone()).await != Some(true)
-    {
-        key = None;
-    }
-    let key = match key {
-        Some(k) => {
-            eprintln!("reusing the org in {}", state.display());
-            k
-        }
+    let kept = kept_org(
+        &state,
+        |key| async move { complete(key).await == Some(true) },
+    )
+    .await;
+    let key = match kept {
+        Some(key) => key,
         None => {
             eprintln!(
                 "creating an org with {n} employees × {} work days (once; kept in {})…",
@@ -50,26 +46,7 @@ pub(super) async fn summary_bench(
             );
             let key = setup(args, client).await?;
             for day in &days {
-                for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
-                    let records: Vec<serde_json::Value> = chunk
-                        .iter()
-                        .map(|i| serde_json::json!({
-                            "nip": format!("B{i:05}"),
-                            "clock_in": format!("{day}T08:{:02}:00Z", i % 30),
-                            "clock_out": format!("{day}T17:{:02}:00Z", (i * 7) % 60),
-                            "breaks": [{"start": format!("{day}T12:00:00Z"), "end": format!("{day}T12:30:00Z")}],
-                        }))
-                        .collect();
-                    let res = client
-                        .post(url("/api/v1/attendance/import"))
-                        .header("X-API-Key", &key)
-                        .json(&serde_json::json!({ "records": records }))
-                        .send()
-                        .await?;
-                    if res.status() != 201 {
-                        return Err(format!("import failed: {}", res.text().await?).into());
-                    }
-                }
+                import_day(args, client, &key, &day.to_string(), n, 30).await?;
                 eprintln!("  imported {day}");
             }
             eprintln!("waiting for the projection…");
@@ -80,8 +57,7 @@ pub(super) async fn summary_bench(
                 }
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
-            std::fs::create_dir_all(".clokio")?;
-            std::fs::write(&state, &key)?;
+            keep_org(&state, &key)?;
             key
         }
     };
