@@ -389,6 +389,20 @@ async fn a_clock_in_reaches_a_generic_endpoint_signed() {
     .execute(&clokio_testkit::db().await)
     .await
     .unwrap();
+    // A change made by hand is seen once announced, as webhook-svc announces its own (the
+    // intake's cached subscription signs a first attempt); the test hears its own announcement,
+    // so the service's connection has it before any later event.
+    let subject = stack
+        .bus_config
+        .subjects
+        .cache_invalidations(clokio_bus::ServiceName::Webhook);
+    let mut echo = stack.nats.subscribe(subject.clone()).await.unwrap();
+    stack
+        .nats
+        .publish(subject, t.org.id.to_string().into())
+        .await
+        .unwrap();
+    futures::StreamExt::next(&mut echo).await.unwrap();
     gw.post(
         &t.key,
         "/api/v1/attendance/clock-out",
@@ -1088,6 +1102,68 @@ async fn replicas_share_the_work_and_a_slow_receiver_does_not_hold_up_others() {
     }
 }
 
+/// A webhook change answered before a clock-in is seen by that clock-in's intake on any replica:
+/// with two webhook-svc replicas, each round switches the last webhook off and makes a new one,
+/// then clocks someone in. The new webhook gets the event and the switched-off one does not,
+/// whichever replica answered the change and whichever took the event (the intake's cache drains
+/// the change's announcement, which reached its connection before the event).
+#[tokio::test]
+async fn a_webhook_change_answered_before_a_clock_in_is_seen_by_every_replica() {
+    let mut stack = Stack::empty().await;
+    stack.start_employee_svc().await;
+    stack.start_attendance_svc().await;
+    stack.start_webhook_svc().await;
+    stack.start_webhook_svc().await;
+    let gw = stack.start_gateway().await;
+    stack
+        .wait_for_replicas(clokio_bus::ServiceName::Webhook, 2)
+        .await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let r = Receiver::start().await;
+    let rounds = 8;
+    let mut hooks: Vec<String> = Vec::new();
+    for i in 0..rounds {
+        let nip = format!("E-{i}");
+        gw.create_employee(&t.key, &nip, json!({"employee_code": nip}))
+            .await;
+        if let Some(last) = hooks.last() {
+            gw.patch(
+                &t.key,
+                &format!("/api/v1/webhooks/{last}"),
+                &json!({"active": false}),
+            )
+            .await
+            .expect(200);
+        }
+        let created = hook(
+            &gw,
+            &t,
+            json!({"url": format!("{}/hook-{i}", r.url), "events": ["clock-in"]}),
+        )
+        .await;
+        hooks.push(created["id"].as_str().unwrap().to_owned());
+        clock_in(&gw, &t, &nip).await;
+        let got = r.wait_for(i + 1, Duration::from_secs(10)).await;
+        assert_eq!(
+            got.len(),
+            i + 1,
+            "round {i}: {:?}",
+            got.iter().map(|g| &g.path).collect::<Vec<_>>()
+        );
+        assert_eq!(got[i].path, format!("/hook-{i}"), "round {i}");
+    }
+    // Each webhook stored the one delivery of its own round, and nothing else.
+    for (i, id) in hooks.iter().enumerate() {
+        let page = gw
+            .get(&t.key, &format!("/api/v1/webhooks/{id}/deliveries"))
+            .await
+            .expect(200);
+        let deliveries = page.data()["deliveries"].as_array().unwrap().clone();
+        assert_eq!(deliveries.len(), 1, "webhook {i}: {deliveries:?}");
+    }
+    assert_eq!(r.received().len(), rounds);
+}
+
 /// What went wrong is logged with each attempt: a refused connection (status 0), a timeout, and
 /// a redirect, which is not followed and counts as a failure.
 #[tokio::test]
@@ -1456,6 +1532,51 @@ async fn a_subscription_failing_for_five_days_is_switched_off() {
             .starts_with("Every delivery failed since "),
         "{sub}"
     );
+}
+
+/// A success ends a failing streak that began after the subscription was last read by the
+/// intake: the first attempt of the next event runs on the intake's copy of the subscription,
+/// which still shows it healthy, and its batched record clears the streak all the same (else the
+/// next failure, days later, would count from the first and switch a healthy receiver off).
+#[tokio::test]
+async fn a_success_ends_a_failing_streak_begun_since_the_subscription_was_read() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let (r, id) = ann_and_receiver(&gw, &t, &["clock-in", "clock-out"]).await;
+    let failing_since = || async {
+        let (since,): (Option<chrono::DateTime<chrono::Utc>>,) =
+            sqlx::query_as("SELECT failing_since FROM webhook.subscriptions WHERE id = $1")
+                .bind(id.parse::<uuid::Uuid>().unwrap())
+                .fetch_one(&clokio_testkit::db().await)
+                .await
+                .unwrap();
+        since
+    };
+    r.answer([Answer::status(500)]);
+    clock_in(&gw, &t, "E-1").await;
+    r.wait_for(1, Duration::from_secs(10)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while failing_since().await.is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failing streak recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/clock-out",
+        &json!({"nip": "E-1"}),
+    )
+    .await
+    .expect(200);
+    let page = get_until(&gw, &t, &format!("/api/v1/webhooks/{id}/deliveries"), |d| {
+        d["deliveries"][0]["event_type"] == "clock-out"
+            && d["deliveries"][0]["status"] == "succeeded"
+    })
+    .await;
+    assert_eq!(page["deliveries"][0]["attempt_count"], 1, "{page}");
+    assert_eq!(failing_since().await, None, "the success ended the streak");
 }
 
 /// A delivery whose work-queue message is lost (purged here; in production a consumer stuck after

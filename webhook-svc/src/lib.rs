@@ -63,7 +63,8 @@ impl State {
         }
     }
 
-    /// The org's active subscriptions (cached; fenced so a change just answered is seen).
+    /// The org's active subscriptions (cached). A change answered before an event happened is
+    /// seen by the event's intake: its announcement reached this connection before the event.
     pub(crate) async fn active(&self, org: OrgId) -> Result<ActiveSubs, BusError> {
         self.subs
             .get_or_load(org, (), None, || async {
@@ -133,7 +134,10 @@ pub async fn run(
                 .bus
                 .subjects
                 .cache_invalidations(ServiceName::Webhook),
-            Some(Duration::from_secs(1)),
+            // No fence: the intake's events arrive on this same connection, behind every
+            // announcement routed here before they were stored, and the cache drains those
+            // before each read. A fence was one more NATS round trip on every event's path.
+            None,
         )
         .await?,
     );

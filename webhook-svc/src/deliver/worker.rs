@@ -135,7 +135,10 @@ async fn try_attempt(
     trigger: Trigger,
 ) -> Result<Option<Duration>, BusError> {
     let manual = trigger.manual();
-    let due = state.batched.due(id).await?;
+    // The first scheduled attempt, handed out for the first time, may use what the intake just
+    // stored (see `Batched`).
+    let first = trigger == Trigger::FIRST && msg.info().is_ok_and(|info| info.delivered == 1);
+    let due = state.batched.due(id, first).await?;
     let Some(due) = due else {
         return Ok(None); // deleted with its subscription
     };
@@ -205,12 +208,14 @@ async fn try_attempt(
     let gone = outcome.status == 410;
     let latency_ms = outcome.latency.as_millis().min(i32::MAX as u128) as i32;
     // The common case, a success of a healthy subscription, needs nothing but its record, which
-    // goes with the other attempts' in a batch.
+    // goes with the other attempts' in a batch. (The batch also ends a failing streak begun since
+    // the subscription was read: the intake's copy of it may be a moment old.)
     if ok && sub.failing_since.is_none() {
         state
             .batched
             .record(Success {
                 delivery: id,
+                subscription: sub.id,
                 at: now,
                 manual,
                 status: i32::from(outcome.status),
