@@ -51,9 +51,9 @@ pub async fn close(
     employee: &Employee,
     session: i64,
     due: DateTime<Utc>,
-) -> Result<bool, BusError> {
+) -> db::Result<bool> {
     let org = info.org.id;
-    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db::err)?;
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     let locked: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
         "SELECT last_event_at FROM employee_state \
          WHERE org_id = $1 AND employee_id = $2 AND open_session_id = $3 \
@@ -63,8 +63,7 @@ pub async fn close(
     .bind(employee.employee_id.get())
     .bind(session)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let Some(last) = locked else {
         return Ok(false);
     };
@@ -100,14 +99,12 @@ pub async fn close(
     .bind(at)
     .bind(break_seconds)
     .fetch_one(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     sqlx::query("UPDATE breaks SET ended_at = $2 WHERE session_id = $1 AND ended_at IS NULL")
         .bind(session)
         .bind(at)
         .execute(&mut *tx)
-        .await
-        .map_err(db::err)?;
+        .await?;
     sqlx::query(
         "UPDATE employee_state SET open_session_id = NULL, \
             last_event_at = greatest(last_event_at, $3) \
@@ -117,8 +114,7 @@ pub async fn close(
     .bind(employee.employee_id.get())
     .bind(at)
     .execute(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let after = corrections::load(&mut tx, org, session, false)
         .await?
         .ok_or_else(BusError::internal)?;
@@ -160,8 +156,8 @@ pub async fn close(
     out.break_seconds = Some(break_seconds);
     out.auto_closed = true;
     events::emit(state, &mut rows, org, kind::CLOCK_OUT, at, out)?;
-    rows.flush(&mut tx).await.map_err(db::err)?;
-    tx.commit().await.map_err(db::err)?;
+    rows.flush(&mut tx).await?;
+    tx.commit().await?;
     state.kick.kick();
     metrics::counter!("clokio_sessions_auto_closed_total").increment(1);
     tracing::info!(%org, session, %at, "forgotten clock-out closed");
@@ -184,7 +180,7 @@ pub async fn run(state: State) {
 
 /// One pass: this deployment's open sessions older than the shortest allowed shift, judged by
 /// their org's `max_shift_hours`.
-pub async fn sweep(state: &State) -> Result<usize, BusError> {
+pub async fn sweep(state: &State) -> db::Result<usize> {
     let now = whole_seconds(Utc::now());
     let prefix = state.subjects.prefix().to_string();
     let mut closed = 0;
@@ -204,8 +200,7 @@ pub async fn sweep(state: &State) -> Result<usize, BusError> {
         .bind(after.map_or(0, |a| a.1))
         .bind(PAGE as i64)
         .fetch_all(&state.pool)
-        .await
-        .map_err(db::err)?;
+        .await?;
         let full = page.len() == PAGE;
         if let Some((id, _, _, clock_in)) = page.last() {
             after = Some((*clock_in, *id));
@@ -236,7 +231,7 @@ async fn close_expired(
     employee_id: i64,
     clock_in: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<bool, BusError> {
+) -> db::Result<bool> {
     let info = state.directory.org(org).await?;
     let limit = clock_in + chrono::Duration::hours(i64::from(info.org.settings.max_shift_hours));
     if limit > now {
@@ -247,6 +242,6 @@ async fn close_expired(
         tracing::warn!(%org, employee_id, "open session of an unknown employee");
         return Ok(false);
     };
-    let mut conn = state.pool.acquire().await.map_err(db::err)?;
+    let mut conn = state.pool.acquire().await?;
     close(state, &mut conn, &info, &employee, session, now).await
 }

@@ -3,7 +3,6 @@
 //! `<prefix>.events.leave.<org>.<created|deleted>`.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use clokio_bus::BusError;
 use clokio_bus::events::{Event, kind};
 use clokio_bus::ids::{AttendanceId, EventId, LocationId, OrgId};
 use clokio_bus::ops::{AttendanceEvent, Employee};
@@ -61,7 +60,7 @@ impl Clocked<'_> {
         org: OrgId,
         event: &str,
         at: DateTime<Utc>,
-    ) -> Result<(), BusError> {
+    ) -> db::Result<()> {
         emit(state, rows, org, event, at, self.event(event, at))
     }
 }
@@ -74,9 +73,9 @@ pub fn emit(
     event: &str,
     at: DateTime<Utc>,
     data: AttendanceEvent,
-) -> Result<(), BusError> {
+) -> db::Result<()> {
     let (subject, e) = wrap(state, org, kind::ATTENDANCE, event, at, &data);
-    rows.push(subject, &e).map_err(db::err)
+    Ok(rows.push(subject, &e)?)
 }
 
 /// The subject and envelope of an event of this service.
@@ -107,7 +106,7 @@ pub async fn enqueue<T: Serialize>(
     event: &str,
     at: DateTime<Utc>,
     data: &T,
-) -> Result<(), BusError> {
+) -> db::Result<()> {
     let (subject, e) = wrap(state, org, domain, event, at, data);
-    outbox::enqueue(tx, &subject, &e).await.map_err(db::err)
+    Ok(outbox::enqueue(tx, &subject, &e).await?)
 }

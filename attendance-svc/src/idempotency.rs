@@ -52,7 +52,7 @@ impl Idempotency {
     pub async fn claim(
         &self,
         tx: &mut Transaction<'_, Postgres>,
-    ) -> Result<Option<Result<Bytes, BusError>>, BusError> {
+    ) -> db::Result<Option<Result<Bytes, BusError>>> {
         let Some((org, key, operation, hash)) = &self.claim else {
             return Ok(None);
         };
@@ -71,13 +71,11 @@ impl Idempotency {
         .bind(hash)
         .bind(TTL_HOURS)
         .fetch_optional(&mut **tx)
-        .await
-        .map_err(db::err)?;
+        .await?;
         if fresh.is_some() {
             sqlx::query("SAVEPOINT idempotent_work")
                 .execute(&mut **tx)
-                .await
-                .map_err(db::err)?;
+                .await?;
             return Ok(None);
         }
         let (stored_op, stored_hash, status, response): (
@@ -92,8 +90,7 @@ impl Idempotency {
         .bind(org.as_uuid())
         .bind(key)
         .fetch_one(&mut **tx)
-        .await
-        .map_err(db::err)?;
+        .await?;
         if stored_op != *operation || stored_hash != *hash {
             return Ok(Some(Err(BusError::invalid(
                 "The Idempotency-Key has already been used for a different request",
@@ -101,7 +98,7 @@ impl Idempotency {
         }
         let (Some(status), Some(response)) = (status, response) else {
             tracing::error!("idempotency key committed without an answer");
-            return Err(BusError::internal());
+            return Err(BusError::internal().into());
         };
         metrics::counter!("clokio_idempotent_replays_total").increment(1);
         Ok(Some(if status < 300 {
@@ -124,22 +121,25 @@ impl Idempotency {
         &self,
         state: &State,
         mut tx: Transaction<'_, Postgres>,
-        result: Result<Bytes, BusError>,
-    ) -> Result<Bytes, BusError> {
+        result: db::Result<Bytes>,
+    ) -> db::Result<Bytes> {
+        // A refusal is stored with the key as the bus answers it (a unique index the write ran
+        // into is a 409 like any other).
+        let result = result.map_err(BusError::from);
         let Some((org, key, _, hash)) = &self.claim else {
             return match result {
                 Ok(reply) => match tx.commit().await {
                     Ok(()) => Ok(reply),
                     Err(err) if clokio_runtime::db::is_connection_lost(&err) => {
                         tracing::warn!(%err, "connection lost during a commit");
-                        Err(clokio_runtime::db::outcome_unknown())
+                        Err(clokio_runtime::db::outcome_unknown().into())
                     }
-                    Err(err) => Err(db::err(err)),
+                    Err(err) => Err(err.into()),
                 },
                 Err(err) => {
                     // Dropping the transaction rolls it back.
                     drop(tx);
-                    Err(err)
+                    Err(err.into())
                 }
             };
         };
@@ -148,11 +148,10 @@ impl Idempotency {
             Err(err) if is_refusal(err.code) => {
                 sqlx::query("ROLLBACK TO SAVEPOINT idempotent_work")
                     .execute(&mut *tx)
-                    .await
-                    .map_err(db::err)?;
+                    .await?;
                 (err.code.status() as i16, err.message.clone().into_bytes())
             }
-            Err(_) => return result,
+            Err(_) => return result.map_err(Into::into),
         };
         sqlx::query(
             "UPDATE idempotency_keys SET status = $3, response = $4 WHERE org_id = $1 AND key = $2",
@@ -162,10 +161,9 @@ impl Idempotency {
         .bind(status)
         .bind(response)
         .execute(&mut *tx)
-        .await
-        .map_err(db::err)?;
+        .await?;
         match tx.commit().await {
-            Ok(()) => result,
+            Ok(()) => result.map_err(Into::into),
             Err(err) if clokio_runtime::db::is_connection_lost(&err) => {
                 tracing::warn!(%err, "connection lost during a keyed commit; finding out whether it committed");
                 let stored = || async {
@@ -184,12 +182,12 @@ impl Idempotency {
                     Ok(found)
                 };
                 match clokio_runtime::db::settle(state.settle_wait, stored).await {
-                    Some(true) => result,
-                    Some(false) => Err(db::err(err)),
-                    None => Err(clokio_runtime::db::outcome_unknown()),
+                    Some(true) => result.map_err(Into::into),
+                    Some(false) => Err(err.into()),
+                    None => Err(clokio_runtime::db::outcome_unknown().into()),
                 }
             }
-            Err(err) => Err(db::err(err)),
+            Err(err) => Err(err.into()),
         }
     }
 }

@@ -132,6 +132,13 @@ pub async fn run(
 
 impl Handler for State {
     async fn handle(&self, operation: &str, payload: Bytes) -> Result<Bytes, BusError> {
+        Ok(self.dispatch(operation, payload).await?)
+    }
+}
+
+impl State {
+    /// The operation's handler; its error is answered on the bus by [`db::Error`]'s mapping.
+    async fn dispatch(&self, operation: &str, payload: Bytes) -> db::Result<Bytes> {
         use handlers::{clock, corrections, import, leaves, reads};
         let p = &payload[..];
         match operation {
@@ -188,10 +195,9 @@ impl Handler for State {
                 periods::reopen(self, decode::<ops::PeriodReopenOp>(p)?).await
             }
             ops::PeriodListOp::NAME => periods::list(self, decode::<ops::PeriodListOp>(p)?).await,
-            other => Err(BusError::new(
-                ErrorCode::NotFound,
-                format!("Unknown operation {other}"),
-            )),
+            other => {
+                Err(BusError::new(ErrorCode::NotFound, format!("Unknown operation {other}")).into())
+            }
         }
     }
 }

@@ -53,15 +53,11 @@ const EXCLUSIVE_LOCK: &str = "SELECT pg_advisory_xact_lock(1129270091, hashtext(
 
 /// Takes the org's period lock shared, for the rest of the transaction: before a write's
 /// transaction creates or locks state rows.
-pub async fn share_lock(
-    conn: &mut PgConnection,
-    org: clokio_bus::ids::OrgId,
-) -> Result<(), BusError> {
+pub async fn share_lock(conn: &mut PgConnection, org: clokio_bus::ids::OrgId) -> db::Result<()> {
     sqlx::query(SHARE_LOCK)
         .bind(org.as_uuid())
         .execute(&mut *conn)
-        .await
-        .map_err(db::err)?;
+        .await?;
     Ok(())
 }
 
@@ -70,7 +66,7 @@ pub async fn check_open(
     conn: &mut PgConnection,
     org: clokio_bus::ids::OrgId,
     dates: &[NaiveDate],
-) -> Result<(), BusError> {
+) -> db::Result<()> {
     let mut months: Vec<NaiveDate> = dates.iter().copied().map(month_of).collect();
     months.sort_unstable();
     months.dedup();
@@ -81,22 +77,20 @@ pub async fn check_open(
     .bind(org.as_uuid())
     .bind(&months)
     .fetch_optional(&mut *conn)
-    .await
-    .map_err(db::err)?;
+    .await?;
     match closed {
-        Some(month) => Err(BusError::conflict(period_closed_message(month))),
+        Some(month) => Err(BusError::conflict(period_closed_message(month)).into()),
         None => Ok(()),
     }
 }
 
-fn first_day(year: i32, month: u32) -> Result<NaiveDate, BusError> {
+fn first_day(year: i32, month: u32) -> db::Result<NaiveDate> {
     if !(1..=12).contains(&month) {
-        return Err(BusError::invalid(
-            "The month field must be between 1 and 12",
-        ));
+        return Err(BusError::invalid("The month field must be between 1 and 12").into());
     }
     NaiveDate::from_ymd_opt(year, month, 1)
         .ok_or_else(|| BusError::invalid("The year field is out of range"))
+        .map_err(Into::into)
 }
 
 fn last_day(first: NaiveDate) -> NaiveDate {
@@ -106,7 +100,7 @@ fn last_day(first: NaiveDate) -> NaiveDate {
         .unwrap_or(first)
 }
 
-pub async fn close(state: &State, req: PeriodChange) -> Result<Bytes, BusError> {
+pub async fn close(state: &State, req: PeriodChange) -> db::Result<Bytes> {
     let first = first_day(req.year, req.month)?;
     let last = last_day(first);
     let name = period_name(first);
@@ -115,21 +109,18 @@ pub async fn close(state: &State, req: PeriodChange) -> Result<Bytes, BusError> 
         state.directory.staff(req.org_id)
     )?;
     if last >= info.org.timezone.today() {
-        return Err(BusError::invalid(format!(
-            "The period {name} has not ended yet"
-        )));
+        return Err(BusError::invalid(format!("The period {name} has not ended yet")).into());
     }
     let org = req.org_id;
     let mut ids: Vec<i64> = staff.all.iter().map(|e| e.employee_id.get()).collect();
     ids.sort_unstable();
-    let mut tx = state.pool.begin().await.map_err(db::err)?;
+    let mut tx = state.pool.begin().await?;
     // No state row is created until the close commits, and those being created are committed
     // first (and locked below).
     sqlx::query(EXCLUSIVE_LOCK)
         .bind(org.as_uuid())
         .execute(&mut *tx)
-        .await
-        .map_err(db::err)?;
+        .await?;
     // Every employee's state, in id order (as imports lock them), so no write of the org can
     // commit between our checks and the close.
     sqlx::query(
@@ -140,8 +131,7 @@ pub async fn close(state: &State, req: PeriodChange) -> Result<Bytes, BusError> 
     .bind(org.as_uuid())
     .bind(&ids)
     .execute(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     sqlx::query(
         "UPDATE employee_state SET org_id = org_id WHERE (org_id, employee_id) IN \
             (SELECT org_id, employee_id FROM employee_state WHERE org_id = $1 \
@@ -149,19 +139,15 @@ pub async fn close(state: &State, req: PeriodChange) -> Result<Bytes, BusError> 
     )
     .bind(org.as_uuid())
     .execute(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let closed: Option<DateTime<Utc>> =
         sqlx::query_scalar("SELECT closed_at FROM closed_periods WHERE org_id = $1 AND month = $2")
             .bind(org.as_uuid())
             .bind(first)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(db::err)?;
+            .await?;
     if closed.is_some() {
-        return Err(BusError::conflict(format!(
-            "The period {name} is already closed"
-        )));
+        return Err(BusError::conflict(format!("The period {name} is already closed")).into());
     }
     let open: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM sessions WHERE org_id = $1 AND work_date BETWEEN $2 AND $3 \
@@ -171,13 +157,13 @@ pub async fn close(state: &State, req: PeriodChange) -> Result<Bytes, BusError> 
     .bind(first)
     .bind(last)
     .fetch_one(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     if open > 0 {
         return Err(BusError::conflict(format!(
             "The period {name} has {open} open session{}; clock them out or correct them first",
             if open == 1 { "" } else { "s" }
-        )));
+        ))
+        .into());
     }
     let generation: i64 = sqlx::query_scalar(
         "INSERT INTO period_generations (org_id, month, generation) VALUES ($1, $2, 1) \
@@ -188,8 +174,7 @@ pub async fn close(state: &State, req: PeriodChange) -> Result<Bytes, BusError> 
     .bind(org.as_uuid())
     .bind(first)
     .fetch_one(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let closed_at = whole_seconds(Utc::now());
     sqlx::query(
         "INSERT INTO closed_periods (org_id, month, generation, closed_at, closed_by) \
@@ -201,8 +186,7 @@ pub async fn close(state: &State, req: PeriodChange) -> Result<Bytes, BusError> 
     .bind(closed_at)
     .bind(&req.actor.name)
     .execute(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let (sessions_digest, leaves_digest) = digests(&mut tx, org, first, last).await?;
     let event = PeriodEvent {
         month: first,
@@ -221,7 +205,7 @@ pub async fn close(state: &State, req: PeriodChange) -> Result<Bytes, BusError> 
         &event,
     )
     .await?;
-    tx.commit().await.map_err(db::err)?;
+    tx.commit().await?;
     state.kick.kick();
     tracing::info!(org = %org, period = %name, "period closed");
     to_bytes(&Period {
@@ -230,6 +214,7 @@ pub async fn close(state: &State, req: PeriodChange) -> Result<Bytes, BusError> 
         closed_at: Some(closed_at),
         closed_by: Some(req.actor.name),
     })
+    .map_err(Into::into)
 }
 
 /// What the month holds: its sessions with their revisions, and the leaves overlapping it.
@@ -239,7 +224,7 @@ async fn digests(
     org: clokio_bus::ids::OrgId,
     first: NaiveDate,
     last: NaiveDate,
-) -> Result<(String, String), BusError> {
+) -> db::Result<(String, String)> {
     sqlx::query_as(
         "SELECT \
             (SELECT md5(coalesce(string_agg(id || ':' || revision, ',' ORDER BY id), '')) \
@@ -252,14 +237,14 @@ async fn digests(
     .bind(last)
     .fetch_one(&mut *conn)
     .await
-    .map_err(db::err)
+    .map_err(Into::into)
 }
 
-pub async fn reopen(state: &State, req: PeriodChange) -> Result<Bytes, BusError> {
+pub async fn reopen(state: &State, req: PeriodChange) -> db::Result<Bytes> {
     let first = first_day(req.year, req.month)?;
     let name = period_name(first);
     let org = req.org_id;
-    let mut tx = state.pool.begin().await.map_err(db::err)?;
+    let mut tx = state.pool.begin().await?;
     let removed: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
         "DELETE FROM closed_periods WHERE org_id = $1 AND month = $2 \
          RETURNING generation, closed_at",
@@ -267,12 +252,9 @@ pub async fn reopen(state: &State, req: PeriodChange) -> Result<Bytes, BusError>
     .bind(org.as_uuid())
     .bind(first)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let Some((generation, closed_at)) = removed else {
-        return Err(BusError::conflict(format!(
-            "The period {name} is not closed"
-        )));
+        return Err(BusError::conflict(format!("The period {name} is not closed")).into());
     };
     let event = PeriodEvent {
         month: first,
@@ -291,7 +273,7 @@ pub async fn reopen(state: &State, req: PeriodChange) -> Result<Bytes, BusError>
         &event,
     )
     .await?;
-    tx.commit().await.map_err(db::err)?;
+    tx.commit().await?;
     state.kick.kick();
     tracing::info!(org = %org, period = %name, by = %req.actor.name, "period reopened");
     to_bytes(&Period {
@@ -300,17 +282,17 @@ pub async fn reopen(state: &State, req: PeriodChange) -> Result<Bytes, BusError>
         closed_at: None,
         closed_by: None,
     })
+    .map_err(Into::into)
 }
 
-pub async fn list(state: &State, req: OrgRef) -> Result<Bytes, BusError> {
+pub async fn list(state: &State, req: OrgRef) -> db::Result<Bytes> {
     let rows: Vec<(NaiveDate, DateTime<Utc>, String)> = sqlx::query_as(
         "SELECT month, closed_at, closed_by FROM closed_periods WHERE org_id = $1 \
          ORDER BY month DESC",
     )
     .bind(req.org_id.as_uuid())
     .fetch_all(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let periods: Vec<Period> = rows
         .into_iter()
         .map(|(month, closed_at, closed_by)| Period {
@@ -320,7 +302,7 @@ pub async fn list(state: &State, req: OrgRef) -> Result<Bytes, BusError> {
             closed_by: Some(closed_by),
         })
         .collect();
-    to_bytes(&periods)
+    Ok(to_bytes(&periods)?)
 }
 
 #[cfg(test)]

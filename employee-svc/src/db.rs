@@ -1,20 +1,44 @@
-//! Database error mapping for employee-svc, in one place: unreachable database → 503, a unique
-//! violation → 422 with the field's message, a value Postgres cannot store (SQLSTATE
-//! class 22) → 422, anything else → 500 (logged, never shown).
+//! employee-svc's errors: what the bus answers and what the database says, one type for `?` on
+//! both. On the bus a unique violation a request can cause is a 422 with the field's message
+//! ([`EXPECTED`]); any other database error is mapped as everywhere (503 unreachable, 422 for a
+//! value Postgres cannot store, 500 otherwise).
 
-use clokio_bus::BusError;
+use clokio_bus::{BusError, ErrorCode};
 
-/// Maps a database error; `unique` names the message for each unique constraint.
-pub fn map_err(err: sqlx::Error, unique: &[(&str, &str)]) -> BusError {
-    if let Some(constraint) = clokio_runtime::db::unique_violation(&err)
-        && let Some((_, message)) = unique.iter().find(|(name, _)| *name == constraint)
-    {
-        return BusError::invalid(*message);
+/// The unique constraints a request can break, with the answer for each.
+const EXPECTED: &[(&str, ErrorCode, &str)] = &[
+    (
+        "employees_org_code_key",
+        ErrorCode::Unprocessable,
+        "The employee code has already been taken",
+    ),
+    (
+        "employees_org_email_key",
+        ErrorCode::Unprocessable,
+        "The email has already been taken",
+    ),
+    (
+        "locations_org_name_key",
+        ErrorCode::Unprocessable,
+        "The name has already been taken",
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<Error> for BusError {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::Bus(err) => err,
+            Error::Db(err) => clokio_runtime::db::on_constraint(err, EXPECTED),
+        }
     }
-    clokio_runtime::db::bus_error(err)
 }
 
-/// The common case: no unique constraint expected.
-pub fn err(err: sqlx::Error) -> BusError {
-    map_err(err, &[])
-}
+pub type Result<T, E = Error> = std::result::Result<T, E>;

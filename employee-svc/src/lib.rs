@@ -158,38 +158,41 @@ impl Handler for State {
         let p = &payload[..];
         match operation {
             ops::OrgCreateOp::NAME => {
-                dispatch::<ops::OrgCreateOp, _, _>(p, |r| orgs::create(self, r)).await
+                dispatch::<ops::OrgCreateOp, _, _, _>(p, |r| orgs::create(self, r)).await
             }
-            ops::OrgListOp::NAME => dispatch::<ops::OrgListOp, _, _>(p, |_| orgs::list(self)).await,
+            ops::OrgListOp::NAME => {
+                dispatch::<ops::OrgListOp, _, _, _>(p, |_| orgs::list(self)).await
+            }
             ops::OrgGetOp::NAME => {
-                dispatch::<ops::OrgGetOp, _, _>(p, |r| orgs::get(self, r.org_id)).await
+                dispatch::<ops::OrgGetOp, _, _, _>(p, |r| orgs::get(self, r.org_id)).await
             }
             ops::OrgUpdateOp::NAME => {
-                dispatch::<ops::OrgUpdateOp, _, _>(p, |r| orgs::update(self, r)).await
+                dispatch::<ops::OrgUpdateOp, _, _, _>(p, |r| orgs::update(self, r)).await
             }
             ops::KeyCreateOp::NAME => {
-                dispatch::<ops::KeyCreateOp, _, _>(p, |r| keys::create(self, r)).await
+                dispatch::<ops::KeyCreateOp, _, _, _>(p, |r| keys::create(self, r)).await
             }
             ops::KeyListOp::NAME => {
-                dispatch::<ops::KeyListOp, _, _>(p, |r| keys::list(self, r.org_id)).await
+                dispatch::<ops::KeyListOp, _, _, _>(p, |r| keys::list(self, r.org_id)).await
             }
             ops::KeyRevokeOp::NAME => {
-                dispatch::<ops::KeyRevokeOp, _, _>(p, |r| keys::revoke(self, r)).await
+                dispatch::<ops::KeyRevokeOp, _, _, _>(p, |r| keys::revoke(self, r)).await
             }
             ops::KeyVerifyOp::NAME => {
-                dispatch::<ops::KeyVerifyOp, _, _>(p, |r| keys::verify(self, r)).await
+                dispatch::<ops::KeyVerifyOp, _, _, _>(p, |r| keys::verify(self, r)).await
             }
             ops::KeyTouchOp::NAME => {
-                dispatch::<ops::KeyTouchOp, _, _>(p, |r| keys::touch(self, r)).await
+                dispatch::<ops::KeyTouchOp, _, _, _>(p, |r| keys::touch(self, r)).await
             }
             ops::LocationCreateOp::NAME => {
-                dispatch::<ops::LocationCreateOp, _, _>(p, |r| locations::create(self, r)).await
+                dispatch::<ops::LocationCreateOp, _, _, _>(p, |r| locations::create(self, r)).await
             }
             ops::LocationListOp::NAME => {
-                dispatch::<ops::LocationListOp, _, _>(p, |r| locations::list(self, r.org_id)).await
+                dispatch::<ops::LocationListOp, _, _, _>(p, |r| locations::list(self, r.org_id))
+                    .await
             }
             ops::EmployeeCreateOp::NAME => {
-                dispatch::<ops::EmployeeCreateOp, _, _>(p, |r| employees::create(self, r)).await
+                dispatch::<ops::EmployeeCreateOp, _, _, _>(p, |r| employees::create(self, r)).await
             }
             ops::EmployeeListOp::NAME => {
                 let req: ops::EmployeeList = clokio_bus::server::decode::<ops::EmployeeListOp>(p)?;
@@ -200,36 +203,38 @@ impl Handler for State {
                     .await
             }
             ops::EmployeeGetOp::NAME => {
-                dispatch::<ops::EmployeeGetOp, _, _>(p, |r| employees::get(self, r)).await
+                dispatch::<ops::EmployeeGetOp, _, _, _>(p, |r| employees::get(self, r)).await
             }
             ops::EmployeeSetStatusOp::NAME => {
-                dispatch::<ops::EmployeeSetStatusOp, _, _>(p, |r| employees::set_status(self, r))
+                dispatch::<ops::EmployeeSetStatusOp, _, _, _>(p, |r| employees::set_status(self, r))
                     .await
             }
             ops::EmployeePageOp::NAME => {
-                dispatch::<ops::EmployeePageOp, _, _>(p, |r| employees::page(self, r)).await
+                dispatch::<ops::EmployeePageOp, _, _, _>(p, |r| employees::page(self, r)).await
             }
             ops::AdminCreateOp::NAME => {
-                dispatch::<ops::AdminCreateOp, _, _>(p, |r| admins::create(self, r)).await
+                dispatch::<ops::AdminCreateOp, _, _, _>(p, |r| admins::create(self, r)).await
             }
             ops::AdminListOp::NAME => {
-                dispatch::<ops::AdminListOp, _, _>(p, |r| admins::list(self, r.org_id)).await
+                dispatch::<ops::AdminListOp, _, _, _>(p, |r| admins::list(self, r.org_id)).await
             }
             ops::AdminGetOp::NAME => {
-                dispatch::<ops::AdminGetOp, _, _>(p, |r| admins::get(self, r)).await
+                dispatch::<ops::AdminGetOp, _, _, _>(p, |r| admins::get(self, r)).await
             }
             ops::AdminRemoveOp::NAME => {
-                dispatch::<ops::AdminRemoveOp, _, _>(p, |r| admins::remove(self, r)).await
+                dispatch::<ops::AdminRemoveOp, _, _, _>(p, |r| admins::remove(self, r)).await
             }
             ops::AdminSignInOp::NAME => {
-                dispatch::<ops::AdminSignInOp, _, _>(p, |r| admins::sign_in(self, r)).await
+                dispatch::<ops::AdminSignInOp, _, _, _>(p, |r| admins::sign_in(self, r)).await
             }
             ops::AdminResetPasswordOp::NAME => {
-                dispatch::<ops::AdminResetPasswordOp, _, _>(p, |r| admins::reset_password(self, r))
-                    .await
+                dispatch::<ops::AdminResetPasswordOp, _, _, _>(p, |r| {
+                    admins::reset_password(self, r)
+                })
+                .await
             }
             ops::AdminSetPasswordOp::NAME => {
-                dispatch::<ops::AdminSetPasswordOp, _, _>(p, |r| admins::set_password(self, r))
+                dispatch::<ops::AdminSetPasswordOp, _, _, _>(p, |r| admins::set_password(self, r))
                     .await
             }
             other => Err(BusError::new(

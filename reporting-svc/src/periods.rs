@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{Datelike, NaiveDate};
-use clokio_bus::BusError;
 use clokio_bus::ids::OrgId;
 use clokio_bus::ops::{PeriodEvent, period_name};
 use uuid::Uuid;
@@ -46,7 +45,7 @@ pub async fn frozen(
     org: OrgId,
     month: NaiveDate,
     csv: bool,
-) -> Result<Option<Bytes>, BusError> {
+) -> db::Result<Option<Bytes>> {
     let sql = if csv {
         "SELECT csv FROM closed_months WHERE org_id = $1 AND month = $2 AND NOT reopened \
             AND csv IS NOT NULL"
@@ -58,8 +57,7 @@ pub async fn frozen(
         .bind(org.as_uuid())
         .bind(month)
         .fetch_optional(&state.pool)
-        .await
-        .map_err(db::err)?;
+        .await?;
     Ok(bytes.map(Bytes::from))
 }
 
@@ -70,7 +68,7 @@ pub async fn apply(
     closed: bool,
     event: &PeriodEvent,
     delivered: i64,
-) -> Result<bool, BusError> {
+) -> db::Result<bool> {
     if !closed {
         sqlx::query(
             "INSERT INTO closed_months (org_id, month, generation, reopened, closed_at) \
@@ -84,8 +82,7 @@ pub async fn apply(
         .bind(event.generation)
         .bind(event.closed_at)
         .execute(&state.pool)
-        .await
-        .map_err(db::err)?;
+        .await?;
         return Ok(true);
     }
     let held: Option<i64> =
@@ -93,8 +90,7 @@ pub async fn apply(
             .bind(org)
             .bind(event.month)
             .fetch_optional(&state.pool)
-            .await
-            .map_err(db::err)?;
+            .await?;
     if held.is_some_and(|g| g >= event.generation) {
         return Ok(true);
     }
@@ -112,8 +108,7 @@ pub async fn apply(
     .bind(month.first)
     .bind(month.last)
     .fetch_one(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     if sessions != event.sessions_digest || leaves != event.leaves_digest {
         // Past a minute, something is lost or late beyond the usual: say so now and then.
         if delivered >= PATIENT && (delivered - PATIENT) % 100 == 0 {
@@ -138,8 +133,7 @@ pub async fn apply(
     .bind(json)
     .bind(csv)
     .execute(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     tracing::info!(%org, period = %period_name(event.month), "closed month frozen");
     Ok(true)
 }

@@ -101,7 +101,7 @@ async fn load(
     month: Month,
     rules: Rules<'_>,
     (low, high): (i64, i64),
-) -> Result<(HashMap<i64, Days>, Leaves), BusError> {
+) -> db::Result<(HashMap<i64, Days>, Leaves)> {
     let leaves_query = sqlx::query_as::<_, (i64, NaiveDate, NaiveDate)>(
         "SELECT employee_id, start_date, end_date FROM leaves \
          WHERE org_id = $1 AND NOT deleted AND start_date <= $3 AND end_date >= $2 \
@@ -179,16 +179,16 @@ async fn load(
         BusError::internal()
     };
     let mut reader = copy::Reader::<2>::default();
-    let mut chunks = state.pool.copy_out_raw(&sql).await.map_err(db::err)?;
-    while let Some(chunk) = chunks.try_next().await.map_err(db::err)? {
+    let mut chunks = state.pool.copy_out_raw(&sql).await?;
+    while let Some(chunk) = chunks.try_next().await? {
         reader.push(&chunk);
         reader.each(&mut fold).map_err(malformed)?;
     }
     drop(chunks);
     if !reader.is_done() {
-        return Err(malformed(copy::Malformed("the data ended early")));
+        return Err(malformed(copy::Malformed("the data ended early")).into());
     }
-    let leave_rows = leaves_query.fetch_all(&state.pool).await.map_err(db::err)?;
+    let leave_rows = leaves_query.fetch_all(&state.pool).await?;
     let mut leaves: Leaves = HashMap::new();
     for (id, start, end) in leave_rows {
         leaves.entry(id).or_default().push((start, end));

@@ -1,5 +1,4 @@
-//! Database errors of webhook-svc: the common mapping (503 unreachable, 500 otherwise).
+//! webhook-svc's errors: no request breaks one of its constraints, so the common type serves (503
+//! unreachable, 500 otherwise).
 
-pub fn err(err: sqlx::Error) -> clokio_bus::BusError {
-    clokio_runtime::db::bus_error(err)
-}
+pub use clokio_runtime::db::{Error, Result};

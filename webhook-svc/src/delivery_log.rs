@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::deliver::{Trigger, enqueue};
 use crate::{State, db, render, subs};
 
-pub async fn list(state: &State, q: DeliveryListQuery) -> Result<DeliveryPage, BusError> {
+pub async fn list(state: &State, q: DeliveryListQuery) -> db::Result<DeliveryPage> {
     subs::fetch(state, q.org_id, q.webhook_id).await?;
     let per_page = q.per_page.clamp(1, 100);
     let page = q.page.max(1);
@@ -23,14 +23,12 @@ pub async fn list(state: &State, q: DeliveryListQuery) -> Result<DeliveryPage, B
     .bind(i64::from(per_page))
     .bind(i64::from(page - 1) * i64::from(per_page))
     .fetch_all(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let (total,): (i64,) =
         sqlx::query_as("SELECT count(*) FROM deliveries WHERE subscription_id = $1")
             .bind(q.webhook_id)
             .fetch_one(&state.pool)
-            .await
-            .map_err(db::err)?;
+            .await?;
     Ok(DeliveryPage {
         deliveries: rows.into_iter().map(DeliveryRow::view).collect(),
         page,
@@ -39,7 +37,7 @@ pub async fn list(state: &State, q: DeliveryListQuery) -> Result<DeliveryPage, B
     })
 }
 
-async fn fetch(state: &State, r: &DeliveryRef) -> Result<Delivery, BusError> {
+async fn fetch(state: &State, r: &DeliveryRef) -> db::Result<Delivery> {
     subs::fetch(state, r.org_id, r.webhook_id).await?;
     let row: Option<DeliveryRow> = sqlx::query_as(&format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1 AND subscription_id = $2"
@@ -47,8 +45,7 @@ async fn fetch(state: &State, r: &DeliveryRef) -> Result<Delivery, BusError> {
     .bind(r.delivery_id)
     .bind(r.webhook_id)
     .fetch_optional(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     Ok(row
         .ok_or_else(|| BusError::not_found("Delivery not found"))?
         .view())
@@ -64,7 +61,7 @@ struct AttemptRow {
     response_body: String,
 }
 
-pub async fn get(state: &State, r: DeliveryRef) -> Result<Delivery, BusError> {
+pub async fn get(state: &State, r: DeliveryRef) -> db::Result<Delivery> {
     let mut delivery = fetch(state, &r).await?;
     let attempts: Vec<AttemptRow> = sqlx::query_as(
         "SELECT at, trigger, status_code, error, latency_ms, response_body FROM attempts \
@@ -72,8 +69,7 @@ pub async fn get(state: &State, r: DeliveryRef) -> Result<Delivery, BusError> {
     )
     .bind(r.delivery_id)
     .fetch_all(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     delivery.attempts = Some(
         attempts
             .into_iter()
@@ -91,14 +87,14 @@ pub async fn get(state: &State, r: DeliveryRef) -> Result<Delivery, BusError> {
 }
 
 /// Sends the delivery once more now (whatever its state); the attempt is logged as `manual`.
-pub async fn retry(state: &State, r: DeliveryRef) -> Result<Delivery, BusError> {
+pub async fn retry(state: &State, r: DeliveryRef) -> db::Result<Delivery> {
     let delivery = fetch(state, &r).await?;
     enqueue(state, delivery.id, Trigger::Manual).await?;
     Ok(delivery)
 }
 
 /// A sample clock-in sent to the subscription now, as a delivery in its log.
-pub async fn test(state: &State, r: WebhookRef) -> Result<Delivery, BusError> {
+pub async fn test(state: &State, r: WebhookRef) -> db::Result<Delivery> {
     let sub = subs::fetch(state, r.org_id, r.id).await?;
     let tz = state.directory.org(r.org_id).await?.org.timezone;
     let event = render::sample_event(r.org_id, tz, Utc::now());
@@ -113,8 +109,7 @@ pub async fn test(state: &State, r: WebhookRef) -> Result<Delivery, BusError> {
     .bind(event.id.as_uuid())
     .bind(body)
     .fetch_one(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let delivery = row.view();
     enqueue(state, delivery.id, Trigger::Test).await?;
     Ok(delivery)

@@ -65,7 +65,7 @@ impl State {
 
     /// The org's active subscriptions (cached). A change answered before an event happened is
     /// seen by the event's intake: its announcement reached this connection before the event.
-    pub(crate) async fn active(&self, org: OrgId) -> Result<ActiveSubs, BusError> {
+    pub(crate) async fn active(&self, org: OrgId) -> db::Result<ActiveSubs> {
         self.subs
             .get_or_load(org, (), None, || async {
                 let rows: Vec<subs::SubRow> = sqlx::query_as(&format!(
@@ -74,8 +74,7 @@ impl State {
                 ))
                 .bind(org.as_uuid())
                 .fetch_all(&self.pool)
-                .await
-                .map_err(db::err)?;
+                .await?;
                 Ok(ActiveSubs(Arc::new(rows)))
             })
             .await
@@ -229,37 +228,37 @@ impl Handler for State {
         let p = &payload[..];
         match operation {
             ops::WebhookCreateOp::NAME => {
-                dispatch::<ops::WebhookCreateOp, _, _>(p, |r| subs::create(self, r)).await
+                dispatch::<ops::WebhookCreateOp, _, _, _>(p, |r| subs::create(self, r)).await
             }
             ops::WebhookUpdateOp::NAME => {
-                dispatch::<ops::WebhookUpdateOp, _, _>(p, |r| subs::update(self, r)).await
+                dispatch::<ops::WebhookUpdateOp, _, _, _>(p, |r| subs::update(self, r)).await
             }
             ops::WebhookListOp::NAME => {
-                dispatch::<ops::WebhookListOp, _, _>(p, |r| subs::list(self, r)).await
+                dispatch::<ops::WebhookListOp, _, _, _>(p, |r| subs::list(self, r)).await
             }
             ops::WebhookGetOp::NAME => {
-                dispatch::<ops::WebhookGetOp, _, _>(p, |r| subs::get(self, r)).await
+                dispatch::<ops::WebhookGetOp, _, _, _>(p, |r| subs::get(self, r)).await
             }
             ops::WebhookDeleteOp::NAME => {
-                dispatch::<ops::WebhookDeleteOp, _, _>(p, |r| subs::delete(self, r)).await
+                dispatch::<ops::WebhookDeleteOp, _, _, _>(p, |r| subs::delete(self, r)).await
             }
             ops::WebhookRotateOp::NAME => {
-                dispatch::<ops::WebhookRotateOp, _, _>(p, |r| subs::rotate(self, r)).await
+                dispatch::<ops::WebhookRotateOp, _, _, _>(p, |r| subs::rotate(self, r)).await
             }
             ops::WebhookTestOp::NAME => {
-                dispatch::<ops::WebhookTestOp, _, _>(p, |r| delivery_log::test(self, r)).await
+                dispatch::<ops::WebhookTestOp, _, _, _>(p, |r| delivery_log::test(self, r)).await
             }
             ops::DeliveryListOp::NAME => {
-                dispatch::<ops::DeliveryListOp, _, _>(p, |r| delivery_log::list(self, r)).await
+                dispatch::<ops::DeliveryListOp, _, _, _>(p, |r| delivery_log::list(self, r)).await
             }
             ops::DeliveryGetOp::NAME => {
-                dispatch::<ops::DeliveryGetOp, _, _>(p, |r| delivery_log::get(self, r)).await
+                dispatch::<ops::DeliveryGetOp, _, _, _>(p, |r| delivery_log::get(self, r)).await
             }
             ops::DeliveryRetryOp::NAME => {
-                dispatch::<ops::DeliveryRetryOp, _, _>(p, |r| delivery_log::retry(self, r)).await
+                dispatch::<ops::DeliveryRetryOp, _, _, _>(p, |r| delivery_log::retry(self, r)).await
             }
             ops::WebhookPreviewOp::NAME => {
-                dispatch::<ops::WebhookPreviewOp, _, _>(p, |r| subs::preview(self, r)).await
+                dispatch::<ops::WebhookPreviewOp, _, _, _>(p, |r| subs::preview(self, r)).await
             }
             other => Err(BusError::new(
                 ErrorCode::NotFound,

@@ -156,24 +156,22 @@ fn dedup(mut events: Vec<String>) -> Vec<String> {
     events
 }
 
-pub async fn create(state: &State, req: WebhookWrite) -> Result<CreatedWebhook, BusError> {
+pub async fn create(state: &State, req: WebhookWrite) -> db::Result<CreatedWebhook> {
     let f = req.fields;
     check(state, &f, true).await?;
     // The count and the insert under the org's lock, so two creations at once cannot both see
     // room for one.
-    let mut tx = state.pool.begin().await.map_err(db::err)?;
-    clokio_runtime::db::lock_org(&mut tx, "clokio.webhooks", req.org_id.as_uuid())
-        .await
-        .map_err(db::err)?;
+    let mut tx = state.pool.begin().await?;
+    clokio_runtime::db::lock_org(&mut tx, "clokio.webhooks", req.org_id.as_uuid()).await?;
     let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM subscriptions WHERE org_id = $1")
         .bind(req.org_id.as_uuid())
         .fetch_one(&mut *tx)
-        .await
-        .map_err(db::err)?;
+        .await?;
     if count >= MAX_PER_ORG {
         return Err(BusError::invalid(format!(
             "An organization may have at most {MAX_PER_ORG} webhooks"
-        )));
+        ))
+        .into());
     }
     let secret = new_secret();
     let row: SubRow = sqlx::query_as(&format!(
@@ -190,9 +188,8 @@ pub async fn create(state: &State, req: WebhookWrite) -> Result<CreatedWebhook, 
     .bind(f.active.unwrap_or(true))
     .bind(Secret::new(secret.clone()))
     .fetch_one(&mut *tx)
-    .await
-    .map_err(db::err)?;
-    tx.commit().await.map_err(db::err)?;
+    .await?;
+    tx.commit().await?;
     state.changed(req.org_id).await;
     Ok(CreatedWebhook {
         webhook: row.view(),
@@ -200,34 +197,32 @@ pub async fn create(state: &State, req: WebhookWrite) -> Result<CreatedWebhook, 
     })
 }
 
-pub async fn fetch(state: &State, org: OrgId, id: Uuid) -> Result<SubRow, BusError> {
-    sqlx::query_as::<_, SubRow>(&format!(
+pub async fn fetch(state: &State, org: OrgId, id: Uuid) -> db::Result<SubRow> {
+    let row = sqlx::query_as::<_, SubRow>(&format!(
         "SELECT {COLUMNS} FROM subscriptions WHERE org_id = $1 AND id = $2"
     ))
     .bind(org.as_uuid())
     .bind(id)
     .fetch_optional(&state.pool)
-    .await
-    .map_err(db::err)?
-    .ok_or_else(|| BusError::not_found("Webhook not found"))
+    .await?;
+    Ok(row.ok_or_else(|| BusError::not_found("Webhook not found"))?)
 }
 
-pub async fn get(state: &State, r: WebhookRef) -> Result<Webhook, BusError> {
+pub async fn get(state: &State, r: WebhookRef) -> db::Result<Webhook> {
     Ok(fetch(state, r.org_id, r.id).await?.view())
 }
 
-pub async fn list(state: &State, q: WebhookListQuery) -> Result<Vec<Webhook>, BusError> {
+pub async fn list(state: &State, q: WebhookListQuery) -> db::Result<Vec<Webhook>> {
     let rows: Vec<SubRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM subscriptions WHERE org_id = $1 ORDER BY created_at, id"
     ))
     .bind(q.org_id.as_uuid())
     .fetch_all(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     Ok(rows.iter().map(SubRow::view).collect())
 }
 
-pub async fn update(state: &State, req: WebhookWrite) -> Result<Webhook, BusError> {
+pub async fn update(state: &State, req: WebhookWrite) -> db::Result<Webhook> {
     let id = req
         .id
         .ok_or_else(|| BusError::not_found("Webhook not found"))?;
@@ -255,29 +250,27 @@ pub async fn update(state: &State, req: WebhookWrite) -> Result<Webhook, BusErro
     .bind(f.template)
     .bind(f.active)
     .fetch_optional(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let row = row.ok_or_else(|| BusError::not_found("Webhook not found"))?;
     state.changed(req.org_id).await;
     Ok(row.view())
 }
 
-pub async fn delete(state: &State, r: WebhookRef) -> Result<Empty, BusError> {
+pub async fn delete(state: &State, r: WebhookRef) -> db::Result<Empty> {
     let done = sqlx::query("DELETE FROM subscriptions WHERE org_id = $1 AND id = $2")
         .bind(r.org_id.as_uuid())
         .bind(r.id)
         .execute(&state.pool)
-        .await
-        .map_err(db::err)?;
+        .await?;
     if done.rows_affected() == 0 {
-        return Err(BusError::not_found("Webhook not found"));
+        return Err(BusError::not_found("Webhook not found").into());
     }
     state.changed(r.org_id).await;
     Ok(Empty {})
 }
 
 /// A new secret; the old one keeps signing (beside the new) for 24 hours.
-pub async fn rotate(state: &State, r: WebhookRef) -> Result<CreatedWebhook, BusError> {
+pub async fn rotate(state: &State, r: WebhookRef) -> db::Result<CreatedWebhook> {
     let secret = new_secret();
     let row: Option<SubRow> = sqlx::query_as(&format!(
         "UPDATE subscriptions SET previous_secret = secret, previous_until = $4, \
@@ -289,8 +282,7 @@ pub async fn rotate(state: &State, r: WebhookRef) -> Result<CreatedWebhook, BusE
     .bind(Secret::new(secret.clone()))
     .bind(Utc::now() + ROTATION_OVERLAP)
     .fetch_optional(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let row = row.ok_or_else(|| BusError::not_found("Webhook not found"))?;
     state.changed(r.org_id).await;
     Ok(CreatedWebhook {

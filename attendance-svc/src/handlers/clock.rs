@@ -54,7 +54,7 @@ impl Action {
     }
 }
 
-pub async fn handle(state: &State, action: Action, req: ClockRequest) -> Result<Bytes, BusError> {
+pub async fn handle(state: &State, action: Action, req: ClockRequest) -> db::Result<Bytes> {
     let same = (&req.employee_code, &req.coordinates, &req.timestamp);
     let idem = Idempotency::new(
         req.org_id,
@@ -70,13 +70,13 @@ pub async fn handle(state: &State, action: Action, req: ClockRequest) -> Result<
     )?;
     let transaction = async {
         if !idem.is_keyed() {
-            let mut conn = state.pool.acquire().await.map_err(db::err)?;
+            let mut conn = state.pool.acquire().await?;
             let result = apply(state, &mut conn, false, action, &req, &info, &employee).await;
-            return Ok((result.is_ok(), result));
+            return Ok::<_, db::Error>((result.is_ok(), result));
         }
-        let mut tx = state.pool.begin().await.map_err(db::err)?;
+        let mut tx = state.pool.begin().await?;
         if let Some(answer) = idem.claim(&mut tx).await? {
-            return Ok((false, answer));
+            return Ok((false, answer.map_err(Into::into)));
         }
         let result = apply(state, &mut tx, true, action, &req, &info, &employee).await;
         let changed = result.is_ok();
@@ -98,7 +98,7 @@ fn place(
     info: &OrgInfo,
     employee: &Employee,
     req: &ClockRequest,
-) -> Result<(LocationId, String), BusError> {
+) -> db::Result<(LocationId, String)> {
     match req.coordinates {
         Some(point) => {
             geo::validate(point).map_err(BusError::invalid)?;
@@ -112,12 +112,13 @@ fn place(
 }
 
 /// A kiosk's own timestamp, in whole seconds, checked against our clock.
-fn not_in_the_future(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>, BusError> {
+fn not_in_the_future(at: DateTime<Utc>, now: DateTime<Utc>) -> db::Result<DateTime<Utc>> {
     let at = whole_seconds(at);
     if at > now + MAX_FUTURE {
         return Err(BusError::invalid(
             "The timestamp field must not be more than 2 minutes in the future",
-        ));
+        )
+        .into());
     }
     Ok(at)
 }
@@ -127,12 +128,13 @@ fn within_offline_window(
     info: &OrgInfo,
     at: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<DateTime<Utc>, BusError> {
+) -> db::Result<DateTime<Utc>> {
     let hours = info.org.settings.offline_backdate_hours;
     if at < now - Duration::hours(i64::from(hours)) {
         return Err(BusError::invalid(format!(
             "The timestamp field must not be more than {hours} hours in the past"
-        )));
+        ))
+        .into());
     }
     Ok(at)
 }
@@ -171,7 +173,7 @@ async fn current(
     org: clokio_bus::ids::OrgId,
     clock_in: bool,
     closed_from: chrono::NaiveDate,
-) -> Result<Current, BusError> {
+) -> db::Result<Current> {
     let read = || {
         sqlx::query_as(
             "SELECT st.version, st.open_session_id, st.last_event_at, \
@@ -189,7 +191,7 @@ async fn current(
         .bind(clock_in)
         .bind(closed_from)
     };
-    if let Some(found) = read().fetch_optional(&mut *conn).await.map_err(db::err)? {
+    if let Some(found) = read().fetch_optional(&mut *conn).await? {
         return Ok(found);
     }
     // The employee's first event: their state row starts now (under the org's period lock, so a
@@ -198,9 +200,8 @@ async fn current(
         .bind(org.as_uuid())
         .bind(employee.employee_id.get())
         .execute(&mut *conn)
-        .await
-        .map_err(db::err)?;
-    read().fetch_one(&mut *conn).await.map_err(db::err)
+        .await?;
+    Ok(read().fetch_one(&mut *conn).await?)
 }
 
 static INSERT_STATE: LazyLock<String> = LazyLock::new(|| {
@@ -293,7 +294,7 @@ struct OpenSession {
 
 impl OpenSession {
     /// The open session `id` from the state read's columns.
-    fn of(id: i64, row: OpenSessionRow) -> Result<Self, BusError> {
+    fn of(id: i64, row: OpenSessionRow) -> db::Result<Self> {
         match row {
             OpenSessionRow {
                 work_date: Some(work_date),
@@ -315,7 +316,7 @@ impl OpenSession {
             }),
             _ => {
                 tracing::error!(id, "the open session of an employee's state is missing");
-                Err(BusError::internal())
+                Err(BusError::internal().into())
             }
         }
     }
@@ -343,7 +344,7 @@ async fn apply(
     req: &ClockRequest,
     info: &OrgInfo,
     employee: &Employee,
-) -> Result<Bytes, BusError> {
+) -> db::Result<Bytes> {
     for _ in 0..MAX_TRIES {
         if let Some(reply) = attempt(state, conn, keyed, action, req, info, employee).await? {
             return Ok(reply);
@@ -354,7 +355,8 @@ async fn apply(
     Err(BusError::new(
         ErrorCode::Unavailable,
         "The employee's attendance is being changed by other requests; try again",
-    ))
+    )
+    .into())
 }
 
 /// One decision on the employee's current state and its conditional write: `None` when the
@@ -367,7 +369,7 @@ async fn attempt(
     req: &ClockRequest,
     info: &OrgInfo,
     employee: &Employee,
-) -> Result<Option<Bytes>, BusError> {
+) -> db::Result<Option<Bytes>> {
     let now = whole_seconds(Utc::now());
     // The window of an offline kiosk is checked after the closed periods: a punch dated in a
     // closed month is refused as such, however old it is.
@@ -376,7 +378,7 @@ async fn attempt(
         .map(|at| not_in_the_future(at, now))
         .transpose()?;
     if action == Action::ClockIn && employee.status == EmployeeStatus::Inactive {
-        return Err(BusError::new(ErrorCode::Forbidden, "Employee is inactive"));
+        return Err(BusError::new(ErrorCode::Forbidden, "Employee is inactive").into());
     }
     // Breaks carry no position: they happen where the session is.
     let (location_id, location) = place(info, employee, req)?;
@@ -406,7 +408,7 @@ async fn attempt(
     if let Some(at) = requested {
         let month = periods::month_of(tz.date_of(at));
         if closed_months.contains(&month) {
-            return Err(BusError::conflict(period_closed_message(month)));
+            return Err(BusError::conflict(period_closed_message(month)).into());
         }
         within_offline_window(info, at, now)?;
     }
@@ -422,7 +424,7 @@ async fn attempt(
             // rolled back to before its work when the punch is refused, so the close is committed
             // on a connection of its own.
             let closed = if keyed {
-                let mut own = state.pool.acquire().await.map_err(db::err)?;
+                let mut own = state.pool.acquire().await?;
                 autoclose::close(state, &mut own, info, employee, s.id, due).await?
             } else {
                 autoclose::close(state, conn, info, employee, s.id, due).await?
@@ -436,22 +438,24 @@ async fn attempt(
     }
     let session = match (action, open) {
         (Action::ClockIn, Some(_)) => {
-            return Err(BusError::conflict("Employee is already clocked in"));
+            return Err(BusError::conflict("Employee is already clocked in").into());
         }
         (Action::ClockIn, None) => None,
         (Action::ClockOut | Action::BreakStart, None) => {
-            return Err(BusError::conflict("Employee is not clocked in"));
+            return Err(BusError::conflict("Employee is not clocked in").into());
         }
-        (Action::BreakEnd, None) => return Err(BusError::conflict("Employee is not on a break")),
+        (Action::BreakEnd, None) => {
+            return Err(BusError::conflict("Employee is not on a break").into());
+        }
         (_, Some(s)) => Some(s),
     };
     if let Some(s) = &session {
         match (action, s.break_open_since) {
             (Action::BreakStart, Some(_)) => {
-                return Err(BusError::conflict("Employee is already on a break"));
+                return Err(BusError::conflict("Employee is already on a break").into());
             }
             (Action::BreakEnd, None) => {
-                return Err(BusError::conflict("Employee is not on a break"));
+                return Err(BusError::conflict("Employee is not on a break").into());
             }
             _ => {}
         }
@@ -463,7 +467,8 @@ async fn attempt(
             return Err(BusError::invalid(format!(
                 "The timestamp must not be earlier than the employee's last attendance event ({})",
                 last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            )));
+            ))
+            .into());
         }
         (Some(at), _) => at,
         (None, Some(last)) => now.max(last),
@@ -471,7 +476,7 @@ async fn attempt(
     };
     let month = periods::month_of(tz.date_of(at));
     if closed_months.contains(&month) {
-        return Err(BusError::conflict(period_closed_message(month)));
+        return Err(BusError::conflict(period_closed_message(month)).into());
     }
     let org = req.org_id;
     let mut rows = outbox::Rows::default();
@@ -623,7 +628,7 @@ async fn attempt(
         }
         (_, None) => Err(BusError::internal()),
     };
-    reply.map(Some)
+    Ok(reply.map(Some)?)
 }
 
 /// What a clock write leaves behind, to tell after a lost connection whether it committed.
@@ -682,17 +687,17 @@ async fn wrote(
     keyed: bool,
     query: sqlx::query::Query<'_, sqlx::Postgres, PgArguments>,
     trace: Trace,
-) -> Result<bool, BusError> {
+) -> db::Result<bool> {
     match query.fetch_optional(conn).await {
         Ok(row) => Ok(row.is_some()),
         Err(err) if !keyed && clokio_runtime::db::is_connection_lost(&err) => {
             tracing::warn!(%err, "connection lost during a clock write; finding out whether it committed");
             match clokio_runtime::db::settle(state.settle_wait, || trace.found(&state.pool)).await {
                 Some(true) => Ok(true),
-                Some(false) => Err(db::err(err)),
-                None => Err(clokio_runtime::db::outcome_unknown()),
+                Some(false) => Err(err.into()),
+                None => Err(clokio_runtime::db::outcome_unknown().into()),
             }
         }
-        Err(err) => Err(db::err(err)),
+        Err(err) => Err(err.into()),
     }
 }

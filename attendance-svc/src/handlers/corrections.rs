@@ -137,7 +137,7 @@ pub(crate) async fn load(
     org: OrgId,
     id: i64,
     lock: bool,
-) -> Result<Option<Loaded>, BusError> {
+) -> db::Result<Option<Loaded>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM sessions WHERE org_id = $1 AND id = $2{}",
         if lock { " FOR UPDATE" } else { "" }
@@ -146,8 +146,7 @@ pub(crate) async fn load(
         .bind(org.as_uuid())
         .bind(id)
         .fetch_optional(&mut *conn)
-        .await
-        .map_err(db::err)?
+        .await?
     else {
         return Ok(None);
     };
@@ -156,8 +155,7 @@ pub(crate) async fn load(
     )
     .bind(id)
     .fetch_all(&mut *conn)
-    .await
-    .map_err(db::err)?
+    .await?
     .into_iter()
     .map(|(start, end)| SessionBreak { start, end })
     .collect();
@@ -169,30 +167,27 @@ fn not_found() -> BusError {
 }
 
 /// The employee of session `id` of the org (404 for another org's or an unknown session).
-async fn employee_of_session(
-    conn: &mut PgConnection,
-    org: OrgId,
-    id: i64,
-) -> Result<i64, BusError> {
+async fn employee_of_session(conn: &mut PgConnection, org: OrgId, id: i64) -> db::Result<i64> {
     sqlx::query_scalar("SELECT employee_id FROM sessions WHERE org_id = $1 AND id = $2")
         .bind(org.as_uuid())
         .bind(id)
         .fetch_optional(&mut *conn)
-        .await
-        .map_err(db::err)?
+        .await?
         .ok_or_else(not_found)
+        .map_err(Into::into)
 }
 
 /// The reason every correction must give.
-fn check_reason(reason: &str) -> Result<String, BusError> {
+fn check_reason(reason: &str) -> db::Result<String> {
     let reason = reason.trim();
     if reason.is_empty() {
-        return Err(BusError::invalid("The reason field is required"));
+        return Err(BusError::invalid("The reason field is required").into());
     }
     if reason.chars().count() > MAX_REASON_LEN {
         return Err(BusError::invalid(format!(
             "The reason field must not be greater than {MAX_REASON_LEN} characters"
-        )));
+        ))
+        .into());
     }
     Ok(reason.to_owned())
 }
@@ -204,7 +199,7 @@ pub(crate) async fn lock_employee(
     conn: &mut PgConnection,
     org: OrgId,
     employee_id: i64,
-) -> Result<Option<i64>, BusError> {
+) -> db::Result<Option<i64>> {
     crate::periods::share_lock(conn, org).await?;
     sqlx::query_scalar(
         "INSERT INTO employee_state (org_id, employee_id) VALUES ($1, $2) \
@@ -215,7 +210,7 @@ pub(crate) async fn lock_employee(
     .bind(employee_id)
     .fetch_one(&mut *conn)
     .await
-    .map_err(db::err)
+    .map_err(Into::into)
 }
 
 /// A break as start and end.
@@ -229,11 +224,12 @@ struct Shape {
     breaks: Option<Vec<Span>>,
 }
 
-fn check_breaks(breaks: &[ImportBreak]) -> Result<Vec<Span>, BusError> {
+fn check_breaks(breaks: &[ImportBreak]) -> db::Result<Vec<Span>> {
     if breaks.len() > MAX_IMPORT_BREAKS {
         return Err(BusError::invalid(format!(
             "A session may not have more than {MAX_IMPORT_BREAKS} breaks"
-        )));
+        ))
+        .into());
     }
     let mut out: Vec<_> = breaks
         .iter()
@@ -241,42 +237,33 @@ fn check_breaks(breaks: &[ImportBreak]) -> Result<Vec<Span>, BusError> {
         .collect();
     for (j, (start, end)) in out.iter().enumerate() {
         if end <= start {
-            return Err(BusError::invalid(format!(
-                "breaks.{j}: end must be after start"
-            )));
+            return Err(BusError::invalid(format!("breaks.{j}: end must be after start")).into());
         }
     }
     out.sort_unstable();
     if out.windows(2).any(|w| w[1].0 < w[0].1) {
-        return Err(BusError::invalid("breaks must not overlap"));
+        return Err(BusError::invalid("breaks must not overlap").into());
     }
     Ok(out)
 }
 
 impl Shape {
     /// Checks order, length, the future and that breaks (given, or `kept`) lie inside.
-    fn check(
-        &self,
-        kept: &[SessionBreak],
-        now: DateTime<Utc>,
-        max_hours: u32,
-    ) -> Result<(), BusError> {
+    fn check(&self, kept: &[SessionBreak], now: DateTime<Utc>, max_hours: u32) -> db::Result<()> {
         if self.clock_in > now {
-            return Err(BusError::invalid(
-                "The clock_in field must not be in the future",
-            ));
+            return Err(BusError::invalid("The clock_in field must not be in the future").into());
         }
         let end = match self.clock_out {
             Some(out) => {
                 if out <= self.clock_in {
-                    return Err(BusError::invalid(
-                        "The clock_out field must be after clock_in",
-                    ));
+                    return Err(
+                        BusError::invalid("The clock_out field must be after clock_in").into(),
+                    );
                 }
                 if out > now {
-                    return Err(BusError::invalid(
-                        "The clock_out field must not be in the future",
-                    ));
+                    return Err(
+                        BusError::invalid("The clock_out field must not be in the future").into(),
+                    );
                 }
                 out
             }
@@ -285,7 +272,8 @@ impl Shape {
         if end - self.clock_in > Duration::hours(i64::from(max_hours)) {
             return Err(BusError::invalid(format!(
                 "A session may not be longer than {max_hours} hours"
-            )));
+            ))
+            .into());
         }
         let inside = |start: DateTime<Utc>, stop: Option<DateTime<Utc>>| {
             start >= self.clock_in && stop.unwrap_or(start) <= end
@@ -295,7 +283,7 @@ impl Shape {
             None => kept.iter().all(|b| inside(b.start, b.end)),
         };
         if !all_inside {
-            return Err(BusError::invalid("A break must lie inside its session"));
+            return Err(BusError::invalid("A break must lie inside its session").into());
         }
         Ok(())
     }
@@ -309,7 +297,7 @@ async fn check_overlap(
     except: Option<i64>,
     clock_in: DateTime<Utc>,
     clock_out: Option<DateTime<Utc>>,
-) -> Result<(), BusError> {
+) -> db::Result<()> {
     let other: Option<i64> = sqlx::query_scalar(
         "SELECT id FROM sessions WHERE org_id = $1 AND employee_id = $2 \
             AND id IS DISTINCT FROM $3 \
@@ -322,12 +310,12 @@ async fn check_overlap(
     .bind(clock_in)
     .bind(clock_out)
     .fetch_optional(&mut *conn)
-    .await
-    .map_err(db::err)?;
+    .await?;
     match other {
         Some(id) => Err(BusError::conflict(format!(
             "The session would overlap the recorded session {id}"
-        ))),
+        ))
+        .into()),
         None => Ok(()),
     }
 }
@@ -348,7 +336,7 @@ pub(crate) async fn audit(
     conn: &mut PgConnection,
     org: OrgId,
     e: Entry<'_>,
-) -> Result<DateTime<Utc>, BusError> {
+) -> db::Result<DateTime<Utc>> {
     sqlx::query_scalar(
         "INSERT INTO corrections (org_id, session_id, employee_id, action, actor_kind, actor_id, \
             actor_name, reason, before, after) \
@@ -366,7 +354,7 @@ pub(crate) async fn audit(
     .bind(e.after.map(sqlx::types::Json))
     .fetch_one(&mut *conn)
     .await
-    .map_err(db::err)
+    .map_err(Into::into)
 }
 
 /// Runs a correction inside its transaction and idempotency key; kicks the relay when it wrote.
@@ -374,13 +362,13 @@ async fn run<'a, F>(
     state: &'a State,
     idem: Idempotency,
     work: impl FnOnce(&'a State, Transaction<'static, Postgres>) -> F,
-) -> Result<Bytes, BusError>
+) -> db::Result<Bytes>
 where
-    F: std::future::Future<Output = (Transaction<'static, Postgres>, Result<Bytes, BusError>)>,
+    F: std::future::Future<Output = (Transaction<'static, Postgres>, db::Result<Bytes>)>,
 {
-    let mut tx = state.pool.begin().await.map_err(db::err)?;
+    let mut tx = state.pool.begin().await?;
     if let Some(answer) = idem.claim(&mut tx).await? {
-        return answer;
+        return answer.map_err(Into::into);
     }
     let (tx, result) = work(state, tx).await;
     let changed = result.is_ok();
@@ -392,10 +380,7 @@ where
     answer
 }
 
-fn employee_of(
-    staff: &clokio_runtime::directory::Staff,
-    id: i64,
-) -> Result<Arc<Employee>, BusError> {
+fn employee_of(staff: &clokio_runtime::directory::Staff, id: i64) -> db::Result<Arc<Employee>> {
     staff
         .by_id
         .get(&EmployeeId::new(id))
@@ -412,10 +397,11 @@ fn employee_of(
                 "The employee directory is being updated; try again",
             )
         })
+        .map_err(Into::into)
 }
 
 /// The location a correction names, by name; None keeps the session's.
-fn location_named(info: &OrgInfo, name: &str) -> Result<(LocationId, String), BusError> {
+fn location_named(info: &OrgInfo, name: &str) -> db::Result<(LocationId, String)> {
     info.locations
         .iter()
         .find(|l| l.name == name)
@@ -425,9 +411,10 @@ fn location_named(info: &OrgInfo, name: &str) -> Result<(LocationId, String), Bu
                 "The location {name} is not a location of the organization"
             ))
         })
+        .map_err(Into::into)
 }
 
-pub async fn update(state: &State, req: SessionUpdate) -> Result<Bytes, BusError> {
+pub async fn update(state: &State, req: SessionUpdate) -> db::Result<Bytes> {
     let reason = check_reason(&req.reason)?;
     let new_breaks = req.breaks.as_deref().map(check_breaks).transpose()?;
     let idem = Idempotency::new(
@@ -454,7 +441,7 @@ pub async fn update(state: &State, req: SessionUpdate) -> Result<Bytes, BusError
         .transpose()?;
     let org = req.org_id;
     run(state, idem, |state, mut tx| async move {
-        let result = async {
+        let result: db::Result<_> = async {
             let id = req.id.get();
             let employee_id = employee_of_session(&mut tx, org, id).await?;
             let open = lock_employee(&mut tx, org, employee_id).await?;
@@ -472,7 +459,7 @@ pub async fn update(state: &State, req: SessionUpdate) -> Result<Bytes, BusError
             {
                 return Err(BusError::conflict(
                     "The employee is on a break; end the break or set a clock_out first",
-                ));
+                ).into());
             }
             let max_hours = MAX_SESSION_HOURS.max(info.org.settings.max_shift_hours);
             shape.check(&before.breaks, now, max_hours)?;
@@ -510,8 +497,7 @@ pub async fn update(state: &State, req: SessionUpdate) -> Result<Bytes, BusError
                 sqlx::query("DELETE FROM breaks WHERE session_id = $1")
                     .bind(id)
                     .execute(&mut *tx)
-                    .await
-                    .map_err(db::err)?;
+                    .await?;
                 insert_breaks(&mut tx, id, b).await?;
             } else if let Some(out) = shape.clock_out {
                 sqlx::query(
@@ -520,8 +506,7 @@ pub async fn update(state: &State, req: SessionUpdate) -> Result<Bytes, BusError
                 .bind(id)
                 .bind(out)
                 .execute(&mut *tx)
-                .await
-                .map_err(db::err)?;
+                .await?;
             }
             let (location_id, location_name) = location
                 .clone()
@@ -547,8 +532,7 @@ pub async fn update(state: &State, req: SessionUpdate) -> Result<Bytes, BusError
             .bind(break_seconds)
             .bind(break_open_since)
             .execute(&mut *tx)
-            .await
-            .map_err(db::err)?;
+            .await?;
             // The employee's last event is past every time the session now holds, so a late
             // offline punch cannot land inside it (a new break included).
             let latest = [shape.clock_out, shape.breaks.iter().flatten().map(|b| b.1).max()]
@@ -566,8 +550,7 @@ pub async fn update(state: &State, req: SessionUpdate) -> Result<Bytes, BusError
             .bind(closes && open == Some(id))
             .bind(latest)
             .execute(&mut *tx)
-            .await
-            .map_err(db::err)?;
+            .await?;
             let after = load(&mut tx, org, id, false).await?.ok_or_else(not_found)?;
             let (b, a) = (before.state(), after.state());
             let at = audit(
@@ -592,7 +575,7 @@ pub async fn update(state: &State, req: SessionUpdate) -> Result<Bytes, BusError
                 after: Some(a),
             };
             emit(state, &mut tx, org, after.event(&employee, note, at), at).await?;
-            to_bytes(&after.view(&employee))
+            Ok(to_bytes(&after.view(&employee))?)
         }
         .await;
         (tx, result)
@@ -600,7 +583,7 @@ pub async fn update(state: &State, req: SessionUpdate) -> Result<Bytes, BusError
     .await
 }
 
-pub async fn delete(state: &State, req: SessionDelete) -> Result<Bytes, BusError> {
+pub async fn delete(state: &State, req: SessionDelete) -> db::Result<Bytes> {
     let reason = check_reason(&req.reason)?;
     let idem = Idempotency::new(
         req.org_id,
@@ -611,7 +594,7 @@ pub async fn delete(state: &State, req: SessionDelete) -> Result<Bytes, BusError
     let staff = state.directory.staff(req.org_id).await?;
     let org = req.org_id;
     run(state, idem, |state, mut tx| async move {
-        let result = async {
+        let result: db::Result<_> = async {
             let id = req.id.get();
             let employee_id = employee_of_session(&mut tx, org, id).await?;
             lock_employee(&mut tx, org, employee_id).await?;
@@ -621,13 +604,11 @@ pub async fn delete(state: &State, req: SessionDelete) -> Result<Bytes, BusError
             sqlx::query("DELETE FROM breaks WHERE session_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
-                .await
-                .map_err(db::err)?;
+                .await?;
             sqlx::query("DELETE FROM sessions WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)
-                .await
-                .map_err(db::err)?;
+                .await?;
             sqlx::query(
                 "UPDATE employee_state SET open_session_id = NULL \
                  WHERE org_id = $1 AND employee_id = $2 AND open_session_id = $3",
@@ -636,8 +617,7 @@ pub async fn delete(state: &State, req: SessionDelete) -> Result<Bytes, BusError
             .bind(employee_id)
             .bind(id)
             .execute(&mut *tx)
-            .await
-            .map_err(db::err)?;
+            .await?;
             let b = before.state();
             let at = audit(
                 &mut tx,
@@ -672,7 +652,7 @@ pub async fn delete(state: &State, req: SessionDelete) -> Result<Bytes, BusError
             event.deleted = true;
             emit(state, &mut tx, org, event, at).await?;
             gone.row.revision -= 1;
-            to_bytes(&gone.view(&employee))
+            Ok(to_bytes(&gone.view(&employee))?)
         }
         .await;
         (tx, result)
@@ -680,7 +660,7 @@ pub async fn delete(state: &State, req: SessionDelete) -> Result<Bytes, BusError
     .await
 }
 
-pub async fn create(state: &State, req: SessionCreate) -> Result<Bytes, BusError> {
+pub async fn create(state: &State, req: SessionCreate) -> db::Result<Bytes> {
     let reason = check_reason(&req.reason)?;
     let idem = Idempotency::new(
         req.org_id,
@@ -694,7 +674,7 @@ pub async fn create(state: &State, req: SessionCreate) -> Result<Bytes, BusError
     )?;
     let org = req.org_id;
     run(state, idem, |state, mut tx| async move {
-        let result = async {
+        let result: db::Result<_> = async {
             let now = whole_seconds(Utc::now());
             let checked = crate::handlers::import::check(&info, &staff, 0, &req.record, now)
                 .map_err(|err| {
@@ -738,8 +718,7 @@ pub async fn create(state: &State, req: SessionCreate) -> Result<Bytes, BusError
             .bind(&checked.location)
             .bind(break_seconds)
             .fetch_one(&mut *tx)
-            .await
-            .map_err(db::err)?;
+            .await?;
             insert_breaks(&mut tx, id, &checked.breaks).await?;
             sqlx::query(
                 "UPDATE employee_state SET last_event_at = greatest(last_event_at, $3) \
@@ -749,8 +728,7 @@ pub async fn create(state: &State, req: SessionCreate) -> Result<Bytes, BusError
             .bind(employee_id)
             .bind(checked.clock_out)
             .execute(&mut *tx)
-            .await
-            .map_err(db::err)?;
+            .await?;
             let after = load(&mut tx, org, id, false).await?.ok_or_else(not_found)?;
             let a = after.state();
             let at = audit(
@@ -775,7 +753,7 @@ pub async fn create(state: &State, req: SessionCreate) -> Result<Bytes, BusError
                 after: Some(a),
             };
             emit(state, &mut tx, org, after.event(&employee, note, at), at).await?;
-            to_bytes(&after.view(&employee))
+            Ok(to_bytes(&after.view(&employee))?)
         }
         .await;
         (tx, result)
@@ -783,11 +761,7 @@ pub async fn create(state: &State, req: SessionCreate) -> Result<Bytes, BusError
     .await
 }
 
-async fn insert_breaks(
-    conn: &mut PgConnection,
-    session: i64,
-    breaks: &[Span],
-) -> Result<(), BusError> {
+async fn insert_breaks(conn: &mut PgConnection, session: i64, breaks: &[Span]) -> db::Result<()> {
     if breaks.is_empty() {
         return Ok(());
     }
@@ -800,8 +774,7 @@ async fn insert_breaks(
     .bind(starts)
     .bind(ends)
     .execute(&mut *conn)
-    .await
-    .map_err(db::err)?;
+    .await?;
     Ok(())
 }
 
@@ -811,20 +784,22 @@ async fn emit(
     org: OrgId,
     event: AttendanceEvent,
     at: DateTime<Utc>,
-) -> Result<(), BusError> {
+) -> db::Result<()> {
     let mut rows = outbox::Rows::default();
     events::emit(state, &mut rows, org, kind::CORRECTED, at, event)?;
-    rows.flush(tx).await.map_err(db::err)
+    Ok(rows.flush(tx).await?)
 }
 
-pub async fn get(state: &State, req: SessionRef) -> Result<Bytes, BusError> {
+pub async fn get(state: &State, req: SessionRef) -> db::Result<Bytes> {
     let staff = state.directory.staff(req.org_id).await?;
-    let mut conn = state.pool.acquire().await.map_err(db::err)?;
+    let mut conn = state.pool.acquire().await?;
     let employee_id = employee_of_session(&mut conn, req.org_id, req.id.get()).await?;
     let session = load(&mut conn, req.org_id, req.id.get(), false)
         .await?
         .ok_or_else(not_found)?;
-    to_bytes(&session.view(&*employee_of(&staff, employee_id)?))
+    Ok(to_bytes(
+        &session.view(&*employee_of(&staff, employee_id)?),
+    )?)
 }
 
 #[derive(sqlx::FromRow)]
@@ -841,7 +816,7 @@ struct CorrectionRow {
     at: DateTime<Utc>,
 }
 
-pub async fn history(state: &State, req: SessionRef) -> Result<Bytes, BusError> {
+pub async fn history(state: &State, req: SessionRef) -> db::Result<Bytes> {
     let rows: Vec<CorrectionRow> = sqlx::query_as(
         "SELECT id, session_id, action, actor_kind, actor_id, actor_name, reason, before, after, at \
          FROM corrections WHERE org_id = $1 AND session_id = $2 ORDER BY id",
@@ -849,8 +824,7 @@ pub async fn history(state: &State, req: SessionRef) -> Result<Bytes, BusError> 
     .bind(req.org_id.as_uuid())
     .bind(req.id.get())
     .fetch_all(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     if rows.is_empty() {
         // A session never corrected has an empty history; one that never existed is unknown.
         let exists: Option<i64> =
@@ -858,10 +832,9 @@ pub async fn history(state: &State, req: SessionRef) -> Result<Bytes, BusError> 
                 .bind(req.org_id.as_uuid())
                 .bind(req.id.get())
                 .fetch_optional(&state.pool)
-                .await
-                .map_err(db::err)?;
+                .await?;
         if exists.is_none() {
-            return Err(not_found());
+            return Err(not_found().into());
         }
     }
     let history: Vec<Correction> = rows
@@ -881,5 +854,5 @@ pub async fn history(state: &State, req: SessionRef) -> Result<Bytes, BusError> 
             after: r.after.map(|j| j.0),
         })
         .collect();
-    to_bytes(&history)
+    Ok(to_bytes(&history)?)
 }

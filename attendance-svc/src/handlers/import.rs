@@ -42,22 +42,22 @@ pub(crate) struct Checked<'a> {
     pub record: &'a ImportRecord,
 }
 
-pub async fn import(state: &State, req: ImportRequest) -> Result<Bytes, BusError> {
+pub async fn import(state: &State, req: ImportRequest) -> db::Result<Bytes> {
     if req.records.is_empty() {
-        return Err(BusError::invalid(
-            "The records field must contain at least 1 record",
-        ));
+        return Err(BusError::invalid("The records field must contain at least 1 record").into());
     }
     if req.records.len() > MAX_IMPORT_RECORDS {
         return Err(BusError::invalid(format!(
             "The records field must not have more than {MAX_IMPORT_RECORDS} records"
-        )));
+        ))
+        .into());
     }
     let breaks: usize = req.records.iter().map(|r| r.breaks.len()).sum();
     if breaks > MAX_IMPORT_BREAKS_TOTAL {
         return Err(BusError::invalid(format!(
             "An import may not carry more than {MAX_IMPORT_BREAKS_TOTAL} breaks in all"
-        )));
+        ))
+        .into());
     }
     let idem = Idempotency::new(
         req.org_id,
@@ -73,11 +73,11 @@ pub async fn import(state: &State, req: ImportRequest) -> Result<Bytes, BusError
     // An import's statements carry megabytes of parameters, and a connection keeps the buffer of
     // its largest message for as long as it lives: this one is closed after the import instead of
     // going back to the pool with it.
-    let mut conn = state.pool.acquire().await.map_err(db::err)?;
+    let mut conn = state.pool.acquire().await?;
     conn.close_on_drop();
-    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db::err)?;
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     if let Some(answer) = idem.claim(&mut tx).await? {
-        return answer;
+        return answer.map_err(Into::into);
     }
     let result = apply(state, &mut tx, req.org_id, &req.records, &info, &staff).await;
     let changed = result.is_ok();
@@ -168,7 +168,7 @@ async fn apply(
     records: &[ImportRecord],
     info: &OrgInfo,
     staff: &clokio_runtime::directory::Staff,
-) -> Result<Bytes, BusError> {
+) -> db::Result<Bytes> {
     let now = whole_seconds(Utc::now());
     let checked = records
         .iter()
@@ -192,7 +192,8 @@ async fn apply(
                 let (first, second) = (w[0].min(w[1]), w[0].max(w[1]));
                 return Err(BusError::invalid(format!(
                     "records.{second}: overlaps records.{first} of the same employee"
-                )));
+                ))
+                .into());
             }
         }
     }
@@ -210,8 +211,7 @@ async fn apply(
     .bind(org.as_uuid())
     .bind(&employee_ids)
     .execute(&mut **tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let closing_dates: Vec<chrono::NaiveDate> = checked
         .iter()
         .map(|c| info.org.timezone.date_of(c.clock_in))
@@ -235,14 +235,14 @@ async fn apply(
     .bind(&ins)
     .bind(&outs)
     .fetch_optional(&mut **tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     if let Some((ord, session)) = clash {
         return Err(BusError::conflict(format!(
             "records.{}: overlaps the recorded session {session} of employee {}",
             ord - 1,
             checked[(ord - 1) as usize].record.employee_code
-        )));
+        ))
+        .into());
     }
 
     // Ids first, so sessions, breaks and events are written in bulk and in record order.
@@ -251,8 +251,7 @@ async fn apply(
     )
     .bind(checked.len() as i64)
     .fetch_all(&mut **tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let tz = info.org.timezone;
     let work_dates: Vec<chrono::NaiveDate> =
         checked.iter().map(|c| tz.date_of(c.clock_in)).collect();
@@ -279,8 +278,7 @@ async fn apply(
     .bind(&locations)
     .bind(&break_seconds)
     .execute(&mut **tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let (mut b_session, mut b_start, mut b_end) = (Vec::new(), Vec::new(), Vec::new());
     for (c, id) in checked.iter().zip(&ids) {
         for (s, e) in &c.breaks {
@@ -298,8 +296,7 @@ async fn apply(
         .bind(&b_start)
         .bind(&b_end)
         .execute(&mut **tx)
-        .await
-        .map_err(db::err)?;
+        .await?;
     }
     sqlx::query(
         "UPDATE employee_state st SET last_event_at = greatest(st.last_event_at, r.last) \
@@ -311,8 +308,7 @@ async fn apply(
     .bind(&emp)
     .bind(&outs)
     .execute(&mut **tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
 
     let mut rows = clokio_runtime::outbox::Rows::default();
     for ((c, id), (work_date, breaks)) in checked
@@ -349,13 +345,14 @@ async fn apply(
         out.break_seconds = Some(*breaks);
         push(kind::CLOCK_OUT, c.clock_out, out)?;
         if rows.len() >= OUTBOX_CHUNK {
-            rows.flush(tx).await.map_err(db::err)?;
+            rows.flush(tx).await?;
         }
     }
-    rows.flush(tx).await.map_err(db::err)?;
+    rows.flush(tx).await?;
     metrics::counter!("clokio_imported_sessions_total").increment(ids.len() as u64);
     to_bytes(&Imported {
         imported: ids.len(),
         attendance_ids: ids.into_iter().map(AttendanceId::new).collect(),
     })
+    .map_err(Into::into)
 }

@@ -29,7 +29,7 @@ struct LeaveRow {
 }
 
 impl LeaveRow {
-    fn into_leave(self, employee: &Employee) -> Result<Leave, BusError> {
+    fn into_leave(self, employee: &Employee) -> db::Result<Leave> {
         Ok(Leave {
             id: LeaveId::new(self.id),
             employee_id: EmployeeId::new(self.employee_id),
@@ -48,16 +48,18 @@ impl LeaveRow {
 
 const COLUMNS: &str = "id, employee_id, start_date, end_date, type, created_at";
 
-pub async fn create(state: &State, req: LeaveCreate) -> Result<Bytes, BusError> {
+pub async fn create(state: &State, req: LeaveCreate) -> db::Result<Bytes> {
     if req.end_date < req.start_date {
         return Err(BusError::invalid(
             "The end_date field must be a date after or equal to start_date",
-        ));
+        )
+        .into());
     }
     if (req.end_date - req.start_date).num_days() + 1 > MAX_LEAVE_DAYS {
         return Err(BusError::invalid(format!(
             "A leave may not be longer than {MAX_LEAVE_DAYS} days"
-        )));
+        ))
+        .into());
     }
     let same = (&req.employee_code, req.start_date, req.end_date, req.kind);
     let idem = Idempotency::new(
@@ -70,11 +72,11 @@ pub async fn create(state: &State, req: LeaveCreate) -> Result<Bytes, BusError> 
         .directory
         .employee(req.org_id, &req.employee_code)
         .await?;
-    let mut tx = state.pool.begin().await.map_err(db::err)?;
+    let mut tx = state.pool.begin().await?;
     if let Some(answer) = idem.claim(&mut tx).await? {
-        return answer;
+        return answer.map_err(Into::into);
     }
-    let result = async {
+    let result: db::Result<_> = async {
         let id = employee.employee_id.get();
         crate::periods::share_lock(&mut tx, req.org_id).await?;
         sqlx::query(
@@ -84,8 +86,7 @@ pub async fn create(state: &State, req: LeaveCreate) -> Result<Bytes, BusError> 
         .bind(req.org_id.as_uuid())
         .bind(id)
         .execute(&mut *tx)
-        .await
-        .map_err(db::err)?;
+        .await?;
         crate::periods::check_open(
             &mut tx,
             req.org_id,
@@ -101,12 +102,12 @@ pub async fn create(state: &State, req: LeaveCreate) -> Result<Bytes, BusError> 
         .bind(req.start_date)
         .bind(req.end_date)
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(db::err)?;
+        .await?;
         if let Some((other,)) = overlap {
             return Err(BusError::conflict(format!(
                 "The employee already has leave on these dates (leave {other})"
-            )));
+            ))
+            .into());
         }
         let row: LeaveRow = sqlx::query_as(&format!(
             "INSERT INTO leaves (org_id, employee_id, start_date, end_date, type) \
@@ -118,8 +119,7 @@ pub async fn create(state: &State, req: LeaveCreate) -> Result<Bytes, BusError> 
         .bind(req.end_date)
         .bind(req.kind.as_str())
         .fetch_one(&mut *tx)
-        .await
-        .map_err(db::err)?;
+        .await?;
         let leave = row.into_leave(&employee)?;
         events::enqueue(
             state,
@@ -131,7 +131,7 @@ pub async fn create(state: &State, req: LeaveCreate) -> Result<Bytes, BusError> 
             &leave,
         )
         .await?;
-        to_bytes(&leave)
+        Ok(to_bytes(&leave)?)
     }
     .await;
     let changed = result.is_ok();
@@ -142,7 +142,7 @@ pub async fn create(state: &State, req: LeaveCreate) -> Result<Bytes, BusError> 
     answer
 }
 
-pub async fn list(state: &State, req: LeaveList) -> Result<Bytes, BusError> {
+pub async fn list(state: &State, req: LeaveList) -> db::Result<Bytes> {
     let first = NaiveDate::from_ymd_opt(req.year, req.month, 1)
         .ok_or_else(|| BusError::invalid("The month field must be between 1 and 12"))?;
     let last = first
@@ -158,8 +158,7 @@ pub async fn list(state: &State, req: LeaveList) -> Result<Bytes, BusError> {
     .bind(first)
     .bind(last)
     .fetch_all(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let leaves = rows
         .into_iter()
         .filter_map(|r| {
@@ -167,10 +166,10 @@ pub async fn list(state: &State, req: LeaveList) -> Result<Bytes, BusError> {
             Some(r.into_leave(&employee))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    to_bytes(&leaves)
+    Ok(to_bytes(&leaves)?)
 }
 
-pub async fn delete(state: &State, req: LeaveDelete) -> Result<Bytes, BusError> {
+pub async fn delete(state: &State, req: LeaveDelete) -> db::Result<Bytes> {
     let idem = Idempotency::new(
         req.org_id,
         req.idempotency_key.as_deref(),
@@ -178,19 +177,18 @@ pub async fn delete(state: &State, req: LeaveDelete) -> Result<Bytes, BusError> 
         &req.id,
     );
     let staff = state.directory.staff(req.org_id).await?;
-    let mut tx = state.pool.begin().await.map_err(db::err)?;
+    let mut tx = state.pool.begin().await?;
     if let Some(answer) = idem.claim(&mut tx).await? {
-        return answer;
+        return answer.map_err(Into::into);
     }
-    let result = async {
+    let result: db::Result<_> = async {
         let row: Option<LeaveRow> = sqlx::query_as(&format!(
             "DELETE FROM leaves WHERE org_id = $1 AND id = $2 RETURNING {COLUMNS}"
         ))
         .bind(req.org_id.as_uuid())
         .bind(req.id.get())
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(db::err)?;
+        .await?;
         let row = row.ok_or_else(|| BusError::not_found("Leave not found"))?;
         crate::handlers::corrections::lock_employee(&mut tx, req.org_id, row.employee_id).await?;
         crate::periods::check_open(
@@ -211,7 +209,7 @@ pub async fn delete(state: &State, req: LeaveDelete) -> Result<Bytes, BusError> 
             &leave,
         )
         .await?;
-        to_bytes(&leave)
+        Ok(to_bytes(&leave)?)
     }
     .await;
     let changed = result.is_ok();
@@ -222,7 +220,7 @@ pub async fn delete(state: &State, req: LeaveDelete) -> Result<Bytes, BusError> 
     answer
 }
 
-fn employee_of(staff: &Staff, id: i64) -> Result<std::sync::Arc<Employee>, BusError> {
+fn employee_of(staff: &Staff, id: i64) -> db::Result<std::sync::Arc<Employee>> {
     staff
         .by_id
         .get(&EmployeeId::new(id))
@@ -231,4 +229,5 @@ fn employee_of(staff: &Staff, id: i64) -> Result<std::sync::Arc<Employee>, BusEr
             tracing::error!(employee_id = id, "leave of an unknown employee");
             BusError::internal()
         })
+        .map_err(Into::into)
 }

@@ -45,7 +45,7 @@ async fn days(
     start: NaiveDate,
     end: NaiveDate,
     employee: Option<EmployeeId>,
-) -> Result<Vec<DayRow>, BusError> {
+) -> db::Result<Vec<DayRow>> {
     let org = info.org.id;
     let nets = if info.org.settings.rounding.is_some() {
         "array_agg(greatest(extract(epoch FROM coalesce(clock_out, $4) - clock_in), 0)::bigint \
@@ -76,7 +76,7 @@ async fn days(
     if let Some(e) = employee {
         query = query.bind(e.get());
     }
-    query.fetch_all(&state.pool).await.map_err(db::err)
+    Ok(query.fetch_all(&state.pool).await?)
 }
 
 /// `sql` with `{EMPLOYEE}` replaced by a filter on parameter `$n` when reading one employee,
@@ -136,41 +136,41 @@ fn records(info: &OrgInfo, staff: &Staff, rows: Vec<DayRow>, with_date: bool) ->
         .collect()
 }
 
-pub async fn daily(state: &State, q: DailyQuery) -> Result<Bytes, BusError> {
+pub async fn daily(state: &State, q: DailyQuery) -> db::Result<Bytes> {
     let (info, staff) = tokio::try_join!(
         state.directory.org(q.org_id),
         state.directory.staff(q.org_id)
     )?;
     let rows = days(state, &info, q.date, q.date, None).await?;
-    to_bytes(&records(&info, &staff, rows, false))
+    Ok(to_bytes(&records(&info, &staff, rows, false))?)
 }
 
 /// Checks an inclusive date range against a limit in days.
-pub fn check_range(start: NaiveDate, end: NaiveDate, max_days: i64) -> Result<(), BusError> {
+pub fn check_range(start: NaiveDate, end: NaiveDate, max_days: i64) -> db::Result<()> {
     if end < start {
-        return Err(BusError::invalid(
-            "The end field must be a date after or equal to start",
-        ));
+        return Err(
+            BusError::invalid("The end field must be a date after or equal to start").into(),
+        );
     }
     if (end - start).num_days() + 1 > max_days {
-        return Err(BusError::invalid(format!(
-            "The date range may not exceed {max_days} days"
-        )));
+        return Err(
+            BusError::invalid(format!("The date range may not exceed {max_days} days")).into(),
+        );
     }
     Ok(())
 }
 
-pub async fn range(state: &State, q: RangeQuery) -> Result<Bytes, BusError> {
+pub async fn range(state: &State, q: RangeQuery) -> db::Result<Bytes> {
     check_range(q.start, q.end, MAX_RANGE_DAYS)?;
     let (info, staff) = tokio::try_join!(
         state.directory.org(q.org_id),
         state.directory.staff(q.org_id)
     )?;
     let rows = days(state, &info, q.start, q.end, None).await?;
-    to_bytes(&records(&info, &staff, rows, true))
+    Ok(to_bytes(&records(&info, &staff, rows, true))?)
 }
 
-pub async fn employee_range(state: &State, q: EmployeeRangeQuery) -> Result<Bytes, BusError> {
+pub async fn employee_range(state: &State, q: EmployeeRangeQuery) -> db::Result<Bytes> {
     let (info, employee) = tokio::try_join!(
         state.directory.org(q.org_id),
         state.directory.employee(q.org_id, &q.employee_code)
@@ -182,7 +182,7 @@ pub async fn employee_range(state: &State, q: EmployeeRangeQuery) -> Result<Byte
     check_range(start, end, MAX_EMPLOYEE_RANGE_DAYS)?;
     let rows = days(state, &info, start, end, Some(employee.employee_id)).await?;
     let staff = Staff::of_one(employee);
-    to_bytes(&records(&info, &staff, rows, true))
+    Ok(to_bytes(&records(&info, &staff, rows, true))?)
 }
 
 // ---------------------------------------------------------------- detailed activity
@@ -208,7 +208,7 @@ struct BreakRow {
     ended_at: Option<DateTime<Utc>>,
 }
 
-pub async fn employee_activity(state: &State, q: ActivityQuery) -> Result<Bytes, BusError> {
+pub async fn employee_activity(state: &State, q: ActivityQuery) -> db::Result<Bytes> {
     let code = q
         .employee_code
         .as_ref()
@@ -218,10 +218,10 @@ pub async fn employee_activity(state: &State, q: ActivityQuery) -> Result<Bytes,
         state.directory.employee(q.org_id, code)
     )?;
     let mut days = activity(state, &info, &[employee], q.org_id, q.date).await?;
-    to_bytes(&days.pop().ok_or_else(BusError::internal)?)
+    Ok(to_bytes(&days.pop().ok_or_else(BusError::internal)?)?)
 }
 
-pub async fn org_activity(state: &State, q: ActivityQuery) -> Result<Bytes, BusError> {
+pub async fn org_activity(state: &State, q: ActivityQuery) -> db::Result<Bytes> {
     let (info, staff) = tokio::try_join!(
         state.directory.org(q.org_id),
         state.directory.staff(q.org_id)
@@ -232,7 +232,9 @@ pub async fn org_activity(state: &State, q: ActivityQuery) -> Result<Bytes, BusE
         .filter(|e| e.status == EmployeeStatus::Active)
         .cloned()
         .collect();
-    to_bytes(&activity(state, &info, &active, q.org_id, q.date).await?)
+    Ok(to_bytes(
+        &activity(state, &info, &active, q.org_id, q.date).await?,
+    )?)
 }
 
 /// The detailed day of each of `employees` (in that order): of `date`, or without one, of the
@@ -243,18 +245,17 @@ async fn activity(
     employees: &[Arc<Employee>],
     org: OrgId,
     date: Option<NaiveDate>,
-) -> Result<Vec<DailyActivity>, BusError> {
+) -> db::Result<Vec<DailyActivity>> {
     let one = match employees {
         [e] => Some(e.employee_id.get()),
         _ => None,
     };
     let today = info.org.timezone.today();
     // One snapshot for the three reads, so a clock-out between them cannot mix two states.
-    let mut tx = state.pool.begin().await.map_err(db::err)?;
+    let mut tx = state.pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
-        .await
-        .map_err(db::err)?;
+        .await?;
     // Without a date, an employee still clocked in from an earlier date is shown on that date.
     let mut shift_date: HashMap<i64, NaiveDate> = HashMap::new();
     if date.is_none() {
@@ -268,7 +269,7 @@ async fn activity(
         if let Some(e) = one {
             query = query.bind(e);
         }
-        let open = query.fetch_all(&mut *tx).await.map_err(db::err)?;
+        let open = query.fetch_all(&mut *tx).await?;
         shift_date.extend(open);
     }
     let mut dates: Vec<NaiveDate> = vec![date.unwrap_or(today)];
@@ -290,7 +291,7 @@ async fn activity(
     if let Some(e) = one {
         query = query.bind(e);
     }
-    let sessions = query.fetch_all(&mut *tx).await.map_err(db::err)?;
+    let sessions = query.fetch_all(&mut *tx).await?;
     let ids: Vec<i64> = sessions.iter().map(|s| s.id).collect();
     let breaks: Vec<BreakRow> = if ids.is_empty() {
         Vec::new()
@@ -301,10 +302,9 @@ async fn activity(
         )
         .bind(&ids)
         .fetch_all(&mut *tx)
-        .await
-        .map_err(db::err)?
+        .await?
     };
-    tx.commit().await.map_err(db::err)?;
+    tx.commit().await?;
     let mut breaks_of: HashMap<i64, Vec<BreakRow>> = HashMap::new();
     for b in breaks {
         breaks_of.entry(b.session_id).or_default().push(b);

@@ -33,13 +33,14 @@ pub trait Handler: Send + Sync + 'static {
 
 /// Decodes `payload` as `O::Request`, runs `f`, encodes the reply. Undecodable input is a 400:
 /// the gateway never sends it, so whoever did gets told plainly.
-pub async fn dispatch<O, F, Fut>(payload: &[u8], f: F) -> Result<Bytes, BusError>
+pub async fn dispatch<O, F, Fut, E>(payload: &[u8], f: F) -> Result<Bytes, BusError>
 where
     O: Operation,
     F: FnOnce(O::Request) -> Fut,
-    Fut: Future<Output = Result<O::Reply, BusError>>,
+    Fut: Future<Output = Result<O::Reply, E>>,
+    E: Into<BusError>,
 {
-    let reply = f(decode::<O>(payload)?).await?;
+    let reply = f(decode::<O>(payload)?).await.map_err(Into::into)?;
     to_bytes(&reply)
 }
 

@@ -169,6 +169,44 @@ pub fn bus_error(err: sqlx::Error) -> clokio_bus::BusError {
     BusError::internal()
 }
 
+/// The error of a service whose database constraints no request breaks (webhook-svc,
+/// reporting-svc): what the bus answers, or what the database said, one type for `?` on both,
+/// answered as [`bus_error`] maps it. A service that expects constraints to be broken declares its
+/// own, answered through [`on_constraint`] with its table.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Bus(#[from] clokio_bus::BusError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<Error> for clokio_bus::BusError {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::Bus(err) => err,
+            Error::Db(err) => bus_error(err),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A database error as the bus answers it. Each unique constraint a service expects to be broken
+/// by a request is named once, in the service's table, with the code and message it answers;
+/// any other error is [`bus_error`]'s.
+pub fn on_constraint(
+    err: sqlx::Error,
+    expected: &[(&str, clokio_bus::ErrorCode, &str)],
+) -> clokio_bus::BusError {
+    if let Some(constraint) = unique_violation(&err)
+        && let Some((_, code, message)) = expected.iter().find(|(name, ..)| *name == constraint)
+    {
+        return clokio_bus::BusError::new(*code, *message);
+    }
+    bus_error(err)
+}
+
 /// The constraint a unique violation broke, if that is what `err` is.
 pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
     let db = err.as_database_error()?;

@@ -38,7 +38,7 @@ struct AdminRow {
 }
 
 impl AdminRow {
-    fn into_admin(self) -> Result<Admin, BusError> {
+    fn into_admin(self) -> db::Result<Admin> {
         let corrupt = |what: &str| {
             tracing::error!(employee_id = self.id, "stored {what} does not parse");
             BusError::internal()
@@ -58,7 +58,7 @@ impl AdminRow {
 
 /// Gives the role to the org's employee with this email, or creates an employee with it. A
 /// generated password is a one-time password; a given one must have 12 characters or more.
-pub async fn create(state: &State, req: AdminCreate) -> Result<CreatedAdmin, BusError> {
+pub async fn create(state: &State, req: AdminCreate) -> db::Result<CreatedAdmin> {
     let name = super::name_field("name", &req.name, 255)?;
     if let Some(pw) = &req.password {
         passwords::check("password", pw, MIN_ADMIN_PASSWORD)?;
@@ -69,12 +69,12 @@ pub async fn create(state: &State, req: AdminCreate) -> Result<CreatedAdmin, Bus
     .bind(req.org_id.as_uuid())
     .bind(req.email.as_str())
     .fetch_optional(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     match existing {
         Some((_, role)) if role == Role::Admin.as_str() => Err(BusError::invalid(
             "The email belongs to an admin of the organization already",
-        )),
+        )
+        .into()),
         Some((id, _)) => promote(state, req.org_id, EmployeeId::new(id), req.password).await,
         None => {
             let location = match req.location {
@@ -118,20 +118,19 @@ pub async fn create(state: &State, req: AdminCreate) -> Result<CreatedAdmin, Bus
 }
 
 /// The name of the org's first location, where a new admin is placed when none is named.
-async fn first_location(state: &State, org_id: OrgId) -> Result<String, BusError> {
+async fn first_location(state: &State, org_id: OrgId) -> db::Result<String> {
     let org: Option<(Option<String>,)> = sqlx::query_as(
         "SELECT (SELECT name FROM locations WHERE org_id = o.id ORDER BY id LIMIT 1) \
          FROM organizations o WHERE o.id = $1",
     )
     .bind(org_id.as_uuid())
     .fetch_optional(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     match org {
-        None => Err(BusError::not_found("Organization not found")),
-        Some((None,)) => Err(BusError::invalid(
-            "The organization has no location yet: create one first",
-        )),
+        None => Err(BusError::not_found("Organization not found").into()),
+        Some((None,)) => {
+            Err(BusError::invalid("The organization has no location yet: create one first").into())
+        }
         Some((Some(name),)) => Ok(name),
     }
 }
@@ -141,7 +140,7 @@ async fn promote(
     org_id: OrgId,
     id: EmployeeId,
     password: Option<String>,
-) -> Result<CreatedAdmin, BusError> {
+) -> db::Result<CreatedAdmin> {
     let (password, generated) = match password {
         Some(pw) => (pw, false),
         None => (passwords::generate(), true),
@@ -157,8 +156,7 @@ async fn promote(
     .bind(&hash)
     .bind(generated)
     .fetch_optional(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     // Another request made them an admin in between.
     let row = row.ok_or_else(|| {
         BusError::invalid("The email belongs to an admin of the organization already")
@@ -171,18 +169,17 @@ async fn promote(
     })
 }
 
-pub async fn list(state: &State, org_id: OrgId) -> Result<Vec<Admin>, BusError> {
+pub async fn list(state: &State, org_id: OrgId) -> db::Result<Vec<Admin>> {
     let rows: Vec<AdminRow> = sqlx::query_as(&format!(
         "SELECT {ADMIN_COLUMNS} FROM employees e WHERE e.org_id = $1 AND e.role = 'admin' ORDER BY e.id"
     ))
     .bind(org_id.as_uuid())
     .fetch_all(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     rows.into_iter().map(AdminRow::into_admin).collect()
 }
 
-pub async fn get(state: &State, r: AdminRef) -> Result<Admin, BusError> {
+pub async fn get(state: &State, r: AdminRef) -> db::Result<Admin> {
     let row: Option<AdminRow> = sqlx::query_as(&format!(
         "SELECT {ADMIN_COLUMNS} FROM employees e \
          WHERE e.org_id = $1 AND e.id = $2 AND e.role = 'admin'"
@@ -190,24 +187,22 @@ pub async fn get(state: &State, r: AdminRef) -> Result<Admin, BusError> {
     .bind(r.org_id.as_uuid())
     .bind(r.employee_id.get())
     .fetch_optional(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     row.ok_or_else(|| BusError::not_found("Admin not found"))?
         .into_admin()
 }
 
 /// Takes the role away; the employee stays. The org row is locked, so two admins removing each
 /// other at once cannot leave the organization without one.
-pub async fn remove(state: &State, r: AdminRef) -> Result<Admin, BusError> {
-    let mut tx = state.pool.begin().await.map_err(db::err)?;
+pub async fn remove(state: &State, r: AdminRef) -> db::Result<Admin> {
+    let mut tx = state.pool.begin().await?;
     let org: Option<(Uuid,)> =
         sqlx::query_as("SELECT id FROM organizations WHERE id = $1 FOR UPDATE")
             .bind(r.org_id.as_uuid())
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(db::err)?;
+            .await?;
     if org.is_none() {
-        return Err(BusError::not_found("Admin not found"));
+        return Err(BusError::not_found("Admin not found").into());
     }
     // Only active admins can sign in: the last of them stays.
     let (admins, is_admin): (i64, bool) = sqlx::query_as(
@@ -218,15 +213,12 @@ pub async fn remove(state: &State, r: AdminRef) -> Result<Admin, BusError> {
     .bind(r.employee_id.get())
     .fetch_one(&mut *tx)
     .await
-    .map_err(db::err)
     .map(|(n, found): (i64, Option<bool>)| (n, found.unwrap_or(false)))?;
     if !is_admin {
-        return Err(BusError::not_found("Admin not found"));
+        return Err(BusError::not_found("Admin not found").into());
     }
     if admins == 0 {
-        return Err(BusError::conflict(
-            "The organization's last admin cannot be removed",
-        ));
+        return Err(BusError::conflict("The organization's last admin cannot be removed").into());
     }
     let row: AdminRow = sqlx::query_as(&format!(
         "UPDATE employees e SET role = 'employee', must_change_password = false, \
@@ -235,9 +227,8 @@ pub async fn remove(state: &State, r: AdminRef) -> Result<Admin, BusError> {
     ))
     .bind(r.employee_id.get())
     .fetch_one(&mut *tx)
-    .await
-    .map_err(db::err)?;
-    tx.commit().await.map_err(db::err)?;
+    .await?;
+    tx.commit().await?;
     state.org_changed(r.org_id).await;
     row.into_admin()
 }
@@ -245,10 +236,10 @@ pub async fn remove(state: &State, r: AdminRef) -> Result<Admin, BusError> {
 /// Every active admin with this email whose password matches, across organizations (at most 10
 /// accounts are tried). Unknown email or wrong password: 401 with the same message, after the
 /// same Argon2 work.
-pub async fn sign_in(state: &State, r: AdminSignIn) -> Result<Vec<SignedIn>, BusError> {
+pub async fn sign_in(state: &State, r: AdminSignIn) -> db::Result<Vec<SignedIn>> {
     if r.password.chars().count() > passwords::MAX_PASSWORD {
         passwords::verify_nothing("").await?;
-        return Err(BusError::new(ErrorCode::Unauthorized, NO_MATCH));
+        return Err(BusError::new(ErrorCode::Unauthorized, NO_MATCH).into());
     }
     #[derive(sqlx::FromRow)]
     struct Candidate {
@@ -266,11 +257,10 @@ pub async fn sign_in(state: &State, r: AdminSignIn) -> Result<Vec<SignedIn>, Bus
     ))
     .bind(r.email.as_str())
     .fetch_all(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     if candidates.is_empty() {
         passwords::verify_nothing(&r.password).await?;
-        return Err(BusError::new(ErrorCode::Unauthorized, NO_MATCH));
+        return Err(BusError::new(ErrorCode::Unauthorized, NO_MATCH).into());
     }
     let mut matched = Vec::new();
     for c in candidates {
@@ -283,21 +273,22 @@ pub async fn sign_in(state: &State, r: AdminSignIn) -> Result<Vec<SignedIn>, Bus
         }
     }
     if matched.is_empty() {
-        return Err(BusError::new(ErrorCode::Unauthorized, NO_MATCH));
+        return Err(BusError::new(ErrorCode::Unauthorized, NO_MATCH).into());
     }
     Ok(matched)
 }
 
 /// A new password for an admin who knows the current one; it is no longer a one-time password.
-pub async fn set_password(state: &State, r: AdminSetPassword) -> Result<Admin, BusError> {
+pub async fn set_password(state: &State, r: AdminSetPassword) -> db::Result<Admin> {
     if r.current_password.is_empty() {
-        return Err(BusError::invalid("The current_password field is required"));
+        return Err(BusError::invalid("The current_password field is required").into());
     }
     passwords::check("new_password", &r.new_password, MIN_ADMIN_PASSWORD)?;
     if r.new_password == r.current_password {
         return Err(BusError::invalid(
             "The new_password field must be different from the current password",
-        ));
+        )
+        .into());
     }
     let stored: Option<(String, i64)> = sqlx::query_as(
         "SELECT password_hash, credentials_version FROM employees \
@@ -306,13 +297,12 @@ pub async fn set_password(state: &State, r: AdminSetPassword) -> Result<Admin, B
     .bind(r.org_id.as_uuid())
     .bind(r.employee_id.get())
     .fetch_optional(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let (stored, version) = stored.ok_or_else(|| BusError::not_found("Admin not found"))?;
     if !passwords::verify(&stored, &r.current_password).await? {
-        return Err(BusError::invalid(
-            "The current_password field does not match your password",
-        ));
+        return Err(
+            BusError::invalid("The current_password field does not match your password").into(),
+        );
     }
     let hash = passwords::hash(&r.new_password).await?;
     // Only if nothing changed since the check: a concurrent change wins, this one is refused.
@@ -327,18 +317,14 @@ pub async fn set_password(state: &State, r: AdminSetPassword) -> Result<Admin, B
     .bind(&hash)
     .bind(version)
     .fetch_optional(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     row.ok_or_else(|| BusError::conflict("The password was changed meanwhile; sign in again"))?
         .into_admin()
 }
 
 /// The operator's reset: a new password for the org's admin with this email (generated: a
 /// one-time password); every session made before ends.
-pub async fn reset_password(
-    state: &State,
-    r: AdminResetPassword,
-) -> Result<CreatedAdmin, BusError> {
+pub async fn reset_password(state: &State, r: AdminResetPassword) -> db::Result<CreatedAdmin> {
     let (password, generated) = match r.password {
         Some(pw) => {
             passwords::check("password", &pw, MIN_ADMIN_PASSWORD)?;
@@ -358,8 +344,7 @@ pub async fn reset_password(
     .bind(&hash)
     .bind(generated)
     .fetch_optional(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let admin = row
         .ok_or_else(|| BusError::not_found("Admin not found"))?
         .into_admin()?;

@@ -21,17 +21,6 @@ const EMPLOYEE_SELECT: &str = "SELECT e.id, e.employee_code, e.name, e.email, e.
      e.department, l.name AS location, e.location_id, e.birthdate, e.address, e.hire_date, e.status, \
      e.role, e.created_at, e.updated_at FROM employees e JOIN locations l ON l.id = e.location_id";
 
-const UNIQUE: &[(&str, &str)] = &[
-    (
-        "employees_org_code_key",
-        "The employee code has already been taken",
-    ),
-    (
-        "employees_org_email_key",
-        "The email has already been taken",
-    ),
-];
-
 pub const MIN_PASSWORD: usize = 8;
 
 #[derive(sqlx::FromRow)]
@@ -55,7 +44,7 @@ struct EmployeeRow {
 }
 
 impl EmployeeRow {
-    fn into_employee(self) -> Result<Employee, BusError> {
+    fn into_employee(self) -> db::Result<Employee> {
         let corrupt = |what: &str| {
             tracing::error!(employee_id = self.id, "stored {what} does not parse");
             BusError::internal()
@@ -88,7 +77,7 @@ fn optional(field: &str, value: Option<String>, max: usize) -> Result<Option<Str
     }
 }
 
-pub async fn create(state: &State, req: EmployeeCreate) -> Result<CreatedEmployee, BusError> {
+pub async fn create(state: &State, req: EmployeeCreate) -> db::Result<CreatedEmployee> {
     create_as(state, req, Role::Employee).await
 }
 
@@ -113,7 +102,7 @@ pub(crate) async fn create_as(
     state: &State,
     req: EmployeeCreate,
     role: Role,
-) -> Result<CreatedEmployee, BusError> {
+) -> db::Result<CreatedEmployee> {
     let name = super::name_field("name", &req.name, 255)?;
     let location = super::name_field("location", &req.location, 255)?;
     let phone = optional("phone", req.phone, 50)?;
@@ -132,18 +121,15 @@ pub(crate) async fn create_as(
     };
     let password_hash = passwords::hash(&password).await?;
 
-    let mut tx = state.pool.begin().await.map_err(db::err)?;
+    let mut tx = state.pool.begin().await?;
     let org: Option<(String,)> = sqlx::query_as("SELECT timezone FROM organizations WHERE id = $1")
         .bind(req.org_id.as_uuid())
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(db::err)?;
+        .await?;
     let (timezone,) = org.ok_or_else(|| BusError::not_found("Organization not found"))?;
     let tz = Timezone::parse(&timezone).unwrap_or_default();
     if req.birthdate.is_some_and(|b| b > tz.today()) {
-        return Err(BusError::invalid(
-            "The birthdate field must be a date before today",
-        ));
+        return Err(BusError::invalid("The birthdate field must be a date before today").into());
     }
     let hire_date = req.hire_date.unwrap_or_else(|| tz.today());
     let location_id: Option<(i64,)> =
@@ -151,8 +137,7 @@ pub(crate) async fn create_as(
             .bind(req.org_id.as_uuid())
             .bind(&location)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(db::err)?;
+            .await?;
     let (location_id,) =
         location_id.ok_or_else(|| BusError::invalid("The selected location is invalid"))?;
     let code_generated = req.employee_code.is_none();
@@ -164,7 +149,7 @@ pub(crate) async fn create_as(
     // the insert is undone to its savepoint and the next code is tried. A chosen code that is
     // taken is the client's 422.
     let id = loop {
-        let mut attempt = sqlx::Acquire::begin(&mut *tx).await.map_err(db::err)?;
+        let mut attempt = sqlx::Acquire::begin(&mut *tx).await?;
         let inserted: Result<(i64,), sqlx::Error> = sqlx::query_as(
             "INSERT INTO employees (org_id, employee_code, name, email, phone, position, department, \
                 location_id, password_hash, birthdate, address, hire_date, role, must_change_password) \
@@ -188,7 +173,7 @@ pub(crate) async fn create_as(
         .await;
         match inserted {
             Ok((id,)) => {
-                attempt.commit().await.map_err(db::err)?;
+                attempt.commit().await?;
                 break id;
             }
             Err(err)
@@ -196,15 +181,15 @@ pub(crate) async fn create_as(
                     && clokio_runtime::db::unique_violation(&err).as_deref()
                         == Some("employees_org_code_key") =>
             {
-                attempt.rollback().await.map_err(db::err)?;
+                attempt.rollback().await?;
                 code = next_code(&mut tx, req.org_id).await?;
             }
-            Err(err) => return Err(db::map_err(err, UNIQUE)),
+            Err(err) => return Err(err.into()),
         }
     };
     let employee = fetch(&mut tx, req.org_id, EmployeeId::new(id)).await?;
     emit(state, &mut tx, &employee, kind::CREATED, req.org_id).await?;
-    tx.commit().await.map_err(|e| db::map_err(e, UNIQUE))?;
+    tx.commit().await?;
     state.kick.kick();
     state.org_changed(req.org_id).await;
     Ok(CreatedEmployee {
@@ -215,26 +200,21 @@ pub(crate) async fn create_as(
 
 /// The next free auto-generated code. The org row lock serializes generation within an org; codes
 /// already taken by a custom code (someone chose `00007`) are skipped.
-async fn next_code(
-    tx: &mut Transaction<'_, Postgres>,
-    org_id: OrgId,
-) -> Result<EmployeeCode, BusError> {
+async fn next_code(tx: &mut Transaction<'_, Postgres>, org_id: OrgId) -> db::Result<EmployeeCode> {
     loop {
         let (n,): (i64,) = sqlx::query_as(
             "UPDATE organizations SET employee_seq = employee_seq + 1 WHERE id = $1 RETURNING employee_seq",
         )
         .bind(org_id.as_uuid())
         .fetch_one(&mut **tx)
-        .await
-        .map_err(db::err)?;
+        .await?;
         let code = EmployeeCode::sequence(n as u64);
         let taken: Option<(i64,)> =
             sqlx::query_as("SELECT id FROM employees WHERE org_id = $1 AND employee_code = $2")
                 .bind(org_id.as_uuid())
                 .bind(code.as_str())
                 .fetch_optional(&mut **tx)
-                .await
-                .map_err(db::err)?;
+                .await?;
         if taken.is_none() {
             return Ok(code);
         }
@@ -245,15 +225,14 @@ async fn fetch(
     tx: &mut Transaction<'_, Postgres>,
     org_id: OrgId,
     id: EmployeeId,
-) -> Result<Employee, BusError> {
+) -> db::Result<Employee> {
     let row: EmployeeRow = sqlx::query_as(&format!(
         "{EMPLOYEE_SELECT} WHERE e.org_id = $1 AND e.id = $2"
     ))
     .bind(org_id.as_uuid())
     .bind(id.get())
     .fetch_one(&mut **tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     row.into_employee()
 }
 
@@ -263,7 +242,7 @@ async fn emit(
     employee: &Employee,
     event: &str,
     org_id_of: OrgId,
-) -> Result<(), BusError> {
+) -> db::Result<()> {
     let e = Event {
         id: EventId::new_random(),
         org_id: org_id_of,
@@ -272,35 +251,32 @@ async fn emit(
         data: employee,
     };
     let subject = state.subjects.event(kind::EMPLOYEE, org_id_of, event);
-    outbox::enqueue(tx, &subject, &e).await.map_err(db::err)
+    Ok(outbox::enqueue(tx, &subject, &e).await?)
 }
 
-pub async fn list(state: &State, req: EmployeeList) -> Result<Vec<Employee>, BusError> {
+pub async fn list(state: &State, req: EmployeeList) -> db::Result<Vec<Employee>> {
     let rows: Vec<EmployeeRow> = sqlx::query_as(&format!(
         "{EMPLOYEE_SELECT} WHERE e.org_id = $1 AND ($2::text IS NULL OR e.status = $2) ORDER BY e.id"
     ))
     .bind(req.org_id.as_uuid())
     .bind(req.status.map(EmployeeStatus::as_str))
     .fetch_all(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     rows.into_iter().map(EmployeeRow::into_employee).collect()
 }
 
 /// One page of the org's employees, in id order, with the count of all that match.
-pub async fn page(state: &State, q: EmployeePageQuery) -> Result<EmployeePage, BusError> {
+pub async fn page(state: &State, q: EmployeePageQuery) -> db::Result<EmployeePage> {
     let per_page = q.per_page.clamp(1, MAX_PER_PAGE);
     let page = q.page.max(1);
     let search = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
     if search.is_some_and(|s| s.chars().count() > 100) {
-        return Err(BusError::invalid(
-            "The search field must not be greater than 100 characters",
-        ));
+        return Err(
+            BusError::invalid("The search field must not be greater than 100 characters").into(),
+        );
     }
     if search.is_some_and(|s| s.contains('\0')) {
-        return Err(BusError::invalid(
-            "The search field must not contain NUL characters",
-        ));
+        return Err(BusError::invalid("The search field must not contain NUL characters").into());
     }
     let pattern = search.map(like_pattern);
     let status = q.status.map(EmployeeStatus::as_str);
@@ -328,7 +304,7 @@ pub async fn page(state: &State, q: EmployeePageQuery) -> Result<EmployeePage, B
         .bind(i64::from(per_page))
         .bind(i64::from(page - 1) * i64::from(per_page))
         .fetch_all(&state.pool);
-    let ((total,), rows) = futures::try_join!(count, rows).map_err(db::err)?;
+    let ((total,), rows) = futures::try_join!(count, rows)?;
     Ok(EmployeePage {
         employees: rows
             .into_iter()
@@ -354,21 +330,20 @@ fn like_pattern(text: &str) -> String {
     p
 }
 
-pub async fn get(state: &State, req: EmployeeRef) -> Result<Employee, BusError> {
+pub async fn get(state: &State, req: EmployeeRef) -> db::Result<Employee> {
     let row: Option<EmployeeRow> = sqlx::query_as(&format!(
         "{EMPLOYEE_SELECT} WHERE e.org_id = $1 AND e.employee_code = $2"
     ))
     .bind(req.org_id.as_uuid())
     .bind(req.employee_code.as_str())
     .fetch_optional(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     row.ok_or_else(|| BusError::not_found("Employee not found"))?
         .into_employee()
 }
 
-pub async fn set_status(state: &State, req: EmployeeSetStatus) -> Result<Employee, BusError> {
-    let mut tx = state.pool.begin().await.map_err(db::err)?;
+pub async fn set_status(state: &State, req: EmployeeSetStatus) -> db::Result<Employee> {
+    let mut tx = state.pool.begin().await?;
     let deactivating = req.status == EmployeeStatus::Inactive;
     if deactivating {
         // The org row first, as admin removal takes it: the last active admin stays, whichever
@@ -376,8 +351,7 @@ pub async fn set_status(state: &State, req: EmployeeSetStatus) -> Result<Employe
         sqlx::query("SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE")
             .bind(req.org_id.as_uuid())
             .execute(&mut *tx)
-            .await
-            .map_err(db::err)?;
+            .await?;
     }
     let current: Option<(i64, String, String)> = sqlx::query_as(
         "SELECT id, status, role FROM employees WHERE org_id = $1 AND employee_code = $2 FOR UPDATE",
@@ -385,8 +359,7 @@ pub async fn set_status(state: &State, req: EmployeeSetStatus) -> Result<Employe
     .bind(req.org_id.as_uuid())
     .bind(req.employee_code.as_str())
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let (id, status, role) = current.ok_or_else(|| BusError::not_found("Employee not found"))?;
     let id = EmployeeId::new(id);
     if deactivating && status == "active" && role == Role::Admin.as_str() {
@@ -397,29 +370,28 @@ pub async fn set_status(state: &State, req: EmployeeSetStatus) -> Result<Employe
         .bind(req.org_id.as_uuid())
         .bind(id.get())
         .fetch_one(&mut *tx)
-        .await
-        .map_err(db::err)?;
+        .await?;
         if others == 0 {
             return Err(BusError::conflict(
                 "The organization's last active admin cannot be deactivated",
-            ));
+            )
+            .into());
         }
     }
     if status == req.status.as_str() {
         // Nothing changes, so nothing is announced.
         let employee = fetch(&mut tx, req.org_id, id).await?;
-        tx.commit().await.map_err(db::err)?;
+        tx.commit().await?;
         return Ok(employee);
     }
     sqlx::query("UPDATE employees SET status = $2, updated_at = now() WHERE id = $1")
         .bind(id.get())
         .bind(req.status.as_str())
         .execute(&mut *tx)
-        .await
-        .map_err(db::err)?;
+        .await?;
     let employee = fetch(&mut tx, req.org_id, id).await?;
     emit(state, &mut tx, &employee, kind::STATUS_CHANGED, req.org_id).await?;
-    tx.commit().await.map_err(db::err)?;
+    tx.commit().await?;
     state.kick.kick();
     state.org_changed(req.org_id).await;
     Ok(employee)

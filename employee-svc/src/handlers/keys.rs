@@ -62,38 +62,32 @@ fn stored_scopes(names: &[String]) -> Scopes {
 /// limit).
 pub const MAX_LIVE_KEYS: i64 = 50;
 
-pub async fn create(state: &State, req: KeyCreate) -> Result<CreatedApiKey, BusError> {
+pub async fn create(state: &State, req: KeyCreate) -> db::Result<CreatedApiKey> {
     let name = super::name_field("name", &req.name, 100)?;
     if req.scopes.is_empty() {
-        return Err(BusError::invalid(
-            "The scopes field must name at least one scope",
-        ));
+        return Err(BusError::invalid("The scopes field must name at least one scope").into());
     }
     if req.expires_at.is_some_and(|at| at <= Utc::now()) {
-        return Err(BusError::invalid(
-            "The expires_at field must be a time in the future",
-        ));
+        return Err(BusError::invalid("The expires_at field must be a time in the future").into());
     }
     let key = ApiKey::generate();
     let id = ApiKeyId::new_random();
     // The count and the insert under the org's lock, so two creations at once cannot both see
     // room for one.
-    let mut tx = state.pool.begin().await.map_err(db::err)?;
-    clokio_runtime::db::lock_org(&mut tx, "clokio.api_keys", req.org_id.as_uuid())
-        .await
-        .map_err(db::err)?;
+    let mut tx = state.pool.begin().await?;
+    clokio_runtime::db::lock_org(&mut tx, "clokio.api_keys", req.org_id.as_uuid()).await?;
     let (live,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM api_keys WHERE org_id = $1 AND revoked_at IS NULL \
            AND (expires_at IS NULL OR expires_at > now())",
     )
     .bind(req.org_id.as_uuid())
     .fetch_one(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     if live >= MAX_LIVE_KEYS {
         return Err(BusError::invalid(format!(
             "An organization may have at most {MAX_LIVE_KEYS} active API keys; revoke one first"
-        )));
+        ))
+        .into());
     }
     let inserted: Option<(DateTime<Utc>,)> = sqlx::query_as(
         "INSERT INTO api_keys (id, org_id, name, key_hash, hint, scopes, expires_at) \
@@ -107,10 +101,9 @@ pub async fn create(state: &State, req: KeyCreate) -> Result<CreatedApiKey, BusE
     .bind(req.scopes.names())
     .bind(req.expires_at)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let (created_at,) = inserted.ok_or_else(|| BusError::not_found("Organization not found"))?;
-    tx.commit().await.map_err(db::err)?;
+    tx.commit().await?;
     Ok(CreatedApiKey {
         id,
         org_id: req.org_id,
@@ -123,38 +116,35 @@ pub async fn create(state: &State, req: KeyCreate) -> Result<CreatedApiKey, BusE
     })
 }
 
-pub async fn list(state: &State, org_id: OrgId) -> Result<Vec<ApiKeyInfo>, BusError> {
+pub async fn list(state: &State, org_id: OrgId) -> db::Result<Vec<ApiKeyInfo>> {
     let rows: Vec<KeyRow> = sqlx::query_as(&format!(
         "SELECT {KEY_COLUMNS} FROM api_keys WHERE org_id = $1 ORDER BY created_at, id"
     ))
     .bind(org_id.as_uuid())
     .fetch_all(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
-pub async fn revoke(state: &State, req: KeyRevoke) -> Result<ApiKeyInfo, BusError> {
-    let mut tx = state.pool.begin().await.map_err(db::err)?;
+pub async fn revoke(state: &State, req: KeyRevoke) -> db::Result<ApiKeyInfo> {
+    let mut tx = state.pool.begin().await?;
     let current: Option<(Option<DateTime<Utc>>, String)> = sqlx::query_as(
         "SELECT revoked_at, key_hash FROM api_keys WHERE id = $1 AND org_id = $2 FOR UPDATE",
     )
     .bind(req.key_id.as_uuid())
     .bind(req.org_id.as_uuid())
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let (revoked_at, key_hash) = current.ok_or_else(|| BusError::not_found("API key not found"))?;
     if revoked_at.is_some() {
-        return Err(BusError::conflict("API key is already revoked"));
+        return Err(BusError::conflict("API key is already revoked").into());
     }
     let row: KeyRow = sqlx::query_as(&format!(
         "UPDATE api_keys SET revoked_at = now() WHERE id = $1 RETURNING {KEY_COLUMNS}"
     ))
     .bind(req.key_id.as_uuid())
     .fetch_one(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let key_hash = KeyHash::try_from(key_hash).map_err(|_| BusError::internal())?;
     let event = Event {
         id: EventId::new_random(),
@@ -169,15 +159,13 @@ pub async fn revoke(state: &State, req: KeyRevoke) -> Result<ApiKeyInfo, BusErro
     let subject = state
         .subjects
         .event(kind::APIKEY, req.org_id, kind::REVOKED);
-    outbox::enqueue(&mut tx, &subject, &event)
-        .await
-        .map_err(db::err)?;
-    tx.commit().await.map_err(db::err)?;
+    outbox::enqueue(&mut tx, &subject, &event).await?;
+    tx.commit().await?;
     state.kick.kick();
     Ok(row.into())
 }
 
-pub async fn verify(state: &State, req: KeyVerify) -> Result<AuthInfo, BusError> {
+pub async fn verify(state: &State, req: KeyVerify) -> db::Result<AuthInfo> {
     #[allow(clippy::type_complexity)]
     let row: Option<(
         Uuid,
@@ -195,8 +183,7 @@ pub async fn verify(state: &State, req: KeyVerify) -> Result<AuthInfo, BusError>
     )
     .bind(req.key_hash.as_str())
     .fetch_optional(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let (key_id, org_id, plan, limit, scopes, expires_at, name) =
         row.ok_or_else(|| BusError::not_found("API key not found"))?;
     Ok(AuthInfo {
@@ -212,7 +199,7 @@ pub async fn verify(state: &State, req: KeyVerify) -> Result<AuthInfo, BusError>
 
 /// Applies a batch of `last_used_at` updates in one statement; never moves a time backwards, and
 /// writes a key's row at most once a minute however many gateways report its use.
-pub async fn touch(state: &State, req: KeyTouch) -> Result<Empty, BusError> {
+pub async fn touch(state: &State, req: KeyTouch) -> db::Result<Empty> {
     if req.uses.is_empty() {
         return Ok(Empty {});
     }
@@ -227,7 +214,6 @@ pub async fn touch(state: &State, req: KeyTouch) -> Result<Empty, BusError> {
     .bind(ids)
     .bind(ats)
     .execute(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     Ok(Empty {})
 }

@@ -33,17 +33,13 @@ impl From<LocationRow> for Location {
 /// Maximum geofence radius: 100 km is already a city.
 pub const MAX_RADIUS_METERS: f64 = 100_000.0;
 
-pub async fn create(state: &State, req: LocationCreate) -> Result<Location, BusError> {
+pub async fn create(state: &State, req: LocationCreate) -> db::Result<Location> {
     let name = super::name_field("name", &req.name, 255)?;
     if !(req.latitude.is_finite() && (-90.0..=90.0).contains(&req.latitude)) {
-        return Err(BusError::invalid(
-            "The latitude field must be between -90 and 90",
-        ));
+        return Err(BusError::invalid("The latitude field must be between -90 and 90").into());
     }
     if !(req.longitude.is_finite() && (-180.0..=180.0).contains(&req.longitude)) {
-        return Err(BusError::invalid(
-            "The longitude field must be between -180 and 180",
-        ));
+        return Err(BusError::invalid("The longitude field must be between -180 and 180").into());
     }
     if !(req.radius_meters.is_finite()
         && req.radius_meters > 0.0
@@ -51,7 +47,8 @@ pub async fn create(state: &State, req: LocationCreate) -> Result<Location, BusE
     {
         return Err(BusError::invalid(
             "The radius_meters field must be greater than 0 and at most 100000",
-        ));
+        )
+        .into());
     }
     let row: Option<LocationRow> = sqlx::query_as(
         "INSERT INTO locations (org_id, name, latitude, longitude, radius_meters) \
@@ -64,13 +61,7 @@ pub async fn create(state: &State, req: LocationCreate) -> Result<Location, BusE
     .bind(req.longitude)
     .bind(req.radius_meters)
     .fetch_optional(&state.pool)
-    .await
-    .map_err(|e| {
-        db::map_err(
-            e,
-            &[("locations_org_name_key", "The name has already been taken")],
-        )
-    })?;
+    .await?;
     let location: Location = row
         .map(Into::into)
         .ok_or_else(|| BusError::not_found("Organization not found"))?;
@@ -79,14 +70,13 @@ pub async fn create(state: &State, req: LocationCreate) -> Result<Location, BusE
     Ok(location)
 }
 
-pub async fn list(state: &State, org_id: OrgId) -> Result<Vec<Location>, BusError> {
+pub async fn list(state: &State, org_id: OrgId) -> db::Result<Vec<Location>> {
     let rows: Vec<LocationRow> = sqlx::query_as(
         "SELECT id, name, latitude, longitude, radius_meters, created_at \
          FROM locations WHERE org_id = $1 ORDER BY name, id",
     )
     .bind(org_id.as_uuid())
     .fetch_all(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     Ok(rows.into_iter().map(Into::into).collect())
 }

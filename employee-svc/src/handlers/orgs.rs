@@ -76,18 +76,19 @@ impl OrgRow {
     }
 }
 
-pub async fn create(state: &State, req: OrgCreate) -> Result<Organization, BusError> {
+pub async fn create(state: &State, req: OrgCreate) -> db::Result<Organization> {
     let name = super::name_field("name", &req.name, 255)?;
     let limit = match (req.plan, req.rate_limit_per_minute) {
         (Plan::Enterprise, None) => {
             return Err(BusError::invalid(
                 "The rate_limit_per_minute field is required for the enterprise plan",
-            ));
+            )
+            .into());
         }
         (Plan::Enterprise, Some(0)) => {
-            return Err(BusError::invalid(
-                "The rate_limit_per_minute field must be at least 1",
-            ));
+            return Err(
+                BusError::invalid("The rate_limit_per_minute field must be at least 1").into(),
+            );
         }
         (Plan::Enterprise, Some(n)) => Some(
             i32::try_from(n)
@@ -96,7 +97,8 @@ pub async fn create(state: &State, req: OrgCreate) -> Result<Organization, BusEr
         (_, Some(_)) => {
             return Err(BusError::invalid(
                 "The rate_limit_per_minute field is only allowed for the enterprise plan",
-            ));
+            )
+            .into());
         }
         (_, None) => None,
     };
@@ -110,56 +112,54 @@ pub async fn create(state: &State, req: OrgCreate) -> Result<Organization, BusEr
     .bind(limit)
     .bind(req.timezone.to_string())
     .fetch_one(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     Ok(row.into_org())
 }
 
-pub async fn list(state: &State) -> Result<Vec<Organization>, BusError> {
+pub async fn list(state: &State) -> db::Result<Vec<Organization>> {
     let rows: Vec<OrgRow> = sqlx::query_as(&format!(
         "SELECT {ORG_COLUMNS} FROM organizations ORDER BY created_at, id"
     ))
     .fetch_all(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     Ok(rows.into_iter().map(OrgRow::into_org).collect())
 }
 
-pub async fn get(state: &State, org_id: OrgId) -> Result<Organization, BusError> {
+pub async fn get(state: &State, org_id: OrgId) -> db::Result<Organization> {
     let row: Option<OrgRow> = sqlx::query_as(&format!(
         "SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1"
     ))
     .bind(org_id.as_uuid())
     .fetch_optional(&state.pool)
-    .await
-    .map_err(db::err)?;
-    row.map(OrgRow::into_org)
-        .ok_or_else(|| BusError::not_found("Organization not found"))
+    .await?;
+    Ok(row
+        .map(OrgRow::into_org)
+        .ok_or_else(|| BusError::not_found("Organization not found"))?)
 }
 
-pub async fn update(state: &State, req: OrgUpdate) -> Result<Organization, BusError> {
+pub async fn update(state: &State, req: OrgUpdate) -> db::Result<Organization> {
     let p = req.patch;
     if let Some(h) = p.hours_per_day
         && !(h.is_finite() && h > 0.0 && h <= 24.0)
     {
         return Err(BusError::invalid(
             "The hours_per_day field must be greater than 0 and at most 24",
-        ));
+        )
+        .into());
     }
     if p.late_grace_minutes.is_some_and(|m| m > 1440) {
-        return Err(BusError::invalid(
-            "The late_grace_minutes field must be between 0 and 1440",
-        ));
+        return Err(
+            BusError::invalid("The late_grace_minutes field must be between 0 and 1440").into(),
+        );
     }
     if p.offline_backdate_hours.is_some_and(|h| h > 720) {
         return Err(BusError::invalid(
             "The offline_backdate_hours field must be between 0 and 720",
-        ));
+        )
+        .into());
     }
     if p.max_shift_hours.is_some_and(|h| !(1..=72).contains(&h)) {
-        return Err(BusError::invalid(
-            "The max_shift_hours field must be between 1 and 72",
-        ));
+        return Err(BusError::invalid("The max_shift_hours field must be between 1 and 72").into());
     }
     if let Some(r) = p.rounding {
         Rounding::new(r.minutes, r.mode).map_err(BusError::invalid)?;
@@ -181,12 +181,12 @@ pub async fn update(state: &State, req: OrgUpdate) -> Result<Organization, BusEr
         days
     });
     if holidays.as_ref().is_some_and(|h| h.len() > 1000) {
-        return Err(BusError::invalid(
-            "The holidays field must not have more than 1000 dates",
-        ));
+        return Err(
+            BusError::invalid("The holidays field must not have more than 1000 dates").into(),
+        );
     }
 
-    let mut tx = state.pool.begin().await.map_err(db::err)?;
+    let mut tx = state.pool.begin().await?;
     let row: Option<OrgRow> = sqlx::query_as(&format!(
         "UPDATE organizations SET \
             timezone = COALESCE($2, timezone), \
@@ -217,8 +217,7 @@ pub async fn update(state: &State, req: OrgUpdate) -> Result<Organization, BusEr
     .bind(p.rounding.map(|r| r.mode.as_str()))
     .bind(break_rules.map(sqlx::types::Json))
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let org = row
         .map(OrgRow::into_org)
         .ok_or_else(|| BusError::not_found("Organization not found"))?;
@@ -232,10 +231,8 @@ pub async fn update(state: &State, req: OrgUpdate) -> Result<Organization, BusEr
     let subject = state
         .subjects
         .event(kind::ORGANIZATION, org.id, kind::UPDATED);
-    outbox::enqueue(&mut tx, &subject, &event)
-        .await
-        .map_err(db::err)?;
-    tx.commit().await.map_err(db::err)?;
+    outbox::enqueue(&mut tx, &subject, &event).await?;
+    tx.commit().await?;
     state.kick.kick();
     // attendance-svc reads time zone and schedule from its cache.
     state.org_changed(org.id).await;

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
-use clokio_bus::BusError;
 use clokio_bus::events::Event;
 use clokio_bus::ops::AttendanceEvent;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +55,7 @@ pub async fn run_intake(
 }
 
 /// Stores and queues the deliveries of one event.
-async fn take(state: &State, payload: &[u8]) -> Result<(), BusError> {
+async fn take(state: &State, payload: &[u8]) -> db::Result<()> {
     let Ok(event) = serde_json::from_slice::<Event<AttendanceEvent>>(payload) else {
         tracing::error!("unreadable attendance event skipped");
         return Ok(());
@@ -110,8 +109,7 @@ async fn take(state: &State, payload: &[u8]) -> Result<(), BusError> {
     .bind(&subs_of)
     .bind(&bodies)
     .fetch_all(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let inserted = ids.into_iter().zip(matched.into_iter().zip(bodies));
     for (id, (sub, body)) in inserted {
         if stored.iter().any(|&(row, _, new)| row == id && new) {

@@ -77,7 +77,7 @@ impl Batched {
                             .map(Option::transpose)
                             .collect(),
                         Err(err) => {
-                            let err = db::err(err);
+                            let err = BusError::from(db::Error::from(err));
                             ids.iter().map(|_| Err(err.clone())).collect()
                         }
                     }
@@ -87,7 +87,8 @@ impl Batched {
                 let pool = pool.clone();
                 async move {
                     let n = batch.len();
-                    vec![write_successes(&pool, batch).await.map_err(db::err); n]
+                    let written = write_successes(&pool, batch).await;
+                    vec![written.map_err(|err| BusError::from(db::Error::from(err))); n]
                 }
             }),
             stored: moka::sync::Cache::builder()

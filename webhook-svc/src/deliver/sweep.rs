@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use clokio_bus::BusError;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -37,7 +36,7 @@ pub async fn requeue_overdue(state: State, after: Duration, stop: CancellationTo
 }
 
 /// One round of [`requeue_overdue`]: how many deliveries it queued again.
-async fn requeue_batch(state: &State, after: Duration) -> Result<usize, BusError> {
+async fn requeue_batch(state: &State, after: Duration) -> db::Result<usize> {
     let overdue: Vec<(Uuid, i32)> = sqlx::query_as(
         "UPDATE deliveries SET requeues = requeues + 1, next_attempt_at = now() \
          WHERE id IN (SELECT id FROM deliveries \
@@ -49,8 +48,7 @@ async fn requeue_batch(state: &State, after: Duration) -> Result<usize, BusError
     )
     .bind(after.as_secs_f64())
     .fetch_all(&state.pool)
-    .await
-    .map_err(db::err)?;
+    .await?;
     let n = overdue.len();
     let queued = overdue
         .into_iter()

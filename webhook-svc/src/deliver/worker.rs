@@ -133,7 +133,7 @@ async fn try_attempt(
     msg: &jetstream::Message,
     id: Uuid,
     trigger: Trigger,
-) -> Result<Option<Duration>, BusError> {
+) -> db::Result<Option<Duration>> {
     let manual = trigger.manual();
     // The first scheduled attempt, handed out for the first time, may use what the intake just
     // stored (see `Batched`).
@@ -170,8 +170,7 @@ async fn try_attempt(
         )
         .bind(id)
         .execute(&state.pool)
-        .await
-        .map_err(db::err)?;
+        .await?;
         return Ok(None);
     }
     // A generic delivery is signed: while its webhook's secret does not open (the key changed, or
@@ -180,7 +179,7 @@ async fn try_attempt(
         let Some(secrets) = sub.signing_secrets(Utc::now()) else {
             tracing::error!(subscription = %sub.id, delivery = %id,
                 "the webhook's secret does not open with CLOKIO_WEBHOOK_SECRET_KEY; the delivery waits");
-            return Err(BusError::internal());
+            return Err(BusError::internal().into());
         };
         Some(secrets)
     } else {
@@ -248,8 +247,8 @@ async fn try_attempt(
     .bind(next.and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d))
     .bind(i32::from(!manual))
     .bind(manual && status == "pending");
-    let mut tx = state.pool.begin().await.map_err(db::err)?;
-    record.execute(&mut *tx).await.map_err(db::err)?;
+    let mut tx = state.pool.begin().await?;
+    record.execute(&mut *tx).await?;
     let disable = if gone {
         Some("The endpoint answered 410 Gone".to_owned())
     } else if !ok {
@@ -260,8 +259,7 @@ async fn try_attempt(
         .bind(sub.id)
         .bind(now)
         .fetch_one(&mut *tx)
-        .await
-        .map_err(db::err)?;
+        .await?;
         since.filter(|s| now - *s > DISABLE_AFTER).map(|s| {
             format!(
                 "Every delivery failed since {}",
@@ -273,8 +271,7 @@ async fn try_attempt(
             sqlx::query("UPDATE subscriptions SET failing_since = NULL WHERE id = $1")
                 .bind(sub.id)
                 .execute(&mut *tx)
-                .await
-                .map_err(db::err)?;
+                .await?;
         }
         None
     };
@@ -285,10 +282,9 @@ async fn try_attempt(
         .bind(sub.id)
         .bind(reason)
         .execute(&mut *tx)
-        .await
-        .map_err(db::err)?;
+        .await?;
     }
-    tx.commit().await.map_err(db::err)?;
+    tx.commit().await?;
     if disable.is_some() {
         state.changed(OrgId::from_uuid(sub.org_id)).await;
     }
