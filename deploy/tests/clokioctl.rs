@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use clokio_testkit::Stack;
+use clokio_tests::Stack;
 use serde_json::Value;
 
 fn clokioctl(stack: &Stack, args: &[&str]) -> (bool, String, String) {

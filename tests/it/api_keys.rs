@@ -5,7 +5,7 @@ use clokio_bus::key::ApiKey;
 use clokio_bus::ops::{KeyCreate, KeyCreateOp, KeyRevoke, KeyRevokeOp};
 use clokio_bus::scope::Scopes;
 use clokio_bus::types::Plan;
-use clokio_testkit::{LinkedNats, Stack, json};
+use clokio_tests::{LinkedNats, Stack, json};
 
 #[tokio::test]
 async fn create_list_use_and_revoke_keys() {

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use clokio_bus::types::Plan;
-use clokio_testkit::{Gateway, Stack, Tenant, json};
+use clokio_tests::{Gateway, Stack, Tenant, json};
 use serde_json::Value;
 
 /// Now, in whole seconds.
@@ -23,7 +23,7 @@ pub fn keys(v: &Value) -> Vec<&str> {
 
 /// Rows of the attendance schema for one org: (sessions, breaks).
 pub async fn stored(t: &Tenant) -> (i64, i64) {
-    let db = clokio_testkit::db().await;
+    let db = clokio_tests::db().await;
     let (sessions,): (i64,) =
         sqlx::query_as("SELECT count(*) FROM attendance.sessions WHERE org_id = $1")
             .bind(t.org.id.as_uuid())
@@ -360,14 +360,7 @@ async fn refusals_are_clear_and_change_nothing() {
     )
     .await
     .expect(200);
-    let res = gw
-        .post(
-            &t.key,
-            "/api/v1/attendance/break-end",
-            &json!({"nip": "E-1"}),
-        )
-        .await
-        .expect(200);
+    let res = gw.clock(&t.key, "break-end", "E-1").await.expect(200);
     assert_eq!(res.data()["break_end"], ts(ahead));
     assert_eq!(stored(&t).await, (1, 1));
 }
@@ -414,14 +407,7 @@ async fn the_nearest_containing_geofence_wins() {
     .await
     .expect_error(422, "Location is outside of any allowed work location");
     // Without coordinates: the employee's own location.
-    let res = gw
-        .post(
-            &t.key,
-            "/api/v1/attendance/clock-in",
-            &json!({"nip": "E-1"}),
-        )
-        .await
-        .expect(200);
+    let res = gw.clock_in(&t.key, "E-1").await.expect(200);
     assert_eq!(res.data()["location"], "Main Office");
 }
 
@@ -434,14 +420,8 @@ async fn any_update_of_the_state_row_moves_its_version_on() {
     let (stack, gw) = Stack::start().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
     employee(&gw, &t, "E-1", "Ann").await;
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/clock-in",
-        &json!({"nip": "E-1"}),
-    )
-    .await
-    .expect(200);
-    let db = clokio_testkit::db().await;
+    gw.clock_in(&t.key, "E-1").await.expect(200);
+    let db = clokio_tests::db().await;
     let version = || async {
         let (v,): (i64,) =
             sqlx::query_as("SELECT version FROM attendance.employee_state WHERE org_id = $1")
@@ -459,13 +439,7 @@ async fn any_update_of_the_state_row_moves_its_version_on() {
         .await
         .unwrap();
     assert_eq!(version().await, before + 1);
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/clock-out",
-        &json!({"nip": "E-1"}),
-    )
-    .await
-    .expect(200);
+    gw.clock_out(&t.key, "E-1").await.expect(200);
     assert_eq!(version().await, before + 2);
 }
 
@@ -476,10 +450,7 @@ async fn concurrent_clock_ins_of_one_employee_let_exactly_one_through() {
     employee(&gw, &t, "E-1", "Ann").await;
     let attempts = (0..16).map(|_| {
         let (gw, key) = (gw.clone(), t.key.clone());
-        async move {
-            gw.post(&key, "/api/v1/attendance/clock-in", &json!({"nip": "E-1"}))
-                .await
-        }
+        async move { gw.clock_in(&key, "E-1").await }
     });
     let results = futures::future::join_all(attempts).await;
     let ok = results.iter().filter(|r| r.status == 200).count();
@@ -535,7 +506,7 @@ async fn concurrent_clock_ins_of_one_employee_let_exactly_one_through() {
                  ON s.id = b.session_id WHERE s.org_id = $1 AND b.ended_at IS NULL)",
     )
     .bind(t.org.id.as_uuid())
-    .fetch_one(&clokio_testkit::db().await)
+    .fetch_one(&clokio_tests::db().await)
     .await
     .unwrap();
     assert_eq!((open_sessions, open_breaks), (0, 0));
@@ -559,14 +530,8 @@ async fn the_database_itself_refuses_a_second_open_session() {
     let (stack, gw) = Stack::start().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
     let emp = employee(&gw, &t, "E-1", "Ann").await;
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/clock-in",
-        &json!({"nip": "E-1"}),
-    )
-    .await
-    .expect(200);
-    let db = clokio_testkit::db().await;
+    gw.clock_in(&t.key, "E-1").await.expect(200);
+    let db = clokio_tests::db().await;
     let err = sqlx::query(
         "INSERT INTO attendance.sessions (org_id, employee_id, work_date, clock_in, location_id, location) \
          VALUES ($1, $2, CURRENT_DATE, now(), 1, 'x')",
@@ -627,13 +592,7 @@ async fn an_idempotency_key_replays_the_first_answer_and_changes_nothing() {
     send("k-2", "/api/v1/attendance/clock-in", json!({"nip": "E-1"}))
         .await
         .expect_error(409, "Employee is already clocked in");
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/clock-out",
-        &json!({"nip": "E-1"}),
-    )
-    .await
-    .expect(200);
+    gw.clock_out(&t.key, "E-1").await.expect(200);
     send("k-2", "/api/v1/attendance/clock-in", json!({"nip": "E-1"}))
         .await
         .expect_error(409, "Employee is already clocked in");

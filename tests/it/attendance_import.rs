@@ -2,7 +2,7 @@
 
 use chrono::Duration;
 use clokio_bus::types::Plan;
-use clokio_testkit::{Stack, json};
+use clokio_tests::{Stack, json};
 use serde_json::Value;
 
 use crate::attendance::{now, stored, ts};
@@ -173,13 +173,7 @@ async fn an_import_is_checked_record_by_record_and_all_or_nothing() {
     .await
     .expect(409);
     // Live events after imported history stay in order with it.
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/clock-out",
-        &json!({"nip": "E-2"}),
-    )
-    .await
-    .expect(200);
+    gw.clock_out(&t.key, "E-2").await.expect(200);
     let recent_in = now() - Duration::minutes(50);
     import(json!([{"nip": "E-1", "clock_in": ts(recent_in), "clock_out": ts(recent_in + Duration::minutes(20))}]))
         .await

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clokio_bus::ServiceName;
 use clokio_bus::types::Plan;
-use clokio_testkit::{Stack, json};
+use clokio_tests::{Stack, json};
 use sqlx::Connection;
 
 #[tokio::test]
@@ -25,7 +25,7 @@ async fn events_committed_while_the_relay_is_down_arrive_once_each() {
     let org_subjects = format!("{prefix}.events.attendance.{}.%", t.org.id);
 
     // Hold the relay's lock from another session: writes commit, nothing can be published.
-    let mut holder = sqlx::PgConnection::connect(&clokio_testkit::database_url())
+    let mut holder = sqlx::PgConnection::connect(&clokio_tests::database_url())
         .await
         .unwrap();
     sqlx::query("SELECT pg_advisory_lock(hashtext('attendance.outbox.' || $1))")
@@ -45,7 +45,7 @@ async fn events_committed_while_the_relay_is_down_arrive_once_each() {
             .expect(200);
         ids.push(res.data()["attendance_id"].as_i64().unwrap());
     }
-    let db = clokio_testkit::db().await;
+    let db = clokio_tests::db().await;
     let pending = || async {
         let (n,): (i64,) =
             sqlx::query_as("SELECT count(*) FROM attendance.outbox WHERE subject LIKE $1")

@@ -4,7 +4,7 @@
 
 use chrono::{Duration, NaiveDate, TimeZone};
 use clokio_bus::types::Plan;
-use clokio_testkit::{Gateway, Stack, Tenant, json};
+use clokio_tests::{Gateway, Stack, Tenant, json};
 use serde_json::Value;
 
 use crate::attendance::{keys, now, ts};
@@ -471,13 +471,7 @@ async fn without_a_date_the_today_views_show_the_current_shift() {
         .expect(200);
     assert_eq!(res.data()["current_status"], "not_clocked_in");
 
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/break-start",
-        &json!({"nip": "N-1"}),
-    )
-    .await
-    .expect(200);
+    gw.clock(&t.key, "break-start", "N-1").await.expect(200);
     let res = gw
         .get(&t.key, "/api/v1/attendance/today/detailed")
         .await
@@ -532,13 +526,7 @@ async fn one_org_never_sees_or_clocks_another_orgs_attendance() {
     let b = stack.tenant(&gw, Plan::Enterprise).await;
     gw.create_employee(&a.key, "Alice", json!({"employee_code": "A-1"}))
         .await;
-    gw.post(
-        &a.key,
-        "/api/v1/attendance/clock-in",
-        &json!({"nip": "A-1"}),
-    )
-    .await
-    .expect(200);
+    gw.clock_in(&a.key, "A-1").await.expect(200);
     let leave = gw
         .post(
             &a.key,
@@ -609,7 +597,7 @@ async fn a_daily_report_for_20000_employees_crosses_the_bus_whole() {
     let (stack, gw) = Stack::start().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
     let n = 20_000;
-    clokio_testkit::seed_employees(t.org.id, "B", n, "2026-01-01").await;
+    clokio_tests::seed_employees(t.org.id, "B", n, "2026-01-01").await;
     let date = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap();
     for chunk in 0..4 {
         let records: Vec<Value> = (1..=5000)

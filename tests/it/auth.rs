@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use clokio_bus::key::{ApiKey, KeyHash};
 use clokio_bus::types::Plan;
-use clokio_testkit::{Stack, db};
+use clokio_tests::{Stack, db};
 use futures::StreamExt;
 
 #[tokio::test]

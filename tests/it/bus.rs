@@ -1,6 +1,6 @@
 use clokio_bus::ServiceName;
 use clokio_bus::ops::{Empty, OrgListOp};
-use clokio_testkit::Stack;
+use clokio_tests::Stack;
 
 /// Every replica registers in the service's queue group: `$SRV.PING` finds each one, and any of
 /// them answers a request.
@@ -112,7 +112,7 @@ async fn a_replica_on_a_slow_link_drains_without_losing_a_request() {
     use std::time::Duration;
 
     let stack = Stack::empty().await;
-    let url = clokio_testkit::nats_url();
+    let url = clokio_tests::nats_url();
     let parsed = reqwest::Url::parse(&url).expect("the NATS URL");
     let upstream = (
         parsed.host_str().expect("a host"),
@@ -122,7 +122,7 @@ async fn a_replica_on_a_slow_link_drains_without_losing_a_request() {
         .expect("the NATS address")
         .next()
         .expect("an address");
-    let proxy = clokio_testkit::CutProxy::start(upstream).await;
+    let proxy = clokio_tests::CutProxy::start(upstream).await;
     let steady = echo_replica(&stack, &url).await;
     let slow = echo_replica(&stack, &proxy.url(&url)).await;
     stack.wait_for_replicas(ServiceName::Employee, 2).await;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use clokio_bus::types::Plan;
-use clokio_testkit::{Gateway, Stack};
+use clokio_tests::{Gateway, Stack};
 
 /// `timeout 180 <program> <args>` in `dir` with `env`, on a blocking thread (the stack keeps
 /// serving on the test's runtime meanwhile).

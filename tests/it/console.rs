@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use clokio_bus::types::Plan;
-use clokio_testkit::{
+use clokio_tests::{
     ADMIN_PASSWORD, Browser, Console, Gateway, Receiver, Stack, Tenant, html_escape, json,
 };
 
@@ -1203,9 +1203,7 @@ async fn console_keys_take_a_preset_and_a_last_day() {
     assert_eq!(lobby["expires_at"], format!("{next_day}T00:00:00Z"));
     s.gw.create_employee(&s.t.key, "Ann", json!({"employee_code": "E-9"}))
         .await;
-    s.gw.post(&key, "/api/v1/attendance/clock-in", &json!({"nip": "E-9"}))
-        .await
-        .expect(200);
+    s.gw.clock_in(&key, "E-9").await.expect(200);
     s.gw.get(&key, "/api/v1/employees")
         .await
         .expect_error(403, "This API key does not have the employees:read scope");

@@ -11,7 +11,7 @@ use chrono::Datelike;
 use std::time::{Duration, Instant};
 
 use clokio_bus::types::Plan;
-use clokio_testkit::{ADMIN_PASSWORD, Receiver, Stack, free_port, json};
+use clokio_tests::{ADMIN_PASSWORD, Receiver, Stack, free_port, json};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 /// chromedriver and the browser session it drives; both end when dropped.
@@ -138,7 +138,7 @@ async fn screenshot_in(c: &Client, folder: &str, name: &str) {
 }
 
 /// An organization with a readable name for the pictures, a key and "Main Office".
-async fn acme(stack: &Stack, gw: &clokio_testkit::Gateway) -> clokio_testkit::Tenant {
+async fn acme(stack: &Stack, gw: &clokio_tests::Gateway) -> clokio_tests::Tenant {
     let org = stack
         .bus
         .call::<clokio_bus::ops::OrgCreateOp>(&clokio_bus::ops::OrgCreate {
@@ -171,28 +171,10 @@ async fn acme(stack: &Stack, gw: &clokio_testkit::Gateway) -> clokio_testkit::Te
         )
         .await;
     }
-    gw.post(
-        &key,
-        "/api/v1/attendance/clock-in",
-        &json!({"nip": "EMP-1001"}),
-    )
-    .await
-    .expect(200);
-    gw.post(
-        &key,
-        "/api/v1/attendance/clock-in",
-        &json!({"nip": "EMP-1002"}),
-    )
-    .await
-    .expect(200);
-    gw.post(
-        &key,
-        "/api/v1/attendance/break-start",
-        &json!({"nip": "EMP-1002"}),
-    )
-    .await
-    .expect(200);
-    clokio_testkit::Tenant { org, key }
+    gw.clock_in(&key, "EMP-1001").await.expect(200);
+    gw.clock_in(&key, "EMP-1002").await.expect(200);
+    gw.clock(&key, "break-start", "EMP-1002").await.expect(200);
+    clokio_tests::Tenant { org, key }
 }
 
 async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
@@ -349,7 +331,7 @@ async fn afternoon() {
     );
     screenshot(c, "api-keys").await;
     gw.get(&key, "/api/v1/employees").await.expect(200);
-    gw.post(&key, "/api/v1/attendance/clock-in", &json!({"nip": "E-1"}))
+    gw.clock_in(&key, "E-1")
         .await
         .expect_error(403, "This API key does not have the attendance:write scope");
     click(c, "a.button.danger[href$='/revoke']").await;
@@ -423,13 +405,7 @@ async fn afternoon() {
     )
     .await
     .unwrap();
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/clock-in",
-        &json!({"nip": "EMP-1042"}),
-    )
-    .await
-    .expect(200);
+    gw.clock_in(&t.key, "EMP-1042").await.expect(200);
     let clocked = Instant::now();
     wait_for(c, "tr[data-code='EMP-1042'][data-status='working']").await;
     eprintln!(
@@ -472,13 +448,7 @@ async fn afternoon() {
     click(c, "nav.mainnav a[href='/webhooks']").await;
     assert!(text_of(c, "table tbody tr").await.contains("/hook"));
     screenshot(c, "webhooks").await;
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/clock-out",
-        &json!({"nip": "EMP-1042"}),
-    )
-    .await
-    .expect(200);
+    gw.clock_out(&t.key, "EMP-1042").await.expect(200);
     receiver.wait_for(1, Duration::from_secs(10)).await;
     click(c, "a.button[href$='/deliveries']").await;
     assert_eq!(heading(c).await, "Delivery Log");

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use clokio_bus::types::Plan;
-use clokio_testkit::{ADMIN_PASSWORD, Browser, Receiver, Stack, json, seed_employees};
+use clokio_tests::{ADMIN_PASSWORD, Browser, Receiver, Stack, json, seed_employees};
 
 use super::console::{Setup, email, setup};
 
@@ -67,23 +67,13 @@ async fn employees_are_paged_searched_and_filtered() {
         "filters kept in the page links"
     );
     // The API sees the same; an inactive employee cannot clock in.
-    s.gw.post(
-        &s.t.key,
-        "/api/v1/attendance/clock-in",
-        &json!({"nip": "E00077"}),
-    )
-    .await
-    .expect_error(403, "Employee is inactive");
+    s.gw.clock_in(&s.t.key, "E00077")
+        .await
+        .expect_error(403, "Employee is inactive");
     b.post("/employees/E00077/status", &[("status", "active")])
         .await
         .expect_redirect("/employees");
-    s.gw.post(
-        &s.t.key,
-        "/api/v1/attendance/clock-in",
-        &json!({"nip": "E00077"}),
-    )
-    .await
-    .expect(200);
+    s.gw.clock_in(&s.t.key, "E00077").await.expect(200);
     b.post("/employees/NOPE/status", &[("status", "active")])
         .await
         .expect(404);
@@ -294,30 +284,14 @@ async fn today_shows_every_active_employee_and_streams_their_changes() {
     assert!(page.text.contains("data-live=\"/attendance/live?since="));
 
     let mut live = open_live(&s, &b, None).await;
-    s.gw.post(
-        &s.t.key,
-        "/api/v1/attendance/clock-in",
-        &json!({"nip": "EMP-1042"}),
-    )
-    .await
-    .expect(200);
+    s.gw.clock_in(&s.t.key, "EMP-1042").await.expect(200);
     let row = live_row(&mut live, "EMP-1042", "Working", Duration::from_secs(5)).await;
     assert!(row.contains("data-status=\"working\""), "{row}");
-    s.gw.post(
-        &s.t.key,
-        "/api/v1/attendance/break-start",
-        &json!({"nip": "EMP-1042"}),
-    )
-    .await
-    .expect(200);
+    s.gw.clock(&s.t.key, "break-start", "EMP-1042")
+        .await
+        .expect(200);
     live_row(&mut live, "EMP-1042", "On break", Duration::from_secs(5)).await;
-    s.gw.post(
-        &s.t.key,
-        "/api/v1/attendance/clock-out",
-        &json!({"nip": "EMP-1042"}),
-    )
-    .await
-    .expect(200);
+    s.gw.clock_out(&s.t.key, "EMP-1042").await.expect(200);
     let row = live_row(&mut live, "EMP-1042", "Clocked out", Duration::from_secs(5)).await;
     assert!(row.contains("<details class=\"sessions\">"), "{row}");
 
@@ -333,13 +307,7 @@ async fn today_shows_every_active_employee_and_streams_their_changes() {
         .unwrap()
         .parse()
         .unwrap();
-    s.gw.post(
-        &s.t.key,
-        "/api/v1/attendance/clock-in",
-        &json!({"nip": "EMP-1042"}),
-    )
-    .await
-    .expect(200);
+    s.gw.clock_in(&s.t.key, "EMP-1042").await.expect(200);
     let mut late = open_live(&s, &b, Some(since)).await;
     live_row(&mut late, "EMP-1042", "Working", Duration::from_secs(5)).await;
 
@@ -646,7 +614,7 @@ async fn webhooks_are_made_tested_and_followed_in_the_delivery_log() {
         .expect_text("succeeded");
 
     // Retry now: one more attempt, marked manual.
-    receiver.answer([clokio_testkit::Answer::status(500).body("receiver says no")]);
+    receiver.answer([clokio_tests::Answer::status(500).body("receiver says no")]);
     b.post(&format!("{delivery}/retry"), &[])
         .await
         .expect_redirect(&delivery);

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use clokio_bus::types::Plan;
-use clokio_testkit::{Stack, db, json};
+use clokio_tests::{Stack, db, json};
 
 #[tokio::test]
 async fn create_exactly_as_the_product_document_shows() {

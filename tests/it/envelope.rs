@@ -1,5 +1,5 @@
 use clokio_bus::types::Plan;
-use clokio_testkit::{Stack, json};
+use clokio_tests::{Stack, json};
 
 #[tokio::test]
 async fn unknown_routes_wrong_methods_and_bad_bodies_get_the_envelope() {

@@ -11,7 +11,7 @@
 //! - clients saw no 5xx other than 503/504, and the load recovers by itself;
 //!
 //! and prints one row of the fault table (`--no-capture` shows it). A kill here is
-//! [`clokio_testkit::Isolated::kill`]: the service's runtime is dropped with every task and
+//! [`clokio_tests::Isolated::kill`]: the service's runtime is dropped with every task and
 //! connection, as near to kill -9 as one process allows.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use clokio_bus::ServiceName;
 use clokio_bus::types::Plan;
-use clokio_testkit::{
+use clokio_tests::{
     Gateway, NatsCluster, NatsServer, PgServer, Receiver, RedisServer, Stack, json,
 };
 
@@ -190,13 +190,11 @@ async fn run(fault: Fault) {
     gw1.wait_healthy().await;
     let t = stack.tenant(&gw2, Plan::Enterprise).await;
     let receiver = Receiver::start().await;
-    gw2.post(
+    gw2.webhook(
         &t.key,
-        "/api/v1/webhooks",
-        &json!({"url": format!("{}/all", receiver.url), "events": ACTIONS}),
+        json!({"url": format!("{}/all", receiver.url), "events": ACTIONS}),
     )
-    .await
-    .expect(201);
+    .await;
     for w in 0..WORKERS {
         for e in 0..2 {
             gw2.create_employee(

@@ -12,7 +12,7 @@
 //! checks and the document does not state is found.
 
 use clokio_bus::types::Plan;
-use clokio_testkit::{Stack, json};
+use clokio_tests::{Stack, json};
 
 /// Schema-valid requests the API refuses on purpose: (operation, the start of the message, why no
 /// schema says it).

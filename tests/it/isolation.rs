@@ -1,5 +1,5 @@
 use clokio_bus::types::Plan;
-use clokio_testkit::{Stack, json};
+use clokio_tests::{Stack, json};
 
 /// Org B's key with org A's identifiers: nothing of A is visible or changeable.
 #[tokio::test]
@@ -81,7 +81,7 @@ async fn every_endpoint_with_another_orgs_identifiers_finds_nothing() {
     let (stack, gw) = Stack::start().await;
     let a = stack.tenant(&gw, Plan::Enterprise).await;
     let b = stack.tenant(&gw, Plan::Enterprise).await;
-    let receiver = clokio_testkit::Receiver::start().await;
+    let receiver = clokio_tests::Receiver::start().await;
     gw.post(
         &a.key,
         "/api/v1/locations",
@@ -108,16 +108,7 @@ async fn every_endpoint_with_another_orgs_identifiers_finds_nothing() {
         .as_str()
         .unwrap()
         .to_owned();
-    let session = gw
-        .post(
-            &a.key,
-            "/api/v1/attendance/clock-in",
-            &json!({"nip": "A-1"}),
-        )
-        .await
-        .expect(200)
-        .data()["attendance_id"]
-        .to_string();
+    let session = gw.clock_in(&a.key, "A-1").await.expect(200).data()["attendance_id"].to_string();
     let leave = gw
         .post(
             &a.key,

@@ -1,5 +1,5 @@
 use clokio_bus::types::Plan;
-use clokio_testkit::{Stack, json};
+use clokio_tests::{Stack, json};
 
 #[tokio::test]
 async fn create_list_and_validate_locations() {

@@ -8,7 +8,7 @@ use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use clokio_bus::types::Plan;
-use clokio_testkit::{Cut, CutProxy, Gateway, Stack, Tenant, json};
+use clokio_tests::{Cut, CutProxy, Gateway, Stack, Tenant, json};
 use reqwest::Method;
 
 /// A stack whose attendance-svc reaches Postgres through a proxy that can cut its connection.
@@ -80,13 +80,7 @@ async fn a_write_that_committed_before_its_connection_broke_is_answered_as_done(
 
     // Without a key the write is its own transaction: it commits, then the answer is lost.
     proxy.arm(&[name.as_bytes()], Cut::AfterRequest);
-    let res = gw
-        .post(
-            &t.key,
-            "/api/v1/attendance/clock-in",
-            &json!({"nip": "CUT-1"}),
-        )
-        .await;
+    let res = gw.clock_in(&t.key, "CUT-1").await;
     assert!(proxy.fired(), "the write's connection was cut");
     let res = res.expect(200);
     assert_eq!(res.message(), "Employee clocked in successfully");
@@ -125,25 +119,14 @@ async fn a_write_that_never_reached_the_database_is_a_503_and_can_be_sent_again(
         .await;
 
     proxy.arm(&[name.as_bytes()], Cut::BeforeRequest);
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/clock-in",
-        &json!({"nip": "CUT-2"}),
-    )
-    .await
-    .expect_error(503, "Service temporarily unavailable");
+    gw.clock_in(&t.key, "CUT-2")
+        .await
+        .expect_error(503, "Service temporarily unavailable");
     assert!(proxy.fired(), "the write's connection was cut");
     assert_eq!(sessions(&stack, &t, "CUT-2").await, []);
 
     // Nothing was recorded, so the same punch again is the first.
-    let res = gw
-        .post(
-            &t.key,
-            "/api/v1/attendance/clock-in",
-            &json!({"nip": "CUT-2"}),
-        )
-        .await
-        .expect(200);
+    let res = gw.clock_in(&t.key, "CUT-2").await.expect(200);
     let id = res.data()["attendance_id"].as_i64().unwrap();
     assert_eq!(sessions(&stack, &t, "CUT-2").await, [(id, false)]);
     assert_eq!(events(&stack, &t, 1).await, [(id, "clock-in".to_owned())]);

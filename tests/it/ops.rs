@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use clokio_bus::ServiceName;
 use clokio_bus::types::Plan;
-use clokio_testkit::{Stack, free_port, json};
+use clokio_tests::{Stack, free_port, json};
 
 #[tokio::test]
 async fn a_service_serves_health_readiness_and_metrics() {
@@ -20,20 +20,8 @@ async fn a_service_serves_health_readiness_and_metrics() {
     let t = stack.tenant(&gw, Plan::Enterprise).await;
     gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
         .await;
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/clock-in",
-        &json!({"nip": "E-1"}),
-    )
-    .await
-    .expect(200);
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/clock-in",
-        &json!({"nip": "E-1"}),
-    )
-    .await
-    .expect(409);
+    gw.clock_in(&t.key, "E-1").await.expect(200);
+    gw.clock_in(&t.key, "E-1").await.expect(409);
 
     let ops = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
@@ -92,7 +80,7 @@ async fn employee_and_reporting_svc_serve_health_readiness_and_metrics() {
     let employees = tokio::spawn(clokio_employee_svc::run(employee, std::future::pending()));
     let reporting = clokio_reporting_svc::Config {
         bus: stack.bus_config.clone(),
-        database_url: clokio_testkit::database_url(),
+        database_url: clokio_tests::database_url(),
         db_max_connections: 4,
         max_in_flight: 16,
         ops_addr: Some(SocketAddr::from(([127, 0, 0, 1], reporting_port))),
@@ -297,7 +285,7 @@ async fn replicas_starting_together_migrate_once() {
     use sqlx::Connection;
 
     let name = format!("clokio_migrate_{}", uuid::Uuid::new_v4().simple());
-    let admin_url = clokio_testkit::database_url();
+    let admin_url = clokio_tests::database_url();
     let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut admin)

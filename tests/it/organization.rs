@@ -1,5 +1,5 @@
 use clokio_bus::types::Plan;
-use clokio_testkit::{Stack, json};
+use clokio_tests::{Stack, json};
 
 #[tokio::test]
 async fn read_defaults_and_update_settings() {

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use clokio_bus::types::Plan;
-use clokio_testkit::{NatsServer, Stack};
+use clokio_tests::{NatsServer, Stack};
 
 #[tokio::test]
 async fn a_nats_outage_is_503_never_500_and_recovers_by_itself() {

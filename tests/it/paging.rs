@@ -2,7 +2,7 @@
 //! `Link` header; without either parameter a list answers whole, as before.
 
 use clokio_bus::types::Plan;
-use clokio_testkit::{Stack, json};
+use clokio_tests::{Stack, json};
 use serde_json::Value;
 
 /// The `Link` header's targets by relation.

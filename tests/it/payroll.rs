@@ -5,7 +5,7 @@ use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use clokio_bus::types::Plan;
-use clokio_testkit::{Gateway, Receiver, Res, Stack, Tenant, json};
+use clokio_tests::{Gateway, Receiver, Res, Stack, Tenant, json};
 use serde_json::Value;
 
 use crate::attendance::{now, ts};
@@ -14,7 +14,7 @@ use crate::summary::csv;
 /// Every row attendance-svc keeps of the org, and how many events it published of it, as text:
 /// what a refused write must leave as it was.
 async fn stored(stack: &Stack, t: &Tenant) -> String {
-    let db = clokio_testkit::db().await;
+    let db = clokio_tests::db().await;
     let (text,): (Option<String>,) = sqlx::query_as(
         "SELECT concat_ws(' | ', \
             (SELECT string_agg(row_to_json(s)::text, ',' ORDER BY s.id) FROM attendance.sessions s \
@@ -125,13 +125,11 @@ async fn a_correction_changes_the_figures_keeps_its_trail_and_is_announced() {
     gw.create_employee(&t.key, "Ben", json!({"employee_code": "E-2"}))
         .await;
     let receiver = Receiver::start().await;
-    gw.post(
+    gw.webhook(
         &t.key,
-        "/api/v1/webhooks",
-        &json!({"url": format!("{}/corrections", receiver.url), "events": ["correction"]}),
+        json!({"url": format!("{}/corrections", receiver.url), "events": ["correction"]}),
     )
-    .await
-    .expect(201);
+    .await;
     let mut events = stack
         .events(
             stack
@@ -423,13 +421,9 @@ async fn a_correction_changes_the_figures_keeps_its_trail_and_is_announced() {
 
     // A missing clock-out set by a correction: the employee can clock in again.
     let open_id = clock_in_at(&gw, &t, "E-2", now() - Duration::minutes(90)).await;
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/clock-in",
-        &json!({"nip": "E-2"}),
-    )
-    .await
-    .expect_error(409, "Employee is already clocked in");
+    gw.clock_in(&t.key, "E-2")
+        .await
+        .expect_error(409, "Employee is already clocked in");
     // A break added to the open session: an offline punch dated inside it is refused, as any
     // punch before the employee's last event.
     let (b_start, b_end) = (now() - Duration::minutes(60), now() - Duration::minutes(45));
@@ -466,13 +460,7 @@ async fn a_correction_changes_the_figures_keeps_its_trail_and_is_announced() {
     )
     .await
     .expect(200);
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/clock-in",
-        &json!({"nip": "E-2"}),
-    )
-    .await
-    .expect(200);
+    gw.clock_in(&t.key, "E-2").await.expect(200);
 
     // Where shifts may run 72 hours, a 60-hour open session can still be corrected.
     gw.patch(
@@ -560,13 +548,7 @@ async fn a_forgotten_clock_out_is_closed_at_the_limit_once() {
     // E-1 clocked in three hours ago and forgot to clock out: the next clock-in is accepted.
     let started = now() - Duration::hours(3);
     let first_id = clock_in_at(&gw, &t, "E-1", started).await;
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/clock-in",
-        &json!({"nip": "E-1"}),
-    )
-    .await
-    .expect(200);
+    gw.clock_in(&t.key, "E-1").await.expect(200);
     // E-2 clocked in two hours ago and does nothing more: a sweep closes the session.
     let second_started = now() - Duration::hours(2);
     let second_id = clock_in_at(&gw, &t, "E-2", second_started).await;
@@ -1136,7 +1118,7 @@ async fn an_employee_first_written_while_a_close_runs_does_not_slip_into_the_mon
     }
     // The test holds the generation row: the next close stops there, after it has locked the
     // org's employees, until the test lets go.
-    let db = clokio_testkit::db().await;
+    let db = clokio_tests::db().await;
     let mut hold = db.begin().await.unwrap();
     sqlx::query(
         "SELECT 1 FROM attendance.period_generations WHERE org_id = $1 AND month = $2 FOR UPDATE",
@@ -1203,7 +1185,7 @@ async fn an_employee_first_written_while_a_close_runs_does_not_slip_into_the_mon
 /// Each employee's month as the summary reads it (`reporting.employee_months`) against what its
 /// sessions say: (values held, values that differ).
 async fn month_values(t: &Tenant) -> (i64, i64) {
-    let db = clokio_testkit::db().await;
+    let db = clokio_tests::db().await;
     sqlx::query_as(
         "SELECT count(*), count(*) FILTER (WHERE sessions IS DISTINCT FROM \
             reporting.employee_month_sessions(org_id, month, employee_id)) \
@@ -1320,7 +1302,7 @@ async fn the_summary_months_follow_their_sessions_across_replicas_moves_and_dele
     assert!(held >= 4, "{held} month values");
     assert_eq!(wrong, 0);
     // A rebuild's DELETE by hand empties them with the sessions.
-    let db = clokio_testkit::db().await;
+    let db = clokio_tests::db().await;
     sqlx::query("DELETE FROM reporting.sessions WHERE org_id = $1")
         .bind(t.org.id.as_uuid())
         .execute(&db)

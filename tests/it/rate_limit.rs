@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use clokio_bus::types::Plan;
-use clokio_testkit::{Res, Stack};
+use clokio_tests::{Res, Stack};
 
 fn header_u64(res: &Res, name: &str) -> u64 {
     res.header(name)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use clokio_bus::ops::{KeyTouch, KeyTouchOp, KeyUse};
 use clokio_bus::types::Plan;
-use clokio_testkit::{Stack, json};
+use clokio_tests::{Stack, json};
 
 #[tokio::test]
 async fn a_kiosk_key_only_clocks_and_a_read_only_key_only_reads() {
@@ -45,13 +45,7 @@ async fn a_kiosk_key_only_clocks_and_a_read_only_key_only_reads() {
     );
     let reader = reader.data()["key"].as_str().unwrap().to_owned();
 
-    gw.post(
-        &kiosk,
-        "/api/v1/attendance/clock-in",
-        &json!({"nip": "E-1"}),
-    )
-    .await
-    .expect(200);
+    gw.clock_in(&kiosk, "E-1").await.expect(200);
     for (path, scope) in [
         ("/api/v1/employees", "employees:read"),
         (
@@ -79,13 +73,9 @@ async fn a_kiosk_key_only_clocks_and_a_read_only_key_only_reads() {
         .await
         .expect(200);
     gw.get(&reader, "/api/v1/organization").await.expect(200);
-    gw.post(
-        &reader,
-        "/api/v1/attendance/clock-out",
-        &json!({"nip": "E-1"}),
-    )
-    .await
-    .expect_error(403, "This API key does not have the attendance:write scope");
+    gw.clock_out(&reader, "E-1")
+        .await
+        .expect_error(403, "This API key does not have the attendance:write scope");
     gw.patch(&reader, "/api/v1/organization", &json!({"name": "Renamed"}))
         .await
         .expect_error(403, "This API key does not have the settings:manage scope");

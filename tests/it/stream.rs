@@ -8,7 +8,7 @@ use clokio_bus::events::Event;
 use clokio_bus::ids::{AttendanceId, EmployeeId, EventId, LocationId, OrgId};
 use clokio_bus::ops::AttendanceEvent;
 use clokio_bus::types::{EmployeeCode, Plan};
-use clokio_testkit::{EventStream, Frame, Gateway, Stack, json};
+use clokio_tests::{EventStream, Frame, Gateway, Stack, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::Datelike;
 
 use clokio_bus::types::Plan;
-use clokio_testkit::{Gateway, Stack, Tenant, json};
+use clokio_tests::{Gateway, Stack, Tenant, json};
 use serde_json::Value;
 
 /// The summary's data once it equals `want`, or the last one seen after 15 s.
@@ -179,7 +179,7 @@ async fn october_in_berlin_with_every_rule() {
 
     // Rebuild: the projection's rows are lost and its consumer deleted; the next consumer replays
     // the stream and the month comes out the same.
-    let db = clokio_testkit::db().await;
+    let db = clokio_tests::db().await;
     for table in ["sessions", "leaves"] {
         sqlx::query(&format!("DELETE FROM reporting.{table} WHERE org_id = $1"))
             .bind(t.org.id.as_uuid())
@@ -396,7 +396,7 @@ async fn a_large_csv_streams_the_same_numbers_as_the_json() {
     let (stack, gw) = Stack::start().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
     let n = 2500;
-    clokio_testkit::seed_employees(t.org.id, "S", n, "2026-02-01").await;
+    clokio_tests::seed_employees(t.org.id, "S", n, "2026-02-01").await;
     // The first thousand have the longest names and departments allowed, in 4-byte characters:
     // about 2 KiB a row, so a thousand rows would not fit in one NATS message.
     sqlx::query(
@@ -404,7 +404,7 @@ async fn a_large_csv_streams_the_same_numbers_as_the_json() {
          WHERE org_id = $1 AND employee_code <= 'S01000'",
     )
     .bind(t.org.id.as_uuid())
-    .execute(&clokio_testkit::db().await)
+    .execute(&clokio_tests::db().await)
     .await
     .unwrap();
     let records: Vec<Value> = (1..=n)

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clokio_bus::ServiceName;
 use clokio_bus::types::Plan;
-use clokio_testkit::{Receiver, Stack, json};
+use clokio_tests::{Receiver, Stack, json};
 use futures::StreamExt;
 use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
@@ -29,13 +29,11 @@ async fn a_clock_in_is_one_trace_from_http_through_nats_to_sql_and_every_consume
     let receiver = Receiver::start().await;
     gw.create_employee(&t.key, "Ann", json!({"employee_code": "T-1"}))
         .await;
-    gw.post(
+    gw.webhook(
         &t.key,
-        "/api/v1/webhooks",
-        &json!({"url": format!("{}/hook", receiver.url), "events": ["clock-in"]}),
+        json!({"url": format!("{}/hook", receiver.url), "events": ["clock-in"]}),
     )
-    .await
-    .expect(201);
+    .await;
     // A plain subscriber gets a copy of each request the queue group serves.
     let mut tap = stack
         .nats

@@ -6,18 +6,10 @@ use std::time::Duration;
 
 use chrono::{Duration as Span, Timelike};
 use clokio_bus::types::Plan;
-use clokio_testkit::{Answer, Gateway, Receiver, Stack, Tenant, json};
+use clokio_tests::{Answer, Gateway, Receiver, Stack, Tenant, json};
 use serde_json::Value;
 
 use crate::attendance::{now, ts};
-
-async fn hook(gw: &Gateway, t: &Tenant, body: Value) -> Value {
-    gw.post(&t.key, "/api/v1/webhooks", &body)
-        .await
-        .expect(201)
-        .data()
-        .clone()
-}
 
 /// A stack (employee-svc, attendance-svc, gateway) whose webhook-svc runs with its test
 /// configuration changed by `tweak`.
@@ -65,12 +57,12 @@ async fn ann_and_receiver(gw: &Gateway, t: &Tenant, events: &[&str]) -> (Receive
     let r = Receiver::start().await;
     gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
         .await;
-    let created = hook(
-        gw,
-        t,
-        json!({"url": format!("{}/hook", r.url), "events": events}),
-    )
-    .await;
+    let created = gw
+        .webhook(
+            &t.key,
+            json!({"url": format!("{}/hook", r.url), "events": events}),
+        )
+        .await;
     (r, created["id"].as_str().unwrap().to_owned())
 }
 
@@ -103,16 +95,6 @@ async fn wait_queued(stack: &Stack, n: u64) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn clock_in(gw: &Gateway, t: &Tenant, nip: &str) {
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/clock-in",
-        &json!({ "nip": nip }),
-    )
-    .await
-    .expect(200);
 }
 
 #[tokio::test]
@@ -290,23 +272,22 @@ async fn a_clock_in_reaches_a_generic_endpoint_signed() {
         json!({"employee_code": "EMP-1042", "department": "Engineering"}),
     )
     .await;
-    let created = hook(
-        &gw,
-        &t,
-        json!({"url": format!("{}/hook", r.url), "events": ["clock-in"]}),
-    )
-    .await;
+    let created = gw
+        .webhook(
+            &t.key,
+            json!({"url": format!("{}/hook", r.url), "events": ["clock-in"]}),
+        )
+        .await;
     let secret = created["secret"].as_str().unwrap();
     // Another org's webhook never hears of this org's events.
     let other = stack.tenant(&gw, Plan::Enterprise).await;
     let elsewhere = Receiver::start().await;
-    hook(
-        &gw,
-        &other,
+    gw.webhook(
+        &other.key,
         json!({"url": format!("{}/other", elsewhere.url), "events": ["clock-in", "clock-out"]}),
     )
     .await;
-    clock_in(&gw, &t, "EMP-1042").await;
+    gw.clock_in(&t.key, "EMP-1042").await.expect(200);
     let got = r.wait_for(1, Duration::from_secs(10)).await;
     let req = &got[0];
     assert_eq!(req.path, "/hook");
@@ -325,13 +306,7 @@ async fn a_clock_in_reaches_a_generic_endpoint_signed() {
     assert_eq!(body["data"]["location_name"], "Main Office");
     assert_eq!(body["timestamp"], body["data"]["timestamp"]);
     // Only clock-in was asked for.
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/clock-out",
-        &json!({"nip": "EMP-1042"}),
-    )
-    .await
-    .expect(200);
+    gw.clock_out(&t.key, "EMP-1042").await.expect(200);
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(r.received().len(), 1);
     assert!(elsewhere.received().is_empty(), "org isolation");
@@ -348,7 +323,7 @@ async fn a_clock_in_reaches_a_generic_endpoint_signed() {
         )
         .await
         .expect(200);
-    clock_in(&gw, &t, "EMP-1042").await;
+    gw.clock_in(&t.key, "EMP-1042").await.expect(200);
     let got = r.wait_for(2, Duration::from_secs(10)).await;
     let req = &got[1];
     assert_eq!(req.header("webhook-signature").split(' ').count(), 2);
@@ -363,7 +338,7 @@ async fn a_clock_in_reaches_a_generic_endpoint_signed() {
         "SELECT secret, previous_secret FROM webhook.subscriptions WHERE id = $1::uuid",
     )
     .bind(created["id"].as_str().unwrap())
-    .fetch_one(&clokio_testkit::db().await)
+    .fetch_one(&clokio_tests::db().await)
     .await
     .unwrap();
     let previous = previous.expect("the previous secret is kept for the overlap");
@@ -386,7 +361,7 @@ async fn a_clock_in_reaches_a_generic_endpoint_signed() {
          WHERE id = $1::uuid",
     )
     .bind(created["id"].as_str().unwrap())
-    .execute(&clokio_testkit::db().await)
+    .execute(&clokio_tests::db().await)
     .await
     .unwrap();
     // A change made by hand is seen once announced, as webhook-svc announces its own (the
@@ -403,14 +378,8 @@ async fn a_clock_in_reaches_a_generic_endpoint_signed() {
         .await
         .unwrap();
     futures::StreamExt::next(&mut echo).await.unwrap();
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/clock-out",
-        &json!({"nip": "EMP-1042"}),
-    )
-    .await
-    .expect(200);
-    clock_in(&gw, &t, "EMP-1042").await;
+    gw.clock_out(&t.key, "EMP-1042").await.expect(200);
+    gw.clock_in(&t.key, "EMP-1042").await.expect(200);
     let got = r.wait_for(3, Duration::from_secs(10)).await;
     let req = &got[2];
     assert_eq!(req.header("webhook-signature").split(' ').count(), 1);
@@ -441,16 +410,12 @@ async fn chat_platforms_get_their_own_bodies_with_the_template() {
     )
     .await;
     for platform in ["slack", "discord", "google_chat", "teams"] {
-        hook(
-            &gw,
-            &t,
-            json!({"url": format!("{}/{platform}", r.url), "platform": platform, "events": ["clock-in"]}),
+        gw.webhook(&t.key, json!({"url": format!("{}/{platform}", r.url), "platform": platform, "events": ["clock-in"]}),
         )
         .await;
     }
-    hook(
-        &gw,
-        &t,
+    gw.webhook(
+        &t.key,
         json!({"url": format!("{}/custom", r.url), "platform": "slack", "events": ["clock-in"],
             "template": "{employee_code} of {department}: {event_type}"}),
     )
@@ -541,9 +506,8 @@ async fn every_filter_kind_lets_through_only_what_it_names() {
         ),
         ("all", json!({})),
     ] {
-        hook(
-            &gw,
-            &t,
+        gw.webhook(
+            &t.key,
             json!({"url": format!("{}/{name}", r.url), "events": ["clock-in"], "filters": filters}),
         )
         .await;
@@ -600,7 +564,7 @@ async fn failures_are_retried_through_jetstream_and_logged() {
         Answer::status(500),
         Answer::status(200),
     ]);
-    clock_in(&gw, &t, "E-1").await;
+    gw.clock_in(&t.key, "E-1").await.expect(200);
     let got = r.wait_for(3, Duration::from_secs(15)).await;
     let ids: Vec<&str> = got.iter().map(|g| g.header("webhook-id")).collect();
     assert!(
@@ -648,13 +612,7 @@ async fn failures_are_retried_through_jetstream_and_logged() {
         Answer::status(503).header("retry-after", "5"),
         Answer::status(200),
     ]);
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/clock-out",
-        &json!({"nip": "E-1"}),
-    )
-    .await
-    .expect(200);
+    gw.clock_out(&t.key, "E-1").await.expect(200);
     let got = r.wait_for(6, Duration::from_secs(20)).await;
     let (gap1, gap2) = (got[4].at - got[3].at, got[5].at - got[4].at);
     assert!(
@@ -672,7 +630,7 @@ async fn failures_are_retried_through_jetstream_and_logged() {
         Answer::status(500),
         Answer::status(500),
     ]);
-    clock_in(&gw, &t, "E-1").await;
+    gw.clock_in(&t.key, "E-1").await.expect(200);
     r.wait_for(9, Duration::from_secs(15)).await;
     let failed = get_until(
         &gw,
@@ -735,7 +693,7 @@ async fn a_manual_retry_beside_a_waiting_delivery_keeps_its_schedule() {
         Answer::status(500),
         Answer::status(200),
     ]);
-    clock_in(&gw, &t, "E-1").await;
+    gw.clock_in(&t.key, "E-1").await.expect(200);
     let deliveries = format!("/api/v1/webhooks/{id}/deliveries");
     let waiting = get_until(&gw, &t, &deliveries, |d| {
         d["deliveries"][0]["attempt_count"] == 1
@@ -786,12 +744,12 @@ async fn an_unreadable_webhook_secret_holds_up_only_its_own_deliveries() {
     let r = Receiver::start().await;
     let mut subs = Vec::new();
     for path in ["healthy", "broken"] {
-        let created = hook(
-            &gw,
-            &t,
-            json!({"url": format!("{}/{path}", r.url), "events": ["clock-in"]}),
-        )
-        .await;
+        let created = gw
+            .webhook(
+                &t.key,
+                json!({"url": format!("{}/{path}", r.url), "events": ["clock-in"]}),
+            )
+            .await;
         subs.push(uuid::Uuid::parse_str(created["id"].as_str().unwrap()).unwrap());
     }
     let db = stack.db().await;
@@ -865,7 +823,7 @@ async fn an_unreadable_webhook_secret_holds_up_only_its_own_deliveries() {
     // A new event still reaches the healthy webhook, and is stored for the broken one.
     gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
         .await;
-    clock_in(&gw, &t, "E-1").await;
+    gw.clock_in(&t.key, "E-1").await.expect(200);
     let got = r.wait_for(HEALTHY + 1, Duration::from_secs(15)).await;
     assert_eq!(
         got.len(),
@@ -905,20 +863,14 @@ async fn a_410_switches_the_subscription_off_with_the_reason() {
     let t = stack.tenant(&gw, Plan::Enterprise).await;
     let (r, id) = ann_and_receiver(&gw, &t, &["clock-in", "clock-out"]).await;
     r.answer([Answer::status(410)]);
-    clock_in(&gw, &t, "E-1").await;
+    gw.clock_in(&t.key, "E-1").await.expect(200);
     r.wait_for(1, Duration::from_secs(10)).await;
     let sub = get_until(&gw, &t, &format!("/api/v1/webhooks/{id}"), |d| {
         d["active"] == false
     })
     .await;
     assert_eq!(sub["disabled_reason"], "The endpoint answered 410 Gone");
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/clock-out",
-        &json!({"nip": "E-1"}),
-    )
-    .await
-    .expect(200);
+    gw.clock_out(&t.key, "E-1").await.expect(200);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(r.received().len(), 1, "nothing more once it is off");
     // Switching it back on clears the reason.
@@ -1032,7 +984,7 @@ async fn a_webhook_svc_killed_mid_delivery_loses_nothing() {
     let (r, _) = ann_and_receiver(&gw, &t, &["clock-in"]).await;
     // The receiver holds the first attempt while the replica dies.
     r.answer([Answer::status(200).after(Duration::from_secs(2))]);
-    clock_in(&gw, &t, "E-1").await;
+    gw.clock_in(&t.key, "E-1").await.expect(200);
     r.wait_for(1, Duration::from_secs(10)).await;
     first.kill();
     stack.start_webhook_svc().await;
@@ -1062,9 +1014,8 @@ async fn replicas_share_the_work_and_a_slow_receiver_does_not_hold_up_others() {
     let n = 10;
     slow.answer((0..n).map(|_| Answer::status(200).after(Duration::from_secs(3))));
     for r in [&slow, &fast] {
-        hook(
-            &gw,
-            &t,
+        gw.webhook(
+            &t.key,
             json!({"url": format!("{}/hook", r.url), "events": ["clock-in"]}),
         )
         .await;
@@ -1074,14 +1025,16 @@ async fn replicas_share_the_work_and_a_slow_receiver_does_not_hold_up_others() {
         gw.create_employee(&t.key, nip, json!({"employee_code": nip}))
             .await;
     }
-    futures::future::join_all(nips.iter().map(|nip| clock_in(&gw, &t, nip))).await;
+    for res in futures::future::join_all(nips.iter().map(|nip| gw.clock_in(&t.key, nip))).await {
+        res.expect(200);
+    }
     fast.wait_for(n, Duration::from_secs(10)).await;
     let busy = slow.received().len();
     assert!(
         busy <= 4,
         "{busy} attempts at the slow receiver at once: more than 2 per replica"
     );
-    let ids = |got: Vec<clokio_testkit::Received>| {
+    let ids = |got: Vec<clokio_tests::Received>| {
         let mut ids: Vec<String> = got
             .iter()
             .map(|g| g.header("webhook-id").to_owned())
@@ -1135,14 +1088,14 @@ async fn a_webhook_change_answered_before_a_clock_in_is_seen_by_every_replica() 
             .await
             .expect(200);
         }
-        let created = hook(
-            &gw,
-            &t,
-            json!({"url": format!("{}/hook-{i}", r.url), "events": ["clock-in"]}),
-        )
-        .await;
+        let created = gw
+            .webhook(
+                &t.key,
+                json!({"url": format!("{}/hook-{i}", r.url), "events": ["clock-in"]}),
+            )
+            .await;
         hooks.push(created["id"].as_str().unwrap().to_owned());
-        clock_in(&gw, &t, &nip).await;
+        gw.clock_in(&t.key, &nip).await.expect(200);
         let got = r.wait_for(i + 1, Duration::from_secs(10)).await;
         assert_eq!(
             got.len(),
@@ -1180,14 +1133,16 @@ async fn every_kind_of_failure_is_logged() {
     moved.answer([Answer::status(302).header("location", &format!("{}/elsewhere", moved.url))]);
     let mut hooks = Vec::new();
     for url in [
-        format!("http://127.0.0.1:{}/closed", clokio_testkit::free_port()),
+        format!("http://127.0.0.1:{}/closed", clokio_tests::free_port()),
         format!("{}/slow", slow.url),
         format!("{}/moved", moved.url),
     ] {
-        let created = hook(&gw, &t, json!({"url": url, "events": ["clock-in"]})).await;
+        let created = gw
+            .webhook(&t.key, json!({"url": url, "events": ["clock-in"]}))
+            .await;
         hooks.push(created["id"].as_str().unwrap().to_owned());
     }
-    clock_in(&gw, &t, "E-1").await;
+    gw.clock_in(&t.key, "E-1").await.expect(200);
     let mut first = Vec::new();
     for id in &hooks {
         let page = get_until(&gw, &t, &format!("/api/v1/webhooks/{id}/deliveries"), |d| {
@@ -1235,7 +1190,7 @@ async fn a_webhook_svc_stopped_mid_delivery_finishes_it_first() {
     let t = stack.tenant(&gw, Plan::Enterprise).await;
     let (r, id) = ann_and_receiver(&gw, &t, &["clock-in"]).await;
     r.answer([Answer::status(200).after(Duration::from_secs(2))]);
-    clock_in(&gw, &t, "E-1").await;
+    gw.clock_in(&t.key, "E-1").await.expect(200);
     r.wait_for(1, Duration::from_secs(10)).await;
     let _ = stop.send(());
     replica.await.unwrap().unwrap();
@@ -1243,7 +1198,7 @@ async fn a_webhook_svc_stopped_mid_delivery_finishes_it_first() {
         "SELECT status, attempt_count FROM webhook.deliveries WHERE subscription_id = $1::uuid",
     )
     .bind(&id)
-    .fetch_one(&clokio_testkit::db().await)
+    .fetch_one(&clokio_tests::db().await)
     .await
     .unwrap();
     assert_eq!((status.as_str(), attempts), ("succeeded", 1));
@@ -1268,17 +1223,17 @@ async fn the_address_connected_to_is_checked_when_sending() {
     gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
         .await;
     let port = r.url.rsplit(':').next().unwrap().to_owned();
-    let created = hook(
-        &gw,
-        &t,
-        json!({"url": format!("http://localhost:{port}/hook"), "events": ["clock-in"]}),
-    )
-    .await;
+    let created = gw
+        .webhook(
+            &t.key,
+            json!({"url": format!("http://localhost:{port}/hook"), "events": ["clock-in"]}),
+        )
+        .await;
     permissive.kill();
     let mut strict = stack.webhook_config();
     strict.allow_cidrs = Vec::new();
     stack.start_webhook_svc_with(strict).await;
-    clock_in(&gw, &t, "E-1").await;
+    gw.clock_in(&t.key, "E-1").await.expect(200);
     let id = created["id"].as_str().unwrap();
     let page = get_until(&gw, &t, &format!("/api/v1/webhooks/{id}/deliveries"), |d| {
         d["deliveries"][0]["attempt_count"].as_i64() > Some(0)
@@ -1297,12 +1252,12 @@ async fn first_try_successes_are_each_logged() {
     let (stack, gw) = Stack::start().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
     let r = Receiver::start().await;
-    let created = hook(
-        &gw,
-        &t,
-        json!({"url": format!("{}/hook", r.url), "events": ["clock-in"]}),
-    )
-    .await;
+    let created = gw
+        .webhook(
+            &t.key,
+            json!({"url": format!("{}/hook", r.url), "events": ["clock-in"]}),
+        )
+        .await;
     let id = created["id"].as_str().unwrap();
     let nips: Vec<String> = (0..20).map(|i| format!("E-{i}")).collect();
     for nip in &nips {
@@ -1312,7 +1267,9 @@ async fn first_try_successes_are_each_logged() {
     // One receiver answers with a NUL byte, which a Postgres text column cannot hold: it is
     // logged replaced, and the batch it is recorded with still commits.
     r.answer([Answer::status(200).body("o\0k")]);
-    futures::future::join_all(nips.iter().map(|nip| clock_in(&gw, &t, nip))).await;
+    for res in futures::future::join_all(nips.iter().map(|nip| gw.clock_in(&t.key, nip))).await {
+        res.expect(200);
+    }
     r.wait_for(20, Duration::from_secs(15)).await;
     let page = get_until(
         &gw,
@@ -1373,7 +1330,7 @@ async fn an_event_published_again_late_does_not_give_its_delivery_a_second_sched
     let mut events = stack
         .events(stack.bus_config.subjects.event("attendance", t.org.id, ">"))
         .await;
-    clock_in(&gw, &t, "E-1").await;
+    gw.clock_in(&t.key, "E-1").await.expect(200);
     let event = events.next().await;
     r.wait_for(1, Duration::from_secs(10)).await;
     // The failed attempt waits for its retry (in 10 min) as the one message of the queue.
@@ -1477,10 +1434,12 @@ async fn a_receiver_that_trickles_or_floods_its_answer_is_cut_off() {
     let mut hooks = Vec::new();
     for kind in ["trickle", "flood"] {
         let url = serve(kind).await;
-        let created = hook(&gw, &t, json!({"url": url, "events": ["clock-in"]})).await;
+        let created = gw
+            .webhook(&t.key, json!({"url": url, "events": ["clock-in"]}))
+            .await;
         hooks.push(created["id"].as_str().unwrap().to_owned());
     }
-    clock_in(&gw, &t, "E-1").await;
+    gw.clock_in(&t.key, "E-1").await.expect(200);
     for (id, body) in hooks.iter().zip(['x', 'y']) {
         let page = get_until(&gw, &t, &format!("/api/v1/webhooks/{id}/deliveries"), |d| {
             d["deliveries"][0]["status"] == "succeeded"
@@ -1515,11 +1474,11 @@ async fn a_subscription_failing_for_five_days_is_switched_off() {
         "UPDATE webhook.subscriptions SET failing_since = now() - interval '6 days' WHERE id = $1",
     )
     .bind(id.parse::<uuid::Uuid>().unwrap())
-    .execute(&clokio_testkit::db().await)
+    .execute(&clokio_tests::db().await)
     .await
     .unwrap();
     r.answer([Answer::status(500)]);
-    clock_in(&gw, &t, "E-1").await;
+    gw.clock_in(&t.key, "E-1").await.expect(200);
     r.wait_for(1, Duration::from_secs(10)).await;
     let sub = get_until(&gw, &t, &format!("/api/v1/webhooks/{id}"), |d| {
         d["active"] == false
@@ -1547,13 +1506,13 @@ async fn a_success_ends_a_failing_streak_begun_since_the_subscription_was_read()
         let (since,): (Option<chrono::DateTime<chrono::Utc>>,) =
             sqlx::query_as("SELECT failing_since FROM webhook.subscriptions WHERE id = $1")
                 .bind(id.parse::<uuid::Uuid>().unwrap())
-                .fetch_one(&clokio_testkit::db().await)
+                .fetch_one(&clokio_tests::db().await)
                 .await
                 .unwrap();
         since
     };
     r.answer([Answer::status(500)]);
-    clock_in(&gw, &t, "E-1").await;
+    gw.clock_in(&t.key, "E-1").await.expect(200);
     r.wait_for(1, Duration::from_secs(10)).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while failing_since().await.is_none() {
@@ -1563,13 +1522,7 @@ async fn a_success_ends_a_failing_streak_begun_since_the_subscription_was_read()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    gw.post(
-        &t.key,
-        "/api/v1/attendance/clock-out",
-        &json!({"nip": "E-1"}),
-    )
-    .await
-    .expect(200);
+    gw.clock_out(&t.key, "E-1").await.expect(200);
     let page = get_until(&gw, &t, &format!("/api/v1/webhooks/{id}/deliveries"), |d| {
         d["deliveries"][0]["event_type"] == "clock-out"
             && d["deliveries"][0]["status"] == "succeeded"
@@ -1598,7 +1551,7 @@ async fn a_delivery_whose_queue_message_is_lost_is_queued_again_once() {
     let t = stack.tenant(&gw, Plan::Enterprise).await;
     let (r, id) = ann_and_receiver(&gw, &t, &["clock-in"]).await;
     r.answer([Answer::status(500), Answer::status(500)]);
-    clock_in(&gw, &t, "E-1").await;
+    gw.clock_in(&t.key, "E-1").await.expect(200);
     r.wait_for(1, Duration::from_secs(10)).await;
     // The retry, due in 1 s, waits as the queue's one message: it is lost.
     wait_queued(&stack, 1).await;
@@ -1659,9 +1612,8 @@ async fn a_copy_handed_out_again_waits_for_the_schedule() {
     gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
         .await;
     for i in 0..3 {
-        hook(
-            &gw,
-            &t,
+        gw.webhook(
+            &t.key,
             json!({"url": format!("{}/hook/{i}", r.url), "events": ["clock-in"]}),
         )
         .await;
@@ -1669,7 +1621,7 @@ async fn a_copy_handed_out_again_waits_for_the_schedule() {
     // One worker: two slow successes (0.9 s each) before the third delivery, which fails.
     let slow = || Answer::status(200).after(Duration::from_millis(900));
     r.answer([slow(), slow(), Answer::status(500), Answer::status(500)]);
-    clock_in(&gw, &t, "E-1").await;
+    gw.clock_in(&t.key, "E-1").await.expect(200);
     r.wait_for(3, Duration::from_secs(15)).await;
     // Its retry, due in 10 min, is the one message the queue holds.
     wait_queued(&stack, 1).await;

@@ -1,1 +1,84 @@
-//! System tests live in `it/`; this crate has no library code.
+//! The test kit of the system tests in `it/` (and of `deploy`'s): boots Clokio services
+//! in-process against the real Postgres, Redis and NATS, each stack under a random subject prefix
+//! (so parallel tests never see each other's messages or rate limit counters), and drives the
+//! gateway over HTTP like a client. By concern: `stack` (the services), `http` (the gateway
+//! client, with domain helpers such as `clock_in` and `webhook`), `servers` (Postgres, Redis and
+//! NATS a test owns), `receiver` (a webhook receiver), `events`, `metrics`, `console`, `sse`,
+//! `cut` (a proxy that cuts a connection).
+//!
+//! Servers come from `CLOKIO_TEST_DATABASE_URL`, `CLOKIO_NATS_URL`, `CLOKIO_REDIS_URL`
+//! (defaults: the local servers that `deploy/local/test.sh` makes sure of).
+
+mod console;
+mod cut;
+mod events;
+mod http;
+mod metrics;
+mod receiver;
+mod servers;
+mod sse;
+mod stack;
+
+pub use console::{ADMIN_PASSWORD, Browser, Console, Page, html_escape};
+pub use cut::{Cut, CutProxy};
+pub use events::{Events, ReceivedEvent};
+pub use http::{Gateway, Res, Tenant};
+pub use metrics::Metrics;
+pub use receiver::{Answer, Received, Receiver};
+pub use servers::{LinkedNats, NatsCluster, NatsServer, PgServer, RedisServer, free_port};
+pub use sse::{EventStream, Frame};
+pub use stack::{Isolated, Stack};
+
+use clokio_bus::Prefix;
+use clokio_bus::ids::OrgId;
+
+pub use serde_json::json;
+
+pub fn database_url() -> String {
+    std::env::var("CLOKIO_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://clokio:clokio@127.0.0.1:5432/clokio_test".to_owned())
+}
+
+pub fn nats_url() -> String {
+    std::env::var("CLOKIO_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("CLOKIO_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A fresh random subject prefix, `t` + 12 hex characters.
+pub fn random_prefix() -> Prefix {
+    Prefix::parse(&format!(
+        "t{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    ))
+    .expect("valid prefix")
+}
+
+/// Inserts `n` employees (`{prefix}00001`, …) straight into employee-svc's tables, at the org's
+/// first location: creating thousands through the API would spend minutes hashing passwords.
+pub async fn seed_employees(org: OrgId, prefix: &str, n: i32, hire_date: &str) {
+    sqlx::query(
+        "INSERT INTO employee.employees (org_id, employee_code, name, email, location_id, password_hash, hire_date) \
+         SELECT $1, $3 || lpad(i::text, 5, '0'), 'Employee ' || i, $3 || i || '@example.com', \
+            (SELECT min(id) FROM employee.locations WHERE org_id = $1), 'x', $4::date \
+         FROM generate_series(1, $2) AS i",
+    )
+    .bind(org.as_uuid())
+    .bind(n)
+    .bind(prefix)
+    .bind(hire_date)
+    .execute(&db().await)
+    .await
+    .expect("employees seeded");
+}
+
+/// A pool on the test database, for asserting what services stored.
+pub async fn db() -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&database_url())
+        .await
+        .expect("test database reachable")
+}

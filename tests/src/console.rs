@@ -192,7 +192,7 @@ impl Console {
     }
 
     pub async fn wait_healthy(&self) {
-        crate::wait_healthy(&self.client, &self.url, "console").await;
+        crate::http::wait_healthy(&self.client, &self.url, "console").await;
     }
 
     /// A browser of its own (no cookies yet).
