@@ -24,3 +24,21 @@ fn a_bad_setting_stops_the_start_and_names_the_variable() {
         assert!(stderr.contains(var), "{var}={value}: {stderr}");
     }
 }
+
+/// An address the gateway cannot listen on (taken here) is a refusal to start too, naming the
+/// variable, before anything else is connected.
+#[test]
+fn an_address_taken_stops_the_start_and_names_the_variable() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let addr = taken.local_addr().unwrap().to_string();
+    let stderr = clokio_runtime::config::refusal(
+        env!("CARGO_BIN_EXE_clokio-gateway"),
+        "CLOKIO_GATEWAY_ADDR",
+        &addr,
+    )
+    .unwrap_or_else(|| panic!("CLOKIO_GATEWAY_ADDR={addr} (taken) was not refused"));
+    assert!(
+        stderr.contains("CLOKIO_GATEWAY_ADDR") && stderr.contains("cannot listen"),
+        "{stderr}"
+    );
+}

@@ -5,21 +5,10 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let telemetry = clokio_runtime::telemetry::init("reporting-svc");
-    let config = match clokio_reporting_svc::Config::from_env() {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("reporting-svc: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    let code = match clokio_reporting_svc::run(config, clokio_runtime::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!(%err, "reporting-svc failed");
-            ExitCode::FAILURE
-        }
-    };
-    telemetry.shutdown();
-    code
+    clokio_runtime::service::main(
+        "reporting-svc",
+        clokio_reporting_svc::Config::from_env,
+        clokio_reporting_svc::run,
+    )
+    .await
 }

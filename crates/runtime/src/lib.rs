@@ -10,6 +10,7 @@ pub mod http;
 pub mod ops_port;
 pub mod outbox;
 pub mod redis;
+pub mod service;
 pub mod telemetry;
 
 /// Resolves on SIGTERM or Ctrl-C.
