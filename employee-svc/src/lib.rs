@@ -6,6 +6,7 @@
 mod config;
 mod db;
 mod handlers;
+pub mod seed;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -59,17 +59,17 @@ pub fn random_prefix() -> Prefix {
 /// Inserts `n` employees (`{prefix}00001`, …) straight into employee-svc's tables, at the org's
 /// first location: creating thousands through the API would spend minutes hashing passwords.
 pub async fn seed_employees(org: OrgId, prefix: &str, n: i32, hire_date: &str) {
-    sqlx::query(
-        "INSERT INTO employee.employees (org_id, employee_code, name, email, location_id, password_hash, hire_date) \
-         SELECT $1, $3 || lpad(i::text, 5, '0'), 'Employee ' || i, $3 || i || '@example.com', \
-            (SELECT min(id) FROM employee.locations WHERE org_id = $1), 'x', $4::date \
-         FROM generate_series(1, $2) AS i",
-    )
-    .bind(org.as_uuid())
-    .bind(n)
-    .bind(prefix)
-    .bind(hire_date)
-    .execute(&db().await)
+    let mut db = db().await.acquire().await.expect("test database reachable");
+    clokio_employee_svc::seed::Seed {
+        org,
+        code_prefix: prefix,
+        first: 1,
+        n,
+        name: "Employee",
+        department: None,
+        hire_date: hire_date.parse().expect("a hire date"),
+    }
+    .insert(&mut db)
     .await
     .expect("employees seeded");
 }

@@ -485,23 +485,17 @@ async fn seed(org: clokio_bus::ids::OrgId, n: usize) -> Result<(), Box<dyn std::
     use sqlx::Connection;
     let url = clokio_runtime::config::database_url("CLOKIO_EMPLOYEE_DATABASE_URL");
     let mut db = sqlx::PgConnection::connect(&url).await?;
-    sqlx::query(
-        "INSERT INTO employee.employees \
-           (org_id, employee_code, name, email, department, location_id, password_hash, hire_date) \
-         SELECT $1, 'B' || lpad(i::text, 5, '0'), 'Bench Employee ' || i, 'bench' || i || '@example.com', \
-           'Benchmarks', (SELECT min(id) FROM employee.locations WHERE org_id = $1), '!', '2025-01-01' \
-         FROM generate_series(0, $2 - 1) AS i",
-    )
-    .bind(org.as_uuid())
-    .bind(n as i32)
-    .execute(&mut db)
+    clokio_employee_svc::seed::Seed {
+        org,
+        code_prefix: "B",
+        first: 0,
+        n: i32::try_from(n)?,
+        name: "Bench Employee",
+        department: Some("Benchmarks"),
+        hire_date: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).ok_or("a hire date")?,
+    }
+    .insert(&mut db)
     .await?;
-    // Rows written behind the service's back: give the planner their statistics now rather than
-    // whenever autovacuum comes round (a fresh 10,000-row org planned on stale statistics made
-    // the console's Employees page 4× slower on its first measured run).
-    sqlx::query("ANALYZE employee.employees")
-        .execute(&mut db)
-        .await?;
     Ok(())
 }
 
