@@ -7,6 +7,7 @@ mod body;
 mod config;
 mod envelope;
 mod events;
+mod idempotency;
 mod openapi;
 mod paging;
 mod ratelimit;

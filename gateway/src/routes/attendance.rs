@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{OriginalUri, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -24,6 +24,7 @@ use super::forward;
 use crate::auth::Auth;
 use crate::body::{Fields, parse_date, required};
 use crate::envelope::{self, ApiError};
+use crate::idempotency::IdempotencyKey;
 use crate::openapi::{Envelope, ErrorEnvelope};
 use crate::paging::{Page, PageParams, forward_list};
 use crate::{App, RequestId};
@@ -45,23 +46,6 @@ pub fn routes() -> Router<App> {
         .route("/api/v1/attendance/import", post(import))
 }
 
-/// The `Idempotency-Key` header, if sent: 1–255 visible ASCII characters.
-pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    value
-        .to_str()
-        .ok()
-        .filter(|v| !v.is_empty() && v.len() <= 255 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(|v| Some(v.to_owned()))
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "The Idempotency-Key header must be 1 to 255 visible ASCII characters",
-            )
-        })
-}
-
 /// A NIP from a body or path; a code that cannot exist names no employee.
 fn nip(code: &str) -> Result<EmployeeCode, ApiError> {
     EmployeeCode::parse(code).map_err(|_| ApiError::not_found("Employee not found"))
@@ -70,7 +54,7 @@ fn nip(code: &str) -> Result<EmployeeCode, ApiError> {
 /// The clock body: `nip`, optional `latitude`/`longitude` (both or neither) and `timestamp`.
 fn clock_request(
     auth: &Auth,
-    headers: &HeaderMap,
+    idempotency_key: Option<String>,
     mut f: Fields,
     with_position: bool,
 ) -> Result<ClockRequest, ApiError> {
@@ -114,7 +98,7 @@ fn clock_request(
         employee_code: nip(&code)?,
         coordinates,
         timestamp,
-        idempotency_key: idempotency_key(headers)?,
+        idempotency_key,
     })
 }
 
@@ -150,18 +134,18 @@ async fn clock<O: Operation<Request = ClockRequest>>(
     app: &App,
     auth: &Auth,
     rid: &RequestId,
-    headers: &HeaderMap,
+    idem: IdempotencyKey,
     f: Fields,
     with_position: bool,
     message: &str,
 ) -> Result<Response, ApiError> {
-    let req = clock_request(auth, headers, f, with_position)?;
+    let req = clock_request(auth, idem.key, f, with_position)?;
     forward::<O>(app, rid, &req, StatusCode::OK, message).await
 }
 
 /// Clock in an employee.
 #[utoipa::path(post, path = "/api/v1/attendance/clock-in", tag = "Attendance", request_body = ClockBody,
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Replays the first answer for a retry of the same request within 24 h")),
+    params(IdempotencyKey),
     responses(
         (status = 200, description = "Clocked in", body = Envelope<ClockedIn>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
@@ -176,14 +160,14 @@ pub async fn clock_in(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
+    idem: IdempotencyKey,
     f: Fields,
 ) -> Result<Response, ApiError> {
     clock::<ClockInOp>(
         &app,
         &auth,
         &rid,
-        &headers,
+        idem,
         f,
         true,
         "Employee clocked in successfully",
@@ -193,7 +177,7 @@ pub async fn clock_in(
 
 /// Clock out an employee (a running break ends with it).
 #[utoipa::path(post, path = "/api/v1/attendance/clock-out", tag = "Attendance", request_body = ClockBody,
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Replays the first answer for a retry of the same request within 24 h")),
+    params(IdempotencyKey),
     responses(
         (status = 200, description = "Clocked out", body = Envelope<ClockedOut>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
@@ -206,14 +190,14 @@ pub async fn clock_out(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
+    idem: IdempotencyKey,
     f: Fields,
 ) -> Result<Response, ApiError> {
     clock::<ClockOutOp>(
         &app,
         &auth,
         &rid,
-        &headers,
+        idem,
         f,
         true,
         "Employee clocked out successfully",
@@ -223,7 +207,7 @@ pub async fn clock_out(
 
 /// Start a break for an employee who is clocked in.
 #[utoipa::path(post, path = "/api/v1/attendance/break-start", tag = "Attendance", request_body = BreakBody,
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Replays the first answer for a retry of the same request within 24 h")),
+    params(IdempotencyKey),
     responses(
         (status = 200, description = "Break started", body = Envelope<BreakStarted>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
@@ -236,14 +220,14 @@ pub async fn break_start(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
+    idem: IdempotencyKey,
     f: Fields,
 ) -> Result<Response, ApiError> {
     clock::<BreakStartOp>(
         &app,
         &auth,
         &rid,
-        &headers,
+        idem,
         f,
         false,
         "Break started successfully",
@@ -253,7 +237,7 @@ pub async fn break_start(
 
 /// End a break for an employee who is on a break.
 #[utoipa::path(post, path = "/api/v1/attendance/break-end", tag = "Attendance", request_body = BreakBody,
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Replays the first answer for a retry of the same request within 24 h")),
+    params(IdempotencyKey),
     responses(
         (status = 200, description = "Break ended", body = Envelope<BreakEnded>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
@@ -266,14 +250,14 @@ pub async fn break_end(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
+    idem: IdempotencyKey,
     f: Fields,
 ) -> Result<Response, ApiError> {
     clock::<BreakEndOp>(
         &app,
         &auth,
         &rid,
-        &headers,
+        idem,
         f,
         false,
         "Break ended successfully",
@@ -516,7 +500,7 @@ pub struct ImportBody {
 
 /// Import attendance history, all or nothing. A refusal names the record (`records.3: …`).
 #[utoipa::path(post, path = "/api/v1/attendance/import", tag = "Attendance", request_body = ImportBody,
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Replays the first answer for a retry of the same request within 24 h")),
+    params(IdempotencyKey),
     responses(
         (status = 201, description = "Imported", body = Envelope<Imported>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
@@ -528,10 +512,10 @@ pub async fn import(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
+    idem: IdempotencyKey,
     mut f: Fields,
 ) -> Result<Response, ApiError> {
-    let idempotency_key = idempotency_key(&headers)?;
+    let idempotency_key = idem.key;
     let items = f
         .optional_objects("records", MAX_IMPORT_RECORDS)?
         .ok_or_else(|| required("records"))?;

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -20,11 +20,11 @@ use clokio_bus::ops::{
 use clokio_bus::types::EmployeeCode;
 use utoipa::ToSchema;
 
-use super::attendance::idempotency_key;
 use super::{RETRIEVED, forward};
 use crate::auth::Auth;
 use crate::body::{Fields, required};
 use crate::envelope::ApiError;
+use crate::idempotency::IdempotencyKey;
 use crate::openapi::{Envelope, ErrorEnvelope};
 use crate::{App, RequestId};
 
@@ -106,7 +106,7 @@ pub struct SessionPatchBody {
 #[utoipa::path(patch, path = "/api/v1/attendance/sessions/{id}", tag = "Corrections",
     request_body = SessionPatchBody,
     params(("id" = i64, Path, description = "The session's `attendance_id`, as clock-in returned it"),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Replays the first answer for a retry of the same request within 24 h")),
+        IdempotencyKey),
     responses(
         (status = 200, description = "The corrected session", body = Envelope<AttendanceSession>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
@@ -119,11 +119,11 @@ pub async fn update(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
+    idem: IdempotencyKey,
     Path(id): Path<String>,
     mut f: Fields,
 ) -> Result<Response, ApiError> {
-    let idempotency_key = idempotency_key(&headers)?;
+    let idempotency_key = idem.key;
     let id = session_id(&id)?;
     let reason = reason(&mut f)?;
     let clock_in = f.optional_timestamp("clock_in")?;
@@ -162,7 +162,7 @@ pub async fn update(
     request_body(content = inline(ReasonBody), description = "`{\"reason\": \"…\"}`; or `?reason=` instead"),
     params(("id" = i64, Path, description = "The session's `attendance_id`"),
         ("reason" = Option<String>, Query, pattern = r"\S", description = "Why (when the body does not say)"),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Replays the first answer for a retry of the same request within 24 h")),
+        IdempotencyKey),
     responses(
         (status = 200, description = "The deleted session, as it was", body = Envelope<AttendanceSession>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
@@ -175,12 +175,12 @@ pub async fn remove(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
+    idem: IdempotencyKey,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     mut f: Fields,
 ) -> Result<Response, ApiError> {
-    let idempotency_key = idempotency_key(&headers)?;
+    let idempotency_key = idem.key;
     let id = session_id(&id)?;
     let reason = match f.optional_str("reason", MAX_REASON_LEN)? {
         Some(r) => r,
@@ -243,7 +243,7 @@ pub struct SessionCreateBody {
 /// Add a session that was never punched (a forgotten day), closed, at most 48 hours long.
 #[utoipa::path(post, path = "/api/v1/attendance/sessions", tag = "Corrections",
     request_body = SessionCreateBody,
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Replays the first answer for a retry of the same request within 24 h")),
+    params(IdempotencyKey),
     responses(
         (status = 201, description = "The new session", body = Envelope<AttendanceSession>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
@@ -255,10 +255,10 @@ pub async fn create(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
+    idem: IdempotencyKey,
     mut f: Fields,
 ) -> Result<Response, ApiError> {
-    let idempotency_key = idempotency_key(&headers)?;
+    let idempotency_key = idem.key;
     let code = f.required_str("nip", 255)?;
     // As the import says it: an unknown employee in a record is a 422.
     let nip = EmployeeCode::parse(&code)

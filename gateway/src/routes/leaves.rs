@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{OriginalUri, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get};
 use axum::{Extension, Router};
@@ -15,11 +15,11 @@ use clokio_bus::ops::{
 use clokio_bus::types::EmployeeCode;
 use utoipa::{IntoParams, ToSchema};
 
-use super::attendance::idempotency_key;
 use super::{RETRIEVED, forward, month_year};
 use crate::auth::Auth;
 use crate::body::{Fields, required};
 use crate::envelope::ApiError;
+use crate::idempotency::IdempotencyKey;
 use crate::openapi::{Envelope, ErrorEnvelope};
 use crate::paging::{Page, PageParams, forward_list};
 use crate::{App, RequestId};
@@ -46,7 +46,7 @@ pub struct LeaveBody {
 
 /// Record leave for an employee (org-local dates, inclusive).
 #[utoipa::path(post, path = "/api/v1/leaves", tag = "Leave", request_body = LeaveBody,
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Replays the first answer for a retry of the same request within 24 h")),
+    params(IdempotencyKey),
     responses(
         (status = 201, body = Envelope<Leave>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
@@ -59,10 +59,10 @@ pub async fn create(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
+    idem: IdempotencyKey,
     mut f: Fields,
 ) -> Result<Response, ApiError> {
-    let idempotency_key = idempotency_key(&headers)?;
+    let idempotency_key = idem.key;
     let code = f.required_str("nip", 255)?;
     let start_date = f
         .optional_date("start_date")?
@@ -134,7 +134,7 @@ pub async fn list(
 /// Delete a leave.
 #[utoipa::path(delete, path = "/api/v1/leaves/{id}", tag = "Leave",
     params(("id" = i64, Path, description = "The leave id"),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "Replays the first answer for a retry of the same request within 24 h")),
+        IdempotencyKey),
     responses(
         (status = 200, description = "The deleted leave", body = Envelope<Leave>),
         (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
@@ -145,10 +145,10 @@ pub async fn remove(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
-    headers: HeaderMap,
+    idem: IdempotencyKey,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let idempotency_key = idempotency_key(&headers)?;
+    let idempotency_key = idem.key;
     let id = id
         .parse::<i64>()
         .ok()
