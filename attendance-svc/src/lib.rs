@@ -17,10 +17,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use clokio_bus::ops::{self, ATTENDANCE_OPERATIONS, Operation};
-use clokio_bus::server::{Handler, Spec, decode};
-use clokio_bus::{Bus, BusError, ErrorCode, ServiceName, Subjects};
+use clokio_bus::ops::{self};
+use clokio_bus::server::Spec;
+use clokio_bus::{Bus, ServiceName, Subjects};
 use clokio_runtime::outbox::{self, Kick};
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -104,7 +103,7 @@ pub async fn run(
     let spec = Spec {
         service: ServiceName::Attendance,
         description: "Clock events, breaks, leave and attendance reads",
-        operations: ATTENDANCE_OPERATIONS,
+        operations: State::OPERATIONS,
         max_in_flight: config.max_in_flight,
     };
     let served = clokio_bus::server::serve(
@@ -130,74 +129,30 @@ pub async fn run(
     Ok(())
 }
 
-impl Handler for State {
-    async fn handle(&self, operation: &str, payload: Bytes) -> Result<Bytes, BusError> {
-        Ok(self.dispatch(operation, payload).await?)
-    }
-}
+use handlers::{clock, corrections, import, leaves, reads};
 
-impl State {
-    /// The operation's handler; its error is answered on the bus by [`db::Error`]'s mapping.
-    async fn dispatch(&self, operation: &str, payload: Bytes) -> db::Result<Bytes> {
-        use handlers::{clock, corrections, import, leaves, reads};
-        let p = &payload[..];
-        match operation {
-            ops::ClockInOp::NAME => {
-                clock::handle(self, Action::ClockIn, decode::<ops::ClockInOp>(p)?).await
-            }
-            ops::ClockOutOp::NAME => {
-                clock::handle(self, Action::ClockOut, decode::<ops::ClockOutOp>(p)?).await
-            }
-            ops::BreakStartOp::NAME => {
-                clock::handle(self, Action::BreakStart, decode::<ops::BreakStartOp>(p)?).await
-            }
-            ops::BreakEndOp::NAME => {
-                clock::handle(self, Action::BreakEnd, decode::<ops::BreakEndOp>(p)?).await
-            }
-            ops::DailyOp::NAME => reads::daily(self, decode::<ops::DailyOp>(p)?).await,
-            ops::RangeOp::NAME => reads::range(self, decode::<ops::RangeOp>(p)?).await,
-            ops::EmployeeRangeOp::NAME => {
-                reads::employee_range(self, decode::<ops::EmployeeRangeOp>(p)?).await
-            }
-            ops::EmployeeActivityOp::NAME => {
-                reads::employee_activity(self, decode::<ops::EmployeeActivityOp>(p)?).await
-            }
-            ops::OrgActivityOp::NAME => {
-                reads::org_activity(self, decode::<ops::OrgActivityOp>(p)?).await
-            }
-            ops::ImportOp::NAME => import::import(self, decode::<ops::ImportOp>(p)?).await,
-            ops::LeaveCreateOp::NAME => {
-                leaves::create(self, decode::<ops::LeaveCreateOp>(p)?).await
-            }
-            ops::LeaveListOp::NAME => leaves::list(self, decode::<ops::LeaveListOp>(p)?).await,
-            ops::LeaveDeleteOp::NAME => {
-                leaves::delete(self, decode::<ops::LeaveDeleteOp>(p)?).await
-            }
-            ops::SessionUpdateOp::NAME => {
-                corrections::update(self, decode::<ops::SessionUpdateOp>(p)?).await
-            }
-            ops::SessionDeleteOp::NAME => {
-                corrections::delete(self, decode::<ops::SessionDeleteOp>(p)?).await
-            }
-            ops::SessionCreateOp::NAME => {
-                corrections::create(self, decode::<ops::SessionCreateOp>(p)?).await
-            }
-            ops::SessionGetOp::NAME => {
-                corrections::get(self, decode::<ops::SessionGetOp>(p)?).await
-            }
-            ops::SessionHistoryOp::NAME => {
-                corrections::history(self, decode::<ops::SessionHistoryOp>(p)?).await
-            }
-            ops::PeriodCloseOp::NAME => {
-                periods::close(self, decode::<ops::PeriodCloseOp>(p)?).await
-            }
-            ops::PeriodReopenOp::NAME => {
-                periods::reopen(self, decode::<ops::PeriodReopenOp>(p)?).await
-            }
-            ops::PeriodListOp::NAME => periods::list(self, decode::<ops::PeriodListOp>(p)?).await,
-            other => {
-                Err(BusError::new(ErrorCode::NotFound, format!("Unknown operation {other}")).into())
-            }
-        }
+clokio_bus::operations! {
+    State {
+        ops::ClockInOp => encoded |s, r| clock::handle(s, Action::ClockIn, r),
+        ops::ClockOutOp => encoded |s, r| clock::handle(s, Action::ClockOut, r),
+        ops::BreakStartOp => encoded |s, r| clock::handle(s, Action::BreakStart, r),
+        ops::BreakEndOp => encoded |s, r| clock::handle(s, Action::BreakEnd, r),
+        ops::DailyOp => encoded |s, r| reads::daily(s, r),
+        ops::RangeOp => encoded |s, r| reads::range(s, r),
+        ops::EmployeeRangeOp => encoded |s, r| reads::employee_range(s, r),
+        ops::EmployeeActivityOp => encoded |s, r| reads::employee_activity(s, r),
+        ops::OrgActivityOp => encoded |s, r| reads::org_activity(s, r),
+        ops::ImportOp => encoded |s, r| import::import(s, r),
+        ops::LeaveCreateOp => encoded |s, r| leaves::create(s, r),
+        ops::LeaveListOp => encoded |s, r| leaves::list(s, r),
+        ops::LeaveDeleteOp => encoded |s, r| leaves::delete(s, r),
+        ops::SessionUpdateOp => encoded |s, r| corrections::update(s, r),
+        ops::SessionDeleteOp => encoded |s, r| corrections::delete(s, r),
+        ops::SessionCreateOp => encoded |s, r| corrections::create(s, r),
+        ops::SessionGetOp => encoded |s, r| corrections::get(s, r),
+        ops::SessionHistoryOp => encoded |s, r| corrections::history(s, r),
+        ops::PeriodCloseOp => encoded |s, r| periods::close(s, r),
+        ops::PeriodReopenOp => encoded |s, r| periods::reopen(s, r),
+        ops::PeriodListOp => encoded |s, r| periods::list(s, r),
     }
 }

@@ -13,15 +13,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use clokio_bus::ops::{self, EMPLOYEE_OPERATIONS, Operation};
-use clokio_bus::server::{Handler, Spec, dispatch};
+use clokio_bus::ops::{self};
+use clokio_bus::server::Spec;
 use clokio_bus::types::EmployeeStatus;
-use clokio_bus::{BusError, ErrorCode, ServiceName, Subjects};
+use clokio_bus::{BusError, ServiceName, Subjects};
 use clokio_runtime::cache::OrgCache;
 use clokio_runtime::outbox::{self, Kick};
 use clokio_runtime::redis::LazyRedis;
 use sqlx::PgPool;
 use tokio::sync::watch;
+
+use handlers::{admins, employees, keys, locations, orgs};
 
 pub use config::Config;
 
@@ -105,7 +107,7 @@ pub async fn run(
     let spec = Spec {
         service: ServiceName::Employee,
         description: "Organizations, API keys, locations and employees",
-        operations: EMPLOYEE_OPERATIONS,
+        operations: State::OPERATIONS,
         max_in_flight: config.max_in_flight,
     };
     let served = clokio_bus::server::serve(
@@ -153,95 +155,41 @@ impl State {
     }
 }
 
-impl Handler for State {
-    async fn handle(&self, operation: &str, payload: Bytes) -> Result<Bytes, BusError> {
-        use handlers::{admins, employees, keys, locations, orgs};
-        let p = &payload[..];
-        match operation {
-            ops::OrgCreateOp::NAME => {
-                dispatch::<ops::OrgCreateOp, _, _, _>(p, |r| orgs::create(self, r)).await
-            }
-            ops::OrgListOp::NAME => {
-                dispatch::<ops::OrgListOp, _, _, _>(p, |_| orgs::list(self)).await
-            }
-            ops::OrgGetOp::NAME => {
-                dispatch::<ops::OrgGetOp, _, _, _>(p, |r| orgs::get(self, r.org_id)).await
-            }
-            ops::OrgUpdateOp::NAME => {
-                dispatch::<ops::OrgUpdateOp, _, _, _>(p, |r| orgs::update(self, r)).await
-            }
-            ops::KeyCreateOp::NAME => {
-                dispatch::<ops::KeyCreateOp, _, _, _>(p, |r| keys::create(self, r)).await
-            }
-            ops::KeyListOp::NAME => {
-                dispatch::<ops::KeyListOp, _, _, _>(p, |r| keys::list(self, r.org_id)).await
-            }
-            ops::KeyRevokeOp::NAME => {
-                dispatch::<ops::KeyRevokeOp, _, _, _>(p, |r| keys::revoke(self, r)).await
-            }
-            ops::KeyVerifyOp::NAME => {
-                dispatch::<ops::KeyVerifyOp, _, _, _>(p, |r| keys::verify(self, r)).await
-            }
-            ops::KeyTouchOp::NAME => {
-                dispatch::<ops::KeyTouchOp, _, _, _>(p, |r| keys::touch(self, r)).await
-            }
-            ops::LocationCreateOp::NAME => {
-                dispatch::<ops::LocationCreateOp, _, _, _>(p, |r| locations::create(self, r)).await
-            }
-            ops::LocationListOp::NAME => {
-                dispatch::<ops::LocationListOp, _, _, _>(p, |r| locations::list(self, r.org_id))
-                    .await
-            }
-            ops::EmployeeCreateOp::NAME => {
-                dispatch::<ops::EmployeeCreateOp, _, _, _>(p, |r| employees::create(self, r)).await
-            }
-            ops::EmployeeListOp::NAME => {
-                let req: ops::EmployeeList = clokio_bus::server::decode::<ops::EmployeeListOp>(p)?;
-                self.lists
-                    .get_or_load(req.org_id, req.status, None, || async {
-                        clokio_bus::server::to_bytes(&employees::list(self, req.clone()).await?)
-                    })
-                    .await
-            }
-            ops::EmployeeGetOp::NAME => {
-                dispatch::<ops::EmployeeGetOp, _, _, _>(p, |r| employees::get(self, r)).await
-            }
-            ops::EmployeeSetStatusOp::NAME => {
-                dispatch::<ops::EmployeeSetStatusOp, _, _, _>(p, |r| employees::set_status(self, r))
-                    .await
-            }
-            ops::EmployeePageOp::NAME => {
-                dispatch::<ops::EmployeePageOp, _, _, _>(p, |r| employees::page(self, r)).await
-            }
-            ops::AdminCreateOp::NAME => {
-                dispatch::<ops::AdminCreateOp, _, _, _>(p, |r| admins::create(self, r)).await
-            }
-            ops::AdminListOp::NAME => {
-                dispatch::<ops::AdminListOp, _, _, _>(p, |r| admins::list(self, r.org_id)).await
-            }
-            ops::AdminGetOp::NAME => {
-                dispatch::<ops::AdminGetOp, _, _, _>(p, |r| admins::get(self, r)).await
-            }
-            ops::AdminRemoveOp::NAME => {
-                dispatch::<ops::AdminRemoveOp, _, _, _>(p, |r| admins::remove(self, r)).await
-            }
-            ops::AdminSignInOp::NAME => {
-                dispatch::<ops::AdminSignInOp, _, _, _>(p, |r| admins::sign_in(self, r)).await
-            }
-            ops::AdminResetPasswordOp::NAME => {
-                dispatch::<ops::AdminResetPasswordOp, _, _, _>(p, |r| {
-                    admins::reset_password(self, r)
-                })
-                .await
-            }
-            ops::AdminSetPasswordOp::NAME => {
-                dispatch::<ops::AdminSetPasswordOp, _, _, _>(p, |r| admins::set_password(self, r))
-                    .await
-            }
-            other => Err(BusError::new(
-                ErrorCode::NotFound,
-                format!("Unknown operation {other}"),
-            )),
-        }
+clokio_bus::operations! {
+    State {
+        ops::OrgCreateOp => |s, r| orgs::create(s, r),
+        ops::OrgListOp => |s, _| orgs::list(s),
+        ops::OrgGetOp => |s, r| orgs::get(s, r.org_id),
+        ops::OrgUpdateOp => |s, r| orgs::update(s, r),
+        ops::KeyCreateOp => |s, r| keys::create(s, r),
+        ops::KeyListOp => |s, r| keys::list(s, r.org_id),
+        ops::KeyRevokeOp => |s, r| keys::revoke(s, r),
+        ops::KeyVerifyOp => |s, r| keys::verify(s, r),
+        ops::KeyTouchOp => |s, r| keys::touch(s, r),
+        ops::LocationCreateOp => |s, r| locations::create(s, r),
+        ops::LocationListOp => |s, r| locations::list(s, r.org_id),
+        ops::EmployeeCreateOp => |s, r| employees::create(s, r),
+        ops::EmployeeListOp => encoded |s, r| s.employee_list(r),
+        ops::EmployeeGetOp => |s, r| employees::get(s, r),
+        ops::EmployeeSetStatusOp => |s, r| employees::set_status(s, r),
+        ops::EmployeePageOp => |s, r| employees::page(s, r),
+        ops::AdminCreateOp => |s, r| admins::create(s, r),
+        ops::AdminListOp => |s, r| admins::list(s, r.org_id),
+        ops::AdminGetOp => |s, r| admins::get(s, r),
+        ops::AdminRemoveOp => |s, r| admins::remove(s, r),
+        ops::AdminSignInOp => |s, r| admins::sign_in(s, r),
+        ops::AdminResetPasswordOp => |s, r| admins::reset_password(s, r),
+        ops::AdminSetPasswordOp => |s, r| admins::set_password(s, r),
+    }
+}
+
+impl State {
+    /// The org's employees, from the cache every write of them invalidates.
+    async fn employee_list(&self, req: ops::EmployeeList) -> Result<Bytes, BusError> {
+        self.lists
+            .get_or_load(req.org_id, req.status, None, || async {
+                clokio_bus::server::to_bytes(&employees::list(self, req.clone()).await?)
+            })
+            .await
     }
 }

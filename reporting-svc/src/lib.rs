@@ -15,10 +15,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use clokio_bus::ops::{self, Operation, REPORTING_OPERATIONS};
-use clokio_bus::server::{Handler, Spec, decode};
-use clokio_bus::{Bus, BusError, ErrorCode, ServiceName};
+use clokio_bus::ops::{self};
+use clokio_bus::server::Spec;
+use clokio_bus::{Bus, ServiceName};
 use clokio_runtime::directory::Directory;
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -97,7 +96,7 @@ pub async fn run(
     let spec = Spec {
         service: ServiceName::Reporting,
         description: "Monthly attendance summary and CSV export",
-        operations: REPORTING_OPERATIONS,
+        operations: State::OPERATIONS,
         max_in_flight: config.max_in_flight,
     };
     let served = clokio_bus::server::serve(
@@ -121,23 +120,14 @@ pub async fn run(
     Ok(())
 }
 
-impl Handler for State {
-    async fn handle(&self, operation: &str, payload: Bytes) -> Result<Bytes, BusError> {
-        let p = &payload[..];
-        match operation {
-            ops::SummaryOp::NAME => {
-                let q = decode::<ops::SummaryOp>(p)?;
-                summary::json(self, q.org_id, summary::Month::new(q.year, q.month)?).await
-            }
-            ops::SummaryCsvOp::NAME => {
-                let q = decode::<ops::SummaryCsvOp>(p)?;
-                let month = summary::Month::new(q.year, q.month)?;
-                summary::csv(self, q.org_id, month, q.inbox).await
-            }
-            other => Err(BusError::new(
-                ErrorCode::NotFound,
-                format!("Unknown operation {other}"),
-            )),
-        }
+clokio_bus::operations! {
+    State {
+        ops::SummaryOp => encoded |s, q| async move {
+            summary::json(s, q.org_id, summary::Month::new(q.year, q.month)?).await
+        },
+        ops::SummaryCsvOp => encoded |s, q| async move {
+            let month = summary::Month::new(q.year, q.month)?;
+            summary::csv(s, q.org_id, month, q.inbox).await
+        },
     }
 }

@@ -28,7 +28,7 @@ async fn replicas_are_discoverable_and_share_the_subject() {
         );
         assert_eq!(
             metadata["operations"],
-            clokio_bus::ops::EMPLOYEE_OPERATIONS.join(",")
+            clokio_employee_svc::State::OPERATIONS.join(",")
         );
     }
     for _ in 0..20 {

@@ -18,11 +18,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use bytes::Bytes;
 use clokio_bus::ids::OrgId;
-use clokio_bus::ops::{self, Operation, WEBHOOK_OPERATIONS};
-use clokio_bus::server::{Handler, Spec, dispatch};
-use clokio_bus::{Bus, BusError, ErrorCode, ServiceName, Subjects};
+use clokio_bus::ops::{self};
+use clokio_bus::server::Spec;
+use clokio_bus::{Bus, ServiceName, Subjects};
 use clokio_runtime::cache::{OrgCache, Weigh};
 use clokio_runtime::directory::Directory;
 use sqlx::PgPool;
@@ -192,7 +191,7 @@ pub async fn run(
     let spec = Spec {
         service: ServiceName::Webhook,
         description: "Webhook subscriptions and deliveries",
-        operations: WEBHOOK_OPERATIONS,
+        operations: State::OPERATIONS,
         max_in_flight: config.max_in_flight,
     };
     let served = clokio_bus::server::serve(
@@ -223,47 +222,18 @@ pub async fn run(
     Ok(())
 }
 
-impl Handler for State {
-    async fn handle(&self, operation: &str, payload: Bytes) -> Result<Bytes, BusError> {
-        let p = &payload[..];
-        match operation {
-            ops::WebhookCreateOp::NAME => {
-                dispatch::<ops::WebhookCreateOp, _, _, _>(p, |r| subs::create(self, r)).await
-            }
-            ops::WebhookUpdateOp::NAME => {
-                dispatch::<ops::WebhookUpdateOp, _, _, _>(p, |r| subs::update(self, r)).await
-            }
-            ops::WebhookListOp::NAME => {
-                dispatch::<ops::WebhookListOp, _, _, _>(p, |r| subs::list(self, r)).await
-            }
-            ops::WebhookGetOp::NAME => {
-                dispatch::<ops::WebhookGetOp, _, _, _>(p, |r| subs::get(self, r)).await
-            }
-            ops::WebhookDeleteOp::NAME => {
-                dispatch::<ops::WebhookDeleteOp, _, _, _>(p, |r| subs::delete(self, r)).await
-            }
-            ops::WebhookRotateOp::NAME => {
-                dispatch::<ops::WebhookRotateOp, _, _, _>(p, |r| subs::rotate(self, r)).await
-            }
-            ops::WebhookTestOp::NAME => {
-                dispatch::<ops::WebhookTestOp, _, _, _>(p, |r| delivery_log::test(self, r)).await
-            }
-            ops::DeliveryListOp::NAME => {
-                dispatch::<ops::DeliveryListOp, _, _, _>(p, |r| delivery_log::list(self, r)).await
-            }
-            ops::DeliveryGetOp::NAME => {
-                dispatch::<ops::DeliveryGetOp, _, _, _>(p, |r| delivery_log::get(self, r)).await
-            }
-            ops::DeliveryRetryOp::NAME => {
-                dispatch::<ops::DeliveryRetryOp, _, _, _>(p, |r| delivery_log::retry(self, r)).await
-            }
-            ops::WebhookPreviewOp::NAME => {
-                dispatch::<ops::WebhookPreviewOp, _, _, _>(p, |r| subs::preview(self, r)).await
-            }
-            other => Err(BusError::new(
-                ErrorCode::NotFound,
-                format!("Unknown operation {other}"),
-            )),
-        }
+clokio_bus::operations! {
+    State {
+        ops::WebhookCreateOp => |s, r| subs::create(s, r),
+        ops::WebhookUpdateOp => |s, r| subs::update(s, r),
+        ops::WebhookListOp => |s, r| subs::list(s, r),
+        ops::WebhookGetOp => |s, r| subs::get(s, r),
+        ops::WebhookDeleteOp => |s, r| subs::delete(s, r),
+        ops::WebhookRotateOp => |s, r| subs::rotate(s, r),
+        ops::WebhookTestOp => |s, r| delivery_log::test(s, r),
+        ops::DeliveryListOp => |s, r| delivery_log::list(s, r),
+        ops::DeliveryGetOp => |s, r| delivery_log::get(s, r),
+        ops::DeliveryRetryOp => |s, r| delivery_log::retry(s, r),
+        ops::WebhookPreviewOp => |s, r| subs::preview(s, r),
     }
 }

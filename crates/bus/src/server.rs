@@ -11,7 +11,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE, ServiceExt};
-use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -22,7 +21,11 @@ use crate::error::BusError;
 use crate::ops::Operation;
 use crate::subject::{ServiceName, Subjects};
 
+pub use bytes::Bytes;
+
 /// A service's request handler: gets the operation name and payload, answers bytes or an error.
+/// Services write it with [`operations!`](crate::operations), from one table that also lists the
+/// operations they register.
 pub trait Handler: Send + Sync + 'static {
     fn handle(
         &self,
@@ -609,4 +612,64 @@ impl ChunkStore {
     fn stop(&self) {
         self.task.abort();
     }
+}
+
+/// A service's operations in one table: the [`Handler`] that answers them and the list of names it
+/// registers (`State::OPERATIONS`), so neither can have an operation the other lacks.
+///
+/// Each row names the operation and how it is answered, `Op => |state, request| future`: the
+/// request is decoded as the operation's (undecodable → 400), the future's reply encoded, its
+/// error turned into a [`BusError`]. A row marked `encoded` answers with bytes it encoded itself
+/// (a reply stored with an idempotency key, a stream of chunks).
+///
+/// ```ignore
+/// clokio_bus::operations! {
+///     State {
+///         ops::OrgGetOp => |s, r| orgs::get(s, r.org_id),
+///         ops::ClockInOp => encoded |s, r| clock::handle(s, Action::ClockIn, r),
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! operations {
+    ($state:ty { $($op:ty => $($kind:ident)? |$s:ident, $r:pat_param| $body:expr),* $(,)? }) => {
+        impl $crate::server::Handler for $state {
+            async fn handle(
+                &self,
+                operation: &str,
+                payload: $crate::server::Bytes,
+            ) -> ::core::result::Result<$crate::server::Bytes, $crate::BusError> {
+                $(
+                    if operation == <$op as $crate::ops::Operation>::NAME {
+                        return $crate::__operation!([$($kind)?] self, payload, $op, $s, $r, $body);
+                    }
+                )*
+                Err($crate::BusError::new(
+                    $crate::ErrorCode::NotFound,
+                    format!("Unknown operation {operation}"),
+                ))
+            }
+        }
+
+        impl $state {
+            /// The operations this service answers, as its table lists them.
+            pub const OPERATIONS: &'static [&'static str] =
+                &[$(<$op as $crate::ops::Operation>::NAME),*];
+        }
+    };
+}
+
+/// One row of [`operations!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __operation {
+    ([] $self:ident, $payload:ident, $op:ty, $s:ident, $r:pat_param, $body:expr) => {{
+        let $s = $self;
+        $crate::server::dispatch::<$op, _, _, _>(&$payload, |$r| $body).await
+    }};
+    ([encoded] $self:ident, $payload:ident, $op:ty, $s:ident, $r:pat_param, $body:expr) => {{
+        let $s = $self;
+        let $r = $crate::server::decode::<$op>(&$payload)?;
+        $body.await.map_err(::core::convert::Into::into)
+    }};
 }

@@ -569,31 +569,6 @@ pub fn period_closed_message(first_day: NaiveDate) -> String {
     format!("The period {} is closed", period_name(first_day))
 }
 
-/// Every operation attendance-svc answers, for its endpoint registration.
-pub const ATTENDANCE_OPERATIONS: &[&str] = &[
-    ClockInOp::NAME,
-    ClockOutOp::NAME,
-    BreakStartOp::NAME,
-    BreakEndOp::NAME,
-    DailyOp::NAME,
-    RangeOp::NAME,
-    EmployeeRangeOp::NAME,
-    EmployeeActivityOp::NAME,
-    OrgActivityOp::NAME,
-    ImportOp::NAME,
-    LeaveCreateOp::NAME,
-    LeaveListOp::NAME,
-    LeaveDeleteOp::NAME,
-    SessionUpdateOp::NAME,
-    SessionDeleteOp::NAME,
-    SessionCreateOp::NAME,
-    SessionHistoryOp::NAME,
-    SessionGetOp::NAME,
-    PeriodCloseOp::NAME,
-    PeriodReopenOp::NAME,
-    PeriodListOp::NAME,
-];
-
 // ---------------------------------------------------------------- events
 
 /// Data of the `attendance.<event>` events (SPEC §4): who, where, which session, when.

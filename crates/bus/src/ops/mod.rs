@@ -512,30 +512,3 @@ operation!(
     /// Operator: a new password for an admin; their sessions end.
     AdminResetPasswordOp, Employee, "admin_reset_password", AdminResetPassword => CreatedAdmin
 );
-
-/// Every operation employee-svc answers, for its endpoint registration.
-pub const EMPLOYEE_OPERATIONS: &[&str] = &[
-    OrgCreateOp::NAME,
-    OrgListOp::NAME,
-    OrgGetOp::NAME,
-    OrgUpdateOp::NAME,
-    KeyCreateOp::NAME,
-    KeyListOp::NAME,
-    KeyRevokeOp::NAME,
-    KeyVerifyOp::NAME,
-    KeyTouchOp::NAME,
-    LocationCreateOp::NAME,
-    LocationListOp::NAME,
-    EmployeeCreateOp::NAME,
-    EmployeeListOp::NAME,
-    EmployeeGetOp::NAME,
-    EmployeeSetStatusOp::NAME,
-    EmployeePageOp::NAME,
-    AdminCreateOp::NAME,
-    AdminListOp::NAME,
-    AdminGetOp::NAME,
-    AdminRemoveOp::NAME,
-    AdminSignInOp::NAME,
-    AdminSetPasswordOp::NAME,
-    AdminResetPasswordOp::NAME,
-];

@@ -67,6 +67,3 @@ pub fn summary_csv_file_name(year: i32, month: u32) -> String {
 
 operation!(SummaryOp, Reporting, "summary", SummaryQuery => Vec<SummaryRow>);
 operation!(SummaryCsvOp, Reporting, "summary_csv", SummaryCsvRequest => Empty);
-
-/// Every operation reporting-svc answers.
-pub const REPORTING_OPERATIONS: &[&str] = &[SummaryOp::NAME, SummaryCsvOp::NAME];

@@ -272,18 +272,3 @@ operation!(DeliveryListOp, Webhook, "delivery_list", DeliveryListQuery => Delive
 operation!(DeliveryGetOp, Webhook, "delivery_get", DeliveryRef => Delivery);
 operation!(DeliveryRetryOp, Webhook, "delivery_retry", DeliveryRef => Delivery);
 operation!(WebhookPreviewOp, Webhook, "webhook_preview", WebhookPreview => WebhookPreviewed);
-
-/// Every operation webhook-svc answers.
-pub const WEBHOOK_OPERATIONS: &[&str] = &[
-    WebhookCreateOp::NAME,
-    WebhookUpdateOp::NAME,
-    WebhookListOp::NAME,
-    WebhookGetOp::NAME,
-    WebhookDeleteOp::NAME,
-    WebhookRotateOp::NAME,
-    WebhookTestOp::NAME,
-    DeliveryListOp::NAME,
-    DeliveryGetOp::NAME,
-    DeliveryRetryOp::NAME,
-    WebhookPreviewOp::NAME,
-];
