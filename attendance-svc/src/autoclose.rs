@@ -173,7 +173,10 @@ pub async fn run(state: State) {
         match sweep(&state).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(closed = n, "auto-close sweep"),
-            Err(err) => tracing::warn!(%err, "auto-close sweep failed"),
+            Err(err) => {
+                let err = BusError::from(err);
+                tracing::warn!(%err, "auto-close sweep failed");
+            }
         }
     }
 }
@@ -211,7 +214,10 @@ pub async fn sweep(state: &State) -> db::Result<usize> {
                 Ok(true) => closed += 1,
                 Ok(false) => {}
                 // One org's trouble (its settings unreachable) does not stop the others.
-                Err(err) => tracing::warn!(%err, %org, session, "could not auto-close a session"),
+                Err(err) => {
+                    let err = BusError::from(err);
+                    tracing::warn!(%err, %org, session, "could not auto-close a session");
+                }
             }
         }
         if !full {

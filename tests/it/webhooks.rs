@@ -364,20 +364,6 @@ async fn a_clock_in_reaches_a_generic_endpoint_signed() {
     .execute(&clokio_tests::db().await)
     .await
     .unwrap();
-    // A change made by hand is seen once announced, as webhook-svc announces its own (the
-    // intake's cached subscription signs a first attempt); the test hears its own announcement,
-    // so the service's connection has it before any later event.
-    let subject = stack
-        .bus_config
-        .subjects
-        .cache_invalidations(clokio_bus::ServiceName::Webhook);
-    let mut echo = stack.nats.subscribe(subject.clone()).await.unwrap();
-    stack
-        .nats
-        .publish(subject, t.org.id.to_string().into())
-        .await
-        .unwrap();
-    futures::StreamExt::next(&mut echo).await.unwrap();
     gw.clock_out(&t.key, "EMP-1042").await.expect(200);
     gw.clock_in(&t.key, "EMP-1042").await.expect(200);
     let got = r.wait_for(3, Duration::from_secs(10)).await;
@@ -1493,12 +1479,54 @@ async fn a_subscription_failing_for_five_days_is_switched_off() {
     );
 }
 
-/// A success ends a failing streak that began after the subscription was last read by the
-/// intake: the first attempt of the next event runs on the intake's copy of the subscription,
-/// which still shows it healthy, and its batched record clears the streak all the same (else the
-/// next failure, days later, would count from the first and switch a healthy receiver off).
+/// A webhook deleted while its delivery is being sent takes the delivery with it; the success
+/// of that attempt, recorded in one batch with the others', is dropped, not the whole batch. (It
+/// used to break the batch's foreign key: every other success in it was retried and sent twice.)
 #[tokio::test]
-async fn a_success_ends_a_failing_streak_begun_since_the_subscription_was_read() {
+async fn a_webhook_deleted_mid_delivery_does_not_fail_the_others_recorded_with_it() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let r = Receiver::start().await;
+    gw.create_employee(&t.key, "Ann", json!({"employee_code": "E-1"}))
+        .await;
+    let hooks = 8;
+    let mut ids = Vec::new();
+    for i in 0..hooks {
+        let created = gw
+            .webhook(
+                &t.key,
+                json!({"url": format!("{}/hook-{i}", r.url), "events": ["clock-in"]}),
+            )
+            .await;
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    // Every receiver holds its answer, so the successes come back together.
+    r.answer((0..hooks).map(|_| Answer::status(200).after(Duration::from_millis(1500))));
+    gw.clock_in(&t.key, "E-1").await.expect(200);
+    r.wait_for(hooks, Duration::from_secs(10)).await;
+    gw.delete(&t.key, &format!("/api/v1/webhooks/{}", ids[0]))
+        .await
+        .expect(200);
+    for id in &ids[1..] {
+        let page = get_until(&gw, &t, &format!("/api/v1/webhooks/{id}/deliveries"), |d| {
+            d["deliveries"][0]["status"] == "succeeded"
+        })
+        .await;
+        assert_eq!(page["deliveries"][0]["attempt_count"], 1, "{page}");
+    }
+    let paths: Vec<String> = r.received().iter().map(|g| g.path.clone()).collect();
+    assert_eq!(
+        paths.len(),
+        hooks,
+        "each webhook was sent to once: {paths:?}"
+    );
+}
+
+/// A success ends a failing streak: after a failed attempt marks the subscription failing, the
+/// next event's successful first attempt clears the mark (else the next failure, days later,
+/// would count from the first and switch a healthy receiver off).
+#[tokio::test]
+async fn a_success_ends_a_failing_streak() {
     let (stack, gw) = Stack::start().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
     let (r, id) = ann_and_receiver(&gw, &t, &["clock-in", "clock-out"]).await;

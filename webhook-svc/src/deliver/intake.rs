@@ -42,6 +42,7 @@ pub async fn run_intake(
                         let _ = msg.ack().await;
                     }
                     Err(err) => {
+                        let err = clokio_bus::BusError::from(err);
                         tracing::warn!(%err, "event not taken; redelivered in 1 s");
                         let _ = msg
                             .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
@@ -72,10 +73,9 @@ async fn take(state: &State, payload: &[u8]) -> db::Result<()> {
         return Ok(());
     }
     let tz = state.directory.org(event.org_id).await?.org.timezone;
-    let (mut matched, mut subs_of, mut bodies) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut subs_of, mut bodies) = (Vec::new(), Vec::new());
     for sub in wanted {
         if sub.filters.0.matches(&event.data, tz) {
-            matched.push(sub);
             subs_of.push(sub.id);
             bodies.push(render::body(
                 sub.platform(),
@@ -93,14 +93,13 @@ async fn take(state: &State, payload: &[u8]) -> db::Result<()> {
     // may have failed): the schedule of one attempted lives in JetStream, and queueing it again
     // after the queue's duplicate window (an event published again after a long outage) would
     // give the delivery a second schedule.
-    // A row this statement inserted (`xmax = 0`) is kept as stored for its first attempt.
     let ids: Vec<Uuid> = (0..subs_of.len()).map(|_| Uuid::new_v4()).collect();
-    let stored: Vec<(Uuid, bool, bool)> = sqlx::query_as(
+    let stored: Vec<(Uuid, bool)> = sqlx::query_as(
         "INSERT INTO deliveries (id, org_id, subscription_id, event_id, event_type, body) \
          SELECT d.id, $2, d.sub, $3, $4, d.body FROM unnest($1::uuid[], $5::uuid[], $6::bytea[]) \
             AS d(id, sub, body) \
          ON CONFLICT (subscription_id, event_id) DO UPDATE SET event_type = deliveries.event_type \
-         RETURNING id, status = 'pending' AND scheduled_attempts = 0, xmax = 0",
+         RETURNING id, status = 'pending' AND scheduled_attempts = 0",
     )
     .bind(&ids)
     .bind(event.org_id.as_uuid())
@@ -110,16 +109,10 @@ async fn take(state: &State, payload: &[u8]) -> db::Result<()> {
     .bind(&bodies)
     .fetch_all(&state.pool)
     .await?;
-    let inserted = ids.into_iter().zip(matched.into_iter().zip(bodies));
-    for (id, (sub, body)) in inserted {
-        if stored.iter().any(|&(row, _, new)| row == id && new) {
-            state.batched.stored(id, body, sub.clone());
-        }
-    }
     let queued = stored
         .into_iter()
-        .filter(|(_, unattempted, _)| *unattempted)
-        .map(|(id, _, _)| enqueue(state, id, Trigger::FIRST));
+        .filter(|(_, unattempted)| *unattempted)
+        .map(|(id, _)| enqueue(state, id, Trigger::FIRST));
     for result in futures::future::join_all(queued).await {
         result?;
     }

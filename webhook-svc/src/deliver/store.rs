@@ -31,7 +31,6 @@ pub(super) struct Due {
 /// A successful attempt of a healthy subscription: the common case, recorded in batches.
 pub(crate) struct Success {
     pub(super) delivery: Uuid,
-    pub(super) subscription: Uuid,
     pub(super) at: chrono::DateTime<Utc>,
     pub(super) manual: bool,
     pub(super) status: i32,
@@ -42,24 +41,11 @@ pub(crate) struct Success {
 /// The statements of the common path, batched across concurrent attempts ([`Batcher`]): the
 /// delivery to attempt, and the record of a success (each attempt's message is acknowledged only
 /// after its batch committed).
-///
-/// A delivery the intake of this replica has just inserted is kept as inserted, for a few
-/// seconds, for its first attempt, which then reads nothing. It is what the row holds unless
-/// something changed it in the moment between its queueing and that attempt: any attempt of it
-/// on this replica drops the copy, and a subscription changed meanwhile is as if the event had
-/// come a moment sooner. Every other attempt (a message handed out again, a retry, a copy queued
-/// again by the sweep, a manual retry, one taken by another replica) reads the row.
 #[derive(Clone)]
 pub(crate) struct Batched {
     due: Batcher<Uuid, Result<Option<Arc<Due>>, BusError>>,
     success: Batcher<Success, Result<(), BusError>>,
-    stored: moka::sync::Cache<Uuid, Arc<Due>>,
 }
-
-/// How long a just-stored delivery waits for its first attempt on this replica before that
-/// attempt reads the row instead; the bytes such deliveries may hold.
-const STORED_FOR: std::time::Duration = std::time::Duration::from_secs(5);
-const STORED_BYTES: u64 = 32 * 1024 * 1024;
 
 /// The most rows one batched statement reads or writes.
 const STATEMENT_BATCH: usize = 512;
@@ -91,38 +77,10 @@ impl Batched {
                     vec![written.map_err(|err| BusError::from(db::Error::from(err))); n]
                 }
             }),
-            stored: moka::sync::Cache::builder()
-                .max_capacity(STORED_BYTES)
-                .weigher(|_, due: &Arc<Due>| {
-                    u32::try_from(due.body.len() + 256).unwrap_or(u32::MAX)
-                })
-                .time_to_live(STORED_FOR)
-                .build(),
         }
     }
 
-    /// A delivery this replica's intake has just inserted, with the subscription it matched:
-    /// pending, never attempted, never queued again.
-    pub(super) fn stored(&self, id: Uuid, body: Vec<u8>, sub: SubRow) {
-        let due = Due {
-            body,
-            status: "pending".to_owned(),
-            scheduled_attempts: 0,
-            requeues: 0,
-            next_attempt_at: None,
-            sub,
-        };
-        self.stored.insert(id, Arc::new(due));
-    }
-
-    /// The delivery to attempt. `first`: the message is its first scheduled attempt, handed out
-    /// for the first time, which may use what the intake stored instead of reading the row.
-    pub(super) async fn due(&self, id: Uuid, first: bool) -> Result<Option<Arc<Due>>, BusError> {
-        let stored = self.stored.remove(&id);
-        if first && let Some(due) = stored {
-            metrics::counter!("clokio_webhook_first_attempts_unread_total").increment(1);
-            return Ok(Some(due));
-        }
+    pub(super) async fn due(&self, id: Uuid) -> Result<Option<Arc<Due>>, BusError> {
         self.due
             .call(id)
             .await
@@ -186,11 +144,7 @@ async fn write_successes(pool: &PgPool, batch: Vec<Success>) -> Result<(), sqlx:
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let mut subs = Vec::new();
     for s in batch {
-        if !subs.contains(&s.subscription) {
-            subs.push(s.subscription);
-        }
         ids.push(s.delivery);
         ats.push(s.at);
         triggers.push(if s.manual { "manual" } else { "scheduled" });
@@ -198,20 +152,23 @@ async fn write_successes(pool: &PgPool, batch: Vec<Success>) -> Result<(), sqlx:
         latencies.push(s.latency_ms);
         bodies.push(s.body);
     }
+    // A delivery deleted meanwhile (its webhook was, during the attempt) is updated nowhere and
+    // gets no attempt row: an attempt row of it would break the batch's foreign key and fail
+    // every other attempt recorded with it. The update locks the rows it writes first, so a
+    // delete either came before it (the row is skipped) or waits for it.
     sqlx::query(
         "WITH r AS ( \
             SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::int[], $5::int[], $6::text[]) \
                 AS r(id, at, trigger, status_code, latency_ms, body)), \
-         a AS ( \
-            INSERT INTO attempts (delivery_id, at, trigger, status_code, latency_ms, response_body) \
-            SELECT id, at, trigger, status_code, latency_ms, body FROM r), \
-         f AS ( \
-            UPDATE subscriptions SET failing_since = NULL \
-            WHERE id = ANY($7::uuid[]) AND failing_since IS NOT NULL) \
-         UPDATE deliveries d SET attempt_count = d.attempt_count + 1, \
-            scheduled_attempts = d.scheduled_attempts + (r.trigger = 'scheduled')::int, \
-            status = 'succeeded', next_attempt_at = NULL \
-         FROM r WHERE d.id = r.id",
+         u AS ( \
+            UPDATE deliveries d SET attempt_count = d.attempt_count + 1, \
+                scheduled_attempts = d.scheduled_attempts + (r.trigger = 'scheduled')::int, \
+                status = 'succeeded', next_attempt_at = NULL \
+            FROM r WHERE d.id = r.id \
+            RETURNING d.id) \
+         INSERT INTO attempts (delivery_id, at, trigger, status_code, latency_ms, response_body) \
+         SELECT r.id, r.at, r.trigger, r.status_code, r.latency_ms, r.body \
+         FROM r WHERE r.id IN (SELECT id FROM u)",
     )
     .bind(ids)
     .bind(ats)
@@ -219,7 +176,6 @@ async fn write_successes(pool: &PgPool, batch: Vec<Success>) -> Result<(), sqlx:
     .bind(codes)
     .bind(latencies)
     .bind(bodies)
-    .bind(subs)
     .execute(pool)
     .await?;
     Ok(())

@@ -30,7 +30,10 @@ pub async fn requeue_overdue(state: State, after: Duration, stop: CancellationTo
                 metrics::counter!("clokio_webhook_requeued_total").increment(n as u64);
                 tracing::warn!(deliveries = n, "overdue deliveries queued again");
             }
-            Err(err) => tracing::warn!(%err, "could not queue overdue deliveries again"),
+            Err(err) => {
+                let err = clokio_bus::BusError::from(err);
+                tracing::warn!(%err, "could not queue overdue deliveries again");
+            }
         }
     }
 }

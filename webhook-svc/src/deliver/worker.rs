@@ -119,6 +119,8 @@ async fn attempt(state: &State, msg: jetstream::Message) {
             let _ = msg.ack().await;
         }
         Err(err) => {
+            // As the bus would answer it: a database error no one expected is logged as an error.
+            let err = BusError::from(err);
             tracing::warn!(%err, delivery = %id, "attempt not recorded; retried in 5 s");
             let _ = msg
                 .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
@@ -135,10 +137,7 @@ async fn try_attempt(
     trigger: Trigger,
 ) -> db::Result<Option<Duration>> {
     let manual = trigger.manual();
-    // The first scheduled attempt, handed out for the first time, may use what the intake just
-    // stored (see `Batched`).
-    let first = trigger == Trigger::FIRST && msg.info().is_ok_and(|info| info.delivered == 1);
-    let due = state.batched.due(id, first).await?;
+    let due = state.batched.due(id).await?;
     let Some(due) = due else {
         return Ok(None); // deleted with its subscription
     };
@@ -207,14 +206,12 @@ async fn try_attempt(
     let gone = outcome.status == 410;
     let latency_ms = outcome.latency.as_millis().min(i32::MAX as u128) as i32;
     // The common case, a success of a healthy subscription, needs nothing but its record, which
-    // goes with the other attempts' in a batch. (The batch also ends a failing streak begun since
-    // the subscription was read: the intake's copy of it may be a moment old.)
+    // goes with the other attempts' in a batch.
     if ok && sub.failing_since.is_none() {
         state
             .batched
             .record(Success {
                 delivery: id,
-                subscription: sub.id,
                 at: now,
                 manual,
                 status: i32::from(outcome.status),
