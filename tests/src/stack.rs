@@ -135,16 +135,21 @@ impl Stack {
         .await;
     }
 
-    /// Starts one reporting-svc replica and waits until it is registered under this stack's
-    /// prefix.
-    pub async fn start_reporting_svc(&mut self) {
-        let config = clokio_reporting_svc::Config {
+    /// reporting-svc's test configuration.
+    pub fn reporting_config(&self) -> clokio_reporting_svc::Config {
+        clokio_reporting_svc::Config {
             bus: self.bus_config.clone(),
             database_url: self.database_url.clone(),
             db_max_connections: 4,
             max_in_flight: 16,
             ops_addr: None,
-        };
+        }
+    }
+
+    /// Starts one reporting-svc replica and waits until it is registered under this stack's
+    /// prefix.
+    pub async fn start_reporting_svc(&mut self) {
+        let config = self.reporting_config();
         self.start_service(ServiceName::Reporting, |stop| {
             clokio_reporting_svc::run(config, stop)
         })
@@ -217,13 +222,7 @@ impl Stack {
 
     /// A reporting-svc replica on a runtime of its own (see [`Isolated`]).
     pub fn isolated_reporting_svc(&self) -> Isolated {
-        let config = clokio_reporting_svc::Config {
-            bus: self.bus_config.clone(),
-            database_url: self.database_url.clone(),
-            db_max_connections: 4,
-            max_in_flight: 16,
-            ops_addr: None,
-        };
+        let config = self.reporting_config();
         Isolated::run(clokio_reporting_svc::run(config, std::future::pending()))
     }
 

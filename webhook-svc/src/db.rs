@@ -1,4 +1,4 @@
 //! webhook-svc's errors: no request breaks one of its constraints, so the common type serves (503
 //! unreachable, 500 otherwise).
 
-pub use clokio_runtime::db::{Error, Result};
+pub use clokio_runtime::db::Result;

@@ -169,23 +169,42 @@ pub fn bus_error(err: sqlx::Error) -> clokio_bus::BusError {
     BusError::internal()
 }
 
-/// The error of a service whose database constraints no request breaks (webhook-svc,
-/// reporting-svc): what the bus answers, or what the database said, one type for `?` on both,
-/// answered as [`bus_error`] maps it. A service that expects constraints to be broken declares its
-/// own, answered through [`on_constraint`] with its table.
+/// The unique constraints a service expects a request to break, each with the code and message
+/// it answers (see [`on_constraint`]).
+pub trait Expected {
+    const UNIQUE: &'static [(&'static str, clokio_bus::ErrorCode, &'static str)];
+}
+
+/// A service no request of which breaks a constraint (webhook-svc, reporting-svc).
+#[derive(Debug)]
+pub struct NoneExpected;
+
+impl Expected for NoneExpected {
+    const UNIQUE: &'static [(&'static str, clokio_bus::ErrorCode, &'static str)] = &[];
+}
+
+/// A service's error: what the bus answers, or what the database said, one type for `?` on both.
+/// It becomes the bus answer at dispatch, a database error through [`on_constraint`] with the
+/// service's table `E`.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum Error<E: Expected = NoneExpected> {
     #[error(transparent)]
     Bus(#[from] clokio_bus::BusError),
     #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error, std::marker::PhantomData<E>),
 }
 
-impl From<Error> for clokio_bus::BusError {
-    fn from(err: Error) -> Self {
+impl<E: Expected> From<sqlx::Error> for Error<E> {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Db(err, std::marker::PhantomData)
+    }
+}
+
+impl<E: Expected> From<Error<E>> for clokio_bus::BusError {
+    fn from(err: Error<E>) -> Self {
         match err {
             Error::Bus(err) => err,
-            Error::Db(err) => bus_error(err),
+            Error::Db(err, _) => on_constraint(err, E::UNIQUE),
         }
     }
 }

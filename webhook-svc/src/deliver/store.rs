@@ -10,7 +10,6 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::batch::Batcher;
-use crate::db;
 use crate::subs::{SubRow, sub_columns};
 
 /// A delivery as an attempt needs it, with its subscription.
@@ -63,7 +62,7 @@ impl Batched {
                             .map(Option::transpose)
                             .collect(),
                         Err(err) => {
-                            let err = BusError::from(db::Error::from(err));
+                            let err = clokio_runtime::db::bus_error(err);
                             ids.iter().map(|_| Err(err.clone())).collect()
                         }
                     }
@@ -74,7 +73,7 @@ impl Batched {
                 async move {
                     let n = batch.len();
                     let written = write_successes(&pool, batch).await;
-                    vec![written.map_err(|err| BusError::from(db::Error::from(err))); n]
+                    vec![written.map_err(clokio_runtime::db::bus_error); n]
                 }
             }),
         }
