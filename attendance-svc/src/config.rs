@@ -1,31 +1,30 @@
-//! attendance-svc configuration, from `CLOKIO_*` environment variables.
+//! attendance-svc configuration: each setting's `CLOKIO_*` variable, default and check (`--help` lists
+//! them).
 
-use clokio_runtime::config::{self, BusConfig, ConfigError};
+use clokio_runtime::config::{self, BusConfig};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "clokio-attendance-svc",
+    about = "Clokio's attendance service: punches, sessions, corrections and their events"
+)]
 pub struct Config {
+    #[command(flatten)]
     pub bus: BusConfig,
-    /// `CLOKIO_ATTENDANCE_DATABASE_URL`, else `CLOKIO_DATABASE_URL`.
+    /// The service's database; else `CLOKIO_DATABASE_URL`, else the local default.
+    #[arg(long, env = "CLOKIO_ATTENDANCE_DATABASE_URL", default_value_t = config::shared_database_url(),
+        hide_default_value = true, hide_env_values = true)]
     pub database_url: String,
-    /// `CLOKIO_ATTENDANCE_DB_MAX_CONNECTIONS` (default 16).
+    /// Connections in the database pool.
+    #[arg(long, env = "CLOKIO_ATTENDANCE_DB_MAX_CONNECTIONS", default_value = "16",
+        value_parser = config::at_least_one::<u32>)]
     pub db_max_connections: u32,
-    /// `CLOKIO_ATTENDANCE_MAX_IN_FLIGHT`: bus requests handled at once per replica (default 256).
+    /// Bus requests handled at once per replica.
+    #[arg(long, env = "CLOKIO_ATTENDANCE_MAX_IN_FLIGHT", default_value = "256",
+        value_parser = config::at_least_one::<usize>)]
     pub max_in_flight: usize,
-    /// `CLOKIO_ATTENDANCE_OPS_ADDR`: `/healthz`, `/readyz`, `/metrics` (default `0.0.0.0:9102`; `off`).
-    pub ops_addr: Option<std::net::SocketAddr>,
-}
-
-impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
-            bus: BusConfig::from_env()?,
-            database_url: config::database_url("CLOKIO_ATTENDANCE_DATABASE_URL"),
-            db_max_connections: config::count("CLOKIO_ATTENDANCE_DB_MAX_CONNECTIONS", 16)?,
-            max_in_flight: config::count("CLOKIO_ATTENDANCE_MAX_IN_FLIGHT", 256)?,
-            ops_addr: config::ops_addr(
-                "CLOKIO_ATTENDANCE_OPS_ADDR",
-                std::net::SocketAddr::from(([0, 0, 0, 0], 9102)),
-            )?,
-        })
-    }
+    /// `/healthz`, `/readyz` and `/metrics`; `off` for none.
+    #[arg(long, env = "CLOKIO_ATTENDANCE_OPS_ADDR", default_value = "0.0.0.0:9102",
+        value_parser = config::ops_addr)]
+    pub ops_addr: std::option::Option<std::net::SocketAddr>,
 }

@@ -1,85 +1,73 @@
-//! Console configuration, from `CLOKIO_*` environment variables (see docs/configuration.md).
+//! Console configuration: each setting's `CLOKIO_*` variable, default and check (`--help` lists
+//! them; docs/configuration.md too).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clokio_runtime::config::{self, BusConfig, ConfigError};
+use clokio_runtime::config::{self, BusConfig};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "clokio-console", about = "Clokio's admin console")]
 pub struct Config {
+    #[command(flatten)]
     pub bus: BusConfig,
-    /// `CLOKIO_CONSOLE_ADDR` (default `0.0.0.0:8081`).
+    /// Where the console listens.
+    #[arg(long, env = "CLOKIO_CONSOLE_ADDR", default_value = "0.0.0.0:8081")]
     pub addr: SocketAddr,
-    /// `CLOKIO_CONSOLE_OPS_ADDR`: `/healthz`, `/readyz`, `/metrics` (default `0.0.0.0:9105`; `off`).
-    pub ops_addr: Option<SocketAddr>,
-    /// `CLOKIO_REDIS_URL`: where sessions and sign-in throttles live.
+    /// `/healthz`, `/readyz` and `/metrics`; `off` for none.
+    #[arg(long, env = "CLOKIO_CONSOLE_OPS_ADDR", default_value = "0.0.0.0:9105",
+        value_parser = config::ops_addr)]
+    pub ops_addr: std::option::Option<SocketAddr>,
+    /// Where sessions and sign-in throttles live.
+    #[arg(
+        long,
+        env = "CLOKIO_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
     pub redis_url: String,
-    /// `CLOKIO_CONSOLE_PUBLIC_URL`: the origin people reach the console at (`https://admin.example.com`).
-    /// Forms are accepted only from it; over https the session cookie is `__Host-` and `Secure`.
-    /// Unset: the origin is the request's own `Host`, over http.
+    /// The origin people reach the console at (`https://admin.example.com`). Forms are accepted
+    /// only from it; over https the session cookie is `__Host-` and `Secure`. Unset: the origin is
+    /// the request's own `Host`, over http.
+    #[arg(long = "public-url", env = "CLOKIO_CONSOLE_PUBLIC_URL", value_parser = public_origin)]
     pub public_origin: Option<String>,
-    /// `CLOKIO_CONSOLE_SESSION_IDLE_MS`: a session unused this long ends (12 h).
+    /// A session unused this long ends, in ms (12 h).
+    #[arg(long, env = "CLOKIO_CONSOLE_SESSION_IDLE_MS", default_value = "43200000",
+        value_parser = config::millis)]
     pub session_idle: Duration,
-    /// `CLOKIO_CONSOLE_SESSION_MAX_MS`: a session ends this long after sign-in, used or not (7 days).
+    /// A session ends this long after sign-in, used or not, in ms (7 days).
+    #[arg(long, env = "CLOKIO_CONSOLE_SESSION_MAX_MS", default_value = "604800000",
+        value_parser = config::millis)]
     pub session_max: Duration,
-    /// `CLOKIO_CONSOLE_TRUST_FORWARDED`: take the client address for sign-in throttling from the
-    /// last `X-Forwarded-For` entry (behind a proxy that sets it), not the TCP peer (false).
+    /// Take the client address for sign-in throttling from the last `X-Forwarded-For` entry
+    /// (behind a proxy that sets it), not the TCP peer.
+    #[arg(long, env = "CLOKIO_CONSOLE_TRUST_FORWARDED", default_value = "false",
+        action = clap::ArgAction::Set, value_parser = config::boolean)]
     pub trust_forwarded: bool,
-    /// `CLOKIO_CONSOLE_SIGNIN_ACCOUNT_LIMIT`: failed sign-ins per account per window (5).
+    /// Failed sign-ins per account per window.
+    #[arg(long, env = "CLOKIO_CONSOLE_SIGNIN_ACCOUNT_LIMIT", default_value = "5",
+        value_parser = config::at_least_one::<u32>)]
     pub signin_account_limit: u32,
-    /// `CLOKIO_CONSOLE_SIGNIN_ADDRESS_LIMIT`: failed sign-ins per client address per window (20).
+    /// Failed sign-ins per client address per window.
+    #[arg(long, env = "CLOKIO_CONSOLE_SIGNIN_ADDRESS_LIMIT", default_value = "20",
+        value_parser = config::at_least_one::<u32>)]
     pub signin_address_limit: u32,
-    /// `CLOKIO_CONSOLE_SIGNIN_WINDOW_MS`: the throttling window (15 minutes).
+    /// The sign-in throttling window, in ms (15 minutes).
+    #[arg(long, env = "CLOKIO_CONSOLE_SIGNIN_WINDOW_MS", default_value = "900000",
+        value_parser = config::millis)]
     pub signin_window: Duration,
-    /// `CLOKIO_CONSOLE_ADMIN_CHECK_MS`: how long an admin's role and password version are trusted
-    /// before they are asked again; bounds how late a removed admin's sessions end (1000).
+    /// How long an admin's role and password version are trusted before they are asked again, in
+    /// ms; bounds how late a removed admin's sessions end.
+    #[arg(long, env = "CLOKIO_CONSOLE_ADMIN_CHECK_MS", default_value = "1000",
+        value_parser = config::millis)]
     pub admin_check: Duration,
 }
 
-impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let public_origin = config::var("CLOKIO_CONSOLE_PUBLIC_URL")
-            .map(|url| {
-                origin_of(&url).ok_or_else(|| ConfigError {
-                    var: "CLOKIO_CONSOLE_PUBLIC_URL".to_owned(),
-                    value: url.clone(),
-                    reason: "must be an http:// or https:// URL".to_owned(),
-                })
-            })
-            .transpose()?;
-        let trust_forwarded = match config::var("CLOKIO_CONSOLE_TRUST_FORWARDED").as_deref() {
-            None | Some("false") | Some("0") => false,
-            Some("true") | Some("1") => true,
-            Some(other) => {
-                return Err(ConfigError {
-                    var: "CLOKIO_CONSOLE_TRUST_FORWARDED".to_owned(),
-                    value: other.to_owned(),
-                    reason: "must be true or false".to_owned(),
-                });
-            }
-        };
-        Ok(Self {
-            bus: BusConfig::from_env()?,
-            addr: config::parse(
-                "CLOKIO_CONSOLE_ADDR",
-                SocketAddr::from(([0, 0, 0, 0], 8081)),
-            )?,
-            ops_addr: config::ops_addr(
-                "CLOKIO_CONSOLE_OPS_ADDR",
-                SocketAddr::from(([0, 0, 0, 0], 9105)),
-            )?,
-            redis_url: config::string("CLOKIO_REDIS_URL", "redis://127.0.0.1:6379"),
-            public_origin,
-            session_idle: config::millis("CLOKIO_CONSOLE_SESSION_IDLE_MS", 12 * 3600 * 1000)?,
-            session_max: config::millis("CLOKIO_CONSOLE_SESSION_MAX_MS", 7 * 24 * 3600 * 1000)?,
-            trust_forwarded,
-            signin_account_limit: config::count("CLOKIO_CONSOLE_SIGNIN_ACCOUNT_LIMIT", 5)?,
-            signin_address_limit: config::count("CLOKIO_CONSOLE_SIGNIN_ADDRESS_LIMIT", 20)?,
-            signin_window: config::millis("CLOKIO_CONSOLE_SIGNIN_WINDOW_MS", 15 * 60 * 1000)?,
-            admin_check: config::millis("CLOKIO_CONSOLE_ADMIN_CHECK_MS", 1000)?,
-        })
-    }
+fn public_origin(url: &str) -> Result<String, String> {
+    origin_of(url).ok_or_else(|| "must be an http:// or https:// URL".to_owned())
+}
 
+impl Config {
     /// Whether the console is served over https (the session cookie is then `__Host-`, `Secure`).
     pub fn https(&self) -> bool {
         self.public_origin

@@ -7,8 +7,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     clokio_runtime::service::main(
         "console",
-        clokio_console::Config::from_env,
-        |config, shutdown| async move {
+        |config: clokio_console::Config, shutdown| async move {
             let listener =
                 clokio_runtime::service::listen("CLOKIO_CONSOLE_ADDR", config.addr).await?;
             clokio_console::run(config, listener, shutdown).await

@@ -241,7 +241,7 @@ mod tests {
     use super::*;
 
     fn config(public: Option<&str>) -> Config {
-        let mut c = Config::from_env().unwrap();
+        let mut c = clokio_runtime::config::from_env::<Config>().unwrap();
         c.public_origin = public.map(str::to_owned);
         c
     }

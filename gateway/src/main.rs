@@ -7,8 +7,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     clokio_runtime::service::main(
         "gateway",
-        clokio_gateway::Config::from_env,
-        |config, shutdown| async move {
+        |config: clokio_gateway::Config, shutdown| async move {
             let listener =
                 clokio_runtime::service::listen("CLOKIO_GATEWAY_ADDR", config.addr).await?;
             clokio_gateway::run(config, listener, shutdown).await

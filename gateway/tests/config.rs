@@ -42,3 +42,59 @@ fn an_address_taken_stops_the_start_and_names_the_variable() {
         "{stderr}"
     );
 }
+
+/// The settings' one declaration also gives `--help` (every variable listed, exit 0), flags that
+/// win over their variables, and variables that are set but empty counting as unset.
+#[test]
+fn help_flags_and_empty_variables() {
+    let gateway = env!("CARGO_BIN_EXE_clokio-gateway");
+    let help = std::process::Command::new(gateway)
+        .arg("--help")
+        .output()
+        .expect("the gateway runs");
+    assert!(help.status.success(), "{help:?}");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for var in [
+        "CLOKIO_NATS_URL",
+        "CLOKIO_SUBJECT_PREFIX",
+        "CLOKIO_BUS_TIMEOUT_MS",
+        "CLOKIO_STREAM_REPLICAS",
+        "CLOKIO_GATEWAY_ADDR",
+        "CLOKIO_GATEWAY_OPS_ADDR",
+        "CLOKIO_REDIS_URL",
+        "CLOKIO_REDIS_TIMEOUT_MS",
+        "CLOKIO_RATE_LIMIT_BASIC",
+        "CLOKIO_RATE_LIMIT_PRO",
+        "CLOKIO_AUTH_CACHE_TTL_MS",
+        "CLOKIO_KEY_TOUCH_INTERVAL_MS",
+        "CLOKIO_MAX_BODY_BYTES",
+        "CLOKIO_MAX_IMPORT_BODY_BYTES",
+        "CLOKIO_STREAM_BUFFER",
+        "CLOKIO_STREAM_HEARTBEAT_MS",
+    ] {
+        assert!(help.contains(var), "--help does not list {var}:\n{help}");
+    }
+
+    // The flag's value is checked, and named by its variable, though the variable is fine.
+    let flag = std::process::Command::new(gateway)
+        .args(["--stream-replicas", "9"])
+        .env("CLOKIO_STREAM_REPLICAS", "1")
+        .output()
+        .expect("the gateway runs");
+    let stderr = String::from_utf8_lossy(&flag.stderr);
+    assert_eq!(flag.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(r#"CLOKIO_STREAM_REPLICAS="9""#), "{stderr}");
+
+    // An empty variable is unset (its default holds), so the refusal is the other variable's.
+    let empty = std::process::Command::new(gateway)
+        .env("CLOKIO_STREAM_REPLICAS", "")
+        .env("CLOKIO_RATE_LIMIT_BASIC", "0")
+        .output()
+        .expect("the gateway runs");
+    let stderr = String::from_utf8_lossy(&empty.stderr);
+    assert_eq!(empty.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("CLOKIO_RATE_LIMIT_BASIC") && !stderr.contains("CLOKIO_STREAM_REPLICAS"),
+        "{stderr}"
+    );
+}

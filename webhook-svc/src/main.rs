@@ -5,10 +5,5 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    clokio_runtime::service::main(
-        "webhook-svc",
-        clokio_webhook_svc::Config::from_env,
-        clokio_webhook_svc::run,
-    )
-    .await
+    clokio_runtime::service::main("webhook-svc", clokio_webhook_svc::run).await
 }
