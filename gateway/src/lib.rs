@@ -11,6 +11,7 @@ mod idempotency;
 mod openapi;
 mod paging;
 mod ratelimit;
+mod request;
 mod routes;
 mod scopes;
 

@@ -16,11 +16,12 @@ use utoipa::ToSchema;
 
 use super::{RETRIEVED, forward};
 use crate::auth::Auth;
-use crate::body::Fields;
 use crate::envelope::ApiError;
 use crate::openapi::{Envelope, ErrorEnvelope};
 use crate::paging::{Page, PageParams, forward_list};
+use crate::request::{Body, Instant, Strings, Text, optional};
 use crate::{App, RequestId};
+use serde::Deserialize;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -57,23 +58,25 @@ pub async fn list(
     .await
 }
 
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
 pub struct KeyCreateBody {
     /// A descriptive name, e.g. "Payroll Integration".
-    #[schema(pattern = r"\S")]
-    name: String,
+    #[schema(inline)]
+    name: Text<100>,
     /// What the key may do. Give either this or `preset`; with neither the key gets every scope.
     /// A key can only grant scopes it holds itself.
-    #[schema(example = json!(["attendance:write"]))]
-    scopes: Option<Vec<ScopeName>>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(value_type = Option<Vec<ScopeName>>, example = json!(["attendance:write"]))]
+    scopes: Option<Strings<{ Scope::ALL.len() * 2 }>>,
     /// A named set: `full` (every scope, the default), `kiosk` (`attendance:write`),
     /// `read-only` (every `:read` scope).
-    #[schema(example = "read-only")]
-    preset: Option<PresetName>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(value_type = Option<PresetName>, example = "read-only")]
+    preset: Option<Text<20>>,
     /// When the key stops working (RFC 3339, in the future). Absent: it does not expire.
-    #[schema(example = "2027-01-31T23:59:59Z")]
-    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>, example = "2027-01-31T23:59:59Z")]
+    expires_at: Option<Instant>,
 }
 
 /// A scope's name.
@@ -124,21 +127,29 @@ pub async fn create(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
-    mut f: Fields,
+    Body(body): Body<KeyCreateBody>,
 ) -> Result<Response, ApiError> {
-    let name = f.required_str("name", 100)?;
-    let listed = f.optional_list("scopes", Scope::ALL.len() * 2, |s| {
-        Scope::parse(s).ok_or_else(|| {
-            ApiError::invalid(format!(
-                "The scopes field has an unknown scope: {s}. Scopes are {}",
-                Scopes::FULL.names().join(", ")
-            ))
+    let listed = body
+        .scopes
+        .map(|listed| {
+            listed
+                .0
+                .iter()
+                .map(|s| {
+                    Scope::parse(s).ok_or_else(|| {
+                        ApiError::invalid(format!(
+                            "The scopes field has an unknown scope: {s}. Scopes are {}",
+                            Scopes::FULL.names().join(", ")
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
         })
-    })?;
-    let preset = f
-        .optional_str("preset", 20)?
+        .transpose()?;
+    let preset = body
+        .preset
         .map(|p| {
-            Preset::parse(&p).ok_or_else(|| {
+            Preset::parse(&p.0).ok_or_else(|| {
                 ApiError::invalid("The preset field must be full, kiosk or read-only")
             })
         })
@@ -162,7 +173,7 @@ pub async fn create(
             crate::scopes::refusal(scope),
         ));
     }
-    let expires_at = f.optional_timestamp("expires_at")?;
+    let expires_at = body.expires_at.map(|at| at.0);
     if expires_at.is_some_and(|at| at <= chrono::Utc::now()) {
         return Err(ApiError::invalid(
             "The expires_at field must be a time in the future",
@@ -170,7 +181,7 @@ pub async fn create(
     }
     let req = KeyCreate {
         org_id: auth.org_id,
-        name,
+        name: body.name.0,
         scopes,
         expires_at,
     };

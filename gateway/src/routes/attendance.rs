@@ -22,12 +22,14 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::forward;
 use crate::auth::Auth;
-use crate::body::{Fields, parse_date, required};
+use crate::body::{parse_date, required};
 use crate::envelope::{self, ApiError};
 use crate::idempotency::IdempotencyKey;
 use crate::openapi::{Envelope, ErrorEnvelope};
 use crate::paging::{Page, PageParams, forward_list};
+use crate::request::{Body, Instant, Items, Latitude, Longitude, Text, optional};
 use crate::{App, RequestId};
+use serde::Deserialize;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -51,83 +53,77 @@ fn nip(code: &str) -> Result<EmployeeCode, ApiError> {
     EmployeeCode::parse(code).map_err(|_| ApiError::not_found("Employee not found"))
 }
 
-/// The clock body: `nip`, optional `latitude`/`longitude` (both or neither) and `timestamp`.
+/// The clock body.
+#[derive(Deserialize, ToSchema)]
+pub struct ClockBody {
+    /// The employee code.
+    #[schema(inline, example = "EMP-1042")]
+    nip: Text<255>,
+    /// With `longitude`: matched to the nearest location whose radius contains it.
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline, example = 32.0853)]
+    latitude: Option<Latitude>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline, example = 34.7818)]
+    longitude: Option<Longitude>,
+    /// When it happened, for offline kiosks: RFC 3339, within the org's `offline_backdate_hours`
+    /// and at most 2 minutes ahead, not before the employee's last event. Default: now.
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    timestamp: Option<Instant>,
+}
+
+/// The break body: a clock body without a position.
+#[derive(Deserialize, ToSchema)]
+pub struct BreakBody {
+    #[schema(inline, example = "EMP-1042")]
+    nip: Text<255>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    timestamp: Option<Instant>,
+}
+
+impl From<BreakBody> for ClockBody {
+    fn from(b: BreakBody) -> Self {
+        Self {
+            nip: b.nip,
+            latitude: None,
+            longitude: None,
+            timestamp: b.timestamp,
+        }
+    }
+}
+
+/// The clock request of a body: `latitude` and `longitude` come both or neither.
 fn clock_request(
     auth: &Auth,
     idempotency_key: Option<String>,
-    mut f: Fields,
-    with_position: bool,
+    body: ClockBody,
 ) -> Result<ClockRequest, ApiError> {
-    let code = f.required_str("nip", 255)?;
-    let coordinates = if with_position {
-        match (f.optional_f64("latitude")?, f.optional_f64("longitude")?) {
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(ApiError::invalid(
-                    "The longitude field is required when latitude is present",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(ApiError::invalid(
-                    "The latitude field is required when longitude is present",
-                ));
-            }
-            (Some(latitude), Some(longitude)) => {
-                if !(-90.0..=90.0).contains(&latitude) {
-                    return Err(ApiError::invalid(
-                        "The latitude field must be between -90 and 90",
-                    ));
-                }
-                if !(-180.0..=180.0).contains(&longitude) {
-                    return Err(ApiError::invalid(
-                        "The longitude field must be between -180 and 180",
-                    ));
-                }
-                Some(Coordinates {
-                    latitude,
-                    longitude,
-                })
-            }
+    let coordinates = match (body.latitude, body.longitude) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ApiError::invalid(
+                "The longitude field is required when latitude is present",
+            ));
         }
-    } else {
-        None
+        (None, Some(_)) => {
+            return Err(ApiError::invalid(
+                "The latitude field is required when longitude is present",
+            ));
+        }
+        (Some(Latitude(latitude)), Some(Longitude(longitude))) => Some(Coordinates {
+            latitude,
+            longitude,
+        }),
     };
-    let timestamp = f.optional_timestamp("timestamp")?;
     Ok(ClockRequest {
         org_id: auth.org_id,
-        employee_code: nip(&code)?,
+        employee_code: nip(&body.nip.0)?,
         coordinates,
-        timestamp,
+        timestamp: body.timestamp.map(|t| t.0),
         idempotency_key,
     })
-}
-
-/// The clock body, for the OpenAPI document.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ClockBody {
-    /// The employee code.
-    #[schema(example = "EMP-1042", pattern = r"\S")]
-    nip: String,
-    /// With `longitude`: matched to the nearest location whose radius contains it.
-    #[schema(example = 32.0853)]
-    latitude: Option<f64>,
-    #[schema(example = 34.7818)]
-    longitude: Option<f64>,
-    /// When it happened, for offline kiosks: RFC 3339, within the org's `offline_backdate_hours`
-    /// and at most 2 minutes ahead, not before the employee's last event. Default: now.
-    #[schema(format = DateTime)]
-    timestamp: Option<String>,
-}
-
-/// The break body.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct BreakBody {
-    #[schema(example = "EMP-1042", pattern = r"\S")]
-    nip: String,
-    #[schema(format = DateTime)]
-    timestamp: Option<String>,
 }
 
 async fn clock<O: Operation<Request = ClockRequest>>(
@@ -135,11 +131,10 @@ async fn clock<O: Operation<Request = ClockRequest>>(
     auth: &Auth,
     rid: &RequestId,
     idem: IdempotencyKey,
-    f: Fields,
-    with_position: bool,
+    body: ClockBody,
     message: &str,
 ) -> Result<Response, ApiError> {
-    let req = clock_request(auth, idem.key, f, with_position)?;
+    let req = clock_request(auth, idem.key, body)?;
     forward::<O>(app, rid, &req, StatusCode::OK, message).await
 }
 
@@ -161,15 +156,14 @@ pub async fn clock_in(
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
     idem: IdempotencyKey,
-    f: Fields,
+    Body(body): Body<ClockBody>,
 ) -> Result<Response, ApiError> {
     clock::<ClockInOp>(
         &app,
         &auth,
         &rid,
         idem,
-        f,
-        true,
+        body,
         "Employee clocked in successfully",
     )
     .await
@@ -191,15 +185,14 @@ pub async fn clock_out(
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
     idem: IdempotencyKey,
-    f: Fields,
+    Body(body): Body<ClockBody>,
 ) -> Result<Response, ApiError> {
     clock::<ClockOutOp>(
         &app,
         &auth,
         &rid,
         idem,
-        f,
-        true,
+        body,
         "Employee clocked out successfully",
     )
     .await
@@ -221,15 +214,14 @@ pub async fn break_start(
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
     idem: IdempotencyKey,
-    f: Fields,
+    Body(body): Body<BreakBody>,
 ) -> Result<Response, ApiError> {
     clock::<BreakStartOp>(
         &app,
         &auth,
         &rid,
         idem,
-        f,
-        false,
+        body.into(),
         "Break started successfully",
     )
     .await
@@ -251,15 +243,14 @@ pub async fn break_end(
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
     idem: IdempotencyKey,
-    f: Fields,
+    Body(body): Body<BreakBody>,
 ) -> Result<Response, ApiError> {
     clock::<BreakEndOp>(
         &app,
         &auth,
         &rid,
         idem,
-        f,
-        false,
+        body.into(),
         "Break ended successfully",
     )
     .await
@@ -465,37 +456,48 @@ pub async fn today_detailed(
     forward::<OrgActivityOp>(&app, &rid, &req, StatusCode::OK, "Daily activity retrieved").await
 }
 
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ImportBreakBody {
-    #[schema(format = DateTime)]
-    start: String,
-    #[schema(format = DateTime)]
-    end: String,
+/// A break, as imports and corrections give it.
+#[derive(Deserialize, ToSchema)]
+pub struct BreakSpan {
+    #[schema(inline)]
+    start: Instant,
+    #[schema(inline)]
+    end: Instant,
 }
 
-#[derive(ToSchema)]
-#[allow(dead_code)]
+impl From<BreakSpan> for ImportBreak {
+    fn from(b: BreakSpan) -> Self {
+        Self {
+            start: b.start.0,
+            end: b.end.0,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
 pub struct ImportRecordBody {
-    #[schema(pattern = r"\S")]
-    nip: String,
-    #[schema(format = DateTime)]
-    clock_in: String,
-    #[schema(format = DateTime)]
-    clock_out: String,
+    #[schema(inline)]
+    nip: Text<255>,
+    #[schema(inline)]
+    clock_in: Instant,
+    #[schema(inline)]
+    clock_out: Instant,
     /// Inside the session, not overlapping each other.
-    breaks: Option<Vec<ImportBreakBody>>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<BreakSpan>>)]
+    breaks: Option<Items<BreakSpan, { MAX_IMPORT_BREAKS }>>,
     /// A location name of the org; default the employee's own location.
-    location: Option<String>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    location: Option<Text<255>>,
 }
 
 /// The import body: up to 5,000 closed sessions, each at most 48 hours long with at most 50
 /// breaks, and at most 20,000 breaks in all.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
 pub struct ImportBody {
-    #[schema(min_items = 1)]
-    records: Vec<ImportRecordBody>,
+    #[schema(value_type = Vec<ImportRecordBody>, min_items = 1)]
+    records: Items<ImportRecordBody, { MAX_IMPORT_RECORDS }>,
 }
 
 /// Import attendance history, all or nothing. A refusal names the record (`records.3: …`).
@@ -513,39 +515,22 @@ pub async fn import(
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
     idem: IdempotencyKey,
-    mut f: Fields,
+    Body(body): Body<ImportBody>,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idem.key;
-    let items = f
-        .optional_objects("records", MAX_IMPORT_RECORDS)?
-        .ok_or_else(|| required("records"))?;
-    let mut records = Vec::with_capacity(items.len());
-    for (i, mut r) in items.into_iter().enumerate() {
-        let field = |name: &str| format!("records.{i}.{name}");
-        let code = r.required_str(&field("nip"), 255)?;
+    let mut records = Vec::with_capacity(body.records.0.len());
+    for (i, r) in body.records.0.into_iter().enumerate() {
+        let code = r.nip.0;
         let nip = EmployeeCode::parse(&code)
             .map_err(|_| ApiError::invalid(format!("records.{i}: Employee {code} not found")))?;
-        let clock_in = r.required_timestamp(&field("clock_in"))?;
-        let clock_out = r.required_timestamp(&field("clock_out"))?;
-        let location = r.optional_str(&field("location"), 255)?;
-        let breaks = r
-            .optional_objects(&field("breaks"), MAX_IMPORT_BREAKS)?
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-            .map(|(j, mut b)| {
-                Ok(ImportBreak {
-                    start: b.required_timestamp(&format!("records.{i}.breaks.{j}.start"))?,
-                    end: b.required_timestamp(&format!("records.{i}.breaks.{j}.end"))?,
-                })
-            })
-            .collect::<Result<Vec<_>, ApiError>>()?;
         records.push(ImportRecord {
             employee_code: nip,
-            clock_in,
-            clock_out,
-            breaks,
-            location,
+            clock_in: r.clock_in.0,
+            clock_out: r.clock_out.0,
+            breaks: r
+                .breaks
+                .map_or_else(Vec::new, |b| b.0.into_iter().map(Into::into).collect()),
+            location: r.location.map(|l| l.0),
         });
     }
     let req = ImportRequest {

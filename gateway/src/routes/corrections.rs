@@ -20,13 +20,16 @@ use clokio_bus::ops::{
 use clokio_bus::types::EmployeeCode;
 use utoipa::ToSchema;
 
+use super::attendance::BreakSpan;
 use super::{RETRIEVED, forward};
 use crate::auth::Auth;
-use crate::body::{Fields, required};
+use crate::body::required;
 use crate::envelope::ApiError;
 use crate::idempotency::IdempotencyKey;
 use crate::openapi::{Envelope, ErrorEnvelope};
+use crate::request::{Body, Instant, Items, Text, optional};
 use crate::{App, RequestId};
+use serde::Deserialize;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -49,53 +52,33 @@ fn session_id(id: &str) -> Result<AttendanceId, ApiError> {
         .ok_or_else(|| ApiError::not_found("Attendance session not found"))
 }
 
-fn reason(f: &mut Fields) -> Result<String, ApiError> {
-    f.required_str("reason", MAX_REASON_LEN)
-}
-
-fn breaks(f: &mut Fields, name: &str) -> Result<Option<Vec<ImportBreak>>, ApiError> {
-    let Some(items) = f.optional_objects(name, MAX_IMPORT_BREAKS)? else {
-        return Ok(None);
-    };
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(j, mut b)| {
-            Ok(ImportBreak {
-                start: b.required_timestamp(&format!("{name}.{j}.start"))?,
-                end: b.required_timestamp(&format!("{name}.{j}.end"))?,
-            })
-        })
-        .collect::<Result<Vec<_>, ApiError>>()
-        .map(Some)
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct CorrectionBreakBody {
-    #[schema(format = DateTime)]
-    start: String,
-    #[schema(format = DateTime)]
-    end: String,
+/// The breaks of a body, as the bus takes them.
+fn breaks(breaks: Option<Items<BreakSpan, { MAX_IMPORT_BREAKS }>>) -> Option<Vec<ImportBreak>> {
+    breaks.map(|b| b.0.into_iter().map(Into::into).collect())
 }
 
 /// What to change; absent fields stay as they are. `breaks` replaces every break of the session.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
 pub struct SessionPatchBody {
     /// Moves the clock-in (RFC 3339). The session then belongs to the org-local date of it.
-    #[schema(format = DateTime)]
-    clock_in: Option<String>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    clock_in: Option<Instant>,
     /// Moves the clock-out, or sets a missing one.
-    #[schema(format = DateTime)]
-    clock_out: Option<String>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    clock_out: Option<Instant>,
     /// The session's breaks, all of them, inside the session and apart.
-    breaks: Option<Vec<CorrectionBreakBody>>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<BreakSpan>>)]
+    breaks: Option<Items<BreakSpan, { MAX_IMPORT_BREAKS }>>,
     /// A location name of the org.
-    location: Option<String>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    location: Option<Text<255>>,
     /// Why (1-500 characters); kept in the audit trail.
-    #[schema(pattern = r"\S")]
-    reason: String,
+    #[schema(inline)]
+    reason: Text<{ MAX_REASON_LEN }>,
 }
 
 /// Correct a session: move the clock-in or clock-out, set a missing clock-out, replace its
@@ -121,15 +104,15 @@ pub async fn update(
     Extension(rid): Extension<RequestId>,
     idem: IdempotencyKey,
     Path(id): Path<String>,
-    mut f: Fields,
+    Body(body): Body<SessionPatchBody>,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idem.key;
     let id = session_id(&id)?;
-    let reason = reason(&mut f)?;
-    let clock_in = f.optional_timestamp("clock_in")?;
-    let clock_out = f.optional_timestamp("clock_out")?;
-    let breaks = breaks(&mut f, "breaks")?;
-    let location = f.optional_str("location", 255)?;
+    let reason = body.reason.0;
+    let clock_in = body.clock_in.map(|at| at.0);
+    let clock_out = body.clock_out.map(|at| at.0);
+    let breaks = breaks(body.breaks);
+    let location = body.location.map(|l| l.0);
     if clock_in.is_none() && clock_out.is_none() && breaks.is_none() && location.is_none() {
         return Err(ApiError::invalid(
             "The request must change at least one of clock_in, clock_out, breaks or location",
@@ -178,12 +161,12 @@ pub async fn remove(
     idem: IdempotencyKey,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-    mut f: Fields,
+    Body(body): Body<ReasonBody>,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idem.key;
     let id = session_id(&id)?;
-    let reason = match f.optional_str("reason", MAX_REASON_LEN)? {
-        Some(r) => r,
+    let reason = match body.reason {
+        Some(r) => r.0,
         None => {
             let r = q.get("reason").map(|r| r.trim()).unwrap_or_default();
             if r.is_empty() {
@@ -214,30 +197,33 @@ pub async fn remove(
     .await
 }
 
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
 pub struct ReasonBody {
     /// Why (1-500 characters); kept in the audit trail.
-    #[schema(pattern = r"\S")]
-    reason: String,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    reason: Option<Text<{ MAX_REASON_LEN }>>,
 }
 
 /// A session that was never punched: the shape of an import record, with a reason.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
 pub struct SessionCreateBody {
-    #[schema(pattern = r"\S")]
-    nip: String,
-    #[schema(format = DateTime)]
-    clock_in: String,
-    #[schema(format = DateTime)]
-    clock_out: String,
-    breaks: Option<Vec<CorrectionBreakBody>>,
+    #[schema(inline)]
+    nip: Text<255>,
+    #[schema(inline)]
+    clock_in: Instant,
+    #[schema(inline)]
+    clock_out: Instant,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<BreakSpan>>)]
+    breaks: Option<Items<BreakSpan, { MAX_IMPORT_BREAKS }>>,
     /// A location name of the org; default the employee's own location.
-    location: Option<String>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    location: Option<Text<255>>,
     /// Why (1-500 characters); kept in the audit trail.
-    #[schema(pattern = r"\S")]
-    reason: String,
+    #[schema(inline)]
+    reason: Text<{ MAX_REASON_LEN }>,
 }
 
 /// Add a session that was never punched (a forgotten day), closed, at most 48 hours long.
@@ -256,18 +242,18 @@ pub async fn create(
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
     idem: IdempotencyKey,
-    mut f: Fields,
+    Body(body): Body<SessionCreateBody>,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idem.key;
-    let code = f.required_str("nip", 255)?;
+    let code = body.nip.0;
     // As the import says it: an unknown employee in a record is a 422.
     let nip = EmployeeCode::parse(&code)
         .map_err(|_| ApiError::invalid(format!("Employee {code} not found")))?;
-    let clock_in = f.required_timestamp("clock_in")?;
-    let clock_out = f.required_timestamp("clock_out")?;
-    let breaks = breaks(&mut f, "breaks")?.unwrap_or_default();
-    let location = f.optional_str("location", 255)?;
-    let reason = reason(&mut f)?;
+    let clock_in = body.clock_in.0;
+    let clock_out = body.clock_out.0;
+    let breaks = breaks(body.breaks).unwrap_or_default();
+    let location = body.location.map(|l| l.0);
+    let reason = body.reason.0;
     let req = SessionCreate {
         org_id: auth.org_id,
         record: ImportRecord {

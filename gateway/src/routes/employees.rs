@@ -15,10 +15,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{RETRIEVED, forward};
 use crate::auth::Auth;
-use crate::body::Fields;
 use crate::envelope::ApiError;
 use crate::openapi::{Envelope, ErrorEnvelope};
 use crate::paging::{self, Page, PageParams};
+use crate::request::{Body, Day, Password, Text, optional};
 use crate::{App, OrgGeneration, RequestId};
 
 pub fn routes() -> Router<App> {
@@ -84,30 +84,42 @@ pub async fn list(
 }
 
 /// The create body. `employee_code` and `password` are generated when omitted.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
 pub struct EmployeeCreateBody {
-    #[schema(pattern = r"\S")]
-    name: String,
-    #[schema(format = Email)]
-    email: String,
+    #[schema(inline)]
+    name: Text<255>,
+    #[schema(value_type = String, format = Email)]
+    email: Text<254>,
     /// Name of an existing location of the organization.
-    #[schema(pattern = r"\S")]
-    location: String,
-    phone: Option<String>,
-    position: Option<String>,
-    department: Option<String>,
+    #[schema(inline)]
+    location: Text<255>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    phone: Option<Text<50>>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    position: Option<Text<255>>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    department: Option<Text<255>>,
     /// The NIP; 1-32 of `[A-Za-z0-9_-]`. Auto-generated (`00001`, `00002`, …) when omitted.
-    employee_code: Option<String>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    employee_code: Option<Text<255>>,
     /// 8-128 characters. Auto-generated and returned once when omitted.
-    #[schema(min_length = 8, max_length = 128)]
-    password: Option<String>,
-    #[schema(format = Date)]
-    birthdate: Option<String>,
-    address: Option<String>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    password: Option<Password>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    birthdate: Option<Day>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    address: Option<Text<500>>,
     /// Defaults to today in the organization's time zone.
-    #[schema(format = Date)]
-    hire_date: Option<String>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    hire_date: Option<Day>,
 }
 
 /// Create a new employee (active, role `employee`).
@@ -122,36 +134,27 @@ pub async fn create(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
-    mut f: Fields,
+    Body(body): Body<EmployeeCreateBody>,
 ) -> Result<Response, ApiError> {
-    let name = f.required_str("name", 255)?;
-    let email = Email::parse(&f.required_str("email", 254)?).map_err(ApiError::invalid)?;
-    let location = f.required_str("location", 255)?;
-    let phone = f.optional_str("phone", 50)?;
-    let position = f.optional_str("position", 255)?;
-    let department = f.optional_str("department", 255)?;
-    let employee_code = f
-        .optional_str("employee_code", 255)?
-        .map(|c| EmployeeCode::parse(&c))
+    let email = Email::parse(&body.email.0).map_err(ApiError::invalid)?;
+    let employee_code = body
+        .employee_code
+        .map(|c| EmployeeCode::parse(&c.0))
         .transpose()
         .map_err(ApiError::invalid)?;
-    let password = f.optional_raw_str("password")?;
-    let birthdate = f.optional_date("birthdate")?;
-    let address = f.optional_str("address", 500)?;
-    let hire_date = f.optional_date("hire_date")?;
     let req = EmployeeCreate {
         org_id: auth.org_id,
-        name,
+        name: body.name.0,
         email,
-        location,
-        phone,
-        position,
-        department,
+        location: body.location.0,
+        phone: body.phone.map(|t| t.0),
+        position: body.position.map(|t| t.0),
+        department: body.department.map(|t| t.0),
         employee_code,
-        password,
-        birthdate,
-        address,
-        hire_date,
+        password: body.password.map(|p| p.0),
+        birthdate: body.birthdate.map(|d| d.0),
+        address: body.address.map(|t| t.0),
+        hire_date: body.hire_date.map(|d| d.0),
     };
     forward::<EmployeeCreateOp>(
         &app,
@@ -163,10 +166,10 @@ pub async fn create(
     .await
 }
 
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
 pub struct StatusBody {
-    status: EmployeeStatus,
+    #[schema(value_type = EmployeeStatus)]
+    status: Text<16>,
 }
 
 /// Activate or deactivate an employee. Inactive employees cannot clock in.
@@ -185,13 +188,14 @@ pub async fn set_status(
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
     Path(code): Path<String>,
-    mut f: Fields,
+    Body(body): Body<StatusBody>,
 ) -> Result<Response, ApiError> {
     // A code that cannot exist names no employee.
     let employee_code =
         EmployeeCode::parse(&code).map_err(|_| ApiError::not_found("Employee not found"))?;
-    let status = f
-        .required_str("status", 16)?
+    let status = body
+        .status
+        .0
         .parse::<EmployeeStatus>()
         .map_err(ApiError::invalid)?;
     let req = EmployeeSetStatus {

@@ -17,12 +17,13 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{RETRIEVED, forward, month_year};
 use crate::auth::Auth;
-use crate::body::{Fields, required};
 use crate::envelope::ApiError;
 use crate::idempotency::IdempotencyKey;
 use crate::openapi::{Envelope, ErrorEnvelope};
 use crate::paging::{Page, PageParams, forward_list};
+use crate::request::{Body, Day, Text};
 use crate::{App, RequestId};
+use serde::Deserialize;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -30,18 +31,17 @@ pub fn routes() -> Router<App> {
         .route("/api/v1/leaves/{id}", delete(remove))
 }
 
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
 pub struct LeaveBody {
-    #[schema(example = "EMP-1042", pattern = r"\S")]
-    nip: String,
-    #[schema(format = Date)]
-    start_date: String,
+    #[schema(inline, example = "EMP-1042")]
+    nip: Text<255>,
+    #[schema(inline)]
+    start_date: Day,
     /// On or after `start_date`; at most 366 days in all.
-    #[schema(format = Date)]
-    end_date: String,
+    #[schema(inline)]
+    end_date: Day,
     #[schema(value_type = LeaveType)]
-    r#type: String,
+    r#type: Text<16>,
 }
 
 /// Record leave for an employee (org-local dates, inclusive).
@@ -60,26 +60,21 @@ pub async fn create(
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
     idem: IdempotencyKey,
-    mut f: Fields,
+    Body(body): Body<LeaveBody>,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idem.key;
-    let code = f.required_str("nip", 255)?;
-    let start_date = f
-        .optional_date("start_date")?
-        .ok_or_else(|| required("start_date"))?;
-    let end_date = f
-        .optional_date("end_date")?
-        .ok_or_else(|| required("end_date"))?;
-    let kind = f
-        .required_str("type", 16)?
+    let kind = body
+        .r#type
+        .0
         .parse::<LeaveType>()
         .map_err(ApiError::invalid)?;
-    let nip = EmployeeCode::parse(&code).map_err(|_| ApiError::not_found("Employee not found"))?;
+    let nip =
+        EmployeeCode::parse(&body.nip.0).map_err(|_| ApiError::not_found("Employee not found"))?;
     let req = LeaveCreate {
         org_id: auth.org_id,
         employee_code: nip,
-        start_date,
-        end_date,
+        start_date: body.start_date.0,
+        end_date: body.end_date.0,
         kind,
         idempotency_key,
     };

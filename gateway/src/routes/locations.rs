@@ -10,10 +10,11 @@ use utoipa::ToSchema;
 
 use super::{RETRIEVED, forward};
 use crate::auth::Auth;
-use crate::body::Fields;
 use crate::envelope::ApiError;
 use crate::openapi::{Envelope, ErrorEnvelope};
+use crate::request::{Body, Latitude, Longitude, Number, Text};
 use crate::{App, RequestId};
+use serde::Deserialize;
 
 pub fn routes() -> Router<App> {
     Router::new().route("/api/v1/locations", get(list).post(create))
@@ -41,19 +42,18 @@ pub async fn list(
     .await
 }
 
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
 pub struct LocationCreateBody {
     /// Unique within the organization.
-    #[schema(pattern = r"\S")]
-    name: String,
-    #[schema(minimum = -90.0, maximum = 90.0)]
-    latitude: f64,
-    #[schema(minimum = -180.0, maximum = 180.0)]
-    longitude: f64,
+    #[schema(inline)]
+    name: Text<255>,
+    #[schema(inline)]
+    latitude: Latitude,
+    #[schema(inline)]
+    longitude: Longitude,
     /// Geofence radius in meters.
-    #[schema(exclusive_minimum = 0.0, maximum = 100000.0)]
-    radius_meters: f64,
+    #[schema(value_type = f64, exclusive_minimum = 0.0, maximum = 100000.0)]
+    radius_meters: Number,
 }
 
 /// Create a work location.
@@ -66,28 +66,14 @@ pub async fn create(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
-    mut f: Fields,
+    Body(body): Body<LocationCreateBody>,
 ) -> Result<Response, ApiError> {
-    let name = f.required_str("name", 255)?;
-    let latitude = f.required_f64("latitude")?;
-    let longitude = f.required_f64("longitude")?;
-    let radius_meters = f.required_f64("radius_meters")?;
-    if !(-90.0..=90.0).contains(&latitude) {
-        return Err(ApiError::invalid(
-            "The latitude field must be between -90 and 90",
-        ));
-    }
-    if !(-180.0..=180.0).contains(&longitude) {
-        return Err(ApiError::invalid(
-            "The longitude field must be between -180 and 180",
-        ));
-    }
     let req = LocationCreate {
         org_id: auth.org_id,
-        name,
-        latitude,
-        longitude,
-        radius_meters,
+        name: body.name.0,
+        latitude: body.latitude.0,
+        longitude: body.longitude.0,
+        radius_meters: body.radius_meters.0,
     };
     forward::<LocationCreateOp>(
         &app,

@@ -16,7 +16,9 @@ use crate::auth::Auth;
 use crate::body::{Fields, parse_date};
 use crate::envelope::ApiError;
 use crate::openapi::{Envelope, ErrorEnvelope};
+use crate::request::{Items, Number, Strings, Text, Whole, nullable, optional};
 use crate::{App, RequestId};
+use serde::Deserialize;
 
 pub fn routes() -> Router<App> {
     Router::new().route("/api/v1/organization", get(show).patch(update))
@@ -44,45 +46,84 @@ pub async fn show(
     .await
 }
 
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
 pub struct SchedulePatchBody {
     /// `HH:MM`, org-local.
-    start: Option<String>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    start: Option<Text<5>>,
     /// Greater than 0, at most 24.
-    #[schema(exclusive_minimum = 0.0, maximum = 24.0)]
-    hours_per_day: Option<f64>,
-    late_grace_minutes: Option<u32>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0.0, maximum = 24.0)]
+    hours_per_day: Option<Number>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    late_grace_minutes: Option<Whole<1440>>,
 }
 
 /// Every field is optional; what is absent stays as it is. The body has the shape `GET` returns:
 /// `timezone` beside `settings`. The settings' fields are also accepted at the top level (the
 /// earlier flat shape), but not both ways at once.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
 pub struct OrgPatchBody {
     /// IANA zone, e.g. `Europe/Berlin`.
-    timezone: Option<String>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    timezone: Option<Text<64>>,
+    /// Read from the top level once its members are moved there (see `update`), so that both
+    /// shapes give one set of field names in errors.
+    #[serde(skip_deserializing)]
     settings: Option<SettingsPatchBody>,
 }
 
 /// The organization's settings, as `GET` returns them under `settings`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Default, Deserialize, ToSchema)]
 pub struct SettingsPatchBody {
-    work_days: Option<Vec<Weekday>>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(value_type = Option<Vec<Weekday>>)]
+    work_days: Option<Strings<7>>,
+    #[serde(default)]
     schedule: Option<SchedulePatchBody>,
     /// Dates `YYYY-MM-DD`; replaces the whole list.
-    holidays: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(value_type = Option<Vec<String>>)]
+    holidays: Option<Strings<1000>>,
     /// How far back an offline kiosk may date a clock event (0-720).
-    offline_backdate_hours: Option<u32>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    offline_backdate_hours: Option<Whole<720>>,
     /// A session still open after this many hours is closed at clock-in + this (1-72, default 16).
-    max_shift_hours: Option<u32>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 72)]
+    max_shift_hours: Option<Whole<{ u32::MAX }>>,
     /// Rounding of each session's worked time in totals, or null to turn it off.
-    rounding: Option<Rounding>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<RoundingBody>)]
+    rounding: Option<Option<RoundingBody>>,
     /// Automatic break deduction, e.g. `[{"after_hours": 6, "minimum_break_minutes": 30},
     /// {"after_hours": 9, "minimum_break_minutes": 45}]`; `[]` turns it off.
-    break_rules: Option<Vec<BreakRule>>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<BreakRuleBody>>)]
+    break_rules: Option<Items<BreakRuleBody, { MAX_BREAK_RULES }>>,
+}
+
+/// Rounding of each session's worked time.
+#[derive(Deserialize, ToSchema)]
+pub struct RoundingBody {
+    /// 1, 5, 6, 10, 15 or 30.
+    #[schema(inline)]
+    minutes: Whole<1440>,
+    #[schema(value_type = RoundingMode)]
+    mode: Text<16>,
+}
+
+/// Past `after_hours` of a session, at least `minimum_break_minutes` of it count as a break.
+#[derive(Deserialize, ToSchema)]
+pub struct BreakRuleBody {
+    #[schema(inline)]
+    after_hours: Number,
+    #[schema(inline)]
+    minimum_break_minutes: Whole<240>,
 }
 
 /// Update the organization's time zone, work week, schedule, holidays, offline window or payroll
@@ -106,79 +147,88 @@ pub async fn update(
         ));
     }
     f.hoist("settings")?;
-    let timezone = f
-        .optional_str("timezone", 64)?
-        .map(|tz| Timezone::parse(&tz))
+    let top: OrgPatchBody = f.read()?;
+    let body = OrgPatchBody {
+        settings: Some(f.into_body()?),
+        ..top
+    };
+    let settings = body.settings.unwrap_or_default();
+    let timezone = body
+        .timezone
+        .map(|tz| Timezone::parse(&tz.0))
         .transpose()
         .map_err(ApiError::invalid)?;
-    let work_days = f.optional_list("work_days", 7, |s| {
-        Weekday::parse(s).ok_or_else(|| {
-            ApiError::invalid(
-                "The work_days field must only contain days of the week (monday … sunday)",
-            )
+    let work_days = settings
+        .work_days
+        .map(|days| {
+            days.0
+                .iter()
+                .map(|s| {
+                    Weekday::parse(s).ok_or_else(|| {
+                        ApiError::invalid(
+                            "The work_days field must only contain days of the week (monday … sunday)",
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
         })
-    })?;
-    let holidays = f.optional_list("holidays", 1000, |s| parse_date("holidays", s))?;
-    let offline_backdate_hours = f.optional_u32("offline_backdate_hours", 720)?;
-    let max_shift_hours = f.optional_u32("max_shift_hours", u32::MAX)?;
+        .transpose()?;
+    let holidays = settings
+        .holidays
+        .map(|days| {
+            days.0
+                .iter()
+                .map(|s| parse_date("holidays", s))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    let offline_backdate_hours = settings.offline_backdate_hours.map(|h| h.0);
+    let max_shift_hours = settings.max_shift_hours.map(|h| h.0);
     if max_shift_hours.is_some_and(|h| !(1..=72).contains(&h)) {
         return Err(ApiError::invalid(
             "The max_shift_hours field must be between 1 and 72",
         ));
     }
-    let rounding_off = f.contains("rounding") && f.nullable_object("rounding")?.is_none();
-    let rounding = match f.optional_object("rounding")? {
+    let rounding_off = matches!(settings.rounding, Some(None));
+    let rounding = match settings.rounding.flatten() {
         None => None,
-        Some(mut r) => {
-            let minutes = r
-                .optional_u32("minutes", 1440)?
-                .ok_or_else(|| crate::body::required("rounding.minutes"))?;
-            let mode = r
-                .optional_str("mode", 16)?
-                .ok_or_else(|| crate::body::required("rounding.mode"))?;
-            let mode = RoundingMode::parse(&mode).ok_or_else(|| {
+        Some(r) => {
+            let mode = RoundingMode::parse(&r.mode.0).ok_or_else(|| {
                 ApiError::invalid("The rounding.mode field must be one of: nearest, up, down")
             })?;
-            Some(Rounding::new(minutes, mode).map_err(ApiError::invalid)?)
+            Some(Rounding::new(r.minutes.0, mode).map_err(ApiError::invalid)?)
         }
     };
-    let break_rules = match f.optional_objects("break_rules", MAX_BREAK_RULES)? {
-        None => None,
-        Some(items) => {
-            let mut rules = Vec::with_capacity(items.len());
-            for (i, mut item) in items.into_iter().enumerate() {
-                let after = format!("break_rules.{i}.after_hours");
-                let minimum = format!("break_rules.{i}.minimum_break_minutes");
-                let after_hours = item
-                    .optional_f64(&after)?
-                    .ok_or_else(|| crate::body::required(&after))?;
-                let minimum_break_minutes = item
-                    .optional_u32(&minimum, 240)?
-                    .ok_or_else(|| crate::body::required(&minimum))?;
-                rules.push(BreakRule {
-                    after_hours,
-                    minimum_break_minutes,
-                });
-            }
-            Some(check_break_rules(rules).map_err(ApiError::invalid)?)
-        }
-    };
+    let break_rules = settings
+        .break_rules
+        .map(|rules| {
+            let rules = rules
+                .0
+                .into_iter()
+                .map(|r| BreakRule {
+                    after_hours: r.after_hours.0,
+                    minimum_break_minutes: r.minimum_break_minutes.0,
+                })
+                .collect();
+            check_break_rules(rules).map_err(ApiError::invalid)
+        })
+        .transpose()?;
     let (mut schedule_start, mut hours_per_day, mut late_grace_minutes) = (None, None, None);
-    if let Some(mut s) = f.optional_object("schedule")? {
+    if let Some(s) = settings.schedule {
         schedule_start = s
-            .optional_str("start", 5)?
-            .map(|t| LocalTime::parse(&t))
+            .start
+            .map(|t| LocalTime::parse(&t.0))
             .transpose()
             .map_err(|_| {
                 ApiError::invalid("The schedule.start field must be a time in HH:MM format")
             })?;
-        hours_per_day = s.optional_f64("hours_per_day")?;
+        hours_per_day = s.hours_per_day.map(|h| h.0);
         if hours_per_day.is_some_and(|h| !(h > 0.0 && h <= 24.0)) {
             return Err(ApiError::invalid(
                 "The hours_per_day field must be greater than 0 and at most 24",
             ));
         }
-        late_grace_minutes = s.optional_u32("late_grace_minutes", 1440)?;
+        late_grace_minutes = s.late_grace_minutes.map(|m| m.0);
     }
     let patch = OrgPatch {
         timezone,

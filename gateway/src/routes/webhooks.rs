@@ -19,11 +19,13 @@ use uuid::Uuid;
 
 use super::{RETRIEVED, forward};
 use crate::auth::Auth;
-use crate::body::Fields;
 use crate::envelope::ApiError;
 use crate::openapi::{Envelope, ErrorEnvelope};
 use crate::paging::{self, Page, PageParams, forward_list};
+use crate::request::{Body, Flag, Strings, Text, clearable, optional};
 use crate::{App, RequestId};
+use serde::Deserialize;
+use serde_json::Value;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -50,89 +52,20 @@ fn webhook_id(s: &str) -> Result<Uuid, ApiError> {
         .map_err(|_| ApiError::not_found("Webhook not found"))
 }
 
-/// The subscription fields of a body; `create` requires url and events.
-fn fields(mut f: Fields) -> Result<WebhookFields, ApiError> {
-    let url = f.optional_str("url", 2048)?;
-    let platform = f
-        .optional_str("platform", 32)?
-        .map(|p| p.parse::<Platform>())
-        .transpose()
-        .map_err(ApiError::invalid)?;
-    let events = f.optional_list("events", WEBHOOK_EVENTS.len(), |s| Ok(s.to_owned()))?;
-    let filters = match f.optional_object("filters")? {
-        None => None,
-        Some(mut g) => {
-            let names = |g: &mut Fields, name: &str| {
-                g.optional_list(name, 1000, |s| Ok(s.to_owned()))
-                    .map(Option::unwrap_or_default)
-            };
-            let locations = names(&mut g, "locations")?;
-            let employees = names(&mut g, "employees")?;
-            let departments = names(&mut g, "departments")?;
-            let days_of_week = g
-                .optional_list("days_of_week", 7, |s| {
-                    Weekday::parse(s).ok_or_else(|| {
-                        ApiError::invalid(
-                            "The days_of_week field must only contain days of the week (monday … sunday)",
-                        )
-                    })
-                })?
-                .unwrap_or_default();
-            let time_range = match g.optional_object("time_range")? {
-                None => None,
-                Some(mut r) => {
-                    let time = |r: &mut Fields, name: &str| {
-                        let v = r.required_str(name, 5).map_err(|_| {
-                            ApiError::invalid(format!(
-                                "The time_range.{name} field is required (HH:MM)"
-                            ))
-                        })?;
-                        LocalTime::parse(&v).map_err(|_| {
-                            ApiError::invalid(format!(
-                                "The time_range.{name} field must be a time in HH:MM format"
-                            ))
-                        })
-                    };
-                    Some(TimeRange {
-                        start: time(&mut r, "start")?,
-                        end: time(&mut r, "end")?,
-                    })
-                }
-            };
-            Some(Filters {
-                locations,
-                employees,
-                departments,
-                days_of_week,
-                time_range,
-            })
-        }
-    };
-    let template = f.nullable_str("template", 2000)?;
-    let active = f.optional_bool("active")?;
-    Ok(WebhookFields {
-        url,
-        platform,
-        events,
-        filters,
-        clear_template: matches!(template, Some(None)),
-        template: template.flatten(),
-        active,
-    })
-}
-
-/// A subscription's fields, for the OpenAPI document.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+/// A subscription's fields: what `create` takes.
+#[derive(Deserialize, ToSchema)]
 pub struct WebhookBody {
     /// `https` only; private, loopback, link-local and reserved addresses are refused.
-    #[schema(pattern = r"^\s*[hH][tT][tT][pP][sS]?://[^\s/?#@]+")]
-    url: String,
+    #[schema(value_type = String, pattern = r"^\s*[hH][tT][tT][pP][sS]?://[^\s/?#@]+")]
+    url: Text<2048>,
     /// Default `generic`.
-    platform: Option<Platform>,
-    #[schema(min_items = 1, max_items = 5)]
-    events: Vec<WebhookEvent>,
-    filters: Option<Filters>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(value_type = Option<Platform>)]
+    platform: Option<Text<32>>,
+    #[schema(value_type = Vec<WebhookEvent>, min_items = 1, max_items = 5)]
+    events: Strings<{ WEBHOOK_EVENTS.len() }>,
+    #[serde(default)]
+    filters: Option<FiltersBody>,
     /// The message chat platforms get (not `generic`), default
     /// `{employee_name} {event_type} at {location_name} ({timestamp})`. Placeholders:
     /// `{employee_name}` (`Sarah Johnson`), `{employee_code}` (`EMP-1042`), `{department}`
@@ -141,8 +74,153 @@ pub struct WebhookBody {
     /// words: `clocked in`, `clocked out`, `started a break`, `ended a break`, `had a session
     /// corrected`), `{timestamp}` (org-local: `2026-02-12 10:55 IST`), `{location_name}`
     /// (`Main Office`). Any other `{…}` is refused.
-    template: Option<String>,
-    active: Option<bool>,
+    #[serde(default, deserialize_with = "clearable")]
+    #[schema(value_type = Option<String>)]
+    template: Option<Option<Text<2000>>>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    active: Option<Flag>,
+}
+
+/// The fields of [`WebhookBody`] to change, each optional.
+#[derive(Deserialize, ToSchema)]
+pub struct WebhookPatchBody {
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(value_type = Option<String>, pattern = r"^\s*[hH][tT][tT][pP][sS]?://[^\s/?#@]+")]
+    url: Option<Text<2048>>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(value_type = Option<Platform>)]
+    platform: Option<Text<32>>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(value_type = Option<Vec<WebhookEvent>>, min_items = 1, max_items = 5)]
+    events: Option<Strings<{ WEBHOOK_EVENTS.len() }>>,
+    #[serde(default)]
+    filters: Option<FiltersBody>,
+    /// As in `WebhookBody`; `null` restores the default.
+    #[serde(default, deserialize_with = "clearable")]
+    #[schema(value_type = Option<String>)]
+    template: Option<Option<Text<2000>>>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(inline)]
+    active: Option<Flag>,
+}
+
+impl WebhookBody {
+    fn fields(self) -> Result<WebhookFields, ApiError> {
+        WebhookPatchBody {
+            url: Some(self.url),
+            platform: self.platform,
+            events: Some(self.events),
+            filters: self.filters,
+            template: self.template,
+            active: self.active,
+        }
+        .fields()
+    }
+}
+
+impl WebhookPatchBody {
+    fn fields(self) -> Result<WebhookFields, ApiError> {
+        let platform = self
+            .platform
+            .map(|p| p.0.parse::<Platform>())
+            .transpose()
+            .map_err(ApiError::invalid)?;
+        Ok(WebhookFields {
+            url: self.url.map(|u| u.0),
+            platform,
+            events: self.events.map(|e| e.0),
+            filters: self.filters.map(FiltersBody::filters).transpose()?,
+            clear_template: matches!(self.template, Some(None)),
+            template: self.template.flatten().map(|t| t.0),
+            active: self.active.map(|a| a.0),
+        })
+    }
+}
+
+/// What a subscription lets through; a list left out means all.
+#[derive(Deserialize, ToSchema)]
+pub struct FiltersBody {
+    /// Location names.
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(value_type = Option<Vec<String>>)]
+    locations: Option<Strings<1000>>,
+    /// Employee codes.
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(value_type = Option<Vec<String>>)]
+    employees: Option<Strings<1000>>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(value_type = Option<Vec<String>>)]
+    departments: Option<Strings<1000>>,
+    #[serde(default, deserialize_with = "optional")]
+    #[schema(value_type = Option<Vec<Weekday>>)]
+    days_of_week: Option<Strings<7>>,
+    /// In the org's time zone.
+    #[serde(default)]
+    time_range: Option<TimeRangeBody>,
+}
+
+/// `HH:MM` to `HH:MM`, org-local; a range past midnight wraps.
+#[derive(Deserialize, ToSchema)]
+pub struct TimeRangeBody {
+    #[serde(default)]
+    #[schema(value_type = String, example = "09:00")]
+    start: Value,
+    #[serde(default)]
+    #[schema(value_type = String, example = "17:00")]
+    end: Value,
+}
+
+impl FiltersBody {
+    fn filters(self) -> Result<Filters, ApiError> {
+        let names = |list: Option<Strings<1000>>| list.map(|l| l.0).unwrap_or_default();
+        let days_of_week = self
+            .days_of_week
+            .map_or_else(Vec::new, |days| days.0)
+            .iter()
+            .map(|s| {
+                Weekday::parse(s).ok_or_else(|| {
+                    ApiError::invalid(
+                        "The days_of_week field must only contain days of the week (monday … sunday)",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let time_range = self
+            .time_range
+            .map(|r| {
+                Ok::<_, ApiError>(TimeRange {
+                    start: time("start", r.start)?,
+                    end: time("end", r.end)?,
+                })
+            })
+            .transpose()?;
+        Ok(Filters {
+            locations: names(self.locations),
+            employees: names(self.employees),
+            departments: names(self.departments),
+            days_of_week,
+            time_range,
+        })
+    }
+}
+
+/// A time range's end: `HH:MM`.
+fn time(name: &str, value: Value) -> Result<LocalTime, ApiError> {
+    let text = match value {
+        Value::String(s) => s.trim().to_owned(),
+        _ => String::new(),
+    };
+    if text.is_empty() || text.chars().count() > 5 {
+        return Err(ApiError::invalid(format!(
+            "The time_range.{name} field is required (HH:MM)"
+        )));
+    }
+    LocalTime::parse(&text).map_err(|_| {
+        ApiError::invalid(format!(
+            "The time_range.{name} field must be a time in HH:MM format"
+        ))
+    })
 }
 
 /// An event a webhook can ask for (`WEBHOOK_EVENTS`).
@@ -157,21 +235,6 @@ pub enum WebhookEvent {
     Correction,
 }
 
-/// The fields of [`WebhookBody`] to change, each optional.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct WebhookPatchBody {
-    #[schema(pattern = r"^\s*[hH][tT][tT][pP][sS]?://[^\s/?#@]+")]
-    url: Option<String>,
-    platform: Option<Platform>,
-    #[schema(min_items = 1, max_items = 5)]
-    events: Option<Vec<WebhookEvent>>,
-    filters: Option<Filters>,
-    /// As in `WebhookBody`; `null` restores the default.
-    template: Option<String>,
-    active: Option<bool>,
-}
-
 /// Create a webhook subscription; the response shows its signing secret once.
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "Webhooks", request_body = WebhookBody,
     responses(
@@ -184,12 +247,12 @@ pub async fn create(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
-    f: Fields,
+    Body(body): Body<WebhookBody>,
 ) -> Result<Response, ApiError> {
     let req = WebhookWrite {
         org_id: auth.org_id,
         id: None,
-        fields: fields(f)?,
+        fields: body.fields()?,
     };
     forward::<WebhookCreateOp>(
         &app,
@@ -256,12 +319,12 @@ pub async fn update(
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
     Path(id): Path<String>,
-    f: Fields,
+    Body(body): Body<WebhookPatchBody>,
 ) -> Result<Response, ApiError> {
     let req = WebhookWrite {
         org_id: auth.org_id,
         id: Some(webhook_id(&id)?),
-        fields: fields(f)?,
+        fields: body.fields()?,
     };
     forward::<WebhookUpdateOp>(
         &app,
