@@ -52,6 +52,16 @@ impl Fields {
         }
     }
 
+    /// Query parameters as string fields; the last of a name given twice counts.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(name, value)| (name, Value::String(value)))
+                .collect(),
+        )
+    }
+
     /// The object, for [`Self::into_body`].
     pub fn into_value(self) -> Value {
         Value::Object(self.0)

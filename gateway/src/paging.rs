@@ -10,13 +10,13 @@
 //! when it is loaded), so a page costs the page, not the list; the others are bounded by their
 //! queries (a date, a 31-day range, a month, an org's webhooks and keys) and are cut as they come.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use clokio_bus::ops::Operation;
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use utoipa::IntoParams;
 
@@ -30,18 +30,26 @@ pub const MAX_PAGE: u32 = i32::MAX as u32;
 /// Items per page when only `page` is given.
 pub const DEFAULT_PER_PAGE: u32 = 50;
 
-/// The page parameters, as the OpenAPI document states them.
-#[derive(IntoParams)]
+/// The page parameters (read with `crate::request::Params`).
+#[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct PageParams {
     /// The page, from 1. With `per_page`, the answer is one page of the list, with
     /// `X-Total-Count` and a `Link` header; without both, the whole list.
-    #[param(minimum = 1, maximum = 2147483647)]
-    page: Option<u32>,
+    #[serde(default)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 2147483647)]
+    page: Option<String>,
     /// Items per page, 1-500 (default 50).
-    #[param(minimum = 1, maximum = 500)]
-    per_page: Option<u32>,
+    #[serde(default)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
+    per_page: Option<String>,
+}
+
+impl PageParams {
+    /// The page asked for, if any.
+    pub fn page(&self) -> Result<Option<Page>, ApiError> {
+        Page::parse(self.page.as_deref(), self.per_page.as_deref())
+    }
 }
 
 /// A requested page.
@@ -52,14 +60,6 @@ pub struct Page {
 }
 
 impl Page {
-    /// The page asked for in the query, if any.
-    pub fn of(q: &HashMap<String, String>) -> Result<Option<Self>, ApiError> {
-        Self::parse(
-            q.get("page").map(String::as_str),
-            q.get("per_page").map(String::as_str),
-        )
-    }
-
     /// The page asked for by `page` and `per_page`, if either is given.
     pub fn parse(page: Option<&str>, per_page: Option<&str>) -> Result<Option<Self>, ApiError> {
         let number = positive(page, "page", MAX_PAGE)?;

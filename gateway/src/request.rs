@@ -4,14 +4,17 @@
 //! document's words; [`Body`] puts the field's path in front (`The records.3.nip field must be a
 //! string`). A field absent, `null` or blank is missing: required fields are plain, optional ones
 //! `Option<_>` with `#[serde(default, deserialize_with = "optional")]`. Unknown fields are ignored.
+//! Query parameters are read the same way by [`Params`], each a string field.
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::de::{DeserializeOwned, Error as _, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaFormat, Type};
-use utoipa::openapi::{KnownFormat, RefOr};
+use utoipa::openapi::KnownFormat;
+use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
 
 use crate::body::{Fields, parse_date, parse_timestamp};
 use crate::envelope::ApiError;
@@ -28,6 +31,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             .await?
             .into_body()
             .map(Body)
+    }
+}
+
+/// The query parameters read into `T` (the last of a parameter given twice counts).
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(parts.uri.query().unwrap_or_default()).map_err(|_| {
+                ApiError::new(StatusCode::BAD_REQUEST, "The query string is malformed")
+            })?;
+        Fields::from_pairs(pairs).into_body().map(Params)
     }
 }
 
@@ -82,6 +100,9 @@ fn refusal(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
 /// A field's value: `Ok(None)` when it is blank (which counts as absent), `Err` the end of "The x
 /// field …" (or a whole sentence).
 pub trait Field: Sized {
+    /// What a blank value is where it is not taken as absent (see [`given`]).
+    const BLANK: &'static str = "is required";
+
     fn read(value: Value) -> Result<Option<Self>, String>;
 }
 
@@ -93,8 +114,20 @@ pub fn optional<'de, D: Deserializer<'de>, T: Field>(d: D) -> Result<Option<T>, 
     }
 }
 
+/// For optional query parameters where only leaving one out asks for the default: a blank value
+/// is read as a value, and refused.
+pub fn given<'de, D: Deserializer<'de>, T: Field>(d: D) -> Result<Option<T>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None => Ok(None),
+        Some(value) => T::read(value)
+            .map_err(D::Error::custom)?
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(T::BLANK)),
+    }
+}
+
 /// A required field: `null` and blank are missing.
-fn required<'de, D: Deserializer<'de>, T: Field>(d: D) -> Result<T, D::Error> {
+pub(crate) fn required<'de, D: Deserializer<'de>, T: Field>(d: D) -> Result<T, D::Error> {
     match Value::deserialize(d)? {
         Value::Null => Err(D::Error::custom("is required")),
         value => T::read(value)
@@ -106,22 +139,29 @@ fn required<'de, D: Deserializer<'de>, T: Field>(d: D) -> Result<T, D::Error> {
 /// `Deserialize` (as a required field) and `ToSchema` for field types.
 macro_rules! field {
     ($name:ident $(<const $c:ident: $ct:ty>)?, $schema:expr) => {
-        impl<'de $(, const $c: $ct)?> Deserialize<'de> for $name $(<$c>)? {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                required(d)
+        impl<'de $(, const $c: $ct)?> ::serde::Deserialize<'de> for $name $(<$c>)? {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $crate::request::required(d)
             }
         }
-        impl $(<const $c: $ct>)? utoipa::PartialSchema for $name $(<$c>)? {
-            fn schema() -> RefOr<Schema> {
+        impl $(<const $c: $ct>)? ::utoipa::PartialSchema for $name $(<$c>)? {
+            fn schema() -> ::utoipa::openapi::RefOr<::utoipa::openapi::schema::Schema> {
                 $schema.into()
             }
         }
-        impl $(<const $c: $ct>)? utoipa::ToSchema for $name $(<$c>)? {}
+        impl $(<const $c: $ct>)? ::utoipa::ToSchema for $name $(<$c>)? {}
     };
 }
 
+pub(crate) use field;
+
 fn string() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
+}
+
+/// A string that is one of `names`.
+pub fn one_of<'a>(names: impl IntoIterator<Item = &'a str>) -> ObjectBuilder {
+    string().enum_values(Some(names))
 }
 
 /// Text, trimmed, of at most `MAX` characters, without NUL.
@@ -263,18 +303,61 @@ field!(
 pub struct Day(pub NaiveDate);
 
 impl Field for Day {
+    const BLANK: &'static str = "must be a valid date in YYYY-MM-DD format";
+
     fn read(value: Value) -> Result<Option<Self>, String> {
-        let Some(Text(s)) = Text::<10>::read(value)? else {
+        let Some(Text(s)) = Text::<{ usize::MAX }>::read(value)? else {
             return Ok(None);
         };
         parse_date("", &s)
             .map(|d| Some(Self(d)))
-            .map_err(|_| "must be a valid date in YYYY-MM-DD format".to_owned())
+            .map_err(|_| Self::BLANK.to_owned())
     }
 }
 field!(
     Day,
     string().format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)))
+);
+
+/// A month, `1` to `12`, with or without a leading zero.
+#[derive(Debug, Clone, Copy)]
+pub struct Month(pub u32);
+
+impl Field for Month {
+    fn read(value: Value) -> Result<Option<Self>, String> {
+        let Some(Text(s)) = Text::<{ usize::MAX }>::read(value)? else {
+            return Ok(None);
+        };
+        (s.len() <= 2 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+            .filter(|m| (1..=12).contains(m))
+            .map(|m| Some(Self(m)))
+            .ok_or_else(|| "must be between 1 and 12".to_owned())
+    }
+}
+field!(Month, string().pattern(Some(r"^\s*(0?[1-9]|1[0-2])\s*$")));
+
+/// A year, four digits, from 1970.
+#[derive(Debug, Clone, Copy)]
+pub struct Year(pub i32);
+
+impl Field for Year {
+    fn read(value: Value) -> Result<Option<Self>, String> {
+        let Some(Text(s)) = Text::<{ usize::MAX }>::read(value)? else {
+            return Ok(None);
+        };
+        (s.len() == 4 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<i32>().ok())
+            .flatten()
+            .filter(|y| *y >= 1970)
+            .map(|y| Some(Self(y)))
+            .ok_or_else(|| "must be a four-digit year from 1970".to_owned())
+    }
+}
+field!(
+    Year,
+    string().pattern(Some(r"^\s*(19[7-9][0-9]|[2-9][0-9]{3})\s*$"))
 );
 
 /// A list of at most `MAX` objects (each a struct of fields). Its schema is the field's
@@ -575,6 +658,64 @@ mod tests {
         assert_eq!(
             refused(r#"{"name": "J", "nested": {}}"#),
             "The nested.start field is required"
+        );
+    }
+
+    #[derive(Deserialize, Debug)]
+    struct MonthYear {
+        month: Month,
+        year: Year,
+        #[serde(default, deserialize_with = "given")]
+        day: Option<Day>,
+    }
+
+    fn query(pairs: &[(&str, &str)]) -> Result<MonthYear, String> {
+        let pairs = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Fields::from_pairs(pairs).into_body().map_err(|e| e.message)
+    }
+
+    #[test]
+    fn query_parameters_are_string_fields() {
+        let q = query(&[("month", "02"), ("year", "2026")]).unwrap();
+        assert_eq!((q.month.0, q.year.0), (2, 2026));
+        assert_eq!(
+            query(&[("month", " 2 "), ("year", "2026")])
+                .unwrap()
+                .month
+                .0,
+            2
+        );
+        for bad in ["0", "13", "002", "x", "-1"] {
+            assert_eq!(
+                query(&[("month", bad), ("year", "2026")]).unwrap_err(),
+                "The month field must be between 1 and 12"
+            );
+        }
+        assert_eq!(
+            query(&[("year", "2026")]).unwrap_err(),
+            "The month field is required"
+        );
+        assert_eq!(
+            query(&[("month", ""), ("year", "2026")]).unwrap_err(),
+            "The month field is required"
+        );
+        assert_eq!(
+            query(&[("month", "1"), ("year", "26")]).unwrap_err(),
+            "The year field must be a four-digit year from 1970"
+        );
+        // Left out, a `given` parameter asks for the default; blank, it is refused.
+        assert!(
+            query(&[("month", "1"), ("year", "2026")])
+                .unwrap()
+                .day
+                .is_none()
+        );
+        assert_eq!(
+            query(&[("month", "1"), ("year", "2026"), ("day", " ")]).unwrap_err(),
+            "The day field must be a valid date in YYYY-MM-DD format"
         );
     }
 }

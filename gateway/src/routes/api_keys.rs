@@ -1,8 +1,6 @@
 //! `/api/v1/api-keys`: the organization manages its own keys.
 
-use std::collections::HashMap;
-
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get};
@@ -18,10 +16,12 @@ use super::{RETRIEVED, forward};
 use crate::auth::Auth;
 use crate::envelope::ApiError;
 use crate::openapi::{Envelope, ErrorEnvelope};
-use crate::paging::{Page, PageParams, forward_list};
-use crate::request::{Body, Instant, Strings, Text, optional};
+use crate::paging::{PageParams, forward_list};
+use crate::request::{Body, Field, Instant, Params, Strings, Text, field, one_of, optional};
 use crate::{App, RequestId};
 use serde::Deserialize;
+use serde_json::Value;
+use utoipa::openapi::schema::ArrayBuilder;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -43,7 +43,7 @@ pub async fn list(
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
     OriginalUri(uri): OriginalUri,
-    Query(q): Query<HashMap<String, String>>,
+    Params(page): Params<PageParams>,
 ) -> Result<Response, ApiError> {
     forward_list::<KeyListOp>(
         &app,
@@ -51,7 +51,7 @@ pub async fn list(
         &OrgRef {
             org_id: auth.org_id,
         },
-        Page::of(&q)?,
+        page.page()?,
         &uri,
         RETRIEVED,
     )
@@ -66,55 +66,62 @@ pub struct KeyCreateBody {
     /// What the key may do. Give either this or `preset`; with neither the key gets every scope.
     /// A key can only grant scopes it holds itself.
     #[serde(default, deserialize_with = "optional")]
-    #[schema(value_type = Option<Vec<ScopeName>>, example = json!(["attendance:write"]))]
-    scopes: Option<Strings<{ Scope::ALL.len() * 2 }>>,
+    #[schema(inline, example = json!(["attendance:write"]))]
+    scopes: Option<ScopeNames>,
     /// A named set: `full` (every scope, the default), `kiosk` (`attendance:write`),
     /// `read-only` (every `:read` scope).
     #[serde(default, deserialize_with = "optional")]
-    #[schema(value_type = Option<PresetName>, example = "read-only")]
-    preset: Option<Text<20>>,
+    #[schema(inline, example = "read-only")]
+    preset: Option<PresetName>,
     /// When the key stops working (RFC 3339, in the future). Absent: it does not expire.
     #[serde(default, deserialize_with = "optional")]
     #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>, example = "2027-01-31T23:59:59Z")]
     expires_at: Option<Instant>,
 }
 
-/// A scope's name.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-#[schema(rename_all = "kebab-case")]
-pub enum ScopeName {
-    #[schema(rename = "attendance:read")]
-    AttendanceRead,
-    #[schema(rename = "attendance:write")]
-    AttendanceWrite,
-    #[schema(rename = "employees:read")]
-    EmployeesRead,
-    #[schema(rename = "employees:write")]
-    EmployeesWrite,
-    #[schema(rename = "reports:read")]
-    ReportsRead,
-    #[schema(rename = "leave:write")]
-    LeaveWrite,
-    #[schema(rename = "webhooks:manage")]
-    WebhooksManage,
-    #[schema(rename = "keys:manage")]
-    KeysManage,
-    #[schema(rename = "settings:manage")]
-    SettingsManage,
-    #[schema(rename = "events:read")]
-    EventsRead,
+/// The scopes a key is created with: each a scope's name.
+pub struct ScopeNames(Vec<Scope>);
+
+impl Field for ScopeNames {
+    fn read(value: Value) -> Result<Option<Self>, String> {
+        let Some(Strings(names)) = Strings::<{ Scope::ALL.len() * 2 }>::read(value)? else {
+            return Ok(None);
+        };
+        names
+            .iter()
+            .map(|s| {
+                Scope::parse(s).ok_or_else(|| {
+                    format!(
+                        "The scopes field has an unknown scope: {s}. Scopes are {}",
+                        Scopes::FULL.names().join(", ")
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|scopes| Some(Self(scopes)))
+    }
 }
+field!(
+    ScopeNames,
+    ArrayBuilder::new()
+        .items(one_of(Scope::ALL.iter().map(|s| s.as_str())))
+        .max_items(Some(Scope::ALL.len() * 2))
+);
 
 /// A named set of scopes.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-#[schema(rename_all = "kebab-case")]
-pub enum PresetName {
-    Full,
-    Kiosk,
-    ReadOnly,
+pub struct PresetName(Preset);
+
+impl Field for PresetName {
+    fn read(value: Value) -> Result<Option<Self>, String> {
+        let Some(Text(name)) = Text::<20>::read(value)? else {
+            return Ok(None);
+        };
+        Preset::parse(&name)
+            .map(|p| Some(Self(p)))
+            .ok_or_else(|| "The preset field must be full, kiosk or read-only".to_owned())
+    }
 }
+field!(PresetName, one_of(Preset::ALL.iter().map(|p| p.as_str())));
 
 /// Create an API key. The key is in this response only: store it now.
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "API keys", request_body = KeyCreateBody,
@@ -129,31 +136,8 @@ pub async fn create(
     Extension(rid): Extension<RequestId>,
     Body(body): Body<KeyCreateBody>,
 ) -> Result<Response, ApiError> {
-    let listed = body
-        .scopes
-        .map(|listed| {
-            listed
-                .0
-                .iter()
-                .map(|s| {
-                    Scope::parse(s).ok_or_else(|| {
-                        ApiError::invalid(format!(
-                            "The scopes field has an unknown scope: {s}. Scopes are {}",
-                            Scopes::FULL.names().join(", ")
-                        ))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .transpose()?;
-    let preset = body
-        .preset
-        .map(|p| {
-            Preset::parse(&p.0).ok_or_else(|| {
-                ApiError::invalid("The preset field must be full, kiosk or read-only")
-            })
-        })
-        .transpose()?;
+    let listed = body.scopes.map(|s| s.0);
+    let preset = body.preset.map(|p| p.0);
     let scopes = match (listed, preset) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid("Give either scopes or preset, not both"));

@@ -2,14 +2,11 @@
 //! import. The gateway parses and checks the shape of each request; attendance-svc applies the
 //! rules.
 
-use std::collections::HashMap;
-
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use chrono::NaiveDate;
 use clokio_bus::ops::{
     ActivityQuery, BreakEndOp, BreakEnded, BreakStartOp, BreakStarted, ClockInOp, ClockOutOp,
     ClockRequest, ClockedIn, ClockedOut, Coordinates, DailyActivity, DailyOp, DailyQuery,
@@ -22,12 +19,13 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::forward;
 use crate::auth::Auth;
-use crate::body::{parse_date, required};
 use crate::envelope::{self, ApiError};
 use crate::idempotency::IdempotencyKey;
 use crate::openapi::{Envelope, ErrorEnvelope};
-use crate::paging::{Page, PageParams, forward_list};
-use crate::request::{Body, Instant, Items, Latitude, Longitude, Text, optional};
+use crate::paging::{PageParams, forward_list};
+use crate::request::{
+    Body, Day, Instant, Items, Latitude, Longitude, Params, Text, given, optional,
+};
 use crate::{App, RequestId};
 use serde::Deserialize;
 
@@ -256,60 +254,48 @@ pub async fn break_end(
     .await
 }
 
-/// An optional date query parameter. Only leaving it out asks for the default: a blank value is
-/// not a date (the document says `format: date`), so it is refused like any other.
-fn date_param(q: &HashMap<String, String>, name: &str) -> Result<Option<NaiveDate>, ApiError> {
-    q.get(name).map(|s| parse_date(name, s.trim())).transpose()
-}
-
-/// A required date query parameter; blank counts as missing.
-fn required_date(q: &HashMap<String, String>, name: &str) -> Result<NaiveDate, ApiError> {
-    match q.get(name).map(|s| s.trim()) {
-        None | Some("") => Err(required(name)),
-        Some(s) => parse_date(name, s),
-    }
-}
-
-#[derive(IntoParams)]
+#[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct DateParam {
     /// An org-local date, `YYYY-MM-DD`.
-    #[param(format = Date)]
-    date: String,
+    #[param(value_type = String, format = Date)]
+    date: Day,
 }
 
-#[derive(IntoParams)]
+/// Only leaving `date` out asks for the default: a blank value is not a date (the document says
+/// `format: date`), so it is refused like any other.
+#[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct OptionalDateParam {
     /// An org-local date, `YYYY-MM-DD`. Default: each employee's current shift (an open session
     /// begun on an earlier date included), else today.
-    #[param(format = Date)]
-    date: Option<String>,
+    #[serde(default, deserialize_with = "given")]
+    #[param(value_type = Option<String>, format = Date)]
+    date: Option<Day>,
 }
 
-#[derive(IntoParams)]
+#[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct RangeParams {
-    #[param(format = Date)]
-    start: String,
+    #[param(value_type = String, format = Date)]
+    start: Day,
     /// At most 31 days after `start`, inclusive.
-    #[param(format = Date)]
-    end: String,
+    #[param(value_type = String, format = Date)]
+    end: Day,
 }
 
-#[derive(IntoParams)]
+/// As [`OptionalDateParam`], a blank date is refused.
+#[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct OptionalRangeParams {
     /// Default: 30 days before `end`.
-    #[param(format = Date)]
-    start: Option<String>,
+    #[serde(default, deserialize_with = "given")]
+    #[param(value_type = Option<String>, format = Date)]
+    start: Option<Day>,
     /// Default: today (org-local). At most 366 days after `start`.
-    #[param(format = Date)]
-    end: Option<String>,
+    #[serde(default, deserialize_with = "given")]
+    #[param(value_type = Option<String>, format = Date)]
+    end: Option<Day>,
 }
 
 /// All attendance records of one org-local date: one per employee who attended.
@@ -326,17 +312,18 @@ pub async fn daily(
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
     OriginalUri(uri): OriginalUri,
-    Query(q): Query<HashMap<String, String>>,
+    Params(q): Params<DateParam>,
+    Params(page): Params<PageParams>,
 ) -> Result<Response, ApiError> {
     let req = DailyQuery {
         org_id: auth.org_id,
-        date: required_date(&q, "date")?,
+        date: q.date.0,
     };
     forward_list::<DailyOp>(
         &app,
         &rid,
         &req,
-        Page::of(&q)?,
+        page.page()?,
         &uri,
         "Daily attendance retrieved",
     )
@@ -357,18 +344,19 @@ pub async fn range(
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
     OriginalUri(uri): OriginalUri,
-    Query(q): Query<HashMap<String, String>>,
+    Params(q): Params<RangeParams>,
+    Params(page): Params<PageParams>,
 ) -> Result<Response, ApiError> {
     let req = RangeQuery {
         org_id: auth.org_id,
-        start: required_date(&q, "start")?,
-        end: required_date(&q, "end")?,
+        start: q.start.0,
+        end: q.end.0,
     };
     forward_list::<RangeOp>(
         &app,
         &rid,
         &req,
-        Page::of(&q)?,
+        page.page()?,
         &uri,
         "Attendance records retrieved",
     )
@@ -391,19 +379,20 @@ pub async fn employee(
     Extension(rid): Extension<RequestId>,
     OriginalUri(uri): OriginalUri,
     Path(code): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    Params(q): Params<OptionalRangeParams>,
+    Params(page): Params<PageParams>,
 ) -> Result<Response, ApiError> {
     let req = EmployeeRangeQuery {
         org_id: auth.org_id,
         employee_code: nip(&code)?,
-        start: date_param(&q, "start")?,
-        end: date_param(&q, "end")?,
+        start: q.start.map(|d| d.0),
+        end: q.end.map(|d| d.0),
     };
     forward_list::<EmployeeRangeOp>(
         &app,
         &rid,
         &req,
-        Page::of(&q)?,
+        page.page()?,
         &uri,
         "Employee attendance retrieved",
     )
@@ -423,12 +412,12 @@ pub async fn employee_today(
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
     Path(code): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    Params(q): Params<OptionalDateParam>,
 ) -> Result<Response, ApiError> {
     let req = ActivityQuery {
         org_id: auth.org_id,
         employee_code: Some(nip(&code)?),
-        date: date_param(&q, "date")?,
+        date: q.date.map(|d| d.0),
     };
     forward::<EmployeeActivityOp>(&app, &rid, &req, StatusCode::OK, "Daily activity retrieved")
         .await
@@ -446,12 +435,12 @@ pub async fn today_detailed(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
-    Query(q): Query<HashMap<String, String>>,
+    Params(q): Params<OptionalDateParam>,
 ) -> Result<Response, ApiError> {
     let req = ActivityQuery {
         org_id: auth.org_id,
         employee_code: None,
-        date: date_param(&q, "date")?,
+        date: q.date.map(|d| d.0),
     };
     forward::<OrgActivityOp>(&app, &rid, &req, StatusCode::OK, "Daily activity retrieved").await
 }

@@ -1,8 +1,6 @@
 //! `/api/v1/leaves`: record, list by month and delete employee leave.
 
-use std::collections::HashMap;
-
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, get};
@@ -15,13 +13,13 @@ use clokio_bus::ops::{
 use clokio_bus::types::EmployeeCode;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{RETRIEVED, forward, month_year};
+use super::{RETRIEVED, forward};
 use crate::auth::Auth;
 use crate::envelope::ApiError;
 use crate::idempotency::IdempotencyKey;
 use crate::openapi::{Envelope, ErrorEnvelope};
-use crate::paging::{Page, PageParams, forward_list};
-use crate::request::{Body, Day, Text};
+use crate::paging::{PageParams, forward_list};
+use crate::request::{Body, Day, Month, Params, Text, Year};
 use crate::{App, RequestId};
 use serde::Deserialize;
 
@@ -88,16 +86,15 @@ pub async fn create(
     .await
 }
 
-#[derive(IntoParams)]
+#[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct MonthParams {
     /// 1–12, with or without a leading zero.
-    #[param(pattern = r"^\s*(0?[1-9]|1[0-2])\s*$")]
-    month: String,
+    #[param(inline)]
+    month: Month,
     /// Four digits, from 1970.
-    #[param(pattern = r"^\s*(19[7-9][0-9]|[2-9][0-9]{3})\s*$")]
-    year: String,
+    #[param(inline)]
+    year: Year,
 }
 
 /// Leaves that overlap a month, by start date.
@@ -114,14 +111,14 @@ pub async fn list(
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
     OriginalUri(uri): OriginalUri,
-    Query(q): Query<HashMap<String, String>>,
+    Params(q): Params<MonthParams>,
+    Params(page): Params<PageParams>,
 ) -> Result<Response, ApiError> {
-    let (month, year) = month_year(&q)?;
-    let page = Page::of(&q)?;
+    let page = page.page()?;
     let req = LeaveList {
         org_id: auth.org_id,
-        year,
-        month,
+        year: q.year.0,
+        month: q.month.0,
     };
     forward_list::<LeaveListOp>(&app, &rid, &req, page, &uri, RETRIEVED).await
 }

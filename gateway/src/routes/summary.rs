@@ -2,10 +2,8 @@
 //! `format=csv`, as a CSV download streamed from reporting-svc chunk by chunk (never whole in
 //! memory here).
 
-use std::collections::HashMap;
-
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
@@ -13,27 +11,29 @@ use axum::{Extension, Router};
 use clokio_bus::ops::{SummaryOp, SummaryQuery, SummaryRow, summary_csv_file_name};
 use utoipa::IntoParams;
 
-use super::{forward, month_year};
+use super::forward;
 use crate::auth::Auth;
 use crate::envelope::ApiError;
 use crate::openapi::{Envelope, ErrorEnvelope};
+use crate::request::{Month, Params, Year};
 use crate::{App, RequestId};
+use serde::Deserialize;
 
 pub fn routes() -> Router<App> {
     Router::new().route("/api/v1/attendance/summary", get(summary))
 }
 
-#[derive(IntoParams)]
+#[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub struct SummaryParams {
     /// 1–12, with or without a leading zero.
-    #[param(pattern = r"^\s*(0?[1-9]|1[0-2])\s*$")]
-    month: String,
+    #[param(inline)]
+    month: Month,
     /// Four digits, from 1970.
-    #[param(pattern = r"^\s*(19[7-9][0-9]|[2-9][0-9]{3})\s*$")]
-    year: String,
+    #[param(inline)]
+    year: Year,
     /// `json` (default) or `csv`.
+    #[serde(default)]
     #[param(pattern = r"^\s*(json|csv)?\s*$")]
     format: Option<String>,
 }
@@ -51,10 +51,10 @@ pub async fn summary(
     State(app): State<App>,
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
-    Query(q): Query<HashMap<String, String>>,
+    Params(q): Params<SummaryParams>,
 ) -> Result<Response, ApiError> {
-    let (month, year) = month_year(&q)?;
-    match q.get("format").map(|f| f.trim()) {
+    let (month, year) = (q.month.0, q.year.0);
+    match q.format.as_deref().map(str::trim) {
         None | Some("") | Some("json") => {
             let req = SummaryQuery {
                 org_id: auth.org_id,

@@ -21,11 +21,14 @@ use super::{RETRIEVED, forward};
 use crate::auth::Auth;
 use crate::envelope::ApiError;
 use crate::openapi::{Envelope, ErrorEnvelope};
-use crate::paging::{self, Page, PageParams, forward_list};
-use crate::request::{Body, Flag, Strings, Text, clearable, optional};
+use crate::paging::{self, PageParams, forward_list};
+use crate::request::{
+    Body, Field, Flag, Params, Strings, Text, clearable, field, one_of, optional,
+};
 use crate::{App, RequestId};
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::openapi::schema::ArrayBuilder;
 
 pub fn routes() -> Router<App> {
     Router::new()
@@ -62,8 +65,8 @@ pub struct WebhookBody {
     #[serde(default, deserialize_with = "optional")]
     #[schema(value_type = Option<Platform>)]
     platform: Option<Text<32>>,
-    #[schema(value_type = Vec<WebhookEvent>, min_items = 1, max_items = 5)]
-    events: Strings<{ WEBHOOK_EVENTS.len() }>,
+    #[schema(inline)]
+    events: EventNames,
     #[serde(default)]
     filters: Option<FiltersBody>,
     /// The message chat platforms get (not `generic`), default
@@ -92,8 +95,8 @@ pub struct WebhookPatchBody {
     #[schema(value_type = Option<Platform>)]
     platform: Option<Text<32>>,
     #[serde(default, deserialize_with = "optional")]
-    #[schema(value_type = Option<Vec<WebhookEvent>>, min_items = 1, max_items = 5)]
-    events: Option<Strings<{ WEBHOOK_EVENTS.len() }>>,
+    #[schema(inline)]
+    events: Option<EventNames>,
     #[serde(default)]
     filters: Option<FiltersBody>,
     /// As in `WebhookBody`; `null` restores the default.
@@ -223,17 +226,21 @@ fn time(name: &str, value: Value) -> Result<LocalTime, ApiError> {
     })
 }
 
-/// An event a webhook can ask for (`WEBHOOK_EVENTS`).
-#[derive(ToSchema)]
-#[schema(rename_all = "kebab-case")]
-#[allow(dead_code)]
-pub enum WebhookEvent {
-    ClockIn,
-    ClockOut,
-    BreakStart,
-    BreakEnd,
-    Correction,
+/// The events a webhook asks for, each one of `WEBHOOK_EVENTS` (webhook-svc checks which).
+pub struct EventNames(Vec<String>);
+
+impl Field for EventNames {
+    fn read(value: Value) -> Result<Option<Self>, String> {
+        Ok(Strings::<{ WEBHOOK_EVENTS.len() }>::read(value)?.map(|names| Self(names.0)))
+    }
 }
+field!(
+    EventNames,
+    ArrayBuilder::new()
+        .items(one_of(WEBHOOK_EVENTS.iter().copied()))
+        .min_items(Some(1))
+        .max_items(Some(WEBHOOK_EVENTS.len()))
+);
 
 /// Create a webhook subscription; the response shows its signing secret once.
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "Webhooks", request_body = WebhookBody,
@@ -278,12 +285,12 @@ pub async fn list(
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
     OriginalUri(uri): OriginalUri,
-    Query(q): Query<HashMap<String, String>>,
+    Params(page): Params<PageParams>,
 ) -> Result<Response, ApiError> {
     let req = WebhookListQuery {
         org_id: auth.org_id,
     };
-    forward_list::<WebhookListOp>(&app, &rid, &req, Page::of(&q)?, &uri, RETRIEVED).await
+    forward_list::<WebhookListOp>(&app, &rid, &req, page.page()?, &uri, RETRIEVED).await
 }
 
 /// One webhook.
