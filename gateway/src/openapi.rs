@@ -257,6 +257,15 @@ mod tests {
             }
         }
         assert!(ids.contains("list_employees") && ids.contains("create_api_keys"));
+        // Request bodies show every field they read, nested ones included.
+        let settings = &doc["components"]["schemas"]["SettingsPatchBody"]["properties"];
+        for field in ["work_days", "schedule", "holidays", "rounding", "break_rules"] {
+            assert!(settings[field].is_object(), "settings.{field} is not documented");
+        }
+        assert!(
+            doc["components"]["schemas"]["OrgPatchBody"]["properties"]["settings"].is_object(),
+            "the organization's settings are not documented"
+        );
         // Every reference names a schema the document has.
         fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
             match v {

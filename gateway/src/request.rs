@@ -10,7 +10,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::de::{DeserializeOwned, Error as _, SeqAccess, Visitor};
+use serde::de::{DeserializeOwned, Error as _, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use utoipa::openapi::KnownFormat;
@@ -81,13 +81,12 @@ fn refusal(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     {
         path.push(name.to_owned());
         "is required".to_owned()
+    } else if inner.contains("expected an object") {
+        "must be an object".to_owned()
     } else if inner.starts_with("invalid type: null") {
         "is required".to_owned()
     } else if inner.contains("expected an array") {
         "must be an array".to_owned()
-    } else if inner.starts_with("invalid type:") {
-        // What is left to serde itself: a struct, as an element of a list of objects.
-        "must be an object".to_owned()
     } else if inner.starts_with(char::is_uppercase) {
         // A whole sentence of a field's own.
         return ApiError::invalid(inner);
@@ -374,12 +373,16 @@ impl<'de, T: Deserialize<'de>, const MAX: usize> Deserialize<'de> for Items<T, M
                 f.write_str("an array")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element()? {
+                let too_many = || A::Error::custom(format!("must not have more than {MAX} items"));
+                // The length first (a JSON array's is known), so a list too long is refused as
+                // such whatever its elements are.
+                if seq.size_hint().is_some_and(|n| n > MAX) {
+                    return Err(too_many());
+                }
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(Object(item)) = seq.next_element()? {
                     if items.len() == MAX {
-                        return Err(A::Error::custom(format!(
-                            "must not have more than {MAX} items"
-                        )));
+                        return Err(too_many());
                     }
                     items.push(item);
                 }
@@ -451,14 +454,41 @@ field!(
 pub fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some).map_err(|err| {
-        let what = err.to_string();
-        if what.starts_with("invalid type:") {
-            D::Error::custom("must be an object or null")
-        } else {
-            err
+    Option::<Object<T>>::deserialize(d)
+        .map(|o| Some(o.map(|o| o.0)))
+        .map_err(|err| {
+            if err.to_string().contains("expected an object") {
+                D::Error::custom("must be an object or null")
+            } else {
+                err
+            }
+        })
+}
+
+/// For an optional object field (a struct of fields): absent or `null` is `None`.
+pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    Option::<Object<T>>::deserialize(d).map(|o| o.map(|o| o.0))
+}
+
+/// A struct of fields read only from a JSON object: serde's derive would also take an array,
+/// its elements in field order.
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Members<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
         }
-    })
+        d.deserialize_map(Members(std::marker::PhantomData))
+            .map(Object)
+    }
 }
 
 /// For a field that `null` clears: absent is `None`, `null` (or blank) is `Some(None)`.
@@ -511,6 +541,8 @@ mod tests {
         nested: Option<Option<Item>>,
         #[serde(default, deserialize_with = "clearable")]
         template: Option<Option<Text<10>>>,
+        #[serde(default, deserialize_with = "object")]
+        obj: Option<Item>,
     }
 
     #[derive(Deserialize, Debug)]
@@ -659,6 +691,31 @@ mod tests {
             refused(r#"{"name": "J", "nested": {}}"#),
             "The nested.start field is required"
         );
+        // serde's derive would take an array for a struct, its elements in field order.
+        let at = r#""2026-02-12T08:00:00Z""#;
+        for body in [
+            format!(r#"{{"name": "J", "obj": [{at}]}}"#),
+            format!(r#"{{"name": "J", "items": [[{at}]]}}"#),
+        ] {
+            assert!(
+                refused(&body).ends_with("field must be an object"),
+                "{body}"
+            );
+        }
+        assert_eq!(
+            refused(&format!(r#"{{"name": "J", "nested": [{at}]}}"#)),
+            "The nested field must be an object or null"
+        );
+        assert_eq!(
+            refused(r#"{"name": "J", "items": [null]}"#),
+            "The items.0 field must be an object"
+        );
+        // The length is checked before the elements.
+        assert_eq!(
+            refused(r#"{"name": "J", "items": [5, 5, 5]}"#),
+            "The items field must not have more than 2 items"
+        );
+        assert!(read(r#"{"name": "J", "obj": null}"#).unwrap().obj.is_none());
     }
 
     #[derive(Deserialize, Debug)]

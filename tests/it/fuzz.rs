@@ -138,6 +138,30 @@ const BUSINESS_RULES: &[(&str, &str, &str)] = &[
         "a key's first request is state on the server",
     ),
     (
+        "POST /api/v1/attendance/clock-in",
+        "The longitude field is required when latitude is present",
+        "two optional fields that come together (`dependentRequired`), which utoipa's derive \
+         cannot state",
+    ),
+    (
+        "POST /api/v1/attendance/clock-in",
+        "The latitude field is required when longitude is present",
+        "two optional fields that come together (`dependentRequired`), which utoipa's derive \
+         cannot state",
+    ),
+    (
+        "POST /api/v1/attendance/clock-out",
+        "The longitude field is required when latitude is present",
+        "two optional fields that come together (`dependentRequired`), which utoipa's derive \
+         cannot state",
+    ),
+    (
+        "POST /api/v1/attendance/clock-out",
+        "The latitude field is required when longitude is present",
+        "two optional fields that come together (`dependentRequired`), which utoipa's derive \
+         cannot state",
+    ),
+    (
         "POST /api/v1/api-keys",
         "Give either scopes or preset, not both",
         "two optional fields that exclude each other (`not: {required: [scopes, preset]}`), \

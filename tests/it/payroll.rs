@@ -243,6 +243,23 @@ async fn a_correction_changes_the_figures_keeps_its_trail_and_is_announced() {
         .await;
         res.expect_error(404, "Attendance session not found");
     }
+    // An id that names nothing is 404 whatever the body says: the path is read first.
+    for (method, body) in [
+        (reqwest::Method::PATCH, json!({})),
+        (reqwest::Method::PATCH, json!({"reason": 5, "breaks": "x"})),
+        (reqwest::Method::DELETE, json!({"reason": 5})),
+    ] {
+        send(
+            &gw,
+            &t,
+            method,
+            "/api/v1/attendance/sessions/abc",
+            &body,
+            None,
+        )
+        .await
+        .expect_error(404, "Attendance session not found");
+    }
     gw.get(&b.key, &format!("{path}/history"))
         .await
         .expect_error(404, "Attendance session not found");

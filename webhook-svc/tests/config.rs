@@ -12,6 +12,8 @@ fn a_bad_setting_stops_the_start_and_names_the_variable() {
         ("CLOKIO_WEBHOOK_ALLOW_HTTP", "maybe"),
         ("CLOKIO_WEBHOOK_OPS_ADDR", "x"),
         ("CLOKIO_WEBHOOK_SECRET_KEY", "c2hvcnQ="),
+        // Set but empty is unset, and the key is required.
+        ("CLOKIO_WEBHOOK_SECRET_KEY", ""),
         ("CLOKIO_STREAM_REPLICAS", "7"),
         (
             "CLOKIO_NATS_URL",
@@ -24,5 +26,24 @@ fn a_bad_setting_stops_the_start_and_names_the_variable() {
             clokio_runtime::config::refusal(env!("CARGO_BIN_EXE_clokio-webhook-svc"), var, value)
                 .unwrap_or_else(|| panic!("{var}={value} was not refused"));
         assert!(stderr.contains(var), "{var}={value}: {stderr}");
+    }
+}
+
+/// The sealing key is never printed, whether it came from its variable or its flag.
+#[test]
+fn a_bad_secret_key_is_refused_without_being_shown() {
+    for (flag, env) in [(None, "bm90LTMyLWJ5dGVz"), (Some("bm90LTMyLWJ5dGVz"), "")] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_clokio-webhook-svc"));
+        command.env("CLOKIO_WEBHOOK_SECRET_KEY", env);
+        if let Some(flag) = flag {
+            command.args(["--secret-key", flag]);
+        }
+        let out = command.output().expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("CLOKIO_WEBHOOK_SECRET_KEY") && !stderr.contains("bm90LTMyLWJ5dGVz"),
+            "{stderr}"
+        );
     }
 }

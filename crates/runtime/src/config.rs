@@ -47,7 +47,8 @@ pub fn from_args<C: clap::Parser>(
         clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
             Refused::Help(err)
         }
-        _ => match setting_error(&command, &err) {
+        // The variables as declared: an empty one was unset above, but a refusal still names it.
+        _ => match setting_error(&built(C::command()), &err) {
             Some(setting) => Refused::Setting(setting),
             None => Refused::Usage(err),
         },
@@ -66,6 +67,11 @@ pub fn from_env<C: clap::Parser>() -> Result<C, ConfigError> {
             reason: err.to_string(),
         }),
     }
+}
+
+fn built(mut command: clap::Command) -> clap::Command {
+    command.build();
+    command
 }
 
 /// clap's error as the variable it is about, when it is about one (`command` is built).
@@ -162,7 +168,8 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub struct BusConfig {
     /// One NATS server's URL, or a cluster's as a comma-separated list: the client connects to
     /// one of them and moves to another when that one dies.
-    #[arg(long, env = "CLOKIO_NATS_URL", default_value = DEFAULT_NATS_URL, value_parser = nats_url)]
+    #[arg(long, env = "CLOKIO_NATS_URL", default_value = DEFAULT_NATS_URL, value_parser = nats_url,
+        hide_env_values = true)]
     pub nats_url: String,
     /// The prefix of every subject, stream and consumer: deployments sharing one NATS differ in it.
     #[arg(long = "subject-prefix", env = "CLOKIO_SUBJECT_PREFIX", default_value = "clokio",

@@ -379,12 +379,15 @@ pub async fn employee(
     Extension(rid): Extension<RequestId>,
     OriginalUri(uri): OriginalUri,
     Path(code): Path<String>,
-    Params(q): Params<OptionalRangeParams>,
-    Params(page): Params<PageParams>,
+    q: Result<Params<OptionalRangeParams>, ApiError>,
+    page: Result<Params<PageParams>, ApiError>,
 ) -> Result<Response, ApiError> {
+    // The employee code first: one that cannot exist is 404 whatever the query.
+    let employee_code = nip(&code)?;
+    let (Params(q), Params(page)) = (q?, page?);
     let req = EmployeeRangeQuery {
         org_id: auth.org_id,
-        employee_code: nip(&code)?,
+        employee_code,
         start: q.start.map(|d| d.0),
         end: q.end.map(|d| d.0),
     };
@@ -412,11 +415,13 @@ pub async fn employee_today(
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
     Path(code): Path<String>,
-    Params(q): Params<OptionalDateParam>,
+    q: Result<Params<OptionalDateParam>, ApiError>,
 ) -> Result<Response, ApiError> {
+    let employee_code = Some(nip(&code)?);
+    let Params(q) = q?;
     let req = ActivityQuery {
         org_id: auth.org_id,
-        employee_code: Some(nip(&code)?),
+        employee_code,
         date: q.date.map(|d| d.0),
     };
     forward::<EmployeeActivityOp>(&app, &rid, &req, StatusCode::OK, "Daily activity retrieved")

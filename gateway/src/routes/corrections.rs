@@ -104,10 +104,12 @@ pub async fn update(
     Extension(rid): Extension<RequestId>,
     idem: IdempotencyKey,
     Path(id): Path<String>,
-    Body(body): Body<SessionPatchBody>,
+    // Read after the path: an id that names nothing is 404 whatever the body.
+    body: Result<Body<SessionPatchBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idem.key;
     let id = session_id(&id)?;
+    let Body(body) = body?;
     let reason = body.reason.0;
     let clock_in = body.clock_in.map(|at| at.0);
     let clock_out = body.clock_out.map(|at| at.0);
@@ -161,10 +163,11 @@ pub async fn remove(
     idem: IdempotencyKey,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-    Body(body): Body<ReasonBody>,
+    body: Result<Body<ReasonBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     let idempotency_key = idem.key;
     let id = session_id(&id)?;
+    let Body(body) = body?;
     let reason = match body.reason {
         Some(r) => r.0,
         None => {
@@ -199,9 +202,9 @@ pub async fn remove(
 
 #[derive(Deserialize, ToSchema)]
 pub struct ReasonBody {
-    /// Why (1-500 characters); kept in the audit trail.
+    /// Why (1-500 characters); kept in the audit trail. (Left out when `?reason=` says it.)
     #[serde(default, deserialize_with = "optional")]
-    #[schema(inline)]
+    #[schema(inline, required = true)]
     reason: Option<Text<{ MAX_REASON_LEN }>>,
 }
 

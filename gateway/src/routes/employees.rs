@@ -188,11 +188,12 @@ pub async fn set_status(
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
     Path(code): Path<String>,
-    Body(body): Body<StatusBody>,
+    body: Result<Body<StatusBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     // A code that cannot exist names no employee.
     let employee_code =
         EmployeeCode::parse(&code).map_err(|_| ApiError::not_found("Employee not found"))?;
+    let Body(body) = body?;
     let status = body
         .status
         .0

@@ -16,7 +16,7 @@ use crate::auth::Auth;
 use crate::body::{Fields, parse_date};
 use crate::envelope::ApiError;
 use crate::openapi::{Envelope, ErrorEnvelope};
-use crate::request::{Items, Number, Strings, Text, Whole, nullable, optional};
+use crate::request::{Items, Number, Strings, Text, Whole, nullable, object, optional};
 use crate::{App, RequestId};
 use serde::Deserialize;
 
@@ -72,7 +72,7 @@ pub struct OrgPatchBody {
     timezone: Option<Text<64>>,
     /// Read from the top level once its members are moved there (see `update`), so that both
     /// shapes give one set of field names in errors.
-    #[serde(skip_deserializing)]
+    #[serde(default)]
     settings: Option<SettingsPatchBody>,
 }
 
@@ -82,7 +82,7 @@ pub struct SettingsPatchBody {
     #[serde(default, deserialize_with = "optional")]
     #[schema(value_type = Option<Vec<Weekday>>)]
     work_days: Option<Strings<7>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     schedule: Option<SchedulePatchBody>,
     /// Dates `YYYY-MM-DD`; replaces the whole list.
     #[serde(default, deserialize_with = "optional")]

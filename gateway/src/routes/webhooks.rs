@@ -23,7 +23,7 @@ use crate::envelope::ApiError;
 use crate::openapi::{Envelope, ErrorEnvelope};
 use crate::paging::{self, PageParams, forward_list};
 use crate::request::{
-    Body, Field, Flag, Params, Strings, Text, clearable, field, one_of, optional,
+    Body, Field, Flag, Params, Strings, Text, clearable, field, object, one_of, optional,
 };
 use crate::{App, RequestId};
 use serde::Deserialize;
@@ -67,7 +67,7 @@ pub struct WebhookBody {
     platform: Option<Text<32>>,
     #[schema(inline)]
     events: EventNames,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     filters: Option<FiltersBody>,
     /// The message chat platforms get (not `generic`), default
     /// `{employee_name} {event_type} at {location_name} ({timestamp})`. Placeholders:
@@ -97,7 +97,7 @@ pub struct WebhookPatchBody {
     #[serde(default, deserialize_with = "optional")]
     #[schema(inline)]
     events: Option<EventNames>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     filters: Option<FiltersBody>,
     /// As in `WebhookBody`; `null` restores the default.
     #[serde(default, deserialize_with = "clearable")]
@@ -159,7 +159,7 @@ pub struct FiltersBody {
     #[schema(value_type = Option<Vec<Weekday>>)]
     days_of_week: Option<Strings<7>>,
     /// In the org's time zone.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     time_range: Option<TimeRangeBody>,
 }
 
@@ -167,10 +167,10 @@ pub struct FiltersBody {
 #[derive(Deserialize, ToSchema)]
 pub struct TimeRangeBody {
     #[serde(default)]
-    #[schema(value_type = String, example = "09:00")]
+    #[schema(value_type = String, required = true, example = "09:00")]
     start: Value,
     #[serde(default)]
-    #[schema(value_type = String, example = "17:00")]
+    #[schema(value_type = String, required = true, example = "17:00")]
     end: Value,
 }
 
@@ -326,11 +326,13 @@ pub async fn update(
     Extension(auth): Extension<Auth>,
     Extension(rid): Extension<RequestId>,
     Path(id): Path<String>,
-    Body(body): Body<WebhookPatchBody>,
+    body: Result<Body<WebhookPatchBody>, ApiError>,
 ) -> Result<Response, ApiError> {
+    let id = webhook_id(&id)?;
+    let Body(body) = body?;
     let req = WebhookWrite {
         org_id: auth.org_id,
-        id: Some(webhook_id(&id)?),
+        id: Some(id),
         fields: body.fields()?,
     };
     forward::<WebhookUpdateOp>(
