@@ -259,8 +259,17 @@ mod tests {
         assert!(ids.contains("list_employees") && ids.contains("create_api_keys"));
         // Request bodies show every field they read, nested ones included.
         let settings = &doc["components"]["schemas"]["SettingsPatchBody"]["properties"];
-        for field in ["work_days", "schedule", "holidays", "rounding", "break_rules"] {
-            assert!(settings[field].is_object(), "settings.{field} is not documented");
+        for field in [
+            "work_days",
+            "schedule",
+            "holidays",
+            "rounding",
+            "break_rules",
+        ] {
+            assert!(
+                settings[field].is_object(),
+                "settings.{field} is not documented"
+            );
         }
         assert!(
             doc["components"]["schemas"]["OrgPatchBody"]["properties"]["settings"].is_object(),
