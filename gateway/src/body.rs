@@ -4,7 +4,6 @@
 
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
-use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
 
 use crate::envelope::ApiError;
@@ -103,30 +102,6 @@ impl Fields {
 
 pub fn required(name: &str) -> ApiError {
     ApiError::invalid(format!("The {name} field is required"))
-}
-
-/// An RFC 3339 date-time with a time zone offset.
-pub fn parse_timestamp(name: &str, s: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            ApiError::invalid(format!(
-                "The {name} field must be a valid RFC 3339 date-time (e.g. 2026-02-12T08:55:12Z)"
-            ))
-        })
-}
-
-/// `YYYY-MM-DD`, a real calendar date.
-pub fn parse_date(name: &str, s: &str) -> Result<NaiveDate, ApiError> {
-    let shaped = s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-';
-    shaped
-        .then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
-        .flatten()
-        .ok_or_else(|| {
-            ApiError::invalid(format!(
-                "The {name} field must be a valid date in YYYY-MM-DD format"
-            ))
-        })
 }
 
 #[cfg(test)]

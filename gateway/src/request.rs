@@ -16,7 +16,7 @@ use serde_json::Value;
 use utoipa::openapi::KnownFormat;
 use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
 
-use crate::body::{Fields, parse_date, parse_timestamp};
+use crate::body::Fields;
 use crate::envelope::ApiError;
 
 /// A JSON object body read into `T` (413 when too large, 400 when not JSON, 422 when not an
@@ -226,52 +226,32 @@ field!(
         .format(Some(SchemaFormat::KnownFormat(KnownFormat::Double)))
 );
 
-/// A latitude, -90 to 90.
+/// An angle from `-LIMIT` to `LIMIT` degrees: a [`Latitude`] or a [`Longitude`].
 #[derive(Debug, Clone, Copy)]
-pub struct Latitude(pub f64);
+pub struct Degrees<const LIMIT: u16>(pub f64);
 
-impl Field for Latitude {
+pub type Latitude = Degrees<90>;
+pub type Longitude = Degrees<180>;
+
+impl<const LIMIT: u16> Field for Degrees<LIMIT> {
     fn read(value: Value) -> Result<Option<Self>, String> {
         let Some(Number(f)) = Number::read(value)? else {
             return Ok(None);
         };
-        if !(-90.0..=90.0).contains(&f) {
-            return Err("must be between -90 and 90".to_owned());
+        let limit = f64::from(LIMIT);
+        if !(-limit..=limit).contains(&f) {
+            return Err(format!("must be between -{LIMIT} and {LIMIT}"));
         }
         Ok(Some(Self(f)))
     }
 }
 field!(
-    Latitude,
+    Degrees<const LIMIT: u16>,
     ObjectBuilder::new()
         .schema_type(Type::Number)
         .format(Some(SchemaFormat::KnownFormat(KnownFormat::Double)))
-        .minimum(Some(-90.0))
-        .maximum(Some(90.0))
-);
-
-/// A longitude, -180 to 180.
-#[derive(Debug, Clone, Copy)]
-pub struct Longitude(pub f64);
-
-impl Field for Longitude {
-    fn read(value: Value) -> Result<Option<Self>, String> {
-        let Some(Number(f)) = Number::read(value)? else {
-            return Ok(None);
-        };
-        if !(-180.0..=180.0).contains(&f) {
-            return Err("must be between -180 and 180".to_owned());
-        }
-        Ok(Some(Self(f)))
-    }
-}
-field!(
-    Longitude,
-    ObjectBuilder::new()
-        .schema_type(Type::Number)
-        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Double)))
-        .minimum(Some(-180.0))
-        .maximum(Some(180.0))
+        .minimum(Some(-f64::from(LIMIT)))
+        .maximum(Some(f64::from(LIMIT)))
 );
 
 /// An instant, RFC 3339 with an offset (`2026-02-12T08:55:12Z`), as UTC. A blank string is not
@@ -285,8 +265,8 @@ impl Field for Instant {
             Value::String(s) if s.trim().is_empty() => "",
             _ => &Text::<64>::read(value)?.map(|t| t.0).unwrap_or_default(),
         };
-        parse_timestamp("", s)
-            .map(|at| Some(Self(at)))
+        DateTime::parse_from_rfc3339(s)
+            .map(|at| Some(Self(at.with_timezone(&Utc))))
             .map_err(|_| {
                 "must be a valid RFC 3339 date-time (e.g. 2026-02-12T08:55:12Z)".to_owned()
             })
@@ -308,9 +288,19 @@ impl Field for Day {
         let Some(Text(s)) = Text::<{ usize::MAX }>::read(value)? else {
             return Ok(None);
         };
-        parse_date("", &s)
+        Self::parse(&s)
             .map(|d| Some(Self(d)))
-            .map_err(|_| Self::BLANK.to_owned())
+            .ok_or_else(|| Self::BLANK.to_owned())
+    }
+}
+
+impl Day {
+    /// `YYYY-MM-DD`, a real calendar date (no sign, no short forms).
+    pub fn parse(s: &str) -> Option<NaiveDate> {
+        let shaped = s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-';
+        shaped
+            .then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+            .flatten()
     }
 }
 field!(
@@ -358,6 +348,13 @@ field!(
     Year,
     string().pattern(Some(r"^\s*(19[7-9][0-9]|[2-9][0-9]{3})\s*$"))
 );
+
+impl<T, const MAX: usize> Items<T, MAX> {
+    /// The elements, each as the bus takes it.
+    pub fn into_vec<U: From<T>>(self) -> Vec<U> {
+        self.0.into_iter().map(U::from).collect()
+    }
+}
 
 /// A list of at most `MAX` objects (each a struct of fields). Its schema is the field's
 /// `value_type = Vec<_>`.
@@ -618,6 +615,13 @@ mod tests {
         assert_eq!(
             refused(r#"{"name": "J", "day": "2026-02-30"}"#),
             "The day field must be a valid date in YYYY-MM-DD format"
+        );
+        for bad in ["2026-2-1", "+2026-02-01", "2026/02/01", "2026-02-010"] {
+            assert_eq!(Day::parse(bad), None, "{bad}");
+        }
+        assert_eq!(
+            refused(r#"{"name": "J", "lat": -90.5}"#),
+            "The lat field must be between -90 and 90"
         );
         assert_eq!(
             read(r#"{"name": "J", "day": "2026-02-28"}"#)

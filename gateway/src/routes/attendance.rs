@@ -110,9 +110,9 @@ fn clock_request(
                 "The latitude field is required when longitude is present",
             ));
         }
-        (Some(Latitude(latitude)), Some(Longitude(longitude))) => Some(Coordinates {
-            latitude,
-            longitude,
+        (Some(latitude), Some(longitude)) => Some(Coordinates {
+            latitude: latitude.0,
+            longitude: longitude.0,
         }),
     };
     Ok(ClockRequest {

@@ -12,10 +12,10 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use clokio_bus::ids::AttendanceId;
 use clokio_bus::ops::{
-    AttendanceSession, Correction, ImportBreak, ImportRecord, MAX_IMPORT_BREAKS, MAX_REASON_LEN,
-    OrgRef, Period, PeriodChange, PeriodCloseOp, PeriodListOp, PeriodReopenOp, SessionCreate,
-    SessionCreateOp, SessionDelete, SessionDeleteOp, SessionGetOp, SessionHistoryOp, SessionRef,
-    SessionUpdate, SessionUpdateOp,
+    AttendanceSession, Correction, ImportRecord, MAX_IMPORT_BREAKS, MAX_REASON_LEN, OrgRef, Period,
+    PeriodChange, PeriodCloseOp, PeriodListOp, PeriodReopenOp, SessionCreate, SessionCreateOp,
+    SessionDelete, SessionDeleteOp, SessionGetOp, SessionHistoryOp, SessionRef, SessionUpdate,
+    SessionUpdateOp,
 };
 use clokio_bus::types::EmployeeCode;
 use utoipa::ToSchema;
@@ -50,11 +50,6 @@ fn session_id(id: &str) -> Result<AttendanceId, ApiError> {
         .filter(|id| *id > 0)
         .map(AttendanceId::new)
         .ok_or_else(|| ApiError::not_found("Attendance session not found"))
-}
-
-/// The breaks of a body, as the bus takes them.
-fn breaks(breaks: Option<Items<BreakSpan, { MAX_IMPORT_BREAKS }>>) -> Option<Vec<ImportBreak>> {
-    breaks.map(|b| b.0.into_iter().map(Into::into).collect())
 }
 
 /// What to change; absent fields stay as they are. `breaks` replaces every break of the session.
@@ -113,7 +108,7 @@ pub async fn update(
     let reason = body.reason.0;
     let clock_in = body.clock_in.map(|at| at.0);
     let clock_out = body.clock_out.map(|at| at.0);
-    let breaks = breaks(body.breaks);
+    let breaks = body.breaks.map(Items::into_vec);
     let location = body.location.map(|l| l.0);
     if clock_in.is_none() && clock_out.is_none() && breaks.is_none() && location.is_none() {
         return Err(ApiError::invalid(
@@ -254,7 +249,7 @@ pub async fn create(
         .map_err(|_| ApiError::invalid(format!("Employee {code} not found")))?;
     let clock_in = body.clock_in.0;
     let clock_out = body.clock_out.0;
-    let breaks = breaks(body.breaks).unwrap_or_default();
+    let breaks = body.breaks.map(Items::into_vec).unwrap_or_default();
     let location = body.location.map(|l| l.0);
     let reason = body.reason.0;
     let req = SessionCreate {

@@ -13,10 +13,10 @@ use utoipa::ToSchema;
 
 use super::{RETRIEVED, forward};
 use crate::auth::Auth;
-use crate::body::{Fields, parse_date};
+use crate::body::Fields;
 use crate::envelope::ApiError;
 use crate::openapi::{Envelope, ErrorEnvelope};
-use crate::request::{Items, Number, Strings, Text, Whole, nullable, object, optional};
+use crate::request::{Day, Items, Number, Strings, Text, Whole, nullable, object, optional};
 use crate::{App, RequestId};
 use serde::Deserialize;
 
@@ -178,7 +178,13 @@ pub async fn update(
         .map(|days| {
             days.0
                 .iter()
-                .map(|s| parse_date("holidays", s))
+                .map(|s| {
+                    Day::parse(s).ok_or_else(|| {
+                        ApiError::invalid(
+                            "The holidays field must be a valid date in YYYY-MM-DD format",
+                        )
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
