@@ -802,3 +802,108 @@ async fn a_session_opened_slightly_in_the_future_counts_as_zero_not_negative() {
     assert_eq!(res.data()["summary"]["total_work_minutes"], 30);
     assert_eq!(res.data()["work_sessions"][1]["duration_minutes"], 0);
 }
+
+/// A punch that follows the replica's own last punch of the employee is decided on the state the
+/// replica remembers, without reading first. What another replica, a correction or a close wrote
+/// in between moved the state's version on, so the punch is decided on that instead.
+#[tokio::test]
+async fn a_punch_after_a_change_made_elsewhere_is_decided_on_that_change() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    employee(&gw, &t, "E-1", "Ann").await;
+    let db = clokio_tests::db().await;
+    // What another replica's correction writes: the open session began an hour earlier, with a
+    // 10-minute break, closed.
+    let change_elsewhere = || async {
+        sqlx::query(
+            "WITH s AS (SELECT open_session_id AS id FROM attendance.employee_state \
+                WHERE org_id = $1), \
+             b AS (UPDATE attendance.breaks SET started_at = started_at - interval '30 minutes', \
+                ended_at = started_at - interval '20 minutes' WHERE session_id = (SELECT id FROM s)), \
+             x AS (UPDATE attendance.sessions SET clock_in = clock_in - interval '1 hour', \
+                break_open_since = NULL, break_seconds = 600, revision = revision + 1 \
+                WHERE id = (SELECT id FROM s)) \
+             UPDATE attendance.employee_state SET last_event_at = last_event_at WHERE org_id = $1",
+        )
+        .bind(t.org.id.as_uuid())
+        .execute(&db)
+        .await
+        .unwrap();
+    };
+
+    gw.clock_in(&t.key, "E-1").await.expect(200);
+    gw.clock(&t.key, "break-start", "E-1").await.expect(200);
+    change_elsewhere().await;
+    // Decided on what the replica remembered, this would end a break of a few seconds in a
+    // session of a few seconds.
+    let out = gw.clock_out(&t.key, "E-1").await.expect(200);
+    assert_eq!(out.data()["break_minutes"], 10, "{}", out.text);
+    assert_eq!(out.data()["total_hours"], 0.83, "{}", out.text);
+    let (break_seconds, open_breaks): (i64, i64) = sqlx::query_as(
+        "SELECT s.break_seconds, (SELECT count(*) FROM attendance.breaks b \
+            WHERE b.session_id = s.id AND b.ended_at IS NULL) \
+         FROM attendance.sessions s WHERE s.org_id = $1",
+    )
+    .bind(t.org.id.as_uuid())
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!((break_seconds, open_breaks), (600, 0));
+
+    gw.clock_in(&t.key, "E-1").await.expect(200);
+    gw.clock(&t.key, "break-start", "E-1").await.expect(200);
+    change_elsewhere().await;
+    gw.clock(&t.key, "break-end", "E-1")
+        .await
+        .expect_error(409, "Employee is not on a break");
+    gw.clock_out(&t.key, "E-1").await.expect(200);
+    assert_eq!(stored(&t).await, (2, 2));
+}
+
+/// Two replicas take an employee's punches in turn, as the bus hands them out: each replica's
+/// remembered state is often behind the other's writes, and every punch is still decided on the
+/// latest one.
+#[tokio::test]
+async fn punches_spread_over_two_replicas_follow_each_other() {
+    let (stack, gw) = Stack::start().await;
+    let _second = stack.isolated_attendance_svc();
+    stack
+        .wait_for_replicas(clokio_bus::ServiceName::Attendance, 2)
+        .await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    const EMPLOYEES: usize = 8;
+    const CYCLES: usize = 5;
+    for i in 0..EMPLOYEES {
+        employee(&gw, &t, &format!("E-{i}"), "Ann").await;
+    }
+    let days = (0..EMPLOYEES).map(|i| {
+        let (gw, key) = (gw.clone(), t.key.clone());
+        async move {
+            let code = format!("E-{i}");
+            for _ in 0..CYCLES {
+                for action in ["clock-in", "break-start", "break-end", "clock-out"] {
+                    let res = gw.clock(&key, action, &code).await;
+                    assert_eq!(res.status, 200, "{action} {code}: {}", res.text);
+                }
+            }
+        }
+    });
+    futures::future::join_all(days).await;
+    let n = (EMPLOYEES * CYCLES) as i64;
+    assert_eq!(stored(&t).await, (n, n));
+    // Every session closed, its break closed and counted once.
+    let (closed, consistent, versions): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE s.clock_out IS NOT NULL AND s.break_open_since IS NULL), \
+            count(*) FILTER (WHERE s.break_seconds = (SELECT sum(extract(epoch FROM b.ended_at - b.started_at))::bigint \
+                FROM attendance.breaks b WHERE b.session_id = s.id)), \
+            (SELECT count(*) FROM attendance.employee_state e WHERE e.org_id = $1 \
+                AND e.open_session_id IS NULL AND e.version >= 4 * $2) \
+         FROM attendance.sessions s WHERE s.org_id = $1",
+    )
+    .bind(t.org.id.as_uuid())
+    .bind(CYCLES as i64)
+    .fetch_one(&clokio_tests::db().await)
+    .await
+    .unwrap();
+    assert_eq!((closed, consistent, versions), (n, n, EMPLOYEES as i64));
+}
