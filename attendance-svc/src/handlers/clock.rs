@@ -431,8 +431,11 @@ impl Default for KnownStates {
 }
 
 impl KnownStates {
-    fn get(&self, key: (OrgId, i64)) -> Option<Arc<Known>> {
-        self.0.get(&key)
+    /// The employee's remembered state, taken: a punch of the same employee arriving meanwhile
+    /// reads afresh, so no two punches decide on one memory (and a clock-in's session id is drawn
+    /// for one of them only).
+    fn take(&self, key: (OrgId, i64)) -> Option<Arc<Known>> {
+        self.0.remove(&key)
     }
 
     /// Remembers `state`, or forgets the employee when it is not known.
@@ -458,7 +461,7 @@ async fn apply(
 ) -> db::Result<Bytes> {
     let key = (req.org_id, employee.employee_id.get());
     // A kiosk's own timestamp may reach back into months the remembered state did not read.
-    let mut basis = match state.known.get(key) {
+    let mut basis = match state.known.take(key) {
         Some(known) if !keyed && req.timestamp.is_none() => Basis::Remembered(known),
         _ => Basis::Read,
     };
