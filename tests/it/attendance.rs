@@ -803,9 +803,10 @@ async fn a_session_opened_slightly_in_the_future_counts_as_zero_not_negative() {
     assert_eq!(res.data()["work_sessions"][1]["duration_minutes"], 0);
 }
 
-/// A punch that follows the replica's own last punch of the employee is decided on the state the
-/// replica remembers, without reading first. What another replica, a correction or a close wrote
-/// in between moved the state's version on, so the punch is decided on that instead.
+/// A punch is decided on the employee's state as it stands, not on what the replica that took the
+/// previous punch saw: a change written in between by anything else (another replica, a
+/// correction, a close) counts. A replica that kept employees' states between punches, to skip
+/// the read, would have to notice such a change through the state's version.
 #[tokio::test]
 async fn a_punch_after_a_change_made_elsewhere_is_decided_on_that_change() {
     let (stack, gw) = Stack::start().await;
@@ -834,8 +835,8 @@ async fn a_punch_after_a_change_made_elsewhere_is_decided_on_that_change() {
     gw.clock_in(&t.key, "E-1").await.expect(200);
     gw.clock(&t.key, "break-start", "E-1").await.expect(200);
     change_elsewhere().await;
-    // Decided on what the replica remembered, this would end a break of a few seconds in a
-    // session of a few seconds.
+    // Decided on what the replica saw at the break's start, this would end a break of a few
+    // seconds in a session of a few seconds.
     let out = gw.clock_out(&t.key, "E-1").await.expect(200);
     assert_eq!(out.data()["break_minutes"], 10, "{}", out.text);
     assert_eq!(out.data()["total_hours"], 0.83, "{}", out.text);
@@ -860,9 +861,8 @@ async fn a_punch_after_a_change_made_elsewhere_is_decided_on_that_change() {
     assert_eq!(stored(&t).await, (2, 2));
 }
 
-/// Two replicas take an employee's punches in turn, as the bus hands them out: each replica's
-/// remembered state is often behind the other's writes, and every punch is still decided on the
-/// latest one.
+/// Two replicas take an employee's punches in turn, as the bus hands them out: each punch follows
+/// writes the other replica made, and is decided on them.
 #[tokio::test]
 async fn punches_spread_over_two_replicas_follow_each_other() {
     let (stack, gw) = Stack::start().await;
