@@ -46,6 +46,8 @@ enum Fault {
 
 /// One answered (or failed) request of the load.
 struct Sent {
+    /// The employee's code (none for a read).
+    employee: Option<String>,
     action: &'static str,
     status: u16,
     attendance_id: Option<i64>,
@@ -98,6 +100,7 @@ fn start_load(
                         step[e] += 1;
                     }
                     sent.push(Sent {
+                        employee: Some(format!("F-{w}-{e}")),
                         action,
                         status,
                         attendance_id: id,
@@ -116,6 +119,7 @@ fn start_load(
                             Err(_) => 0,
                         };
                         sent.push(Sent {
+                            employee: None,
                             action: "daily",
                             status,
                             attendance_id: None,
@@ -389,6 +393,32 @@ async fn run(fault: Fault) {
         .map(|(k, n)| n.saturating_sub(per_write.get(k).copied().unwrap_or(0)))
         .sum();
     let unanswered_events = ids.len().saturating_sub(writes.len());
+    // What a shortfall was made of: the employee's requests around it, in order.
+    for ((id, action), n) in &answered {
+        let events = per_write.get(&(*id, action.clone())).copied().unwrap_or(0);
+        if *n <= events {
+            continue;
+        }
+        eprintln!(
+            "{fault:?}: {n} 2xx {action} of session {id}, {events} events; the employee's requests:"
+        );
+        let who = writes
+            .iter()
+            .find(|w| w.attendance_id == Some(*id))
+            .and_then(|w| w.employee.clone());
+        for s in sent
+            .iter()
+            .filter(|s| s.employee.is_some() && s.employee == who)
+        {
+            eprintln!(
+                "  {:>6} ms {:<11} {} {:?}",
+                s.at.duration_since(started).as_millis(),
+                s.action,
+                s.status,
+                s.attendance_id
+            );
+        }
+    }
 
     // Every event reaches the webhook (once the delivery pipeline has caught up: events a killed
     // webhook-svc had taken come back after the intake consumer's 5 s ack wait).
