@@ -38,6 +38,9 @@ pub struct State {
     /// How long a write whose connection was lost waits to learn whether it committed: under the
     /// bus's request timeout, so the answer still reaches the caller.
     pub(crate) settle_wait: Duration,
+    /// The employees' states this replica last read or wrote, to decide a punch on without
+    /// reading first.
+    pub(crate) known: clock::KnownStates,
 }
 
 /// Starts attendance-svc and runs it until `shutdown` resolves.
@@ -86,6 +89,7 @@ pub async fn run(
         kick: Kick::default(),
         directory,
         settle_wait: config.bus.request_timeout * 4 / 5,
+        known: clock::KnownStates::default(),
     };
     let autoclose = tokio::spawn(autoclose::run(state.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);

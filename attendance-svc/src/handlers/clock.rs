@@ -5,13 +5,14 @@
 //! still the one read (every change bumps it). Two simultaneous clock-ins are thus decided one
 //! after the other: the second finds the version moved, reads again and is refused (and the
 //! partial unique index on open sessions refuses a second open session even if code did not).
-//! Without an `Idempotency-Key` the two statements run on their own, two round trips in all; with
-//! one they run inside the key's transaction.
+//! Without an `Idempotency-Key` the statements run on their own; with one they run inside the
+//! key's transaction. The replica remembers the state each write answers ([`KnownStates`]), so
+//! the employee's next punch there needs no read: one round trip instead of two.
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use clokio_bus::events::kind;
-use clokio_bus::ids::{AttendanceId, LocationId};
+use clokio_bus::ids::{AttendanceId, LocationId, OrgId};
 use clokio_bus::ops::{
     BreakEndOp, BreakEnded, BreakStartOp, BreakStarted, ClockInOp, ClockOutOp, ClockRequest,
     ClockedIn, ClockedOut, Employee, Operation,
@@ -19,7 +20,7 @@ use clokio_bus::ops::{
 use clokio_bus::server::to_bytes;
 use clokio_bus::types::EmployeeStatus;
 use clokio_bus::{BusError, ErrorCode};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use sqlx::PgConnection;
 use sqlx::postgres::PgArguments;
@@ -140,7 +141,7 @@ fn within_offline_window(
 }
 
 /// The employee's state and open session, read in one statement (one snapshot).
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 struct Current {
     /// What the write is conditional on: bumped by every change of the employee's attendance.
     version: i64,
@@ -156,7 +157,7 @@ struct Current {
 }
 
 /// The open session's columns (all null when there is none).
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 struct OpenSessionRow {
     work_date: Option<chrono::NaiveDate>,
     clock_in: Option<DateTime<Utc>>,
@@ -174,22 +175,13 @@ async fn current(
     clock_in: bool,
     closed_from: chrono::NaiveDate,
 ) -> db::Result<Current> {
+    static READ: LazyLock<String> = LazyLock::new(|| state_select(2, "$3", 4, "true"));
     let read = || {
-        sqlx::query_as(
-            "SELECT st.version, st.open_session_id, st.last_event_at, \
-                CASE WHEN $3 AND st.open_session_id IS NULL THEN nextval('sessions_id_seq') END \
-                AS new_session_id, \
-                ARRAY(SELECT month FROM closed_periods WHERE org_id = $1 AND month >= $4) \
-                AS closed_months, \
-                s.work_date, s.clock_in, s.location_id, s.location, s.break_seconds, \
-                s.break_open_since, s.revision \
-             FROM employee_state st LEFT JOIN sessions s ON s.id = st.open_session_id \
-             WHERE st.org_id = $1 AND st.employee_id = $2",
-        )
-        .bind(org.as_uuid())
-        .bind(employee.employee_id.get())
-        .bind(clock_in)
-        .bind(closed_from)
+        sqlx::query_as(&READ)
+            .bind(org.as_uuid())
+            .bind(employee.employee_id.get())
+            .bind(clock_in)
+            .bind(closed_from)
     };
     if let Some(found) = read().fetch_optional(&mut *conn).await? {
         return Ok(found);
@@ -204,6 +196,29 @@ async fn current(
     Ok(read().fetch_one(&mut *conn).await?)
 }
 
+/// The employee's state as [`Written`] reads it, with `wrote` false: of employee `$employee` of
+/// org `$1`, as the statement's snapshot has it, when `only_if` (SQL) holds. The closed months
+/// are those from `$closed_from`; a new session id is drawn when `draw` (SQL) holds and no session
+/// is open.
+fn state_select(employee: usize, draw: &str, closed_from: usize, only_if: &str) -> String {
+    format!(
+        "SELECT false AS wrote, e.version, e.open_session_id, e.last_event_at, \
+            CASE WHEN {draw} AND e.open_session_id IS NULL THEN nextval('sessions_id_seq') END \
+            AS new_session_id, \
+            {closed} AS closed_months, \
+            s.work_date, s.clock_in, s.location_id, s.location, s.break_seconds, \
+            s.break_open_since, s.revision \
+         FROM employee_state e LEFT JOIN sessions s ON s.id = e.open_session_id \
+         WHERE e.org_id = $1 AND e.employee_id = ${employee} AND {only_if}",
+        closed = closed_months(closed_from)
+    )
+}
+
+/// The org's closed months from `$closed_from`, as an array.
+fn closed_months(closed_from: usize) -> String {
+    format!("ARRAY(SELECT month FROM closed_periods WHERE org_id = $1 AND month >= ${closed_from})")
+}
+
 static INSERT_STATE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH p AS ({}) INSERT INTO employee_state (org_id, employee_id) SELECT $1, $2 FROM p \
@@ -216,24 +231,60 @@ static INSERT_STATE: LazyLock<String> = LazyLock::new(|| {
 const MAX_TRIES: usize = 8;
 
 /// The statements of the four writes. Each first moves the employee's state on, only from the
-/// version read (`st`, which also takes the row's lock; a trigger bumps the version on every
-/// update of the row); its other changes and its events
-/// (`outbox_rows`, bound after the statement's own parameters) happen only if that did. The
-/// statement returns a row when it wrote.
+/// version its decision was made on (`st`, which also takes the row's lock; a trigger bumps the
+/// version on every update of the row); its other changes and its events (`outbox_rows`, bound
+/// after the statement's own parameters) happen only if that did. Each answers one row
+/// ([`Written`]): the employee's state after the write, from what the write itself returned, or,
+/// when the version had moved on, the state as it stands, read by the same statement so that the
+/// punch is decided again without another round trip.
 const WROTE: &str = "EXISTS (SELECT 1 FROM st)";
+const ST_RETURNING: &str = "RETURNING version, open_session_id, last_event_at";
+/// The open session's columns, as `sessions` returns them.
+const SESSION_COLUMNS: &str =
+    "work_date, clock_in, location_id, location, break_seconds, break_open_since, revision";
+/// The open session's columns from `s`, the write's own change of it.
+const SESSION_OF_S: &str = "s.work_date, s.clock_in, s.location_id, s.location, s.break_seconds, \
+    s.break_open_since, s.revision";
+/// The session columns of an employee with no open session, after a clock-out.
+const NO_SESSION: &str = "NULL::date AS work_date, NULL::timestamptz AS clock_in, \
+    NULL::bigint AS location_id, NULL::text AS location, NULL::bigint AS break_seconds, \
+    NULL::timestamptz AS break_open_since, NULL::bigint AS revision";
+
+/// A write's answer (see above) for employee `$employee`, with the closed months from
+/// `$closed_from`: `session` is the open session's columns after the write, `new_session_id` the
+/// id the employee's next clock-in takes, `draw` whether the state read draws one instead (a
+/// clock-in decided again needs it).
+fn answer(
+    employee: usize,
+    closed_from: usize,
+    new_session_id: &str,
+    session: &str,
+    draw: &str,
+) -> String {
+    let from = if session == NO_SESSION { "st" } else { "st, s" };
+    format!(
+        "SELECT true AS wrote, st.version, st.open_session_id, st.last_event_at, \
+            {new_session_id} AS new_session_id, {closed} AS closed_months, {session} \
+         FROM {from} \
+         UNION ALL {read}",
+        closed = closed_months(closed_from),
+        read = state_select(employee, draw, closed_from, "NOT EXISTS (SELECT 1 FROM st)"),
+    )
+}
+
 static CLOCK_IN: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH st AS ( \
             UPDATE employee_state SET open_session_id = $7, last_event_at = $4 \
             WHERE org_id = $1 AND employee_id = $2 AND version = $8 AND open_session_id IS NULL \
-            RETURNING 1), \
+            {ST_RETURNING}), \
          s AS ( \
             INSERT INTO sessions (id, org_id, employee_id, work_date, clock_in, location_id, location, \
                 prefix) \
-            SELECT $7, $1, $2, $3, $4, $5, $6, $9 FROM st), \
-         {} \
-         SELECT 1 FROM st",
-        outbox::rows_cte_if(10, WROTE)
+            SELECT $7, $1, $2, $3, $4, $5, $6, $9 FROM st RETURNING {SESSION_COLUMNS}), \
+         {} {}",
+        outbox::rows_cte_if(11, WROTE),
+        answer(2, 10, "NULL::bigint", SESSION_OF_S, "true")
     )
 });
 static CLOCK_OUT: LazyLock<String> = LazyLock::new(|| {
@@ -241,15 +292,16 @@ static CLOCK_OUT: LazyLock<String> = LazyLock::new(|| {
         "WITH st AS ( \
             UPDATE employee_state SET open_session_id = NULL, last_event_at = $3 \
             WHERE org_id = $1 AND employee_id = $7 AND version = $8 AND open_session_id = $2 \
-            RETURNING 1), \
+            {ST_RETURNING}), \
          s AS ( \
             UPDATE sessions SET clock_out = $3, out_location_id = $4, out_location = $5, \
                 break_seconds = $6, break_open_since = NULL, revision = revision + 1 \
             WHERE id = $2 AND {WROTE}), \
          b AS (UPDATE breaks SET ended_at = $3 WHERE session_id = $2 AND ended_at IS NULL AND {WROTE}), \
-         {} \
-         SELECT 1 FROM st",
-        outbox::rows_cte_if(9, WROTE)
+         {} {}",
+        outbox::rows_cte_if(10, WROTE),
+        // The employee's next clock-in takes this id, when this replica decides it.
+        answer(7, 9, "nextval('sessions_id_seq')", NO_SESSION, "false")
     )
 });
 static BREAK_START: LazyLock<String> = LazyLock::new(|| {
@@ -257,13 +309,13 @@ static BREAK_START: LazyLock<String> = LazyLock::new(|| {
         "WITH st AS ( \
             UPDATE employee_state SET last_event_at = $3 \
             WHERE org_id = $1 AND employee_id = $4 AND version = $5 AND open_session_id = $2 \
-            RETURNING 1), \
+            {ST_RETURNING}), \
          b AS (INSERT INTO breaks (session_id, started_at) SELECT $2, $3 FROM st), \
          s AS (UPDATE sessions SET break_open_since = $3, revision = revision + 1 \
-               WHERE id = $2 AND {WROTE}), \
-         {} \
-         SELECT 1 FROM st",
-        outbox::rows_cte_if(6, WROTE)
+               WHERE id = $2 AND {WROTE} RETURNING {SESSION_COLUMNS}), \
+         {} {}",
+        outbox::rows_cte_if(7, WROTE),
+        answer(4, 6, "NULL::bigint", SESSION_OF_S, "false")
     )
 });
 static BREAK_END: LazyLock<String> = LazyLock::new(|| {
@@ -271,13 +323,13 @@ static BREAK_END: LazyLock<String> = LazyLock::new(|| {
         "WITH st AS ( \
             UPDATE employee_state SET last_event_at = $3 \
             WHERE org_id = $1 AND employee_id = $4 AND version = $6 AND open_session_id = $2 \
-            RETURNING 1), \
+            {ST_RETURNING}), \
          b AS (UPDATE breaks SET ended_at = $3 WHERE session_id = $2 AND ended_at IS NULL AND {WROTE}), \
          s AS (UPDATE sessions SET break_open_since = NULL, break_seconds = break_seconds + $5, \
-               revision = revision + 1 WHERE id = $2 AND {WROTE}), \
-         {} \
-         SELECT 1 FROM st",
-        outbox::rows_cte_if(7, WROTE)
+               revision = revision + 1 WHERE id = $2 AND {WROTE} RETURNING {SESSION_COLUMNS}), \
+         {} {}",
+        outbox::rows_cte_if(8, WROTE),
+        answer(4, 7, "NULL::bigint", SESSION_OF_S, "false")
     )
 });
 
@@ -334,8 +386,70 @@ impl OpenSession {
     }
 }
 
-/// Decides and writes; reads again when another write of the employee got in between. `keyed`:
-/// `conn` is in an idempotency key's transaction, whose work is undone if the punch is refused.
+/// What a punch is decided on.
+enum Basis {
+    /// Nothing yet: the state is read first.
+    Read,
+    /// The state as this request's own last statement found it.
+    Fresh(Current),
+    /// What an earlier punch read or wrote on this replica. Only a write is decided on it (the
+    /// write checks its version): anything else (a refusal, a forgotten clock-out to close) is
+    /// decided again on a fresh read.
+    Remembered(Arc<Known>),
+}
+
+/// What came of one attempt.
+enum Step {
+    Done(Bytes),
+    /// Decide again, on this.
+    Again(Basis),
+}
+
+/// An employee's state as this replica last read or wrote it.
+struct Known {
+    state: Current,
+    /// The month its closed months were read from.
+    closed_from: chrono::NaiveDate,
+}
+
+/// The employee states this replica last read or wrote, so that a punch following another on the
+/// same replica is one statement: its write is conditional on the remembered version, and when
+/// that has moved on (another replica, a correction, a close), the same statement answers the
+/// state as it stands. Nothing is decided on a remembered state but a write.
+#[derive(Clone)]
+pub(crate) struct KnownStates(moka::sync::Cache<(OrgId, i64), Arc<Known>>);
+
+impl Default for KnownStates {
+    fn default() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(std::time::Duration::from_secs(24 * 60 * 60))
+                .build(),
+        )
+    }
+}
+
+impl KnownStates {
+    /// The employee's remembered state, taken: a punch of the same employee arriving meanwhile
+    /// reads afresh, so no two punches decide on one memory (and a clock-in's session id is drawn
+    /// for one of them only).
+    fn take(&self, key: (OrgId, i64)) -> Option<Arc<Known>> {
+        self.0.remove(&key)
+    }
+
+    /// Remembers `state`, or forgets the employee when it is not known.
+    fn set(&self, key: (OrgId, i64), state: Option<Current>, closed_from: chrono::NaiveDate) {
+        match state {
+            Some(state) => self.0.insert(key, Arc::new(Known { state, closed_from })),
+            None => self.0.invalidate(&key),
+        }
+    }
+}
+
+/// Decides and writes; decides again when another write of the employee got in between. `keyed`:
+/// `conn` is in an idempotency key's transaction, whose work is undone if the punch is refused;
+/// such a punch neither uses nor leaves a remembered state (it commits later, or not at all).
 async fn apply(
     state: &State,
     conn: &mut PgConnection,
@@ -345,11 +459,37 @@ async fn apply(
     info: &OrgInfo,
     employee: &Employee,
 ) -> db::Result<Bytes> {
+    let key = (req.org_id, employee.employee_id.get());
+    // A kiosk's own timestamp may reach back into months the remembered state did not read.
+    let mut basis = match state.known.take(key) {
+        Some(known) if !keyed && req.timestamp.is_none() => Basis::Remembered(known),
+        _ => Basis::Read,
+    };
     for _ in 0..MAX_TRIES {
-        if let Some(reply) = attempt(state, conn, keyed, action, req, info, employee).await? {
-            return Ok(reply);
+        let remembered = matches!(basis, Basis::Remembered(_));
+        let step = attempt(state, conn, keyed, action, req, info, employee, basis).await;
+        match step {
+            Ok(Step::Done(reply)) => {
+                if remembered {
+                    metrics::counter!("clokio_clock_remembered_total", "outcome" => "written")
+                        .increment(1);
+                }
+                return Ok(reply);
+            }
+            Ok(Step::Again(next)) => {
+                if remembered {
+                    metrics::counter!("clokio_clock_remembered_total", "outcome" => "stale")
+                        .increment(1);
+                } else {
+                    metrics::counter!("clokio_clock_write_retries_total").increment(1);
+                }
+                basis = next;
+            }
+            Err(err) => {
+                state.known.set(key, None, chrono::NaiveDate::MIN);
+                return Err(err);
+            }
         }
-        metrics::counter!("clokio_clock_write_retries_total").increment(1);
     }
     tracing::warn!("clock write kept losing to other writes of the employee");
     Err(BusError::new(
@@ -359,8 +499,8 @@ async fn apply(
     .into())
 }
 
-/// One decision on the employee's current state and its conditional write: `None` when the
-/// state moved on since it was read (nothing was written).
+/// One decision and its conditional write.
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     state: &State,
     conn: &mut PgConnection,
@@ -369,7 +509,8 @@ async fn attempt(
     req: &ClockRequest,
     info: &OrgInfo,
     employee: &Employee,
-) -> db::Result<Option<Bytes>> {
+    basis: Basis,
+) -> db::Result<Step> {
     let now = whole_seconds(Utc::now());
     // The window of an offline kiosk is checked after the closed periods: a punch dated in a
     // closed month is refused as such, however old it is.
@@ -390,6 +531,29 @@ async fn attempt(
     let closed_from = periods::month_of(
         tz.date_of(requested.map_or(window, |at| at.min(window)) - Duration::days(1)),
     );
+    let (current, remembered) = match basis {
+        Basis::Remembered(known) if known.closed_from <= closed_from => (known.state.clone(), true),
+        Basis::Fresh(current) => (current, false),
+        _ => (
+            current(
+                conn,
+                employee,
+                req.org_id,
+                action == Action::ClockIn,
+                closed_from,
+            )
+            .await?,
+            false,
+        ),
+    };
+    // A decision other than a write, made on a remembered state, is made again on a fresh read.
+    let refuse = |err: BusError| {
+        if remembered {
+            Ok(Step::Again(Basis::Read))
+        } else {
+            Err(err.into())
+        }
+    };
     let Current {
         version,
         open_session_id: open,
@@ -397,22 +561,19 @@ async fn attempt(
         new_session_id,
         closed_months,
         session: open_row,
-    } = current(
-        conn,
-        employee,
-        req.org_id,
-        action == Action::ClockIn,
-        closed_from,
-    )
-    .await?;
+    } = current;
     if let Some(at) = requested {
         let month = periods::month_of(tz.date_of(at));
         if closed_months.contains(&month) {
-            return Err(BusError::conflict(period_closed_message(month)).into());
+            return refuse(BusError::conflict(period_closed_message(month)));
         }
         within_offline_window(info, at, now)?;
     }
-    let open = open.map(|id| OpenSession::of(id, open_row)).transpose()?;
+    let open = match open.map(|id| OpenSession::of(id, open_row)).transpose() {
+        Ok(open) => open,
+        Err(_) if remembered => return Ok(Step::Again(Basis::Read)),
+        Err(err) => return Err(err),
+    };
     if let Some(s) = &open {
         // A forgotten clock-out: the session is closed at its limit first, then this punch is
         // decided on what follows. (A punch dated before the limit, from an offline kiosk, is
@@ -420,6 +581,9 @@ async fn attempt(
         let limit = s.clock_in + Duration::hours(i64::from(settings.max_shift_hours));
         let due = requested.unwrap_or(now);
         if limit <= due {
+            if remembered {
+                return Ok(Step::Again(Basis::Read));
+            }
             // The close stands whatever becomes of this punch: a keyed punch's transaction is
             // rolled back to before its work when the punch is refused, so the close is committed
             // on a connection of its own.
@@ -433,29 +597,29 @@ async fn attempt(
                 // Another replica's sweep holds it and is closing it: give that a moment.
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
-            return Ok(None);
+            return Ok(Step::Again(Basis::Read));
         }
     }
     let session = match (action, open) {
         (Action::ClockIn, Some(_)) => {
-            return Err(BusError::conflict("Employee is already clocked in").into());
+            return refuse(BusError::conflict("Employee is already clocked in"));
         }
         (Action::ClockIn, None) => None,
         (Action::ClockOut | Action::BreakStart, None) => {
-            return Err(BusError::conflict("Employee is not clocked in").into());
+            return refuse(BusError::conflict("Employee is not clocked in"));
         }
         (Action::BreakEnd, None) => {
-            return Err(BusError::conflict("Employee is not on a break").into());
+            return refuse(BusError::conflict("Employee is not on a break"));
         }
         (_, Some(s)) => Some(s),
     };
     if let Some(s) = &session {
         match (action, s.break_open_since) {
             (Action::BreakStart, Some(_)) => {
-                return Err(BusError::conflict("Employee is already on a break").into());
+                return refuse(BusError::conflict("Employee is already on a break"));
             }
             (Action::BreakEnd, None) => {
-                return Err(BusError::conflict("Employee is not on a break").into());
+                return refuse(BusError::conflict("Employee is not on a break"));
             }
             _ => {}
         }
@@ -464,11 +628,10 @@ async fn attempt(
     // already recorded, and our own clock never records before it either.
     let at = match (requested, last) {
         (Some(at), Some(last)) if at < last => {
-            return Err(BusError::invalid(format!(
+            return refuse(BusError::invalid(format!(
                 "The timestamp must not be earlier than the employee's last attendance event ({})",
                 last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ))
-            .into());
+            )));
         }
         (Some(at), _) => at,
         (None, Some(last)) => now.max(last),
@@ -476,13 +639,15 @@ async fn attempt(
     };
     let month = periods::month_of(tz.date_of(at));
     if closed_months.contains(&month) {
-        return Err(BusError::conflict(period_closed_message(month)).into());
+        return refuse(BusError::conflict(period_closed_message(month)));
     }
     let org = req.org_id;
     let mut rows = outbox::Rows::default();
-    let reply = match (action, session) {
+    let (query, trace, reply) = match (action, session) {
         (Action::ClockIn, _) => {
-            let id = new_session_id.ok_or_else(BusError::internal)?;
+            let Some(id) = new_session_id else {
+                return refuse(BusError::internal());
+            };
             let work_date = tz.date_of(at);
             let attendance_id = AttendanceId::new(id);
             let clocked = Clocked {
@@ -501,19 +666,18 @@ async fn attempt(
                 .bind(work_date)
                 .bind(at)
                 .bind(location_id.get())
-                .bind(&location)
+                .bind(location.clone())
                 .bind(id)
                 .bind(version)
-                .bind(state.subjects.prefix().to_string());
-            if !wrote(state, conn, keyed, rows.bind(query), Trace::Session(id)).await? {
-                return Ok(None);
-            }
-            to_bytes(&ClockedIn {
+                .bind(state.subjects.prefix().to_string())
+                .bind(closed_from);
+            let reply = to_bytes(&ClockedIn {
                 attendance_id,
                 employee_name: employee.name.clone(),
                 clock_in: at,
                 location,
-            })
+            });
+            (query, Trace::Session(id), reply)
         }
         (Action::ClockOut, Some(s)) => {
             let open_break = s.break_open_since.map(|since| (at - since).num_seconds());
@@ -537,22 +701,12 @@ async fn attempt(
                 .bind(s.id)
                 .bind(at)
                 .bind(location_id.get())
-                .bind(&location)
+                .bind(location.clone())
                 .bind(break_seconds)
                 .bind(employee.employee_id.get())
-                .bind(version);
-            if !wrote(
-                state,
-                conn,
-                keyed,
-                rows.bind(query),
-                Trace::ClockOut(s.id, at),
-            )
-            .await?
-            {
-                return Ok(None);
-            }
-            to_bytes(&ClockedOut {
+                .bind(version)
+                .bind(closed_from);
+            let reply = to_bytes(&ClockedOut {
                 attendance_id,
                 employee_name: employee.name.clone(),
                 clock_in: s.clock_in,
@@ -560,7 +714,8 @@ async fn attempt(
                 location,
                 total_hours: clokio_bus::calendar::hours(total_seconds),
                 break_minutes: clokio_bus::calendar::minutes(break_seconds),
-            })
+            });
+            (query, Trace::ClockOut(s.id, at), reply)
         }
         (Action::BreakStart, Some(s)) => {
             let attendance_id = AttendanceId::new(s.id);
@@ -576,26 +731,19 @@ async fn attempt(
                 .bind(s.id)
                 .bind(at)
                 .bind(employee.employee_id.get())
-                .bind(version);
-            if !wrote(
-                state,
-                conn,
-                keyed,
-                rows.bind(query),
-                Trace::BreakStart(s.id, at),
-            )
-            .await?
-            {
-                return Ok(None);
-            }
-            to_bytes(&BreakStarted {
+                .bind(version)
+                .bind(closed_from);
+            let reply = to_bytes(&BreakStarted {
                 attendance_id,
                 employee_name: employee.name.clone(),
                 break_start: at,
-            })
+            });
+            (query, Trace::BreakStart(s.id, at), reply)
         }
         (Action::BreakEnd, Some(s)) => {
-            let since = s.break_open_since.ok_or_else(BusError::internal)?;
+            let Some(since) = s.break_open_since else {
+                return refuse(BusError::internal());
+            };
             let seconds = (at - since).num_seconds();
             let attendance_id = AttendanceId::new(s.id);
             s.clocked(attendance_id, employee)
@@ -606,29 +754,29 @@ async fn attempt(
                 .bind(at)
                 .bind(employee.employee_id.get())
                 .bind(seconds)
-                .bind(version);
-            if !wrote(
-                state,
-                conn,
-                keyed,
-                rows.bind(query),
-                Trace::BreakEnd(s.id, at),
-            )
-            .await?
-            {
-                return Ok(None);
-            }
-            to_bytes(&BreakEnded {
+                .bind(version)
+                .bind(closed_from);
+            let reply = to_bytes(&BreakEnded {
                 attendance_id,
                 employee_name: employee.name.clone(),
                 break_start: since,
                 break_end: at,
                 duration_minutes: clokio_bus::calendar::minutes(seconds),
-            })
+            });
+            (query, Trace::BreakEnd(s.id, at), reply)
         }
-        (_, None) => Err(BusError::internal()),
+        (_, None) => return Err(BusError::internal().into()),
     };
-    Ok(reply.map(Some)?)
+    let key = (org, employee.employee_id.get());
+    match wrote(state, conn, keyed, rows.bind(query), trace).await? {
+        Wrote::Yes(after) => {
+            // A keyed punch commits with its key, later: until then the state stays unknown here.
+            state.known.set(key, after.filter(|_| !keyed), closed_from);
+            Ok(Step::Done(reply?))
+        }
+        Wrote::No(Some(now)) => Ok(Step::Again(Basis::Fresh(now))),
+        Wrote::No(None) => Ok(Step::Again(Basis::Read)),
+    }
 }
 
 /// What a clock write leaves behind, to tell after a lost connection whether it committed.
@@ -674,7 +822,7 @@ impl Trace {
     }
 }
 
-/// Runs a conditional write: true when it wrote.
+/// Runs a conditional write.
 ///
 /// Without a key the write is its own transaction, so a connection lost while it ran leaves its
 /// outcome unknown: the write may have committed. The employee's state then shows whether it did
@@ -687,17 +835,37 @@ async fn wrote(
     keyed: bool,
     query: sqlx::query::Query<'_, sqlx::Postgres, PgArguments>,
     trace: Trace,
-) -> db::Result<bool> {
+) -> db::Result<Wrote> {
+    use sqlx::{FromRow, Row};
     match query.fetch_optional(conn).await {
-        Ok(row) => Ok(row.is_some()),
+        Ok(Some(row)) => {
+            let wrote: bool = row.try_get("wrote")?;
+            let state = Current::from_row(&row)
+                .inspect_err(|err| tracing::error!(%err, "a clock write's answer does not decode"))
+                .ok();
+            Ok(if wrote {
+                Wrote::Yes(state)
+            } else {
+                Wrote::No(state)
+            })
+        }
+        Ok(None) => Ok(Wrote::No(None)),
         Err(err) if !keyed && clokio_runtime::db::is_connection_lost(&err) => {
             tracing::warn!(%err, "connection lost during a clock write; finding out whether it committed");
             match clokio_runtime::db::settle(state.settle_wait, || trace.found(&state.pool)).await {
-                Some(true) => Ok(true),
+                Some(true) => Ok(Wrote::Yes(None)),
                 Some(false) => Err(err.into()),
                 None => Err(clokio_runtime::db::outcome_unknown().into()),
             }
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// What a clock write came to, with the employee's state as it answered it (none when it could
+/// not tell, or when the employee has no state row yet).
+enum Wrote {
+    Yes(Option<Current>),
+    /// The version had moved on: nothing was written.
+    No(Option<Current>),
 }
