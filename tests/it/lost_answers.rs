@@ -155,3 +155,69 @@ async fn a_write_that_never_reached_the_database_is_a_503_and_can_be_sent_again(
         [(id, "clock-in".to_owned()), (id, "clock-out".to_owned())]
     );
 }
+
+/// A write decided on what the replica remembered of the employee (its own last punch) may name a
+/// session that has moved on since. When that write's connection breaks, a break the session had
+/// at the same second must not be taken for the write's: it is the write's only if the
+/// employee's state is as the write would have left it.
+#[tokio::test]
+async fn a_lost_write_on_a_state_that_moved_on_is_not_taken_for_an_earlier_one() {
+    let (stack, gw, t, proxy) = stack().await;
+    let name = "Cut Wire Stale Worker";
+    gw.create_employee(&t.key, name, json!({"employee_code": "CUT-3"}))
+        .await;
+    let id = gw.clock_in(&t.key, "CUT-3").await.expect(200).data()["attendance_id"]
+        .as_i64()
+        .unwrap();
+    // A kiosk's break of no length, a minute ahead: the next punch without a timestamp is dated
+    // then too, as the same second.
+    let at = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() + 60, 0).unwrap();
+    let at_text = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for action in ["break-start", "break-end"] {
+        gw.post(
+            &t.key,
+            &format!("/api/v1/attendance/{action}"),
+            &json!({"nip": "CUT-3", "timestamp": at_text}),
+        )
+        .await
+        .expect(200);
+    }
+    // Another replica's clock-out of the session, at that second, which this replica does not see.
+    sqlx::query(
+        "WITH s AS (UPDATE attendance.sessions SET clock_out = $2, revision = revision + 1 \
+            WHERE id = $1) \
+         UPDATE attendance.employee_state SET open_session_id = NULL, last_event_at = $2 \
+         WHERE open_session_id = $1",
+    )
+    .bind(id)
+    .bind(at)
+    .execute(&stack.db().await)
+    .await
+    .unwrap();
+
+    // Decided on the remembered state: a break of the closed session at that second, whose write
+    // never reaches the database. The earlier break, at the same second, is not this one.
+    proxy.arm(&[name.as_bytes()], Cut::BeforeRequest);
+    let res = gw.clock(&t.key, "break-start", "CUT-3").await;
+    assert!(proxy.fired(), "the write's connection was cut");
+    assert_eq!(res.status, 504, "{}", res.text);
+    let (breaks,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM attendance.breaks WHERE session_id = $1")
+            .bind(id)
+            .fetch_one(&stack.db().await)
+            .await
+            .unwrap();
+    assert_eq!(breaks, 1);
+    // Read afresh, the employee is not clocked in.
+    gw.clock(&t.key, "break-start", "CUT-3")
+        .await
+        .expect_error(409, "Employee is not clocked in");
+    assert_eq!(
+        events(&stack, &t, 3).await,
+        [
+            (id, "clock-in".to_owned()),
+            (id, "break-start".to_owned()),
+            (id, "break-end".to_owned())
+        ]
+    );
+}

@@ -768,7 +768,8 @@ async fn attempt(
         (_, None) => return Err(BusError::internal().into()),
     };
     let key = (org, employee.employee_id.get());
-    match wrote(state, conn, keyed, rows.bind(query), trace).await? {
+    let decided = (org, employee.employee_id.get(), version);
+    match wrote(state, conn, keyed, rows.bind(query), trace, decided).await? {
         Wrote::Yes(after) => {
             // A keyed punch commits with its key, later: until then the state stays unknown here.
             state.known.set(key, after.filter(|_| !keyed), closed_from);
@@ -789,36 +790,67 @@ enum Trace {
     BreakEnd(i64, DateTime<Utc>),
 }
 
+/// Whether employee `$4` of org `$3` is as a clock write left it: at version `$5`, its last event
+/// at `$2`, its open session `$6`.
+const STATE_AS_LEFT: &str = "EXISTS (SELECT 1 FROM employee_state WHERE org_id = $3 \
+    AND employee_id = $4 AND version = $5 AND last_event_at = $2 \
+    AND open_session_id IS NOT DISTINCT FROM $6)";
+
 impl Trace {
-    async fn found(self, pool: &sqlx::PgPool) -> Result<bool, sqlx::Error> {
-        let (sql, session, at) = match self {
-            Self::Session(id) => (
-                "SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1)",
+    /// Whether the write left its trace: `Some(true)` when it did, `Some(false)` when it did not,
+    /// `None` when the trace is there but may be another write's. A session id is drawn for one
+    /// clock-in only, so its session is its own. A break's start or end, or a clock-out, at the
+    /// same second may be an earlier one of the session (a decision on a remembered state can
+    /// name a session that has moved on): it is this write's only if the employee's state is as
+    /// this write left it, at `version` (the one it moved the state to), with its instant and
+    /// open session.
+    async fn found(
+        self,
+        pool: &sqlx::PgPool,
+        org: OrgId,
+        employee_id: i64,
+        version: i64,
+    ) -> Result<Option<bool>, sqlx::Error> {
+        let (left, session, at, open) = match self {
+            Self::Session(id) => ("sessions WHERE id = $1", id, None, None),
+            Self::ClockOut(id, at) => (
+                "sessions WHERE id = $1 AND clock_out = $2",
                 id,
+                Some(at),
                 None,
             ),
-            Self::ClockOut(id, at) => (
-                "SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1 AND clock_out = $2)",
-                id,
-                Some(at),
-            ),
             Self::BreakStart(id, at) => (
-                "SELECT EXISTS (SELECT 1 FROM breaks WHERE session_id = $1 AND started_at = $2)",
+                "breaks WHERE session_id = $1 AND started_at = $2",
                 id,
                 Some(at),
+                Some(id),
             ),
             Self::BreakEnd(id, at) => (
-                "SELECT EXISTS (SELECT 1 FROM breaks WHERE session_id = $1 AND ended_at = $2)",
+                "breaks WHERE session_id = $1 AND ended_at = $2",
                 id,
                 Some(at),
+                Some(id),
             ),
         };
-        let (found,): (bool,) = sqlx::query_as(sql)
-            .bind(session)
-            .bind(at)
-            .fetch_one(pool)
-            .await?;
-        Ok(found)
+        let ours = match self {
+            Self::Session(_) => "true",
+            _ => STATE_AS_LEFT,
+        };
+        let (found, ours): (bool, bool) =
+            sqlx::query_as(&format!("SELECT EXISTS (SELECT 1 FROM {left}), {ours}"))
+                .bind(session)
+                .bind(at)
+                .bind(org.as_uuid())
+                .bind(employee_id)
+                .bind(version)
+                .bind(open)
+                .fetch_one(pool)
+                .await?;
+        Ok(match (found, ours) {
+            (false, _) => Some(false),
+            (true, true) => Some(true),
+            (true, false) => None,
+        })
     }
 }
 
@@ -835,6 +867,7 @@ async fn wrote(
     keyed: bool,
     query: sqlx::query::Query<'_, sqlx::Postgres, PgArguments>,
     trace: Trace,
+    (org, employee_id, version): (OrgId, i64, i64),
 ) -> db::Result<Wrote> {
     use sqlx::{FromRow, Row};
     match query.fetch_optional(conn).await {
@@ -852,10 +885,11 @@ async fn wrote(
         Ok(None) => Ok(Wrote::No(None)),
         Err(err) if !keyed && clokio_runtime::db::is_connection_lost(&err) => {
             tracing::warn!(%err, "connection lost during a clock write; finding out whether it committed");
-            match clokio_runtime::db::settle(state.settle_wait, || trace.found(&state.pool)).await {
-                Some(true) => Ok(Wrote::Yes(None)),
-                Some(false) => Err(err.into()),
-                None => Err(clokio_runtime::db::outcome_unknown().into()),
+            let found = || trace.found(&state.pool, org, employee_id, version + 1);
+            match clokio_runtime::db::settle(state.settle_wait, found).await {
+                Some(Some(true)) => Ok(Wrote::Yes(None)),
+                Some(Some(false)) => Err(err.into()),
+                Some(None) | None => Err(clokio_runtime::db::outcome_unknown().into()),
             }
         }
         Err(err) => Err(err.into()),

@@ -116,10 +116,10 @@ pub fn is_connection_lost(err: &sqlx::Error) -> bool {
 /// Finds out whether a write whose connection was lost ([`is_connection_lost`]) committed:
 /// runs `committed` (a read of what the write leaves behind, on a new connection from the pool)
 /// until the database answers, for at most `wait`. `None` when it did not answer in time.
-pub async fn settle<F, Fut>(wait: Duration, mut committed: F) -> Option<bool>
+pub async fn settle<T, F, Fut>(wait: Duration, mut committed: F) -> Option<T>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<bool, sqlx::Error>>,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
 {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
