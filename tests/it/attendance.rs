@@ -804,9 +804,8 @@ async fn a_session_opened_slightly_in_the_future_counts_as_zero_not_negative() {
 }
 
 /// A punch is decided on the employee's state as it stands, not on what the replica that took the
-/// previous punch saw: a change written in between by anything else (another replica, a
-/// correction, a close) counts. A replica that kept employees' states between punches, to skip
-/// the read, would have to notice such a change through the state's version.
+/// previous punch remembers of it: a change written in between by anything else (another
+/// replica, a correction, a close) moved the state's version on, and counts.
 #[tokio::test]
 async fn a_punch_after_a_change_made_elsewhere_is_decided_on_that_change() {
     let (stack, gw) = Stack::start().await;
@@ -835,8 +834,8 @@ async fn a_punch_after_a_change_made_elsewhere_is_decided_on_that_change() {
     gw.clock_in(&t.key, "E-1").await.expect(200);
     gw.clock(&t.key, "break-start", "E-1").await.expect(200);
     change_elsewhere().await;
-    // Decided on what the replica saw at the break's start, this would end a break of a few
-    // seconds in a session of a few seconds.
+    // Decided on what the replica remembers from the break's start, this would end a break of a
+    // few seconds in a session of a few seconds.
     let out = gw.clock_out(&t.key, "E-1").await.expect(200);
     assert_eq!(out.data()["break_minutes"], 10, "{}", out.text);
     assert_eq!(out.data()["total_hours"], 0.83, "{}", out.text);
