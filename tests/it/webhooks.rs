@@ -66,6 +66,27 @@ async fn ann_and_receiver(gw: &Gateway, t: &Tenant, events: &[&str]) -> (Receive
     (r, created["id"].as_str().unwrap().to_owned())
 }
 
+/// Tells webhook-svc's replicas that `t`'s subscriptions changed, as every change through the API
+/// does: for a change a test makes in the table, behind the API's back. (Their caches of active
+/// subscriptions are what first attempts are signed and sent with.)
+async fn announce_subscription_change(stack: &Stack, t: &Tenant) {
+    let subject = stack
+        .bus_config
+        .subjects
+        .cache_invalidations(clokio_bus::ServiceName::Webhook);
+    stack
+        .nats
+        .publish(subject, t.org.id.to_string().into())
+        .await
+        .unwrap();
+    // A round trip on the same connection: the server answers it only after routing the
+    // announcement, so it is on its way before anything the test does next.
+    async_nats::jetstream::new(stack.nats.clone())
+        .get_stream(stack.bus_config.subjects.webhook_queue().0)
+        .await
+        .unwrap();
+}
+
 /// The messages the work queue's consumer holds: waiting, or handed out and not yet settled.
 async fn queued(stack: &Stack) -> u64 {
     let js = async_nats::jetstream::new(stack.nats.clone());
@@ -364,6 +385,7 @@ async fn a_clock_in_reaches_a_generic_endpoint_signed() {
     .execute(&clokio_tests::db().await)
     .await
     .unwrap();
+    announce_subscription_change(&stack, &t).await;
     gw.clock_out(&t.key, "EMP-1042").await.expect(200);
     gw.clock_in(&t.key, "EMP-1042").await.expect(200);
     let got = r.wait_for(3, Duration::from_secs(10)).await;
@@ -1719,5 +1741,104 @@ async fn sealing_old_secrets_does_not_undo_a_rotation_made_meanwhile() {
         hint,
         format!("whsec_…{}", &secret[secret.len() - 4..]),
         "the rotation was undone"
+    );
+}
+
+/// The queue's stream: how many messages were ever published to it.
+async fn ever_queued(stack: &Stack) -> u64 {
+    let js = async_nats::jetstream::new(stack.nats.clone());
+    let mut stream = js
+        .get_stream(stack.bus_config.subjects.webhook_queue().0)
+        .await
+        .unwrap();
+    stream.info().await.unwrap().state.last_sequence
+}
+
+/// A delivery's first attempt is made where its event is taken, without a trip through the work
+/// queue; only a retry goes there, to wait until it is due.
+#[tokio::test]
+async fn first_attempts_are_made_at_intake_and_only_retries_are_queued() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let (r, id) = ann_and_receiver(&gw, &t, &["clock-in", "clock-out"]).await;
+    gw.clock_in(&t.key, "E-1").await.expect(200);
+    r.wait_for(1, Duration::from_secs(10)).await;
+    let page = get_until(&gw, &t, &format!("/api/v1/webhooks/{id}/deliveries"), |d| {
+        d["deliveries"][0]["status"] == "succeeded"
+    })
+    .await;
+    assert_eq!(page["deliveries"][0]["attempt_count"], 1);
+    assert_eq!(
+        ever_queued(&stack).await,
+        0,
+        "nothing went through the queue"
+    );
+
+    // A first attempt that fails: its retry is the queue's one message, attempted when due.
+    r.answer([Answer::status(500)]);
+    gw.clock_out(&t.key, "E-1").await.expect(200);
+    let got = r.wait_for(3, Duration::from_secs(10)).await;
+    assert!(
+        got[2].at - got[1].at >= Duration::from_millis(750),
+        "the retry waited for its turn (1 s ± 20 %)"
+    );
+    let page = get_until(&gw, &t, &format!("/api/v1/webhooks/{id}/deliveries"), |d| {
+        d["deliveries"][0]["event_type"] == "clock-out"
+            && d["deliveries"][0]["status"] == "succeeded"
+    })
+    .await;
+    let codes: Vec<i64> = attempts(&gw, &t, &id, &page["deliveries"][0])
+        .await
+        .iter()
+        .map(|a| a["status_code"].as_i64().unwrap())
+        .collect();
+    assert_eq!(codes, [500, 200]);
+    assert_eq!(ever_queued(&stack).await, 1, "only the retry was queued");
+    assert_eq!(r.received().len(), 3);
+}
+
+/// A first attempt at intake is sent as the replica's cache knows the subscription. When the
+/// cache has not yet heard that the subscription began failing (another replica's attempt failed
+/// a moment ago), its success still ends the failing streak.
+#[tokio::test]
+async fn a_success_at_intake_ends_a_streak_the_cache_had_not_heard_of() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let (r, id) = ann_and_receiver(&gw, &t, &["clock-in", "clock-out"]).await;
+    gw.clock_in(&t.key, "E-1").await.expect(200);
+    r.wait_for(1, Duration::from_secs(10)).await;
+    let db = stack.db().await;
+    let sub = id.parse::<uuid::Uuid>().unwrap();
+    // The streak, recorded behind the cache's back.
+    sqlx::query(
+        "UPDATE webhook.subscriptions SET failing_since = now() - interval '1 day' WHERE id = $1",
+    )
+    .bind(sub)
+    .execute(&db)
+    .await
+    .unwrap();
+    gw.clock_out(&t.key, "E-1").await.expect(200);
+    r.wait_for(2, Duration::from_secs(10)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (since,): (Option<chrono::DateTime<chrono::Utc>>,) =
+            sqlx::query_as("SELECT failing_since FROM webhook.subscriptions WHERE id = $1")
+                .bind(sub)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        if since.is_none() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the success did not end the streak"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        ever_queued(&stack).await,
+        0,
+        "both were attempted at intake"
     );
 }

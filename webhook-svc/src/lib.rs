@@ -51,6 +51,7 @@ pub struct State {
     pub(crate) caps: Arc<deliver::Caps>,
     pub(crate) in_flight: Arc<deliver::InFlight>,
     pub(crate) batched: deliver::Batched,
+    pub(crate) firsts: deliver::Firsts,
     pub(crate) config: Arc<Config>,
 }
 
@@ -116,7 +117,9 @@ pub async fn run(
         .dns_resolver(Arc::new(guard::GuardedResolver {
             policy: policy.clone(),
         }))
-        .pool_max_idle_per_host(64)
+        // As many as a replica's attempts in flight at once (first attempts and queued ones): a
+        // busy receiver's connections are kept for the next request, not closed and opened again.
+        .pool_max_idle_per_host(2 * config.workers)
         .build()?;
     let bus = Bus::new(
         nats.clone(),
@@ -149,7 +152,8 @@ pub async fn run(
         http,
         caps: Arc::default(),
         in_flight: Arc::default(),
-        batched: deliver::Batched::start(pool.clone()),
+        batched: deliver::Batched::start(pool.clone(), subs.clone()),
+        firsts: deliver::Firsts::new(config.workers),
         config: Arc::new(config.clone()),
     };
     let (intake, workers) = deliver::setup(&state).await?;

@@ -22,10 +22,12 @@ pub(super) struct Outcome {
     pub(super) retry_after: Option<Duration>,
 }
 
-/// One HTTP attempt; `signing`: the secrets that sign it (a generic delivery), or none.
+/// One HTTP attempt; `signing`: the secrets that sign it (a generic delivery), or none. `msg`, the
+/// work-queue message of a queued attempt, is kept alive while the receiver takes its time (a
+/// first attempt made at intake has its event's message kept alive by its caller).
 pub(super) async fn post(
     state: &State,
-    msg: &jetstream::Message,
+    msg: Option<&jetstream::Message>,
     sub: &SubRow,
     id: Uuid,
     body: &[u8],
@@ -75,8 +77,10 @@ pub(super) async fn post(
     let res = loop {
         tokio::select! {
             res = &mut send => break res,
-            () = tokio::time::sleep(every) => {
-                let _ = msg.ack_with(AckKind::Progress).await;
+            () = tokio::time::sleep(every), if msg.is_some() => {
+                if let Some(msg) = msg {
+                    let _ = msg.ack_with(AckKind::Progress).await;
+                }
             }
         }
     };

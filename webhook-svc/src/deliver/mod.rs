@@ -1,16 +1,21 @@
-//! From events to HTTP requests, through JetStream only (no retry lives in memory):
+//! From events to HTTP requests. No retry lives in memory: JetStream holds it.
 //!
 //! - **Intake**: the durable consumer `webhook-intake` on `<prefix>.events.attendance.>` matches
-//!   each event against the org's active subscriptions, stores one delivery per match (unique per
-//!   subscription and event, so a redelivered event stores nothing twice) and publishes its id to
-//!   the work-queue stream `<PREFIX>-WEBHOOK-DELIVERIES` (the delivery id is the `Nats-Msg-Id`),
-//!   then acknowledges the event. Imported history is not announced.
+//!   each event against the org's active subscriptions and stores one delivery per match (unique
+//!   per subscription and event, so a redelivered event stores nothing twice). Each delivery's
+//!   first attempt is made right there when its subscription is healthy and a slot is free at
+//!   once; the event is acknowledged when those attempts are recorded (a replica killed meanwhile
+//!   leaves the event to be taken again). A delivery to be attempted again, or not attempted
+//!   here, goes to the work-queue stream `<PREFIX>-WEBHOOK-DELIVERIES` (the delivery id is the
+//!   `Nats-Msg-Id`). Imported history is not announced.
 //! - **Workers**: the durable consumer `webhook-workers` on that stream, shared by every replica.
 //!   Each message is one attempt: POST with a 15 s timeout and no redirects; 2xx acknowledges it;
 //!   a failure is NAKed with the next delay of the schedule (± 20 % jitter, at least the
 //!   receiver's `Retry-After` on 429/503), so JetStream holds it until then; after the last
-//!   attempt the delivery is `failed`. 410 switches the subscription off, and so does failing
-//!   for 5 days. A per-subscription cap keeps one slow receiver from taking every worker.
+//!   attempt the delivery is `failed`. A message that arrives before its delivery's retry is due
+//!   (a first attempt failed at intake) is NAKed until then. 410 switches the subscription off,
+//!   and so does failing for 5 days. A per-subscription cap keeps one slow receiver from taking
+//!   every worker.
 
 mod consume;
 mod http;
@@ -19,7 +24,7 @@ mod store;
 mod sweep;
 mod worker;
 
-pub use intake::run_intake;
+pub use intake::{Firsts, run_intake};
 pub(crate) use store::Batched;
 pub use sweep::{requeue_overdue, sweep};
 pub use worker::{Caps, InFlight, run_workers};
@@ -35,6 +40,8 @@ use crate::State;
 
 pub const INTAKE: &str = "webhook-intake";
 pub const WORKERS: &str = "webhook-workers";
+/// How long the intake consumer waits for an event's acknowledgement before handing it out again.
+const EVENT_ACK_WAIT: Duration = Duration::from_secs(5);
 /// Marks an attempt asked for through the API: `manual` (a retry) or `test` (a sample).
 const TRIGGER_HEADER: &str = "Clokio-Trigger";
 /// On a scheduled message queued again by the overdue sweep: the delivery's `requeues` count.
@@ -104,13 +111,13 @@ pub async fn setup(
         clokio_bus::events::ensure_events_stream(&state.js, &state.subjects, replicas).await?;
     // Created, or updated to these settings (a deployment started with other ones follows). A
     // short ack wait brings back within seconds the events a killed replica had taken; taking
-    // one is a lookup, one insert and a publish.
+    // one is a lookup and one insert (its first attempts keep it alive while they run).
     let intake = events
         .create_consumer(jetstream::consumer::pull::Config {
             durable_name: Some(INTAKE.to_owned()),
             filter_subject: state.subjects.event_all_orgs("attendance", ">"),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(5),
+            ack_wait: EVENT_ACK_WAIT,
             max_ack_pending: 100_000,
             ..Default::default()
         })

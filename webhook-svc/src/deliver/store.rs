@@ -9,6 +9,10 @@ use clokio_bus::BusError;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use clokio_bus::ids::OrgId;
+use clokio_runtime::cache::OrgCache;
+
+use crate::ActiveSubs;
 use crate::batch::Batcher;
 use crate::subs::{SubRow, sub_columns};
 
@@ -50,7 +54,9 @@ pub(crate) struct Batched {
 const STATEMENT_BATCH: usize = 512;
 
 impl Batched {
-    pub(crate) fn start(pool: PgPool) -> Self {
+    /// `subs`: the cache of active subscriptions, told when a success clears a subscription's
+    /// failure.
+    pub(crate) fn start(pool: PgPool, subs: Arc<OrgCache<(), ActiveSubs>>) -> Self {
         let reads = pool.clone();
         Self {
             due: Batcher::start(STATEMENT_BATCH, move |ids| {
@@ -69,11 +75,16 @@ impl Batched {
                 }
             }),
             success: Batcher::start(STATEMENT_BATCH, move |batch: Vec<Success>| {
-                let pool = pool.clone();
+                let (pool, subs) = (pool.clone(), subs.clone());
                 async move {
                     let n = batch.len();
                     let written = write_successes(&pool, batch).await;
-                    vec![written.map_err(clokio_runtime::db::bus_error); n]
+                    if let Ok(recovered) = &written {
+                        for org in recovered {
+                            subs.invalidate(OrgId::from_uuid(*org)).await;
+                        }
+                    }
+                    vec![written.map(drop).map_err(clokio_runtime::db::bus_error); n]
                 }
             }),
         }
@@ -131,7 +142,8 @@ fn hand_out<V: Clone>(ids: &[Uuid], found: HashMap<Uuid, V>) -> Vec<Option<V>> {
     ids.iter().map(|id| found.get(id).cloned()).collect()
 }
 
-async fn write_successes(pool: &PgPool, batch: Vec<Success>) -> Result<(), sqlx::Error> {
+/// Records the batch's successes: the orgs of the subscriptions whose failure they ended.
+async fn write_successes(pool: &PgPool, batch: Vec<Success>) -> Result<Vec<Uuid>, sqlx::Error> {
     let n = batch.len();
     let (mut ids, mut ats, mut triggers) = (
         Vec::with_capacity(n),
@@ -155,7 +167,12 @@ async fn write_successes(pool: &PgPool, batch: Vec<Success>) -> Result<(), sqlx:
     // gets no attempt row: an attempt row of it would break the batch's foreign key and fail
     // every other attempt recorded with it. The update locks the rows it writes first, so a
     // delete either came before it (the row is skipped) or waits for it.
-    sqlx::query(
+    //
+    // A success ends its subscription's failure. The attempt was sent as to a healthy one, but
+    // one attempted at intake was judged so on the cache, which may not have heard yet of a
+    // failure that began a moment earlier. A subscription locked by another transaction is left
+    // to it: a delete would wait for these deliveries while this waited for it.
+    let recovered: Vec<(Uuid,)> = sqlx::query_as(
         "WITH r AS ( \
             SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::int[], $5::int[], $6::text[]) \
                 AS r(id, at, trigger, status_code, latency_ms, body)), \
@@ -164,10 +181,16 @@ async fn write_successes(pool: &PgPool, batch: Vec<Success>) -> Result<(), sqlx:
                 scheduled_attempts = d.scheduled_attempts + (r.trigger = 'scheduled')::int, \
                 status = 'succeeded', next_attempt_at = NULL \
             FROM r WHERE d.id = r.id \
-            RETURNING d.id) \
-         INSERT INTO attempts (delivery_id, at, trigger, status_code, latency_ms, response_body) \
-         SELECT r.id, r.at, r.trigger, r.status_code, r.latency_ms, r.body \
-         FROM r WHERE r.id IN (SELECT id FROM u)",
+            RETURNING d.id, d.subscription_id), \
+         a AS ( \
+            INSERT INTO attempts (delivery_id, at, trigger, status_code, latency_ms, response_body) \
+            SELECT r.id, r.at, r.trigger, r.status_code, r.latency_ms, r.body \
+            FROM r WHERE r.id IN (SELECT id FROM u)) \
+         UPDATE subscriptions s SET failing_since = NULL \
+         WHERE s.id IN (SELECT id FROM subscriptions \
+            WHERE id IN (SELECT subscription_id FROM u) AND failing_since IS NOT NULL \
+            FOR UPDATE SKIP LOCKED) \
+         RETURNING s.org_id",
     )
     .bind(ids)
     .bind(ats)
@@ -175,9 +198,12 @@ async fn write_successes(pool: &PgPool, batch: Vec<Success>) -> Result<(), sqlx:
     .bind(codes)
     .bind(latencies)
     .bind(bodies)
-    .execute(pool)
+    .fetch_all(pool)
     .await?;
-    Ok(())
+    let mut orgs: Vec<Uuid> = recovered.into_iter().map(|(org,)| org).collect();
+    orgs.sort_unstable();
+    orgs.dedup();
+    Ok(orgs)
 }
 
 /// POSTs the body, keeping the message alive while the receiver takes its time.

@@ -8,7 +8,7 @@ use async_nats::jetstream::{self, AckKind};
 use chrono::Utc;
 use clokio_bus::BusError;
 use clokio_bus::ids::OrgId;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -17,7 +17,10 @@ use crate::{State, db};
 use super::Trigger;
 use super::consume::consume;
 use super::http::{Outcome, post};
-use super::store::Success;
+use super::store::{Due, Success};
+
+/// How early a retry may be attempted: the replicas' clocks differ by about this much.
+const EARLY_SLACK: Duration = Duration::from_millis(50);
 
 /// A subscription failing for this long without a success is switched off.
 const DISABLE_AFTER: chrono::Duration = chrono::Duration::days(5);
@@ -27,7 +30,7 @@ const DISABLE_AFTER: chrono::Duration = chrono::Duration::days(5);
 pub struct Caps(Mutex<HashMap<Uuid, Arc<Semaphore>>>);
 
 impl Caps {
-    fn of(&self, sub: Uuid, cap: usize) -> Arc<Semaphore> {
+    pub(super) fn of(&self, sub: Uuid, cap: usize) -> Arc<Semaphore> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > 10_000 {
             map.retain(|_, s| s.available_permits() < cap);
@@ -47,7 +50,7 @@ pub struct Attempting<'a>(&'a InFlight, Uuid);
 
 impl InFlight {
     /// Holds `id` for one attempt: `None` when it is being attempted already.
-    fn claim(&self, id: Uuid) -> Option<Attempting<'_>> {
+    pub(super) fn claim(&self, id: Uuid) -> Option<Attempting<'_>> {
         let fresh = self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
         // Made only when fresh, and after the lock is released: its drop takes the lock.
         if fresh {
@@ -153,14 +156,17 @@ async fn try_attempt(
         metrics::counter!("clokio_webhook_stale_copies_total").increment(1);
         return Ok(None);
     }
-    // A copy handed out again while the first waited past its ack wait: once the first has
-    // failed, this one goes back to wait until the retry is due rather than attempting ahead of
-    // the schedule. (The second of slack allows for replicas' clocks.)
+    // A retry is not attempted before it is due. The retry of a first attempt that failed at
+    // intake comes here at once and goes back to wait; so does a copy handed out again while the
+    // first waited past its ack wait, once the first has failed. (The slack allows for the
+    // replicas' clocks; a copy of a replica whose clock is behind waits that much longer.)
     let early = due
         .next_attempt_at
         .and_then(|at| (at - Utc::now()).to_std().ok());
-    if !manual && let Some(early) = early.filter(|e| *e > Duration::from_secs(1)) {
-        metrics::counter!("clokio_webhook_early_copies_total").increment(1);
+    if !manual && let Some(early) = early.filter(|e| *e > EARLY_SLACK) {
+        if msg.info().is_ok_and(|info| info.delivered > 1) {
+            metrics::counter!("clokio_webhook_early_copies_total").increment(1);
+        }
         return Ok(Some(early));
     }
     if !manual && !sub.active {
@@ -172,6 +178,29 @@ async fn try_attempt(
         .await?;
         return Ok(None);
     }
+    let cap = state.caps.of(sub.id, state.config.per_subscription);
+    // This receiver has enough in flight here: wait a moment, then let others go first.
+    let Ok(Ok(slot)) = tokio::time::timeout(Duration::from_millis(100), cap.acquire_owned()).await
+    else {
+        return Ok(Some(Duration::from_millis(250)));
+    };
+    make(state, Some(msg), id, trigger, &due, vec![slot]).await
+}
+
+/// Makes one attempt of a delivery found due and records it: Some(delay) when it should be
+/// attempted again after that long. `msg`: the work-queue message of a queued attempt (none for a
+/// first attempt made at intake). `slots` (of its subscription's cap, and the like) are held for
+/// the request and released once it is answered, before the record waits for its batch.
+pub(super) async fn make(
+    state: &State,
+    msg: Option<&jetstream::Message>,
+    id: Uuid,
+    trigger: Trigger,
+    due: &Due,
+    slots: Vec<OwnedSemaphorePermit>,
+) -> db::Result<Option<Duration>> {
+    let manual = trigger.manual();
+    let sub = &due.sub;
     // A generic delivery is signed: while its webhook's secret does not open (the key changed, or
     // the value was damaged) it waits, retried every 5 s, until the secret is rotated.
     let signing = if sub.platform() == clokio_bus::ops::Platform::Generic {
@@ -184,13 +213,8 @@ async fn try_attempt(
     } else {
         None
     };
-    let cap = state.caps.of(sub.id, state.config.per_subscription);
-    // This receiver has enough in flight here: wait a moment, then let others go first.
-    let Ok(Ok(_slot)) = tokio::time::timeout(Duration::from_millis(100), cap.acquire_owned()).await
-    else {
-        return Ok(Some(Duration::from_millis(250)));
-    };
     let outcome = post(state, msg, sub, id, &due.body, signing.as_deref()).await;
+    drop(slots);
     let now = Utc::now();
     // The schedule's position counts scheduled attempts only: a manual retry beside a waiting
     // delivery neither uses up its schedule nor clears when it is due.
@@ -282,7 +306,11 @@ async fn try_attempt(
         .await?;
     }
     tx.commit().await?;
-    if disable.is_some() {
+    // Whether a subscription is failing decides where its first attempts are made (at intake
+    // only while it is not), so every replica's cache learns when that starts or ends.
+    let began_failing = !ok && sub.failing_since.is_none();
+    let recovered = ok && sub.failing_since.is_some();
+    if disable.is_some() || began_failing || recovered {
         state.changed(OrgId::from_uuid(sub.org_id)).await;
     }
     metrics::counter!("clokio_webhook_attempts_total",
