@@ -34,7 +34,8 @@ pub struct Config {
     #[arg(long, env = "CLOKIO_WEBHOOK_TIMEOUT_MS", default_value = "15000",
         value_parser = config::millis)]
     pub timeout: Duration,
-    /// Attempts in flight per replica.
+    /// Attempts in flight per replica from the work queue, and as many first attempts made at
+    /// intake.
     #[arg(long, env = "CLOKIO_WEBHOOK_WORKERS", default_value = "256",
         value_parser = config::at_least_one::<usize>)]
     pub workers: usize,
