@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use clokio_bus::ServiceName;
 use clokio_bus::types::Plan;
-use clokio_tests::{Stack, free_port, json};
+use clokio_tests::{PgServer, Stack, free_port, json};
 
 #[tokio::test]
 async fn a_service_serves_health_readiness_and_metrics() {
@@ -142,6 +142,52 @@ async fn a_taken_ops_port_stops_the_start() {
         "{err}"
     );
     assert_eq!(stack.replicas(ServiceName::Attendance).await, 0);
+}
+
+/// After a Postgres restart, readiness comes back with the server: the idle connections the
+/// restart ended are dropped by the check itself, not answered 503 one by one until traffic has
+/// worn them out (a quiet service stayed unready for over a minute).
+#[tokio::test]
+async fn readiness_comes_back_with_a_restarted_postgres() {
+    let pg = PgServer::start().await;
+    // As the services' pools are: a connection is not pinged before it is handed out.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .test_before_acquire(false)
+        .connect(&pg.url())
+        .await
+        .unwrap();
+    let held: Vec<_> = futures::future::join_all((0..4).map(|_| pool.acquire()))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    drop(held);
+    // Connections go back to the pool in a task of their own.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while pool.num_idle() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool keeps four idle"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let readiness = clokio_runtime::ops_port::Readiness::new().postgres(pool.clone());
+    let ops = clokio_runtime::ops_port::start(addr, "test", readiness)
+        .await
+        .unwrap();
+    let readyz = format!("http://{addr}/readyz");
+    assert_eq!(reqwest::get(&readyz).await.unwrap().status(), 200);
+
+    pg.kill();
+    let res = reqwest::get(&readyz).await.unwrap();
+    assert_eq!(res.status(), 503, "down while the server is");
+    pg.restart().await;
+    let res = reqwest::get(&readyz).await.unwrap();
+    let status = res.status();
+    assert_eq!(status, 200, "{}", res.text().await.unwrap());
+    ops.abort();
 }
 
 /// Scrapes `url` until every one of `series` is in the text; panics with the last text after 5 s.

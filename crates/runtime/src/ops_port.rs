@@ -47,7 +47,10 @@ impl Readiness {
         self
     }
 
-    /// Ready while `SELECT 1` answers within a second; `/metrics` reads the pool's connections
+    /// Ready while `SELECT 1` answers within a second (on a live connection: one the server ended,
+    /// in a restart, is dropped and the next tried, so readiness comes back with the server
+    /// rather than once traffic has worn out every dead idle connection); `/metrics` reads the
+    /// pool's connections
     /// (`clokio_db_pool_connections{state="in_use"|"idle"}`, `clokio_db_pool_max_connections`).
     pub fn postgres(mut self, pool: sqlx::PgPool) -> Self {
         let sampled = pool.clone();
@@ -66,11 +69,19 @@ impl Readiness {
             Arc::new(move || {
                 let pool = pool.clone();
                 Box::pin(async move {
-                    let ping = sqlx::query("SELECT 1").execute(&pool);
-                    matches!(
-                        tokio::time::timeout(Duration::from_secs(1), ping).await,
-                        Ok(Ok(_))
-                    )
+                    let ping = async {
+                        for _ in 0..=pool.size() {
+                            match sqlx::query("SELECT 1").execute(&pool).await {
+                                Ok(_) => return true,
+                                Err(err) if crate::db::is_connection_lost(&err) => continue,
+                                Err(_) => return false,
+                            }
+                        }
+                        false
+                    };
+                    tokio::time::timeout(Duration::from_secs(1), ping)
+                        .await
+                        .unwrap_or(false)
                 })
             }),
         ));
