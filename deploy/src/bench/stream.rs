@@ -19,6 +19,8 @@ const STREAMS: usize = 100;
 const RATE: u64 = 200;
 const IDLE_STREAMS: usize = 1000;
 const PER_KEY: usize = 5;
+/// Keys made in one org: an org has at most 50 live ones, its own bench key among them.
+const KEYS_PER_ORG: usize = 40;
 
 /// `n` read-only keys of the org `key` belongs to.
 async fn keys(
@@ -200,8 +202,18 @@ pub async fn stream_bench(
     );
     drop(sent);
 
-    // 1,000 idle streams: the gateway's memory before and after they open.
-    let idle_keys = keys(args, client, &key, IDLE_STREAMS / PER_KEY).await?;
+    // 1,000 idle streams: the gateway's memory before and after they open. Their keys come from
+    // several small orgs, as an org has at most 50 live keys.
+    let mut idle_keys = Vec::with_capacity(IDLE_STREAMS / PER_KEY);
+    let small = Args {
+        employees: 1,
+        ..args.clone()
+    };
+    while idle_keys.len() < IDLE_STREAMS / PER_KEY {
+        let owner = setup(&small, client).await?;
+        let n = (IDLE_STREAMS / PER_KEY - idle_keys.len()).min(KEYS_PER_ORG);
+        idle_keys.extend(keys(args, client, &owner, n).await?);
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let Some((_, before)) = memory_kib("gateway") else {
         eprintln!("stream: no gateway pid in .clokio/run; idle memory not measured");
