@@ -29,6 +29,9 @@ use super::{EVENT_ACK_WAIT, Trigger, enqueue};
 #[derive(Clone)]
 pub struct Firsts {
     slots: Arc<Semaphore>,
+    /// Events whose first attempts are under way (not yet acknowledged): at most as many as
+    /// slots, so a burst waits in its stream rather than in this replica's memory.
+    events: Arc<Semaphore>,
     tasks: TaskTracker,
 }
 
@@ -36,6 +39,7 @@ impl Firsts {
     pub fn new(slots: usize) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(slots)),
+            events: Arc::new(Semaphore::new(slots)),
             tasks: TaskTracker::new(),
         }
     }
@@ -46,7 +50,7 @@ impl Firsts {
 struct First {
     id: Uuid,
     due: Due,
-    slots: Vec<OwnedSemaphorePermit>,
+    slots: [OwnedSemaphorePermit; 2],
 }
 
 pub async fn run_intake(
@@ -72,6 +76,9 @@ pub async fn run_intake(
         move |msg| {
             let state = state.clone();
             async move {
+                let Ok(held) = state.firsts.events.clone().acquire_owned().await else {
+                    return;
+                };
                 match take(&state, &msg.payload).await {
                     Ok(firsts) if firsts.is_empty() => {
                         let _ = msg.ack().await;
@@ -80,7 +87,7 @@ pub async fn run_intake(
                     // killed meanwhile leaves it to be taken again, and its deliveries, stored
                     // but not attempted, are attempted then. The intake goes on meanwhile.
                     Ok(firsts) => {
-                        let attempts = attempt_firsts(state.clone(), msg, firsts);
+                        let attempts = attempt_firsts(state.clone(), msg, firsts, held);
                         state.firsts.tasks.spawn(attempts.in_current_span());
                     }
                     Err(err) => {
@@ -101,7 +108,12 @@ pub async fn run_intake(
 
 /// Makes an event's first attempts, keeping its message alive meanwhile, then acknowledges it;
 /// NAKs it if a delivery to be attempted again could not be queued.
-async fn attempt_firsts(state: State, msg: jetstream::Message, firsts: Vec<First>) {
+async fn attempt_firsts(
+    state: State,
+    msg: jetstream::Message,
+    firsts: Vec<First>,
+    _held: OwnedSemaphorePermit,
+) {
     let attempts = futures::future::join_all(firsts.into_iter().map(|f| attempt_first(&state, f)));
     tokio::pin!(attempts);
     let results = loop {
@@ -136,7 +148,7 @@ async fn attempt_first(state: &State, first: First) -> Result<(), BusError> {
             first.id,
             Trigger::FIRST,
             &first.due,
-            first.slots,
+            first.slots.into(),
         )
         .await
     }
@@ -222,13 +234,14 @@ async fn take(state: &State, payload: &[u8]) -> db::Result<Vec<First>> {
     .await?;
     let mut firsts = Vec::new();
     let mut queued = Vec::new();
+    let deadline = tokio::time::Instant::now() + FIRST_WAIT;
     for row in stored {
         if row.status != "pending" || row.scheduled_attempts != 0 {
             continue;
         }
         let sub = matched.iter().find(|s| s.id == row.subscription_id);
         let slots = match sub.filter(|_| row.requeues == 0) {
-            Some(sub) => first(state, sub).await,
+            Some(sub) => first(state, sub, deadline).await,
             None => None,
         };
         match (sub, slots) {
@@ -261,22 +274,29 @@ async fn take(state: &State, payload: &[u8]) -> db::Result<Vec<First>> {
     Ok(firsts)
 }
 
-/// How long the intake waits for one of the replica's slots for a first attempt before queueing
-/// it: in a burst, attempts free slots within milliseconds, and a first attempt made here costs
-/// far less than one through the queue. Meanwhile further events wait in their stream.
-const FIRST_WAIT: Duration = Duration::from_millis(100);
+/// How long the intake waits, for all of an event's deliveries together, for the replica's slots
+/// for first attempts before queueing the rest: in a burst, attempts free slots within
+/// milliseconds, and a first attempt made here costs far less than one through the queue
+/// (meanwhile further events wait in their stream). Once the wait is over, an event's deliveries
+/// take only slots free at once, so slots held by slow receivers cost each event this much at most.
+const FIRST_WAIT: Duration = Duration::from_millis(50);
 
 /// The slots for a first attempt at intake for `sub`, when it may be made there: the subscription
 /// is healthy as far as this replica knows (a failing one's attempts go through the queue, whose
-/// worker reads it afresh), a slot of its cap is free at once (a slow receiver's deliveries are
-/// not waited for here, where they would hold up other orgs' events), and one of the replica's is
-/// free within [`FIRST_WAIT`]. Otherwise the queue takes the delivery.
-async fn first(state: &State, sub: &SubRow) -> Option<Vec<OwnedSemaphorePermit>> {
+/// worker reads it afresh), one of the replica's slots is free by `deadline`, and a slot of the
+/// subscription's cap is free at once (a slow receiver's deliveries are not waited for here,
+/// where they would hold up other orgs' events). Otherwise the queue takes the delivery.
+async fn first(
+    state: &State,
+    sub: &SubRow,
+    deadline: tokio::time::Instant,
+) -> Option<[OwnedSemaphorePermit; 2]> {
     if sub.failing_since.is_some() || !sub.active {
         return None;
     }
     let budget = state.firsts.slots.clone();
-    let budget = tokio::time::timeout(FIRST_WAIT, budget.acquire_owned())
+    // Polled once even after the deadline: a free slot is still taken.
+    let budget = tokio::time::timeout_at(deadline, budget.acquire_owned())
         .await
         .ok()?
         .ok()?;
@@ -285,5 +305,5 @@ async fn first(state: &State, sub: &SubRow) -> Option<Vec<OwnedSemaphorePermit>>
         .of(sub.id, state.config.per_subscription)
         .try_acquire_owned()
         .ok()?;
-    Some(vec![slot, budget])
+    Some([slot, budget])
 }
