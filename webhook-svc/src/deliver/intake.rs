@@ -76,7 +76,8 @@ pub async fn run_intake(
         move |msg| {
             let state = state.clone();
             async move {
-                let Ok(held) = state.firsts.events.clone().acquire_owned().await else {
+                let room = state.firsts.events.clone().acquire_owned();
+                let Ok(held) = keeping_alive(&msg, room).await else {
                     return;
                 };
                 match take(&state, &msg.payload).await {
@@ -115,21 +116,27 @@ async fn attempt_firsts(
     _held: OwnedSemaphorePermit,
 ) {
     let attempts = futures::future::join_all(firsts.into_iter().map(|f| attempt_first(&state, f)));
-    tokio::pin!(attempts);
-    let results = loop {
-        tokio::select! {
-            results = &mut attempts => break results,
-            () = tokio::time::sleep(EVENT_ACK_WAIT / 3) => {
-                let _ = msg.ack_with(AckKind::Progress).await;
-            }
-        }
-    };
+    let results = keeping_alive(&msg, attempts).await;
     if results.iter().all(Result::is_ok) {
         let _ = msg.ack().await;
     } else {
         let _ = msg
             .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
             .await;
+    }
+}
+
+/// Runs `work`, telling JetStream every third of the ack wait that the event `msg` is still being
+/// handled, so it is not handed out again meanwhile.
+async fn keeping_alive<T>(msg: &jetstream::Message, work: impl Future<Output = T>) -> T {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            () = tokio::time::sleep(EVENT_ACK_WAIT / 3) => {
+                let _ = msg.ack_with(AckKind::Progress).await;
+            }
+        }
     }
 }
 
