@@ -3,9 +3,10 @@
 //! - **Intake**: the durable consumer `webhook-intake` on `<prefix>.events.attendance.>` matches
 //!   each event against the org's active subscriptions and stores one delivery per match (unique
 //!   per subscription and event, so a redelivered event stores nothing twice). Each delivery's
-//!   first attempt is made right there when its subscription is healthy and a slot is free at
-//!   once; the event is acknowledged when those attempts are recorded (a replica killed meanwhile
-//!   leaves the event to be taken again). A delivery to be attempted again, or not attempted
+//!   first attempt is made right there when its subscription is healthy, a slot of its cap is
+//!   free at once and one of the replica's within 50 ms (`intake.rs`); the event is acknowledged
+//!   when those attempts are recorded (a replica killed meanwhile leaves the event to be taken
+//!   again). A delivery to be attempted again, or not attempted
 //!   here, goes to the work-queue stream `<PREFIX>-WEBHOOK-DELIVERIES` (the delivery id is the
 //!   `Nats-Msg-Id`). Imported history is not announced.
 //! - **Workers**: the durable consumer `webhook-workers` on that stream, shared by every replica.
