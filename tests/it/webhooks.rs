@@ -1544,6 +1544,17 @@ async fn a_webhook_deleted_mid_delivery_does_not_fail_the_others_recorded_with_i
     );
 }
 
+/// Since when the webhook `id` has been failing, as stored.
+async fn failing_since(id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let (since,): (Option<chrono::DateTime<chrono::Utc>>,) =
+        sqlx::query_as("SELECT failing_since FROM webhook.subscriptions WHERE id = $1::uuid")
+            .bind(id)
+            .fetch_one(&clokio_tests::db().await)
+            .await
+            .unwrap();
+    since
+}
+
 /// A success ends a failing streak: after a failed attempt marks the subscription failing, the
 /// next event's successful first attempt clears the mark (else the next failure, days later,
 /// would count from the first and switch a healthy receiver off).
@@ -1552,15 +1563,7 @@ async fn a_success_ends_a_failing_streak() {
     let (stack, gw) = Stack::start().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
     let (r, id) = ann_and_receiver(&gw, &t, &["clock-in", "clock-out"]).await;
-    let failing_since = || async {
-        let (since,): (Option<chrono::DateTime<chrono::Utc>>,) =
-            sqlx::query_as("SELECT failing_since FROM webhook.subscriptions WHERE id = $1")
-                .bind(id.parse::<uuid::Uuid>().unwrap())
-                .fetch_one(&clokio_tests::db().await)
-                .await
-                .unwrap();
-        since
-    };
+    let failing_since = || failing_since(&id);
     r.answer([Answer::status(500)]);
     gw.clock_in(&t.key, "E-1").await.expect(200);
     r.wait_for(1, Duration::from_secs(10)).await;
@@ -1820,16 +1823,7 @@ async fn a_success_at_intake_ends_a_streak_the_cache_had_not_heard_of() {
     gw.clock_out(&t.key, "E-1").await.expect(200);
     r.wait_for(2, Duration::from_secs(10)).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (since,): (Option<chrono::DateTime<chrono::Utc>>,) =
-            sqlx::query_as("SELECT failing_since FROM webhook.subscriptions WHERE id = $1")
-                .bind(sub)
-                .fetch_one(&db)
-                .await
-                .unwrap();
-        if since.is_none() {
-            break;
-        }
+    while failing_since(&id).await.is_some() {
         assert!(
             std::time::Instant::now() < deadline,
             "the success did not end the streak"

@@ -87,3 +87,21 @@ async fn next_unless_stopped(
         msg = messages.next() => msg.map(|m| m.map_err(Into::into)),
     }
 }
+
+/// Runs `work`, telling JetStream every `every` (a third of the consumer's ack wait) that `msg` is
+/// still being handled, so it is not handed out again meanwhile.
+pub(super) async fn keeping_alive<T>(
+    msg: &jetstream::Message,
+    every: Duration,
+    work: impl Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            () = tokio::time::sleep(every) => {
+                let _ = msg.ack_with(AckKind::Progress).await;
+            }
+        }
+    }
+}

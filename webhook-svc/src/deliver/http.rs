@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, AckKind};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -22,12 +21,10 @@ pub(super) struct Outcome {
     pub(super) retry_after: Option<Duration>,
 }
 
-/// One HTTP attempt; `signing`: the secrets that sign it (a generic delivery), or none. `msg`, the
-/// work-queue message of a queued attempt, is kept alive while the receiver takes its time (a
-/// first attempt made at intake has its event's message kept alive by its caller).
+/// One HTTP attempt; `signing`: the secrets that sign it (a generic delivery), or none. (Its
+/// caller keeps its message alive while the receiver takes its time.)
 pub(super) async fn post(
     state: &State,
-    msg: Option<&jetstream::Message>,
     sub: &SubRow,
     id: Uuid,
     body: &[u8],
@@ -71,19 +68,7 @@ pub(super) async fn post(
                 render::signature(secrets, &webhook_id, ts, body),
             );
     }
-    let send = req.send();
-    tokio::pin!(send);
-    let every = state.config.ack_wait / 3;
-    let res = loop {
-        tokio::select! {
-            res = &mut send => break res,
-            () = tokio::time::sleep(every), if msg.is_some() => {
-                if let Some(msg) = msg {
-                    let _ = msg.ack_with(AckKind::Progress).await;
-                }
-            }
-        }
-    };
+    let res = req.send().await;
     match res {
         Ok(res) => {
             let status = res.status().as_u16();

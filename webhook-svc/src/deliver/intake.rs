@@ -18,7 +18,7 @@ use crate::render;
 use crate::subs::SubRow;
 use crate::{State, db};
 
-use super::consume::consume;
+use super::consume::{consume, keeping_alive};
 use super::store::Due;
 use super::worker::make;
 use super::{EVENT_ACK_WAIT, Trigger, enqueue};
@@ -77,7 +77,7 @@ pub async fn run_intake(
             let state = state.clone();
             async move {
                 let room = state.firsts.events.clone().acquire_owned();
-                let Ok(held) = keeping_alive(&msg, room).await else {
+                let Ok(held) = keeping_alive(&msg, EVENT_ACK_WAIT / 3, room).await else {
                     return;
                 };
                 match take(&state, &msg.payload).await {
@@ -116,27 +116,13 @@ async fn attempt_firsts(
     _held: OwnedSemaphorePermit,
 ) {
     let attempts = futures::future::join_all(firsts.into_iter().map(|f| attempt_first(&state, f)));
-    let results = keeping_alive(&msg, attempts).await;
+    let results = keeping_alive(&msg, EVENT_ACK_WAIT / 3, attempts).await;
     if results.iter().all(Result::is_ok) {
         let _ = msg.ack().await;
     } else {
         let _ = msg
             .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
             .await;
-    }
-}
-
-/// Runs `work`, telling JetStream every third of the ack wait that the event `msg` is still being
-/// handled, so it is not handed out again meanwhile.
-async fn keeping_alive<T>(msg: &jetstream::Message, work: impl Future<Output = T>) -> T {
-    tokio::pin!(work);
-    loop {
-        tokio::select! {
-            out = &mut work => return out,
-            () = tokio::time::sleep(EVENT_ACK_WAIT / 3) => {
-                let _ = msg.ack_with(AckKind::Progress).await;
-            }
-        }
     }
 }
 
@@ -151,7 +137,6 @@ async fn attempt_first(state: &State, first: First) -> Result<(), BusError> {
         };
         make(
             state,
-            None,
             first.id,
             Trigger::FIRST,
             &first.due,

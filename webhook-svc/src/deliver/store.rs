@@ -6,11 +6,10 @@ use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
 use clokio_bus::BusError;
-use sqlx::PgPool;
-use uuid::Uuid;
-
 use clokio_bus::ids::OrgId;
 use clokio_runtime::cache::OrgCache;
+use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::ActiveSubs;
 use crate::batch::Batcher;
@@ -206,7 +205,6 @@ async fn write_successes(pool: &PgPool, batch: Vec<Success>) -> Result<Vec<Uuid>
     Ok(orgs)
 }
 
-/// POSTs the body, keeping the message alive while the receiver takes its time.
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::{State, db};
 
 use super::Trigger;
-use super::consume::consume;
+use super::consume::{consume, keeping_alive};
 use super::http::{Outcome, post};
 use super::store::{Due, Success};
 
@@ -114,7 +114,9 @@ async fn attempt(state: &State, msg: jetstream::Message) {
             .await;
         return;
     };
-    match try_attempt(state, &msg, id, trigger).await {
+    // A slow receiver keeps the message alive.
+    let every = state.config.ack_wait / 3;
+    match keeping_alive(&msg, every, try_attempt(state, &msg, id, trigger)).await {
         Ok(Some(delay)) => {
             let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
         }
@@ -184,16 +186,14 @@ async fn try_attempt(
     else {
         return Ok(Some(Duration::from_millis(250)));
     };
-    make(state, Some(msg), id, trigger, &due, vec![slot]).await
+    make(state, id, trigger, &due, vec![slot]).await
 }
 
 /// Makes one attempt of a delivery found due and records it: Some(delay) when it should be
-/// attempted again after that long. `msg`: the work-queue message of a queued attempt (none for a
-/// first attempt made at intake). `slots` (of its subscription's cap, and the like) are held for
+/// attempted again after that long. `slots` (of its subscription's cap, and the like) are held for
 /// the request and released once it is answered, before the record waits for its batch.
 pub(super) async fn make(
     state: &State,
-    msg: Option<&jetstream::Message>,
     id: Uuid,
     trigger: Trigger,
     due: &Due,
@@ -213,7 +213,7 @@ pub(super) async fn make(
     } else {
         None
     };
-    let outcome = post(state, msg, sub, id, &due.body, signing.as_deref()).await;
+    let outcome = post(state, sub, id, &due.body, signing.as_deref()).await;
     drop(slots);
     let now = Utc::now();
     // The schedule's position counts scheduled attempts only: a manual retry beside a waiting
