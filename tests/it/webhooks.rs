@@ -838,17 +838,25 @@ async fn an_unreadable_webhook_secret_holds_up_only_its_own_deliveries() {
         HEALTHY + 1,
         "the event did not reach the healthy webhook"
     );
-    let (stored,): (i64,) = sqlx::query_as(
-        "SELECT count(*) FROM webhook.deliveries WHERE subscription_id = $1 AND status = 'pending'",
-    )
-    .bind(subs[1])
-    .fetch_one(&db)
-    .await
-    .unwrap();
-    assert_eq!(
-        stored, 2,
-        "the broken webhook's deliveries wait, the new one among them"
-    );
+    // The new one's attempt at intake fails before sending; it is stored then, to wait.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (stored,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM webhook.deliveries WHERE subscription_id = $1 AND status = 'pending'",
+        )
+        .bind(subs[1])
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if stored == 2 {
+            break;
+        }
+        assert!(
+            stored < 2 && std::time::Instant::now() < deadline,
+            "the broken webhook's deliveries wait, the new one among them: {stored} pending"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Rotating the secret mends it: what waited goes out, signed with the new secret.
     gw.post(
         &t.key,
@@ -1798,6 +1806,99 @@ async fn first_attempts_are_made_at_intake_and_only_retries_are_queued() {
     assert_eq!(codes, [500, 200]);
     assert_eq!(ever_queued(&stack).await, 1, "only the retry was queued");
     assert_eq!(r.received().len(), 3);
+}
+
+/// A first attempt made at intake is stored with its record, in one insert: while its request is
+/// under way the delivery has no row, and afterwards one, succeeded, under the id its request
+/// carried as `webhook-id`.
+#[tokio::test]
+async fn a_first_attempt_at_intake_is_stored_with_its_record() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let (r, id) = ann_and_receiver(&gw, &t, &["clock-in"]).await;
+    r.answer([Answer::status(200).after(Duration::from_secs(2))]);
+    gw.clock_in(&t.key, "E-1").await.expect(200);
+    let got = r.wait_for(1, Duration::from_secs(10)).await;
+    let db = stack.db().await;
+    let sub = id.parse::<uuid::Uuid>().unwrap();
+    let stored = || {
+        sqlx::query_as::<_, (uuid::Uuid, String, i32, i32, i64)>(
+            "SELECT d.id, d.status, d.attempt_count, d.scheduled_attempts, \
+                (SELECT count(*) FROM webhook.attempts a WHERE a.delivery_id = d.id) \
+             FROM webhook.deliveries d WHERE d.subscription_id = $1",
+        )
+        .bind(sub)
+        .fetch_all(&db)
+    };
+    assert_eq!(
+        stored().await.unwrap(),
+        [],
+        "stored before its attempt was answered"
+    );
+    let page = get_until(&gw, &t, &format!("/api/v1/webhooks/{id}/deliveries"), |d| {
+        d["deliveries"][0]["status"] == "succeeded"
+    })
+    .await;
+    let webhook_id = got[0].header("webhook-id");
+    assert_eq!(page["deliveries"][0]["id"], webhook_id);
+    let rows = stored().await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let (delivery, status, attempt_count, scheduled, attempts) = &rows[0];
+    assert_eq!(delivery.to_string(), webhook_id);
+    assert_eq!(
+        (status.as_str(), *attempt_count, *scheduled, *attempts),
+        ("succeeded", 1, 1, 1)
+    );
+    assert_eq!(ever_queued(&stack).await, 0);
+}
+
+/// In a burst, a first attempt waits for a slot of its subscription's cap rather than going
+/// through the work queue: with a cap of one, three events at once are attempted one after the
+/// other at intake.
+#[tokio::test]
+async fn a_first_attempt_waits_at_intake_for_its_subscriptions_slot() {
+    let (stack, gw) = with_webhook_config(|c| c.per_subscription = 1).await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let (r, _) = ann_and_receiver(&gw, &t, &["clock-in"]).await;
+    r.answer((0..3).map(|_| Answer::status(200).after(Duration::from_millis(100))));
+    let nips = ["E-1", "E-2", "E-3"];
+    for nip in &nips[1..] {
+        gw.create_employee(&t.key, nip, json!({"employee_code": nip}))
+            .await;
+    }
+    for res in futures::future::join_all(nips.map(|nip| gw.clock_in(&t.key, nip))).await {
+        res.expect(200);
+    }
+    let got = r.wait_for(3, Duration::from_secs(10)).await;
+    assert!(
+        got[2].at - got[0].at >= Duration::from_millis(200),
+        "one at a time"
+    );
+    assert_eq!(ever_queued(&stack).await, 0, "none went through the queue");
+}
+
+/// A receiver that kept an attempt waiting for more than a second counts as slow for a while: the
+/// intake queues its deliveries rather than wait for its slots, where it would hold up other
+/// orgs' events.
+#[tokio::test]
+async fn a_slow_receivers_first_attempts_go_through_the_queue() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let (r, id) = ann_and_receiver(&gw, &t, &["clock-in", "clock-out"]).await;
+    r.answer([Answer::status(200).after(Duration::from_millis(1500))]);
+    gw.clock_in(&t.key, "E-1").await.expect(200);
+    get_until(&gw, &t, &format!("/api/v1/webhooks/{id}/deliveries"), |d| {
+        d["deliveries"][0]["status"] == "succeeded"
+    })
+    .await;
+    assert_eq!(ever_queued(&stack).await, 0, "attempted at intake");
+    gw.clock_out(&t.key, "E-1").await.expect(200);
+    r.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(
+        ever_queued(&stack).await,
+        1,
+        "queued: its receiver was slow"
+    );
 }
 
 /// A first attempt at intake is sent as the replica's cache knows the subscription. When the

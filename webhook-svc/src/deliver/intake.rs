@@ -1,5 +1,5 @@
-//! The intake: attendance events in, one stored delivery per matching subscription, and each
-//! delivery's first attempt, made here or put on the work queue.
+//! The intake: attendance events in, one delivery per matching subscription, and each delivery's
+//! first attempt, made here (the delivery stored with its record) or put on the work queue.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use crate::subs::SubRow;
 use crate::{State, db};
 
 use super::consume::{consume, keeping_alive};
-use super::store::Due;
+use super::store::{Due, delivery_id};
 use super::worker::make;
 use super::{EVENT_ACK_WAIT, Trigger, enqueue};
 
@@ -80,13 +80,16 @@ pub async fn run_intake(
                 let Ok(held) = keeping_alive(&msg, EVENT_ACK_WAIT / 3, room).await else {
                     return;
                 };
-                match take(&state, &msg.payload).await {
+                // An event taken for the first time has no stored deliveries yet.
+                let fresh = msg.info().is_ok_and(|info| info.delivered == 1);
+                match take(&state, &msg.payload, fresh).await {
                     Ok(firsts) if firsts.is_empty() => {
                         let _ = msg.ack().await;
                     }
                     // The event is acknowledged once its first attempts are recorded: a replica
-                    // killed meanwhile leaves it to be taken again, and its deliveries, stored
-                    // but not attempted, are attempted then. The intake goes on meanwhile.
+                    // killed meanwhile leaves it to be taken again, and its deliveries without a
+                    // recorded attempt are stored and attempted then. The intake goes on
+                    // meanwhile.
                     Ok(firsts) => {
                         let attempts = attempt_firsts(state.clone(), msg, firsts, held);
                         state.firsts.tasks.spawn(attempts.in_current_span());
@@ -127,34 +130,36 @@ async fn attempt_firsts(
 }
 
 /// One first attempt. A delivery to be attempted again goes on the work queue, whose worker holds
-/// it until it is due; so does one whose attempt could not be made or recorded (retried there).
+/// it until it is due; so does one whose attempt could not be made or recorded (retried there),
+/// stored first if it was not.
 async fn attempt_first(state: &State, first: First) -> Result<(), BusError> {
     let span = tracing::info_span!("deliver webhook", otel.kind = "internal");
+    let First { id, due, slots } = first;
     let made = async {
         // Being attempted here already (its queued copy, say): the queue decides.
-        let Some(_attempting) = state.in_flight.claim(first.id) else {
-            return Ok(Some(Duration::ZERO));
+        let Some(_attempting) = state.in_flight.claim(id) else {
+            return Err(None);
         };
-        make(
-            state,
-            first.id,
-            Trigger::FIRST,
-            &first.due,
-            first.slots.into(),
-        )
-        .await
+        make(state, id, Trigger::FIRST, &due, slots.into())
+            .await
+            .map_err(Some)
     }
     .instrument(span)
     .await;
     match made {
-        Ok(None) => Ok(()),
-        Ok(Some(_)) => enqueue(state, first.id, Trigger::FIRST).await,
+        Ok(None) => return Ok(()),
+        // Stored with its record.
+        Ok(Some(_)) => {}
         Err(err) => {
-            let err = BusError::from(err);
-            tracing::warn!(%err, delivery = %first.id, "first attempt not made or recorded; queued");
-            enqueue(state, first.id, Trigger::FIRST).await
+            if let Some(err) = err {
+                let err = BusError::from(err);
+                tracing::warn!(%err, delivery = %id, "first attempt not made or recorded; queued");
+            }
+            let stored = async { due.store(&mut *state.pool.acquire().await?, id).await };
+            stored.await.map_err(clokio_runtime::db::bus_error)?;
         }
     }
+    enqueue(state, id, Trigger::FIRST).await
 }
 
 /// A stored delivery, as the intake's insert finds it.
@@ -168,9 +173,12 @@ struct Stored {
     requeues: i32,
 }
 
-/// Stores the deliveries of one event and queues their first attempts, or hands them back to be
-/// made here.
-async fn take(state: &State, payload: &[u8]) -> db::Result<Vec<First>> {
+/// Matches one event against its org's subscriptions. The deliveries whose first attempts are
+/// made here are handed back; the others are stored and queued. An event taken for the first
+/// time (`fresh`) has none stored, so those attempted here are stored with their record
+/// ([`Due::unstored`]); one taken again (a replica died with it, or its acknowledgement was lost)
+/// stores its deliveries first and attempts only those not attempted yet.
+async fn take(state: &State, payload: &[u8], fresh: bool) -> db::Result<Vec<First>> {
     let Ok(event) = serde_json::from_slice::<Event<AttendanceEvent>>(payload) else {
         tracing::error!("unreadable attendance event skipped");
         return Ok(Vec::new());
@@ -187,28 +195,46 @@ async fn take(state: &State, payload: &[u8]) -> db::Result<Vec<First>> {
         return Ok(Vec::new());
     }
     let tz = state.directory.org(event.org_id).await?.org.timezone;
-    let (mut matched, mut subs_of, mut bodies) = (Vec::new(), Vec::new(), Vec::new());
+    let deadline = tokio::time::Instant::now() + FIRST_WAIT;
+    let mut firsts = Vec::new();
+    let here = wanted
+        .iter()
+        .filter(|sub| fresh && may_attempt(state, sub) && sub.filters.0.matches(&event.data, tz))
+        .count();
+    let mut budget = replica_slots(state, here, deadline).await;
+    let (mut matched, mut ids, mut subs_of, mut bodies) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for sub in wanted {
-        if sub.filters.0.matches(&event.data, tz) {
-            matched.push(sub);
-            subs_of.push(sub.id);
-            bodies.push(render::body(
-                sub.platform(),
-                sub.template.as_deref(),
-                &event,
-                tz,
-            ));
+        if !sub.filters.0.matches(&event.data, tz) {
+            continue;
         }
+        let id = delivery_id(sub.id, event.id.as_uuid());
+        let body = render::body(sub.platform(), sub.template.as_deref(), &event, tz);
+        if fresh && let Some(slots) = first(state, sub, &mut budget, deadline).await {
+            attempted_at("intake");
+            let due = Due::unstored(
+                sub.clone(),
+                body,
+                event.id.as_uuid(),
+                event.data.event.clone(),
+            );
+            firsts.push(First { id, due, slots });
+            continue;
+        }
+        matched.push(sub);
+        ids.push(id);
+        subs_of.push(sub.id);
+        bodies.push(body);
     }
+    drop(budget);
     if subs_of.is_empty() {
-        return Ok(Vec::new());
+        return Ok(firsts);
     }
-    // One statement for all of the event's deliveries; a redelivered event finds them stored.
-    // What it finds is attempted (or queued) again only if no scheduled attempt was made yet (its
-    // first one may have been cut short): the schedule of one attempted lives in JetStream, and
-    // queueing it again after the queue's duplicate window (an event published again after a
-    // long outage) would give the delivery a second schedule.
-    let ids: Vec<Uuid> = (0..subs_of.len()).map(|_| Uuid::new_v4()).collect();
+    // One statement for the rest of the event's deliveries; a redelivered event finds them
+    // stored. What it finds is attempted (or queued) again only if no scheduled attempt was made
+    // yet (its first one may have been cut short): the schedule of one attempted lives in
+    // JetStream, and queueing it again after the queue's duplicate window (an event published
+    // again after a long outage) would give the delivery a second schedule.
     let stored: Vec<Stored> = sqlx::query_as(
         "INSERT INTO deliveries (id, org_id, subscription_id, event_id, event_type, body) \
          SELECT d.id, $2, d.sub, $3, $4, d.body FROM unnest($1::uuid[], $5::uuid[], $6::bytea[]) \
@@ -224,22 +250,27 @@ async fn take(state: &State, payload: &[u8]) -> db::Result<Vec<First>> {
     .bind(&bodies)
     .fetch_all(&state.pool)
     .await?;
-    let mut firsts = Vec::new();
+    // A fresh event's stored deliveries were not to be attempted here, or found no slot.
+    let unattempted: Vec<(Stored, Option<&SubRow>)> = stored
+        .into_iter()
+        .filter(|row| row.status == "pending" && row.scheduled_attempts == 0)
+        .map(|row| {
+            let sub = matched.iter().find(|s| s.id == row.subscription_id);
+            let here = sub.filter(|sub| !fresh && row.requeues == 0 && may_attempt(state, sub));
+            (row, here.copied())
+        })
+        .collect();
+    let here = unattempted.iter().filter(|(_, sub)| sub.is_some()).count();
+    let mut budget = replica_slots(state, here, deadline).await;
     let mut queued = Vec::new();
-    let deadline = tokio::time::Instant::now() + FIRST_WAIT;
-    for row in stored {
-        if row.status != "pending" || row.scheduled_attempts != 0 {
-            continue;
-        }
-        let sub = matched.iter().find(|s| s.id == row.subscription_id);
-        let slots = match sub.filter(|_| row.requeues == 0) {
-            Some(sub) => first(state, sub, deadline).await,
+    for (row, sub) in unattempted {
+        let slots = match sub {
+            Some(sub) => first(state, sub, &mut budget, deadline).await,
             None => None,
         };
         match (sub, slots) {
             (Some(sub), Some(slots)) => {
-                metrics::counter!("clokio_webhook_first_attempts_total", "at" => "intake")
-                    .increment(1);
+                attempted_at("intake");
                 firsts.push(First {
                     id: row.id,
                     due: Due {
@@ -249,13 +280,13 @@ async fn take(state: &State, payload: &[u8]) -> db::Result<Vec<First>> {
                         requeues: 0,
                         next_attempt_at: None,
                         sub: (*sub).clone(),
+                        unstored: None,
                     },
                     slots,
                 });
             }
             _ => {
-                metrics::counter!("clokio_webhook_first_attempts_total", "at" => "queue")
-                    .increment(1);
+                attempted_at("queue");
                 queued.push(enqueue(state, row.id, Trigger::FIRST));
             }
         }
@@ -266,36 +297,63 @@ async fn take(state: &State, payload: &[u8]) -> db::Result<Vec<First>> {
     Ok(firsts)
 }
 
-/// How long the intake waits, for all of an event's deliveries together, for the replica's slots
-/// for first attempts before queueing the rest: in a burst, attempts free slots within
-/// milliseconds, and a first attempt made here costs far less than one through the queue
-/// (meanwhile further events wait in their stream). Once the wait is over, an event's deliveries
-/// take only slots free at once, so slots held by slow receivers cost each event this much at most.
-const FIRST_WAIT: Duration = Duration::from_millis(50);
+/// Counts where a delivery's first attempt is made.
+fn attempted_at(at: &'static str) {
+    metrics::counter!("clokio_webhook_first_attempts_total", "at" => at).increment(1);
+}
 
-/// The slots for a first attempt at intake for `sub`, when it may be made there: the subscription
-/// is healthy as far as this replica knows (a failing one's attempts go through the queue, whose
-/// worker reads it afresh), one of the replica's slots is free by `deadline`, and a slot of the
-/// subscription's cap is free at once (a slow receiver's deliveries are not waited for here,
-/// where they would hold up other orgs' events). Otherwise the queue takes the delivery.
+/// How long the intake waits, for all of an event's deliveries together, for slots for first
+/// attempts before queueing the rest. Slots are held by receivers that answer within a second
+/// (the deliveries of one that did not lately go to the queue), so a wait for them is a wait for
+/// this replica's own work: in a burst they free within milliseconds, and a first attempt made
+/// here costs far less than one through the queue (meanwhile further events wait in their
+/// stream). Once the wait is over, an event's deliveries take only slots free at once.
+const FIRST_WAIT: Duration = Duration::from_millis(500);
+
+/// Whether a first attempt for `sub` may be made at intake: the subscription is healthy as far as
+/// this replica knows (a failing one's attempts go through the queue, whose worker reads it
+/// afresh) and its receiver has not been slow lately (its deliveries are not waited for here,
+/// where they would hold up other orgs' events).
+fn may_attempt(state: &State, sub: &SubRow) -> bool {
+    sub.failing_since.is_none() && sub.active && !state.caps.slow(sub.id)
+}
+
+/// The replica's slots for up to `n` first attempts of one event, taken together (events each
+/// holding some while waiting for more could hold every slot and wait for one another): all `n`
+/// when they are free by `deadline`, else those free then.
+async fn replica_slots(
+    state: &State,
+    n: usize,
+    deadline: tokio::time::Instant,
+) -> Option<OwnedSemaphorePermit> {
+    let n = u32::try_from(n).ok().filter(|n| *n > 0)?;
+    let slots = &state.firsts.slots;
+    match tokio::time::timeout_at(deadline, slots.clone().acquire_many_owned(n)).await {
+        Ok(held) => held.ok(),
+        Err(_) => {
+            let free = u32::try_from(slots.available_permits()).ok()?.min(n);
+            slots.clone().try_acquire_many_owned(free).ok()
+        }
+    }
+}
+
+/// The slots for a first attempt at intake for `sub`, when it may be made there
+/// ([`may_attempt`]): one of the event's `budget` of the replica's slots ([`replica_slots`]), and one of the
+/// subscription's cap, free by `deadline`. Otherwise the queue takes the delivery.
 async fn first(
     state: &State,
     sub: &SubRow,
+    budget: &mut Option<OwnedSemaphorePermit>,
     deadline: tokio::time::Instant,
 ) -> Option<[OwnedSemaphorePermit; 2]> {
-    if sub.failing_since.is_some() || !sub.active {
+    if !may_attempt(state, sub) || budget.as_ref()?.num_permits() == 0 {
         return None;
     }
-    let budget = state.firsts.slots.clone();
+    let cap = state.caps.of(sub.id, state.config.per_subscription);
     // Polled once even after the deadline: a free slot is still taken.
-    let budget = tokio::time::timeout_at(deadline, budget.acquire_owned())
+    let slot = tokio::time::timeout_at(deadline, cap.acquire_owned())
         .await
         .ok()?
         .ok()?;
-    let slot = state
-        .caps
-        .of(sub.id, state.config.per_subscription)
-        .try_acquire_owned()
-        .ok()?;
-    Some([slot, budget])
+    Some([slot, budget.as_mut()?.split(1)?])
 }

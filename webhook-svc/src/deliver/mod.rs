@@ -1,13 +1,14 @@
 //! From events to HTTP requests. No retry lives in memory: JetStream holds it.
 //!
 //! - **Intake**: the durable consumer `webhook-intake` on `<prefix>.events.attendance.>` matches
-//!   each event against the org's active subscriptions and stores one delivery per match (unique
-//!   per subscription and event, so a redelivered event stores nothing twice). Each delivery's
-//!   first attempt is made right there when its subscription is healthy, a slot of its cap is
-//!   free at once and one of the replica's within 50 ms (`intake.rs`); the event is acknowledged
-//!   when those attempts are recorded (a replica killed meanwhile leaves the event to be taken
-//!   again). A delivery to be attempted again, or not attempted
-//!   here, goes to the work-queue stream `<PREFIX>-WEBHOOK-DELIVERIES` (the delivery id is the
+//!   each event against the org's active subscriptions. Each delivery's first attempt is made
+//!   right there when its subscription is healthy, its receiver was not slow lately and a slot of
+//!   its cap and one of the replica's free within 500 ms (`intake.rs`); such a delivery of an event
+//!   taken for the first time is stored with its attempt's record. The others are stored (unique
+//!   per subscription and event, so a redelivered event stores nothing twice) and queued. The
+//!   event is acknowledged when its first attempts are recorded (a replica killed meanwhile leaves
+//!   the event to be taken again). A delivery to be attempted again, or not attempted here, goes
+//!   to the work-queue stream `<PREFIX>-WEBHOOK-DELIVERIES` (the delivery id is the
 //!   `Nats-Msg-Id`). Imported history is not announced.
 //! - **Workers**: the durable consumer `webhook-workers` on that stream, shared by every replica.
 //!   Each message is one attempt: POST with a 15 s timeout and no redirects; 2xx acknowledges it;

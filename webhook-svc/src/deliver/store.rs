@@ -28,6 +28,78 @@ pub(super) struct Due {
     pub(super) next_attempt_at: Option<DateTime<Utc>>,
     #[sqlx(flatten)]
     pub(super) sub: SubRow,
+    /// Set when the delivery is attempted before it is stored: it is stored with its attempt.
+    #[sqlx(skip)]
+    pub(super) unstored: Option<Unstored>,
+}
+
+/// What storing a delivery needs beyond its subscription and body: a first attempt made at intake
+/// is sent first and stored with its record, so a success is one insert rather than an insert
+/// and an update (which touches every index of `deliveries`: `status` is in a partial index's
+/// predicate). Its event is acknowledged only once that record is written, so a replica killed
+/// meanwhile leaves the event to be taken again; it is then stored before it is attempted.
+#[derive(Clone)]
+pub(super) struct Unstored {
+    pub(super) event_id: Uuid,
+    pub(super) event_type: String,
+}
+
+impl Due {
+    /// A delivery of `sub` whose first attempt is made before it is stored.
+    pub(super) fn unstored(sub: SubRow, body: Vec<u8>, event_id: Uuid, event_type: String) -> Self {
+        Self {
+            body,
+            status: "pending".to_owned(),
+            scheduled_attempts: 0,
+            requeues: 0,
+            next_attempt_at: None,
+            sub,
+            unstored: Some(Unstored {
+                event_id,
+                event_type,
+            }),
+        }
+    }
+
+    /// Stores the delivery `id` as waiting, if it was attempted before it was stored (the pending
+    /// row the intake would have stored), within `conn`'s transaction or on its own. Nothing
+    /// happens to a row stored already.
+    pub(super) async fn store(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        id: Uuid,
+    ) -> Result<(), sqlx::Error> {
+        let Some(unstored) = &self.unstored else {
+            return Ok(());
+        };
+        sqlx::query(
+            "INSERT INTO deliveries (id, org_id, subscription_id, event_id, event_type, body) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subscription_id, event_id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(self.sub.org_id)
+        .bind(self.sub.id)
+        .bind(unstored.event_id)
+        .bind(&unstored.event_type)
+        .bind(&self.body)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
+
+/// A delivery's id, from its subscription and its event: the same each time the event is taken,
+/// so one attempted before it was stored is stored under the id its request carried
+/// (`webhook-id`).
+pub(super) fn delivery_id(subscription: Uuid, event: Uuid) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(subscription.as_bytes())
+        .chain_update(event.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
 /// A successful attempt of a healthy subscription: the common case, recorded in batches.
@@ -38,6 +110,17 @@ pub(crate) struct Success {
     pub(super) status: i32,
     pub(super) latency_ms: i32,
     pub(super) body: String,
+    /// The delivery's row, when it was attempted before it was stored: inserted as succeeded.
+    pub(super) unstored: Option<NewDelivery>,
+}
+
+/// A delivery stored with its first attempt's success.
+pub(crate) struct NewDelivery {
+    pub(super) org_id: Uuid,
+    pub(super) subscription_id: Uuid,
+    pub(super) event_id: Uuid,
+    pub(super) event_type: String,
+    pub(super) body: Vec<u8>,
 }
 
 /// The statements of the common path, batched across concurrent attempts ([`Batcher`]): the
@@ -154,7 +237,16 @@ async fn write_successes(pool: &PgPool, batch: Vec<Success>) -> Result<Vec<Uuid>
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
+    let mut new = NewDeliveries::default();
     for s in batch {
+        if let Some(d) = s.unstored {
+            new.ids.push(s.delivery);
+            new.orgs.push(d.org_id);
+            new.subs.push(d.subscription_id);
+            new.events.push(d.event_id);
+            new.types.push(d.event_type);
+            new.bodies.push(d.body);
+        }
         ids.push(s.delivery);
         ats.push(s.at);
         triggers.push(if s.manual { "manual" } else { "scheduled" });
@@ -162,10 +254,16 @@ async fn write_successes(pool: &PgPool, batch: Vec<Success>) -> Result<Vec<Uuid>
         latencies.push(s.latency_ms);
         bodies.push(s.body);
     }
-    // A delivery deleted meanwhile (its webhook was, during the attempt) is updated nowhere and
-    // gets no attempt row: an attempt row of it would break the batch's foreign key and fail
-    // every other attempt recorded with it. The update locks the rows it writes first, so a
-    // delete either came before it (the row is skipped) or waits for it.
+    // A delivery attempted before it was stored (`n`) is inserted as succeeded, unless its
+    // webhook was deleted during the attempt: its subscription is locked against a delete first,
+    // and one deleted already is skipped (its row would break the foreign key and fail every
+    // other delivery recorded with it). One stored meanwhile (its event taken twice) is updated
+    // as any other.
+    //
+    // A stored delivery deleted meanwhile (its webhook was, during the attempt) is updated nowhere
+    // and gets no attempt row, for the same reason. The update locks the rows it writes first, so
+    // a delete either came before it (the row is skipped) or waits for it. The update cannot see
+    // the rows this statement inserts.
     //
     // A success ends its subscription's failure. The attempt was sent as to a healthy one, but
     // one attempted at intake was judged so on the cache, which may not have heard yet of a
@@ -175,19 +273,32 @@ async fn write_successes(pool: &PgPool, batch: Vec<Success>) -> Result<Vec<Uuid>
         "WITH r AS ( \
             SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::int[], $5::int[], $6::text[]) \
                 AS r(id, at, trigger, status_code, latency_ms, body)), \
+         n AS ( \
+            SELECT * FROM unnest($7::uuid[], $8::uuid[], $9::uuid[], $10::uuid[], $11::text[], $12::bytea[]) \
+                AS n(id, org_id, sub, event_id, event_type, body)), \
+         live AS (SELECT id FROM subscriptions WHERE id IN (SELECT sub FROM n) FOR KEY SHARE), \
+         i AS ( \
+            INSERT INTO deliveries (id, org_id, subscription_id, event_id, event_type, body, status, \
+                attempt_count, scheduled_attempts) \
+            SELECT n.id, n.org_id, n.sub, n.event_id, n.event_type, n.body, 'succeeded', 1, \
+                (r.trigger = 'scheduled')::int \
+            FROM n JOIN r ON r.id = n.id WHERE n.sub IN (SELECT id FROM live) \
+            ON CONFLICT (subscription_id, event_id) DO NOTHING \
+            RETURNING id, subscription_id), \
          u AS ( \
             UPDATE deliveries d SET attempt_count = d.attempt_count + 1, \
                 scheduled_attempts = d.scheduled_attempts + (r.trigger = 'scheduled')::int, \
                 status = 'succeeded', next_attempt_at = NULL \
             FROM r WHERE d.id = r.id \
             RETURNING d.id, d.subscription_id), \
+         w AS (SELECT id, subscription_id FROM u UNION ALL SELECT id, subscription_id FROM i), \
          a AS ( \
             INSERT INTO attempts (delivery_id, at, trigger, status_code, latency_ms, response_body) \
             SELECT r.id, r.at, r.trigger, r.status_code, r.latency_ms, r.body \
-            FROM r WHERE r.id IN (SELECT id FROM u)) \
+            FROM r WHERE r.id IN (SELECT id FROM w)) \
          UPDATE subscriptions s SET failing_since = NULL \
          WHERE s.id IN (SELECT id FROM subscriptions \
-            WHERE id IN (SELECT subscription_id FROM u) AND failing_since IS NOT NULL \
+            WHERE id IN (SELECT subscription_id FROM w) AND failing_since IS NOT NULL \
             FOR UPDATE SKIP LOCKED) \
          RETURNING s.org_id",
     )
@@ -197,12 +308,29 @@ async fn write_successes(pool: &PgPool, batch: Vec<Success>) -> Result<Vec<Uuid>
     .bind(codes)
     .bind(latencies)
     .bind(bodies)
+    .bind(new.ids)
+    .bind(new.orgs)
+    .bind(new.subs)
+    .bind(new.events)
+    .bind(new.types)
+    .bind(new.bodies)
     .fetch_all(pool)
     .await?;
     let mut orgs: Vec<Uuid> = recovered.into_iter().map(|(org,)| org).collect();
     orgs.sort_unstable();
     orgs.dedup();
     Ok(orgs)
+}
+
+/// The columns of the deliveries a batch of successes stores.
+#[derive(Default)]
+struct NewDeliveries {
+    ids: Vec<Uuid>,
+    orgs: Vec<Uuid>,
+    subs: Vec<Uuid>,
+    events: Vec<Uuid>,
+    types: Vec<String>,
+    bodies: Vec<Vec<u8>>,
 }
 
 #[cfg(test)]

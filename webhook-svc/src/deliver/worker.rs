@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
 use chrono::Utc;
@@ -17,7 +17,7 @@ use crate::{State, db};
 use super::Trigger;
 use super::consume::{consume, keeping_alive};
 use super::http::{Outcome, post};
-use super::store::{Due, Success};
+use super::store::{Due, NewDelivery, Success};
 
 /// How early a retry may be attempted: the replicas' clocks differ by about this much.
 const EARLY_SLACK: Duration = Duration::from_millis(50);
@@ -25,19 +25,43 @@ const EARLY_SLACK: Duration = Duration::from_millis(50);
 /// A subscription failing for this long without a success is switched off.
 const DISABLE_AFTER: chrono::Duration = chrono::Duration::days(5);
 
-/// Per-subscription in-flight attempts on this replica.
+/// Per-subscription in-flight attempts on this replica, and which subscriptions' receivers were
+/// slow of late.
 #[derive(Default)]
-pub struct Caps(Mutex<HashMap<Uuid, Arc<Semaphore>>>);
+pub struct Caps {
+    slots: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
+    /// When each slow receiver last kept an attempt waiting past [`SLOW_AFTER`].
+    slow: Mutex<HashMap<Uuid, Instant>>,
+}
+
+/// An attempt still unanswered after this long marks its receiver slow.
+const SLOW_AFTER: Duration = Duration::from_secs(1);
+/// How long a receiver counts as slow after an attempt was.
+const SLOW_FOR: Duration = Duration::from_secs(60);
 
 impl Caps {
     pub(super) fn of(&self, sub: Uuid, cap: usize) -> Arc<Semaphore> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > 10_000 {
             map.retain(|_, s| s.available_permits() < cap);
         }
         map.entry(sub)
             .or_insert_with(|| Arc::new(Semaphore::new(cap)))
             .clone()
+    }
+
+    /// Whether `sub`'s receiver kept an attempt waiting past [`SLOW_AFTER`] within [`SLOW_FOR`].
+    pub(super) fn slow(&self, sub: Uuid) -> bool {
+        let slow = self.slow.lock().unwrap_or_else(|e| e.into_inner());
+        slow.get(&sub).is_some_and(|at| at.elapsed() < SLOW_FOR)
+    }
+
+    fn mark_slow(&self, sub: Uuid) {
+        let mut slow = self.slow.lock().unwrap_or_else(|e| e.into_inner());
+        if slow.len() > 10_000 {
+            slow.retain(|_, at| at.elapsed() < SLOW_FOR);
+        }
+        slow.insert(sub, Instant::now());
     }
 }
 
@@ -213,7 +237,17 @@ pub(super) async fn make(
     } else {
         None
     };
-    let outcome = post(state, sub, id, &due.body, signing.as_deref()).await;
+    // A receiver that keeps an attempt waiting is marked slow as soon as it does: the intake
+    // then queues its deliveries rather than wait for its cap (`intake::first`).
+    let posting = post(state, sub, id, &due.body, signing.as_deref());
+    tokio::pin!(posting);
+    let outcome = tokio::select! {
+        outcome = &mut posting => outcome,
+        () = tokio::time::sleep(SLOW_AFTER) => {
+            state.caps.mark_slow(sub.id);
+            posting.await
+        }
+    };
     drop(slots);
     let now = Utc::now();
     // The schedule's position counts scheduled attempts only: a manual retry beside a waiting
@@ -241,13 +275,21 @@ pub(super) async fn make(
                 status: i32::from(outcome.status),
                 latency_ms,
                 body: outcome.body,
+                unstored: due.unstored.as_ref().map(|u| NewDelivery {
+                    org_id: sub.org_id,
+                    subscription_id: sub.id,
+                    event_id: u.event_id,
+                    event_type: u.event_type.clone(),
+                    body: due.body.clone(),
+                }),
             })
             .await?;
         metrics::counter!("clokio_webhook_attempts_total", "outcome" => "success").increment(1);
         return Ok(next);
     }
     // Otherwise the attempt and the delivery's new state in one statement, with the
-    // subscription's own changes in the same transaction.
+    // subscription's own changes in the same transaction (a delivery attempted before it was
+    // stored is stored first, in it too).
     let record = sqlx::query(
         "WITH a AS ( \
             INSERT INTO attempts (delivery_id, at, trigger, status_code, error, latency_ms, response_body) \
@@ -269,6 +311,7 @@ pub(super) async fn make(
     .bind(i32::from(!manual))
     .bind(manual && status == "pending");
     let mut tx = state.pool.begin().await?;
+    due.store(&mut tx, id).await?;
     record.execute(&mut *tx).await?;
     let disable = if gone {
         Some("The endpoint answered 410 Gone".to_owned())
