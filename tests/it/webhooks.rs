@@ -1852,6 +1852,68 @@ async fn a_first_attempt_at_intake_is_stored_with_its_record() {
     assert_eq!(ever_queued(&stack).await, 0);
 }
 
+/// An event that is not recent may have been delivered before: published again after the
+/// stream's duplicate window (or taken again by a consumer created anew), its deliveries are
+/// looked up before anything is sent, and one made already is not sent again.
+#[tokio::test]
+async fn an_old_event_published_again_is_not_delivered_again() {
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    let (r, id) = ann_and_receiver(&gw, &t, &["clock-in"]).await;
+    let subject = stack
+        .bus_config
+        .subjects
+        .event("attendance", t.org.id, "clock-in");
+    let mut events = stack.events(subject.clone()).await;
+    // A punch from an offline kiosk: its event is five minutes old.
+    gw.post(
+        &t.key,
+        "/api/v1/attendance/clock-in",
+        &json!({"nip": "E-1", "timestamp": ts(now() - Span::minutes(5))}),
+    )
+    .await
+    .expect(200);
+    let event = events.next().await;
+    r.wait_for(1, Duration::from_secs(10)).await;
+    get_until(&gw, &t, &format!("/api/v1/webhooks/{id}/deliveries"), |d| {
+        d["deliveries"][0]["status"] == "succeeded"
+    })
+    .await;
+    // The same event again, under another de-duplication id.
+    let js = async_nats::jetstream::new(stack.nats.clone());
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", uuid::Uuid::new_v4().to_string().as_str());
+    let again = js
+        .publish_with_headers(subject, headers, event.body.to_string().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence;
+    // Once the intake acknowledged it, nothing more was sent.
+    let mut intake = js
+        .get_stream(stack.bus_config.subjects.events_stream())
+        .await
+        .unwrap()
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("webhook-intake")
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while intake.info().await.unwrap().ack_floor.stream_sequence < again {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the intake did not take it"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(r.received().len(), 1, "delivered again");
+    let page = gw
+        .get(&t.key, &format!("/api/v1/webhooks/{id}/deliveries"))
+        .await
+        .expect(200);
+    assert_eq!(page.data()["deliveries"][0]["attempt_count"], 1);
+}
+
 /// In a burst, a first attempt waits for a slot of its subscription's cap rather than going
 /// through the work queue: with a cap of one, three events at once are attempted one after the
 /// other at intake.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
+use chrono::Utc;
 use clokio_bus::BusError;
 use clokio_bus::events::Event;
 use clokio_bus::ops::AttendanceEvent;
@@ -175,9 +176,10 @@ struct Stored {
 
 /// Matches one event against its org's subscriptions. The deliveries whose first attempts are
 /// made here are handed back; the others are stored and queued. An event taken for the first
-/// time (`fresh`) has none stored, so those attempted here are stored with their record
-/// ([`Due::unstored`]); one taken again (a replica died with it, or its acknowledgement was lost)
-/// stores its deliveries first and attempts only those not attempted yet.
+/// time (`fresh`) and recent ([`FRESH_FOR`]) has none stored, so those attempted here are stored
+/// with their record ([`Due::unstored`]); one taken again (a replica died with it, or its
+/// acknowledgement was lost), or an older one, stores its deliveries first and attempts only
+/// those not attempted yet.
 async fn take(state: &State, payload: &[u8], fresh: bool) -> db::Result<Vec<First>> {
     let Ok(event) = serde_json::from_slice::<Event<AttendanceEvent>>(payload) else {
         tracing::error!("unreadable attendance event skipped");
@@ -186,6 +188,11 @@ async fn take(state: &State, payload: &[u8], fresh: bool) -> db::Result<Vec<Firs
     if event.data.imported {
         return Ok(Vec::new());
     }
+    // Only a recent event can be new: an older one may be one delivered before, taken again from
+    // the stream (a consumer created anew starts from the stream's beginning) or published again
+    // after the stream's 2-minute duplicate window. Its deliveries are stored first, which finds
+    // those made already.
+    let fresh = fresh && Utc::now().signed_duration_since(event.occurred_at) < FRESH_FOR;
     let subs = state.active(event.org_id).await?;
     let wanted: Vec<&SubRow> = subs
         .iter()
@@ -296,6 +303,11 @@ async fn take(state: &State, payload: &[u8], fresh: bool) -> db::Result<Vec<Firs
     }
     Ok(firsts)
 }
+
+/// How old an event taken for the first time may be for its deliveries to be attempted before
+/// they are stored: well within the events stream's duplicate window (2 minutes), well beyond
+/// the time an event takes to get here.
+const FRESH_FOR: chrono::Duration = chrono::Duration::seconds(10);
 
 /// Counts where a delivery's first attempt is made.
 fn attempted_at(at: &'static str) {

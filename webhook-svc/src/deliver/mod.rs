@@ -3,8 +3,8 @@
 //! - **Intake**: the durable consumer `webhook-intake` on `<prefix>.events.attendance.>` matches
 //!   each event against the org's active subscriptions. Each delivery's first attempt is made
 //!   right there when its subscription is healthy, its receiver was not slow lately and a slot of
-//!   its cap and one of the replica's free within 500 ms (`intake.rs`); such a delivery of an event
-//!   taken for the first time is stored with its attempt's record. The others are stored (unique
+//!   its cap and one of the replica's free within 500 ms (`intake.rs`); such a delivery of a recent
+//!   event taken for the first time is stored with its attempt's record. The others are stored (unique
 //!   per subscription and event, so a redelivered event stores nothing twice) and queued. The
 //!   event is acknowledged when its first attempts are recorded (a replica killed meanwhile leaves
 //!   the event to be taken again). A delivery to be attempted again, or not attempted here, goes
