@@ -192,7 +192,7 @@ services, NATS, Redis and the load generator share them. Past that point more co
 queue: events/s stay flat and p50 grows with the connections. On one machine this cannot be \
 linear. Throughput comes from attendance-svc replicas and a larger Postgres.\n\
 - **Webhook deliveries per second** grow with the subscriptions. An event's fixed cost (the \
-outbox relay, JetStream, the intake's lookup and insert) is shared by all of its deliveries. \
+outbox relay, JetStream, the intake's lookup of the org's webhooks) is shared by all of its deliveries. \
 With 100 subscriptions, 100 events/s offered means 10,000 deliveries/s, more than one replica \
 delivers. That row's latency therefore measures the queue.\n\
 - **Peak memory** is reset to the current RSS, not to the idle size. Memory that a service's \
