@@ -238,7 +238,7 @@ pub(super) async fn make(
         None
     };
     // A receiver that keeps an attempt waiting is marked slow as soon as it does: the intake
-    // then queues its deliveries rather than wait for its cap (`intake::first`).
+    // then queues its deliveries rather than wait for its slots (`intake::may_attempt`).
     let posting = post(state, sub, id, &due.body, signing.as_deref());
     tokio::pin!(posting);
     let outcome = tokio::select! {
