@@ -332,19 +332,34 @@ fn may_attempt(state: &State, sub: &SubRow) -> bool {
 
 /// The replica's slots for up to `n` first attempts of one event, taken together (events each
 /// holding some while waiting for more could hold every slot and wait for one another): all `n`
-/// when they are free by `deadline`, else those free then.
+/// (at most the replica's `CLOKIO_WEBHOOK_WORKERS`) when they are free by `deadline`, else those
+/// free then.
 async fn replica_slots(
     state: &State,
     n: usize,
     deadline: tokio::time::Instant,
 ) -> Option<OwnedSemaphorePermit> {
-    let n = u32::try_from(n).ok().filter(|n| *n > 0)?;
-    let slots = &state.firsts.slots;
+    take_slots(&state.firsts.slots, state.config.workers, n, deadline).await
+}
+
+/// Up to `n` of the `capacity` permits of `slots`, as [`replica_slots`] takes them: more than
+/// `capacity` are never waited for.
+async fn take_slots(
+    slots: &Arc<Semaphore>,
+    capacity: usize,
+    n: usize,
+    deadline: tokio::time::Instant,
+) -> Option<OwnedSemaphorePermit> {
+    let n = u32::try_from(n.min(capacity)).ok().filter(|n| *n > 0)?;
     match tokio::time::timeout_at(deadline, slots.clone().acquire_many_owned(n)).await {
         Ok(held) => held.ok(),
         Err(_) => {
             let free = u32::try_from(slots.available_permits()).ok()?.min(n);
-            slots.clone().try_acquire_many_owned(free).ok()
+            slots
+                .clone()
+                .try_acquire_many_owned(free)
+                .ok()
+                .filter(|_| free > 0)
         }
     }
 }
@@ -368,4 +383,38 @@ async fn first(
         .ok()?
         .ok()?;
     Some([slot, budget.as_mut()?.split(1)?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An event with more deliveries than the replica has slots takes them all at once, rather
+    /// than wait until its deadline for slots that do not exist.
+    #[tokio::test]
+    async fn an_event_never_waits_for_more_slots_than_there_are() {
+        let slots = Arc::new(Semaphore::new(2));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let held =
+            tokio::time::timeout(Duration::from_secs(10), take_slots(&slots, 2, 3, deadline))
+                .await
+                .expect("taken without waiting for the deadline");
+        assert_eq!(held.as_ref().map(|h| h.num_permits()), Some(2));
+        assert_eq!(slots.available_permits(), 0);
+    }
+
+    /// Slots held elsewhere are waited for until the deadline; then those free are taken.
+    #[tokio::test]
+    async fn after_the_deadline_an_event_takes_the_slots_free() {
+        let slots = Arc::new(Semaphore::new(3));
+        let _elsewhere = slots.clone().acquire_owned().await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
+        let held = take_slots(&slots, 3, 3, deadline).await;
+        assert_eq!(held.as_ref().map(|h| h.num_permits()), Some(2));
+        assert!(
+            take_slots(&slots, 3, 1, tokio::time::Instant::now())
+                .await
+                .is_none()
+        );
+    }
 }
