@@ -46,8 +46,9 @@ impl Firsts {
     }
 }
 
-/// A stored delivery whose first attempt is made at intake, with the slots it holds for its
-/// request: one of its subscription's cap and one of the replica's.
+/// A delivery whose first attempt is made at intake (stored, or to be stored with its record),
+/// with the slots it holds for its request: one of its subscription's cap and one of the
+/// replica's.
 struct First {
     id: Uuid,
     due: Due,
@@ -136,28 +137,26 @@ async fn attempt_firsts(
 async fn attempt_first(state: &State, first: First) -> Result<(), BusError> {
     let span = tracing::info_span!("deliver webhook", otel.kind = "internal");
     let First { id, due, slots } = first;
-    let made = async {
+    let made = match state.in_flight.claim(id) {
+        Some(_attempting) => {
+            let made = make(state, id, Trigger::FIRST, &due, slots.into());
+            Some(made.instrument(span).await)
+        }
         // Being attempted here already (its queued copy, say): the queue decides.
-        let Some(_attempting) = state.in_flight.claim(id) else {
-            return Err(None);
-        };
-        make(state, id, Trigger::FIRST, &due, slots.into())
-            .await
-            .map_err(Some)
-    }
-    .instrument(span)
-    .await;
+        None => None,
+    };
     match made {
-        Ok(None) => return Ok(()),
-        // Stored with its record.
-        Ok(Some(_)) => {}
-        Err(err) => {
-            if let Some(err) = err {
+        Some(Ok(None)) => return Ok(()),
+        // To be attempted again: stored with its record.
+        Some(Ok(Some(_))) => {}
+        unrecorded => {
+            if let Some(Err(err)) = unrecorded {
                 let err = BusError::from(err);
                 tracing::warn!(%err, delivery = %id, "first attempt not made or recorded; queued");
             }
-            let stored = async { due.store(&mut *state.pool.acquire().await?, id).await };
-            stored.await.map_err(clokio_runtime::db::bus_error)?;
+            due.store(&state.pool, id)
+                .await
+                .map_err(clokio_runtime::db::bus_error)?;
         }
     }
     enqueue(state, id, Trigger::FIRST).await
@@ -194,27 +193,25 @@ async fn take(state: &State, payload: &[u8], fresh: bool) -> db::Result<Vec<Firs
     // those made already.
     let fresh = fresh && Utc::now().signed_duration_since(event.occurred_at) < FRESH_FOR;
     let subs = state.active(event.org_id).await?;
-    let wanted: Vec<&SubRow> = subs
-        .iter()
-        .filter(|s| s.events.contains(&event.data.event))
-        .collect();
-    if wanted.is_empty() {
+    let wanted = |sub: &SubRow| sub.events.contains(&event.data.event);
+    if !subs.iter().any(wanted) {
         return Ok(Vec::new());
     }
     let tz = state.directory.org(event.org_id).await?.org.timezone;
-    let deadline = tokio::time::Instant::now() + FIRST_WAIT;
-    let mut firsts = Vec::new();
-    let here = wanted
+    let matched: Vec<&SubRow> = subs
         .iter()
-        .filter(|sub| fresh && may_attempt(state, sub) && sub.filters.0.matches(&event.data, tz))
+        .filter(|sub| wanted(sub) && sub.filters.0.matches(&event.data, tz))
+        .collect();
+    let deadline = tokio::time::Instant::now() + FIRST_WAIT;
+    let here = matched
+        .iter()
+        .filter(|sub| fresh && may_attempt(state, sub))
         .count();
     let mut budget = replica_slots(state, here, deadline).await;
-    let (mut matched, mut ids, mut subs_of, mut bodies) =
+    let mut firsts = Vec::new();
+    let (mut to_store, mut ids, mut subs_of, mut bodies) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for sub in wanted {
-        if !sub.filters.0.matches(&event.data, tz) {
-            continue;
-        }
+    for sub in matched {
         let id = delivery_id(sub.id, event.id.as_uuid());
         let body = render::body(sub.platform(), sub.template.as_deref(), &event, tz);
         if fresh && let Some(slots) = first(state, sub, &mut budget, deadline).await {
@@ -228,7 +225,7 @@ async fn take(state: &State, payload: &[u8], fresh: bool) -> db::Result<Vec<Firs
             firsts.push(First { id, due, slots });
             continue;
         }
-        matched.push(sub);
+        to_store.push(sub);
         ids.push(id);
         subs_of.push(sub.id);
         bodies.push(body);
@@ -262,7 +259,7 @@ async fn take(state: &State, payload: &[u8], fresh: bool) -> db::Result<Vec<Firs
         .into_iter()
         .filter(|row| row.status == "pending" && row.scheduled_attempts == 0)
         .map(|row| {
-            let sub = matched.iter().find(|s| s.id == row.subscription_id);
+            let sub = to_store.iter().find(|s| s.id == row.subscription_id);
             let here = sub.filter(|sub| !fresh && row.requeues == 0 && may_attempt(state, sub));
             (row, here.copied())
         })

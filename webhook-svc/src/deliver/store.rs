@@ -62,11 +62,11 @@ impl Due {
     }
 
     /// Stores the delivery `id` as waiting, if it was attempted before it was stored (the pending
-    /// row the intake would have stored), within `conn`'s transaction or on its own. Nothing
-    /// happens to a row stored already.
+    /// row the intake would have stored), in a transaction or on its own. Nothing happens to a
+    /// row stored already.
     pub(super) async fn store(
         &self,
-        conn: &mut sqlx::PgConnection,
+        db: impl sqlx::PgExecutor<'_>,
         id: Uuid,
     ) -> Result<(), sqlx::Error> {
         let Some(unstored) = &self.unstored else {
@@ -82,9 +82,21 @@ impl Due {
         .bind(unstored.event_id)
         .bind(&unstored.event_type)
         .bind(&self.body)
-        .execute(conn)
+        .execute(db)
         .await?;
         Ok(())
+    }
+
+    /// The row a success stores, if the delivery was attempted before it was stored.
+    pub(super) fn new_delivery(&self) -> Option<NewDelivery> {
+        let unstored = self.unstored.as_ref()?;
+        Some(NewDelivery {
+            org_id: self.sub.org_id,
+            subscription_id: self.sub.id,
+            event_id: unstored.event_id,
+            event_type: unstored.event_type.clone(),
+            body: self.body.clone(),
+        })
     }
 }
 
