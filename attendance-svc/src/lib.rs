@@ -41,6 +41,8 @@ pub struct State {
     /// The employees' states this replica last read or wrote, to decide a punch on without
     /// reading first.
     pub(crate) known: clock::KnownStates,
+    /// The replica's batcher of clock writes.
+    pub(crate) batches: clock::batch::Batches,
 }
 
 /// Starts attendance-svc and runs it until `shutdown` resolves.
@@ -90,6 +92,10 @@ pub async fn run(
         directory,
         settle_wait: config.bus.request_timeout * 4 / 5,
         known: clock::KnownStates::default(),
+        batches: clock::batch::Batches::start(
+            pool.clone(),
+            config.bus.subjects.prefix().to_string(),
+        ),
     };
     let autoclose = tokio::spawn(autoclose::run(state.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -443,6 +443,155 @@ async fn any_update_of_the_state_row_moves_its_version_on() {
     assert_eq!(version().await, before + 2);
 }
 
+/// Punches of different employees arriving together are written by one statement in one commit
+/// (the rows they wrote carry one transaction id), and each still gets its own answer and its own
+/// events: a punch held back behind another of its employee is decided again and refused as it
+/// should be. Employee 1's state row is held locked, so its batch waits while the others queue up
+/// behind it.
+#[tokio::test]
+async fn punches_arriving_together_are_written_together_each_with_its_own_answer() {
+    use std::collections::HashSet;
+    const N: usize = 24;
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
+    clokio_tests::seed_employees(t.org.id, "P", N as i32, "2026-01-01").await;
+    let code = |i: usize| format!("P{i:05}");
+    let all = |action: &'static str, who: Vec<usize>| {
+        let (gw, key) = (gw.clone(), t.key.clone());
+        futures::future::join_all(who.into_iter().map(move |i| {
+            let (gw, key) = (gw.clone(), key.clone());
+            async move { gw.clock(&key, action, &format!("P{i:05}")).await }
+        }))
+    };
+    let ins = all("clock-in", (1..=N).collect()).await;
+    let mut sessions = HashSet::new();
+    for (k, r) in ins.iter().enumerate() {
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.data()["employee_name"], format!("Employee {}", k + 1));
+        sessions.insert(r.data()["attendance_id"].as_i64().unwrap());
+    }
+    assert_eq!(sessions.len(), N, "each clock-in opened its own session");
+
+    let db = clokio_tests::db().await;
+    let org = t.org.id.as_uuid();
+    let id_of = |i: usize| {
+        let db = db.clone();
+        async move {
+            let (id,): (i64,) = sqlx::query_as(
+                "SELECT id FROM employee.employees WHERE org_id = $1 AND employee_code = $2",
+            )
+            .bind(org)
+            .bind(format!("P{i:05}"))
+            .fetch_one(&db)
+            .await
+            .unwrap();
+            id
+        }
+    };
+    let first = id_of(1).await;
+    let mut hold = db.begin().await.unwrap();
+    let (holder,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+        .fetch_one(&mut *hold)
+        .await
+        .unwrap();
+    sqlx::query(
+        "SELECT 1 FROM attendance.employee_state WHERE org_id = $1 AND employee_id = $2 FOR UPDATE",
+    )
+    .bind(org)
+    .bind(first)
+    .execute(&mut *hold)
+    .await
+    .unwrap();
+    let blocked = tokio::spawn({
+        let (gw, key, code) = (gw.clone(), t.key.clone(), code(1));
+        async move { gw.clock(&key, "break-start", &code).await }
+    });
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+        )
+        .bind(holder)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "employee 1's break never waited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Everyone else's break, and employee 2's twice: N writes wait for the next batch.
+    let rest = tokio::spawn(all("break-start", (2..=N).chain([2]).collect()));
+    loop {
+        let waiting = gw.metrics().await.value("clokio_clock_writes_waiting");
+        if waiting >= N as f64 {
+            assert_eq!(waiting, N as f64);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {waiting} writes queued behind the held batch"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    hold.rollback().await.unwrap();
+    assert_eq!(blocked.await.unwrap().status, 200);
+    let rest = rest.await.unwrap();
+    let refused: Vec<_> = rest.iter().filter(|r| r.status != 200).collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "{:?}",
+        rest.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert_eq!(refused[0].status, 409, "{}", refused[0].text);
+    assert_eq!(refused[0].message(), "Employee is already on a break");
+    let (breaks, transactions): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT b.xmin::text) FROM attendance.breaks b \
+         JOIN attendance.sessions s ON s.id = b.session_id \
+         WHERE s.org_id = $1 AND s.employee_id <> $2",
+    )
+    .bind(org)
+    .bind(first)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(breaks, N as i64 - 1);
+    assert_eq!(
+        transactions, 1,
+        "the breaks queued together were written in one commit"
+    );
+
+    // Half end their break, then everyone clocks out (the other half's breaks end with it).
+    for r in all("break-end", (1..=N / 2).collect()).await {
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(r.data()["duration_minutes"].is_i64(), "{}", r.text);
+    }
+    for r in all("clock-out", (1..=N).collect()).await {
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(sessions.contains(&r.data()["attendance_id"].as_i64().unwrap()));
+    }
+    let (open_sessions, open_breaks, open_states): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM attendance.sessions WHERE org_id = $1 AND clock_out IS NULL), \
+            (SELECT count(*) FROM attendance.breaks b JOIN attendance.sessions s \
+                ON s.id = b.session_id WHERE s.org_id = $1 AND b.ended_at IS NULL), \
+            (SELECT count(*) FROM attendance.employee_state \
+                WHERE org_id = $1 AND open_session_id IS NOT NULL)",
+    )
+    .bind(org)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!((open_sessions, open_breaks, open_states), (0, 0, 0));
+    assert_eq!(stored(&t).await, (N as i64, N as i64));
+    // In, break start, break end (on its own or with the clock-out), out: four events each.
+    assert_eq!(stack.published_events(t.org.id).await, 4 * N);
+}
+
 #[tokio::test]
 async fn concurrent_clock_ins_of_one_employee_let_exactly_one_through() {
     let (stack, gw) = Stack::start().await;

@@ -33,6 +33,8 @@ use clokio_bus::ops::period_closed_message;
 use clokio_runtime::directory::OrgInfo;
 use clokio_runtime::outbox;
 
+pub(crate) mod batch;
+
 /// How far ahead of our clock an offline kiosk's timestamp may be.
 const MAX_FUTURE: Duration = Duration::minutes(2);
 
@@ -71,15 +73,15 @@ pub async fn handle(state: &State, action: Action, req: ClockRequest) -> db::Res
     )?;
     let transaction = async {
         if !idem.is_keyed() {
-            let mut conn = state.pool.acquire().await?;
-            let result = apply(state, &mut conn, false, action, &req, &info, &employee).await;
+            // No connection is held while the punch waits for its batch (see [`batch`]).
+            let result = apply(state, None, action, &req, &info, &employee).await;
             return Ok::<_, db::Error>((result.is_ok(), result));
         }
         let mut tx = state.pool.begin().await?;
         if let Some(answer) = idem.claim(&mut tx).await? {
             return Ok((false, answer.map_err(Into::into)));
         }
-        let result = apply(state, &mut tx, true, action, &req, &info, &employee).await;
+        let result = apply(state, Some(&mut tx), action, &req, &info, &employee).await;
         let changed = result.is_ok();
         Ok((changed, idem.settle(state, tx, result).await))
     };
@@ -447,18 +449,19 @@ impl KnownStates {
     }
 }
 
-/// Decides and writes; decides again when another write of the employee got in between. `keyed`:
-/// `conn` is in an idempotency key's transaction, whose work is undone if the punch is refused;
-/// such a punch neither uses nor leaves a remembered state (it commits later, or not at all).
+/// Decides and writes; decides again when another write of the employee got in between. With
+/// `conn`, the punch runs in an idempotency key's transaction, whose work is undone if the punch
+/// is refused; such a punch neither uses nor leaves a remembered state (it commits later, or not
+/// at all). Without, its reads take connections from the pool and its write joins a batch.
 async fn apply(
     state: &State,
-    conn: &mut PgConnection,
-    keyed: bool,
+    mut conn: Option<&mut PgConnection>,
     action: Action,
     req: &ClockRequest,
     info: &OrgInfo,
     employee: &Employee,
 ) -> db::Result<Bytes> {
+    let keyed = conn.is_some();
     let key = (req.org_id, employee.employee_id.get());
     // A kiosk's own timestamp may reach back into months the remembered state did not read.
     let mut basis = match state.known.take(key) {
@@ -467,7 +470,16 @@ async fn apply(
     };
     for _ in 0..MAX_TRIES {
         let remembered = matches!(basis, Basis::Remembered(_));
-        let step = attempt(state, conn, keyed, action, req, info, employee, basis).await;
+        let step = attempt(
+            state,
+            conn.as_deref_mut(),
+            action,
+            req,
+            info,
+            employee,
+            basis,
+        )
+        .await;
         match step {
             Ok(Step::Done(reply)) => {
                 if remembered {
@@ -500,17 +512,16 @@ async fn apply(
 }
 
 /// One decision and its conditional write.
-#[allow(clippy::too_many_arguments)]
 async fn attempt(
     state: &State,
-    conn: &mut PgConnection,
-    keyed: bool,
+    mut conn: Option<&mut PgConnection>,
     action: Action,
     req: &ClockRequest,
     info: &OrgInfo,
     employee: &Employee,
     basis: Basis,
 ) -> db::Result<Step> {
+    let keyed = conn.is_some();
     let now = whole_seconds(Utc::now());
     // The window of an offline kiosk is checked after the closed periods: a punch dated in a
     // closed month is refused as such, however old it is.
@@ -534,17 +545,17 @@ async fn attempt(
     let (current, remembered) = match basis {
         Basis::Remembered(known) if known.closed_from <= closed_from => (known.state.clone(), true),
         Basis::Fresh(current) => (current, false),
-        _ => (
-            current(
-                conn,
-                employee,
-                req.org_id,
-                action == Action::ClockIn,
-                closed_from,
-            )
-            .await?,
-            false,
-        ),
+        _ => {
+            let clock_in = action == Action::ClockIn;
+            let read = match conn.as_deref_mut() {
+                Some(conn) => current(conn, employee, req.org_id, clock_in, closed_from).await?,
+                None => {
+                    let mut conn = state.pool.acquire().await?;
+                    current(&mut conn, employee, req.org_id, clock_in, closed_from).await?
+                }
+            };
+            (read, false)
+        }
     };
     // A decision other than a write, made on a remembered state, is made again on a fresh read.
     let refuse = |err: BusError| {
@@ -587,12 +598,8 @@ async fn attempt(
             // The close stands whatever becomes of this punch: a keyed punch's transaction is
             // rolled back to before its work when the punch is refused, so the close is committed
             // on a connection of its own.
-            let closed = if keyed {
-                let mut own = state.pool.acquire().await?;
-                autoclose::close(state, &mut own, info, employee, s.id, due).await?
-            } else {
-                autoclose::close(state, conn, info, employee, s.id, due).await?
-            };
+            let mut own = state.pool.acquire().await?;
+            let closed = autoclose::close(state, &mut own, info, employee, s.id, due).await?;
             if !closed {
                 // Another replica's sweep holds it and is closing it: give that a moment.
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -643,7 +650,7 @@ async fn attempt(
     }
     let org = req.org_id;
     let mut rows = outbox::Rows::default();
-    let (query, trace, reply) = match (action, session) {
+    let (change, reply) = match (action, session) {
         (Action::ClockIn, _) => {
             let Some(id) = new_session_id else {
                 return refuse(BusError::internal());
@@ -660,24 +667,19 @@ async fn attempt(
                 revision: 1,
             };
             clocked.emit(state, &mut rows, org, kind::CLOCK_IN, at)?;
-            let query = sqlx::query(&CLOCK_IN)
-                .bind(org.as_uuid())
-                .bind(employee.employee_id.get())
-                .bind(work_date)
-                .bind(at)
-                .bind(location_id.get())
-                .bind(location.clone())
-                .bind(id)
-                .bind(version)
-                .bind(state.subjects.prefix().to_string())
-                .bind(closed_from);
             let reply = to_bytes(&ClockedIn {
                 attendance_id,
                 employee_name: employee.name.clone(),
                 clock_in: at,
-                location,
+                location: location.clone(),
             });
-            (query, Trace::Session(id), reply)
+            let change = Change::ClockIn {
+                session: id,
+                work_date,
+                location_id: location_id.get(),
+                location,
+            };
+            (change, reply)
         }
         (Action::ClockOut, Some(s)) => {
             let open_break = s.break_open_since.map(|since| (at - since).num_seconds());
@@ -696,26 +698,22 @@ async fn attempt(
             event.break_minutes = Some(clokio_bus::calendar::minutes(break_seconds));
             event.break_seconds = Some(break_seconds);
             events::emit(state, &mut rows, org, kind::CLOCK_OUT, at, event)?;
-            let query = sqlx::query(&CLOCK_OUT)
-                .bind(org.as_uuid())
-                .bind(s.id)
-                .bind(at)
-                .bind(location_id.get())
-                .bind(location.clone())
-                .bind(break_seconds)
-                .bind(employee.employee_id.get())
-                .bind(version)
-                .bind(closed_from);
             let reply = to_bytes(&ClockedOut {
                 attendance_id,
                 employee_name: employee.name.clone(),
                 clock_in: s.clock_in,
                 clock_out: at,
-                location,
+                location: location.clone(),
                 total_hours: clokio_bus::calendar::hours(total_seconds),
                 break_minutes: clokio_bus::calendar::minutes(break_seconds),
             });
-            (query, Trace::ClockOut(s.id, at), reply)
+            let change = Change::ClockOut {
+                session: s.id,
+                location_id: location_id.get(),
+                location,
+                break_seconds,
+            };
+            (change, reply)
         }
         (Action::BreakStart, Some(s)) => {
             let attendance_id = AttendanceId::new(s.id);
@@ -726,19 +724,12 @@ async fn attempt(
                 kind::BREAK_START,
                 at,
             )?;
-            let query = sqlx::query(&BREAK_START)
-                .bind(org.as_uuid())
-                .bind(s.id)
-                .bind(at)
-                .bind(employee.employee_id.get())
-                .bind(version)
-                .bind(closed_from);
             let reply = to_bytes(&BreakStarted {
                 attendance_id,
                 employee_name: employee.name.clone(),
                 break_start: at,
             });
-            (query, Trace::BreakStart(s.id, at), reply)
+            (Change::BreakStart { session: s.id }, reply)
         }
         (Action::BreakEnd, Some(s)) => {
             let Some(since) = s.break_open_since else {
@@ -748,14 +739,6 @@ async fn attempt(
             let attendance_id = AttendanceId::new(s.id);
             s.clocked(attendance_id, employee)
                 .emit(state, &mut rows, org, kind::BREAK_END, at)?;
-            let query = sqlx::query(&BREAK_END)
-                .bind(org.as_uuid())
-                .bind(s.id)
-                .bind(at)
-                .bind(employee.employee_id.get())
-                .bind(seconds)
-                .bind(version)
-                .bind(closed_from);
             let reply = to_bytes(&BreakEnded {
                 attendance_id,
                 employee_name: employee.name.clone(),
@@ -763,13 +746,28 @@ async fn attempt(
                 break_end: at,
                 duration_minutes: clokio_bus::calendar::minutes(seconds),
             });
-            (query, Trace::BreakEnd(s.id, at), reply)
+            (
+                Change::BreakEnd {
+                    session: s.id,
+                    seconds,
+                },
+                reply,
+            )
         }
         (_, None) => return Err(BusError::internal().into()),
     };
+    let write = Write {
+        org,
+        employee_id: employee.employee_id.get(),
+        version,
+        closed_from,
+        at,
+        change,
+        rows,
+        trace: clokio_bus::trace::context_of(&tracing::Span::current()),
+    };
     let key = (org, employee.employee_id.get());
-    let decided = (org, employee.employee_id.get(), version);
-    match wrote(state, conn, keyed, rows.bind(query), trace, decided).await? {
+    match write_one(state, conn, write).await? {
         Wrote::Yes(after) => {
             // A keyed punch commits with its key, later: until then the state stays unknown here.
             state.known.set(key, after.filter(|_| !keyed), closed_from);
@@ -777,6 +775,118 @@ async fn attempt(
         }
         Wrote::No(Some(now)) => Ok(Step::Again(Basis::Fresh(now))),
         Wrote::No(None) => Ok(Step::Again(Basis::Read)),
+    }
+}
+
+/// A decided clock write: the employee's state moves on from `version`, with `change` at `at`,
+/// and `rows` are its events, made in the trace context `trace`.
+pub(crate) struct Write {
+    org: OrgId,
+    employee_id: i64,
+    version: i64,
+    /// The month from which the answer lists the org's closed months.
+    closed_from: chrono::NaiveDate,
+    at: DateTime<Utc>,
+    change: Change,
+    rows: outbox::Rows,
+    trace: clokio_bus::trace::TraceHeaders,
+}
+
+/// What a clock write changes besides the employee's state.
+pub(crate) enum Change {
+    /// Opens session `session`, drawn when the state was read.
+    ClockIn {
+        session: i64,
+        work_date: chrono::NaiveDate,
+        location_id: i64,
+        location: String,
+    },
+    /// Closes the open session `session`, with its breaks' total.
+    ClockOut {
+        session: i64,
+        location_id: i64,
+        location: String,
+        break_seconds: i64,
+    },
+    BreakStart {
+        session: i64,
+    },
+    /// Ends the open break of `session`, `seconds` long.
+    BreakEnd {
+        session: i64,
+        seconds: i64,
+    },
+}
+
+impl Write {
+    /// The employee, as the replica's remembered states and a batch know them.
+    fn key(&self) -> (OrgId, i64) {
+        (self.org, self.employee_id)
+    }
+
+    /// What the write leaves behind.
+    fn trace(&self) -> Trace {
+        match self.change {
+            Change::ClockIn { session, .. } => Trace::Session(session),
+            Change::ClockOut { session, .. } => Trace::ClockOut(session, self.at),
+            Change::BreakStart { session } => Trace::BreakStart(session, self.at),
+            Change::BreakEnd { session, .. } => Trace::BreakEnd(session, self.at),
+        }
+    }
+
+    /// The write as a statement of its own; `prefix`: the deployment's subject prefix, which a
+    /// new session records.
+    fn statement(self, prefix: &str) -> sqlx::query::Query<'static, sqlx::Postgres, PgArguments> {
+        let org = self.org.as_uuid();
+        let query = match self.change {
+            Change::ClockIn {
+                session,
+                work_date,
+                location_id,
+                location,
+            } => sqlx::query(&CLOCK_IN)
+                .bind(org)
+                .bind(self.employee_id)
+                .bind(work_date)
+                .bind(self.at)
+                .bind(location_id)
+                .bind(location)
+                .bind(session)
+                .bind(self.version)
+                .bind(prefix.to_owned())
+                .bind(self.closed_from),
+            Change::ClockOut {
+                session,
+                location_id,
+                location,
+                break_seconds,
+            } => sqlx::query(&CLOCK_OUT)
+                .bind(org)
+                .bind(session)
+                .bind(self.at)
+                .bind(location_id)
+                .bind(location)
+                .bind(break_seconds)
+                .bind(self.employee_id)
+                .bind(self.version)
+                .bind(self.closed_from),
+            Change::BreakStart { session } => sqlx::query(&BREAK_START)
+                .bind(org)
+                .bind(session)
+                .bind(self.at)
+                .bind(self.employee_id)
+                .bind(self.version)
+                .bind(self.closed_from),
+            Change::BreakEnd { session, seconds } => sqlx::query(&BREAK_END)
+                .bind(org)
+                .bind(session)
+                .bind(self.at)
+                .bind(self.employee_id)
+                .bind(seconds)
+                .bind(self.version)
+                .bind(self.closed_from),
+        };
+        self.rows.bind_with(query, self.trace)
     }
 }
 
@@ -854,45 +964,88 @@ impl Trace {
     }
 }
 
-/// Runs a conditional write.
+/// Runs a conditional write: in the key's transaction `conn` when there is one, else in a batch
+/// with other employees' writes ([`batch`]), or alone when the batch's statement failed.
+async fn write_one(
+    state: &State,
+    conn: Option<&mut PgConnection>,
+    write: Write,
+) -> db::Result<Wrote> {
+    if let Some(conn) = conn {
+        return alone(state, conn, true, write).await;
+    }
+    match state.batches.write(write).await? {
+        batch::Outcome::Answered(row) => answered(row.as_ref()),
+        batch::Outcome::Lost(write, err) => lost(state, &write, err).await,
+        batch::Outcome::Failed(write) => {
+            let mut conn = state.pool.acquire().await?;
+            alone(state, &mut conn, false, write).await
+        }
+    }
+}
+
+/// Runs a conditional write as a statement of its own.
 ///
 /// Without a key the write is its own transaction, so a connection lost while it ran leaves its
 /// outcome unknown: the write may have committed. The employee's state then shows whether it did
 /// (a clock-in answered 503 although it was recorded would make the kiosk's retry a 409, and its
 /// event would announce a punch the client was told had failed). In a key's transaction nothing
 /// commits until [`Idempotency::settle`], which finds out the same way.
-async fn wrote(
+async fn alone(
     state: &State,
     conn: &mut PgConnection,
     keyed: bool,
-    query: sqlx::query::Query<'_, sqlx::Postgres, PgArguments>,
-    trace: Trace,
-    (org, employee_id, version): (OrgId, i64, i64),
+    write: Write,
 ) -> db::Result<Wrote> {
-    use sqlx::{FromRow, Row};
-    match query.fetch_optional(conn).await {
-        Ok(Some(row)) => {
-            let wrote: bool = row.try_get("wrote")?;
-            let state = Current::from_row(&row)
-                .inspect_err(|err| tracing::error!(%err, "a clock write's answer does not decode"))
-                .ok();
-            Ok(if wrote {
-                Wrote::Yes(state)
-            } else {
-                Wrote::No(state)
-            })
-        }
-        Ok(None) => Ok(Wrote::No(None)),
+    let (trace, decided) = (write.trace(), (write.org, write.employee_id, write.version));
+    match write
+        .statement(&state.subjects.prefix().to_string())
+        .fetch_optional(conn)
+        .await
+    {
+        Ok(row) => answered(row.as_ref()),
         Err(err) if !keyed && clokio_runtime::db::is_connection_lost(&err) => {
-            tracing::warn!(%err, "connection lost during a clock write; finding out whether it committed");
-            let found = || trace.found(&state.pool, org, employee_id, version + 1);
-            match clokio_runtime::db::settle(state.settle_wait, found).await {
-                Some(Some(true)) => Ok(Wrote::Yes(None)),
-                Some(Some(false)) => Err(err.into()),
-                Some(None) | None => Err(clokio_runtime::db::outcome_unknown().into()),
-            }
+            lost_trace(state, trace, decided, err).await
         }
         Err(err) => Err(err.into()),
+    }
+}
+
+/// What a write's answer row says (see [`answer`]).
+fn answered(row: Option<&sqlx::postgres::PgRow>) -> db::Result<Wrote> {
+    use sqlx::{FromRow, Row};
+    let Some(row) = row else {
+        return Ok(Wrote::No(None));
+    };
+    let wrote: bool = row.try_get("wrote")?;
+    let state = Current::from_row(row)
+        .inspect_err(|err| tracing::error!(%err, "a clock write's answer does not decode"))
+        .ok();
+    Ok(if wrote {
+        Wrote::Yes(state)
+    } else {
+        Wrote::No(state)
+    })
+}
+
+/// Finds out whether `write`, whose connection was lost, committed.
+async fn lost(state: &State, write: &Write, err: sqlx::Error) -> db::Result<Wrote> {
+    let decided = (write.org, write.employee_id, write.version);
+    lost_trace(state, write.trace(), decided, err).await
+}
+
+async fn lost_trace(
+    state: &State,
+    trace: Trace,
+    (org, employee_id, version): (OrgId, i64, i64),
+    err: sqlx::Error,
+) -> db::Result<Wrote> {
+    tracing::warn!(%err, "connection lost during a clock write; finding out whether it committed");
+    let found = || trace.found(&state.pool, org, employee_id, version + 1);
+    match clokio_runtime::db::settle(state.settle_wait, found).await {
+        Some(Some(true)) => Ok(Wrote::Yes(None)),
+        Some(Some(false)) => Err(err.into()),
+        Some(None) | None => Err(clokio_runtime::db::outcome_unknown().into()),
     }
 }
 

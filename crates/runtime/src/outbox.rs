@@ -114,6 +114,16 @@ impl Rows {
         query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
     ) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments> {
         let trace = clokio_bus::trace::context_of(&tracing::Span::current());
+        self.bind_with(query, trace)
+    }
+
+    /// Binds the rows and `trace`, the trace context they were made in: the five parameters of
+    /// [`rows_cte`].
+    pub fn bind_with(
+        self,
+        query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+        trace: clokio_bus::trace::TraceHeaders,
+    ) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments> {
         query
             .bind(self.ids)
             .bind(self.subjects)
@@ -121,6 +131,62 @@ impl Rows {
             .bind(trace.traceparent)
             .bind(trace.tracestate)
     }
+}
+
+/// The outbox rows of several writes made by one statement, each write's rows with its own trace
+/// context, numbered by write: the statement takes [`owned_rows_cte`] among its `WITH` items and
+/// binds these with [`Owned::bind`] after its own parameters.
+#[derive(Default)]
+pub struct Owned {
+    owners: Vec<i64>,
+    rows: Rows,
+    traceparents: Vec<Option<String>>,
+    tracestates: Vec<Option<String>>,
+}
+
+impl Owned {
+    /// Adds a copy of write `owner`'s rows, with the trace context they were made in. A copy: a
+    /// write whose batch fails is written again on its own, with its rows.
+    pub fn push(&mut self, owner: i64, rows: &Rows, trace: &clokio_bus::trace::TraceHeaders) {
+        let n = rows.len();
+        self.owners.extend(std::iter::repeat_n(owner, n));
+        self.traceparents
+            .extend(std::iter::repeat_n(trace.traceparent.clone(), n));
+        self.tracestates
+            .extend(std::iter::repeat_n(trace.tracestate.clone(), n));
+        self.rows.ids.extend_from_slice(&rows.ids);
+        self.rows.subjects.extend_from_slice(&rows.subjects);
+        self.rows.payloads.extend_from_slice(&rows.payloads);
+    }
+
+    /// Binds the six parameters of [`owned_rows_cte`].
+    pub fn bind(
+        self,
+        query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(self.owners)
+            .bind(self.rows.ids)
+            .bind(self.rows.subjects)
+            .bind(self.rows.payloads)
+            .bind(self.traceparents)
+            .bind(self.tracestates)
+    }
+}
+
+/// The `WITH` item that inserts [`Owned`] rows, whose parameters are `$first` to `$first + 5`:
+/// only those of the writes numbered in `owners` (SQL, a subquery's set of numbers), in the order
+/// they were pushed.
+pub fn owned_rows_cte(first: usize, owners: &str) -> String {
+    let [owner, ids, subjects, payloads, parents, states] = std::array::from_fn(|i| first + i);
+    format!(
+        "outbox_rows AS (INSERT INTO outbox (event_id, subject, payload, traceparent, tracestate) \
+         SELECT e.id, e.subject, e.payload, e.parent, e.state \
+         FROM unnest(${owner}::bigint[], ${ids}::uuid[], ${subjects}::text[], ${payloads}::bytea[], \
+             ${parents}::text[], ${states}::text[]) \
+             WITH ORDINALITY AS e(owner, id, subject, payload, parent, state, k) \
+         WHERE e.owner IN ({owners}) ORDER BY e.k)"
+    )
 }
 
 /// The `WITH` item that inserts [`Rows`], whose parameters are `$first` to `$first + 4`.
