@@ -836,9 +836,9 @@ impl Write {
 
     /// The write as a statement of its own; `prefix`: the deployment's subject prefix, which a
     /// new session records.
-    fn statement(self, prefix: &str) -> sqlx::query::Query<'static, sqlx::Postgres, PgArguments> {
+    fn statement(&self, prefix: &str) -> sqlx::query::Query<'static, sqlx::Postgres, PgArguments> {
         let org = self.org.as_uuid();
-        let query = match self.change {
+        let query = match &self.change {
             Change::ClockIn {
                 session,
                 work_date,
@@ -847,11 +847,11 @@ impl Write {
             } => sqlx::query(&CLOCK_IN)
                 .bind(org)
                 .bind(self.employee_id)
-                .bind(work_date)
+                .bind(*work_date)
                 .bind(self.at)
-                .bind(location_id)
-                .bind(location)
-                .bind(session)
+                .bind(*location_id)
+                .bind(location.clone())
+                .bind(*session)
                 .bind(self.version)
                 .bind(prefix.to_owned())
                 .bind(self.closed_from),
@@ -862,31 +862,31 @@ impl Write {
                 break_seconds,
             } => sqlx::query(&CLOCK_OUT)
                 .bind(org)
-                .bind(session)
+                .bind(*session)
                 .bind(self.at)
-                .bind(location_id)
-                .bind(location)
-                .bind(break_seconds)
+                .bind(*location_id)
+                .bind(location.clone())
+                .bind(*break_seconds)
                 .bind(self.employee_id)
                 .bind(self.version)
                 .bind(self.closed_from),
             Change::BreakStart { session } => sqlx::query(&BREAK_START)
                 .bind(org)
-                .bind(session)
+                .bind(*session)
                 .bind(self.at)
                 .bind(self.employee_id)
                 .bind(self.version)
                 .bind(self.closed_from),
             Change::BreakEnd { session, seconds } => sqlx::query(&BREAK_END)
                 .bind(org)
-                .bind(session)
+                .bind(*session)
                 .bind(self.at)
                 .bind(self.employee_id)
-                .bind(seconds)
+                .bind(*seconds)
                 .bind(self.version)
                 .bind(self.closed_from),
         };
-        self.rows.bind_with(query, self.trace)
+        self.rows.clone().bind_with(query, self.trace.clone())
     }
 }
 

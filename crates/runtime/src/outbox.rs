@@ -58,7 +58,7 @@ pub async fn enqueue<T: Serialize>(
 /// change itself, which saves the write a round trip to Postgres: that statement takes
 /// [`rows_cte`] among its `WITH` items and binds the rows with [`Rows::bind`] after its own
 /// parameters.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Rows {
     ids: Vec<uuid::Uuid>,
     subjects: Vec<String>,
