@@ -23,6 +23,11 @@ pub struct Config {
     #[arg(long, env = "CLOKIO_ATTENDANCE_MAX_IN_FLIGHT", default_value = "256",
         value_parser = config::at_least_one::<usize>)]
     pub max_in_flight: usize,
+    /// How long a batch of clock writes waits for a row lock, in milliseconds, before its writes
+    /// run one by one (so a period's close holds up only its own org's punches).
+    #[arg(long, env = "CLOKIO_ATTENDANCE_BATCH_LOCK_WAIT_MS", default_value = "50",
+        value_parser = config::millis)]
+    pub batch_lock_wait: std::time::Duration,
     /// `/healthz`, `/readyz` and `/metrics`; `off` for none.
     #[arg(long, env = "CLOKIO_ATTENDANCE_OPS_ADDR", default_value = "0.0.0.0:9102",
         value_parser = config::ops_addr)]

@@ -95,6 +95,7 @@ pub async fn run(
         batches: clock::batch::Batches::start(
             pool.clone(),
             config.bus.subjects.prefix().to_string(),
+            config.batch_lock_wait,
         ),
     };
     let autoclose = tokio::spawn(autoclose::run(state.clone()));

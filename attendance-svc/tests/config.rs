@@ -6,6 +6,7 @@ fn a_bad_setting_stops_the_start_and_names_the_variable() {
     for (var, value) in [
         ("CLOKIO_ATTENDANCE_DB_MAX_CONNECTIONS", "0"),
         ("CLOKIO_ATTENDANCE_MAX_IN_FLIGHT", "-1"),
+        ("CLOKIO_ATTENDANCE_BATCH_LOCK_WAIT_MS", "0"),
         ("CLOKIO_ATTENDANCE_OPS_ADDR", "9102"),
         ("CLOKIO_STREAM_REPLICAS", "7"),
         (

@@ -452,7 +452,13 @@ async fn any_update_of_the_state_row_moves_its_version_on() {
 async fn punches_arriving_together_are_written_together_each_with_its_own_answer() {
     use std::collections::HashSet;
     const N: usize = 24;
-    let (stack, gw) = Stack::start().await;
+    let mut stack = Stack::empty().await;
+    stack.start_employee_svc().await;
+    let mut config = stack.attendance_config();
+    // The held batch waits for its lock instead of handing its write on, so the others queue.
+    config.batch_lock_wait = std::time::Duration::from_secs(60);
+    stack.start_attendance_svc_with(config).await;
+    let gw = stack.start_gateway().await;
     let t = stack.tenant(&gw, Plan::Enterprise).await;
     clokio_tests::seed_employees(t.org.id, "P", N as i32, "2026-01-01").await;
     let code = |i: usize| format!("P{i:05}");
@@ -590,6 +596,79 @@ async fn punches_arriving_together_are_written_together_each_with_its_own_answer
     assert_eq!(stored(&t).await, (N as i64, N as i64));
     // In, break start, break end (on its own or with the clock-out), out: four events each.
     assert_eq!(stack.published_events(t.org.id).await, 4 * N);
+}
+
+/// A batch that waits for a row lock (a period's close, an import) gives up after a moment and
+/// its writes run alone: the other employees' punches go through while the lock is held, and the
+/// locked employee's punch is written once it is released.
+#[tokio::test]
+async fn a_locked_employee_does_not_hold_up_the_other_punches() {
+    const N: usize = 12;
+    let (_stack, gw) = Stack::start().await;
+    let t = _stack.tenant(&gw, Plan::Enterprise).await;
+    clokio_tests::seed_employees(t.org.id, "L", N as i32, "2026-01-01").await;
+    for i in 1..=N {
+        gw.clock_in(&t.key, &format!("L{i:05}")).await.expect(200);
+    }
+    let db = clokio_tests::db().await;
+    let mut hold = db.begin().await.unwrap();
+    let (holder,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+        .fetch_one(&mut *hold)
+        .await
+        .unwrap();
+    sqlx::query(
+        "SELECT 1 FROM attendance.employee_state WHERE org_id = $1 AND employee_id = \
+            (SELECT id FROM employee.employees WHERE org_id = $1 AND employee_code = 'L00001') \
+         FOR UPDATE",
+    )
+    .bind(t.org.id.as_uuid())
+    .execute(&mut *hold)
+    .await
+    .unwrap();
+    let blocked = tokio::spawn({
+        let (gw, key) = (gw.clone(), t.key.clone());
+        async move { gw.clock(&key, "break-start", "L00001").await }
+    });
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+        )
+        .bind(holder)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "employee 1's break never waited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let others = futures::future::join_all((2..=N).map(|i| {
+        let (gw, key) = (gw.clone(), t.key.clone());
+        async move { gw.clock(&key, "break-start", &format!("L{i:05}")).await }
+    }));
+    let others = tokio::time::timeout(std::time::Duration::from_secs(10), others)
+        .await
+        .expect("the other punches went through while employee 1 was locked");
+    for r in &others {
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    assert!(
+        !blocked.is_finished(),
+        "employee 1's break waited for its lock"
+    );
+    hold.rollback().await.unwrap();
+    assert_eq!(blocked.await.unwrap().status, 200);
+    let waits = gw
+        .metrics()
+        .await
+        .value("clokio_clock_batch_lock_waits_total");
+    assert!(waits >= 1.0, "{waits}");
+    assert_eq!(stored(&t).await, (N as i64, N as i64));
 }
 
 #[tokio::test]

@@ -129,6 +129,11 @@ impl Stack {
     /// prefix.
     pub async fn start_attendance_svc(&mut self) {
         let config = self.attendance_config();
+        self.start_attendance_svc_with(config).await;
+    }
+
+    /// [`Stack::start_attendance_svc`] with `config`.
+    pub async fn start_attendance_svc_with(&mut self, config: clokio_attendance_svc::Config) {
         self.start_service(ServiceName::Attendance, |stop| {
             clokio_attendance_svc::run(config, stop)
         })
@@ -208,6 +213,7 @@ impl Stack {
             database_url: self.database_url.clone(),
             db_max_connections: 8,
             max_in_flight: 64,
+            batch_lock_wait: std::time::Duration::from_millis(50),
             ops_addr: None,
         }
     }

@@ -18,6 +18,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgRow;
@@ -55,9 +56,9 @@ pub(crate) struct Batches {
 impl Batches {
     /// Starts the batcher; it stops when the last handle is dropped. `prefix`: the deployment's
     /// subject prefix, which a new session records.
-    pub(crate) fn start(pool: PgPool, prefix: String) -> Self {
+    pub(crate) fn start(pool: PgPool, prefix: String, lock_wait: Duration) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, prefix, rx));
+        tokio::spawn(run(pool, prefix, lock_wait, rx));
         Self { jobs }
     }
 
@@ -77,9 +78,19 @@ impl Batches {
     }
 }
 
-async fn run(pool: PgPool, prefix: String, mut jobs: mpsc::UnboundedReceiver<Job>) {
+async fn run(
+    pool: PgPool,
+    prefix: String,
+    lock_wait: Duration,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+) {
     // Writes held back because their employee was in the batch already, oldest first.
     let mut waiting: VecDeque<Job> = VecDeque::new();
+    let mut own = Own {
+        pool,
+        lock_wait,
+        conn: None,
+    };
     loop {
         if waiting.is_empty() {
             match jobs.recv().await {
@@ -104,12 +115,12 @@ async fn run(pool: PgPool, prefix: String, mut jobs: mpsc::UnboundedReceiver<Job
         held.append(&mut waiting);
         waiting = held;
         metrics::gauge!("clokio_clock_writes_waiting").decrement(batch.len() as f64);
-        run_batch(&pool, &prefix, batch).await;
+        run_batch(&mut own, &prefix, batch).await;
     }
 }
 
 /// Runs one statement per kind of write in `batch`, and answers each write.
-async fn run_batch(pool: &PgPool, prefix: &str, batch: Vec<Job>) {
+async fn run_batch(own: &mut Own, prefix: &str, batch: Vec<Job>) {
     let mut kinds: [Vec<Job>; 4] = Default::default();
     for job in batch {
         let kind = match job.write.change {
@@ -124,7 +135,7 @@ async fn run_batch(pool: &PgPool, prefix: &str, batch: Vec<Job>) {
         metrics::histogram!("clokio_clock_batch_writes").record(jobs.len() as f64);
         let (writes, dones): (Vec<Write>, Vec<_>) =
             jobs.into_iter().map(|job| (job.write, job.done)).unzip();
-        let mut answers = run_statement(pool, prefix, writes).await.into_iter();
+        let mut answers = run_statement(own, prefix, writes).await.into_iter();
         for done in dones {
             // A punch whose caller went away drops its receiver; nothing to do for it.
             let _ = done.send(answers.next().unwrap_or(Outcome::Answered(None)));
@@ -134,12 +145,16 @@ async fn run_batch(pool: &PgPool, prefix: &str, batch: Vec<Job>) {
 
 /// Runs `writes`, all of one kind, as one statement: one outcome per write, in order. A write
 /// alone runs its own statement, which costs less than the batch's for one.
-async fn run_statement(pool: &PgPool, prefix: &str, writes: Vec<Write>) -> Vec<Outcome> {
+async fn run_statement(own: &mut Own, prefix: &str, writes: Vec<Write>) -> Vec<Outcome> {
+    let conn = match own.conn().await {
+        Ok(conn) => conn,
+        Err(err) => return failed(writes, err),
+    };
     if writes.len() == 1 {
-        let result = writes[0].statement(prefix).fetch_optional(pool).await;
+        let result = writes[0].statement(prefix).fetch_optional(&mut *conn).await;
         return match result {
             Ok(answer) => vec![Outcome::Answered(answer)],
-            Err(err) => failed(writes, err),
+            Err(err) => own.failed(writes, err),
         };
     }
     let count = writes.len();
@@ -157,7 +172,7 @@ async fn run_statement(pool: &PgPool, prefix: &str, writes: Vec<Write>) -> Vec<O
         Change::BreakEnd { .. } => &*BREAK_END,
     };
     let query = args.bind(sqlx::query(statement), &kept[0].change, prefix);
-    let result = rows.bind(query).fetch_all(pool).await;
+    let result = rows.bind(query).fetch_all(&mut *conn).await;
     match result {
         Ok(answers) => {
             let mut by_write: Vec<Option<PgRow>> = (0..count).map(|_| None).collect();
@@ -171,7 +186,37 @@ async fn run_statement(pool: &PgPool, prefix: &str, writes: Vec<Write>) -> Vec<O
             }
             by_write.into_iter().map(Outcome::Answered).collect()
         }
-        Err(err) => failed(kept, err),
+        Err(err) => own.failed(kept, err),
+    }
+}
+
+/// The batcher's own connection: its statements wait at most `lock_wait` for a row lock (a
+/// period's close or an import holding an org's states), then their writes run alone on the pool,
+/// where only those of the locked employees wait, not every punch of the replica behind them.
+struct Own {
+    pool: PgPool,
+    lock_wait: Duration,
+    conn: Option<sqlx::PgConnection>,
+}
+
+impl Own {
+    async fn conn(&mut self) -> Result<&mut sqlx::PgConnection, sqlx::Error> {
+        if self.conn.is_none() {
+            // Taken out of the pool, so its lock timeout never reaches another statement.
+            let mut conn = self.pool.acquire().await?.detach();
+            let set = format!("SET lock_timeout = {}", self.lock_wait.as_millis());
+            sqlx::query(&set).execute(&mut conn).await?;
+            self.conn = Some(conn);
+        }
+        Ok(self.conn.as_mut().expect("connected above"))
+    }
+
+    /// [`failed`], dropping the connection when it was lost.
+    fn failed(&mut self, writes: Vec<Write>, err: sqlx::Error) -> Vec<Outcome> {
+        if clokio_runtime::db::is_connection_lost(&err) {
+            self.conn = None;
+        }
+        failed(writes, err)
     }
 }
 
@@ -191,6 +236,14 @@ fn failed(writes: Vec<Write>, err: sqlx::Error) -> Vec<Outcome> {
                     Outcome::Lost(write, sqlx::Error::Io(err))
                 })
                 .collect()
+        }
+        err if err.as_database_error().and_then(|e| e.code()).as_deref() == Some("55P03") => {
+            metrics::counter!("clokio_clock_batch_lock_waits_total").increment(1);
+            tracing::info!(
+                writes = writes.len(),
+                "a clock batch waited too long for a lock; its writes run on their own"
+            );
+            writes.into_iter().map(Outcome::Failed).collect()
         }
         err => {
             tracing::warn!(%err, writes = writes.len(), "a clock batch failed; its writes run on their own");
