@@ -443,6 +443,56 @@ async fn any_update_of_the_state_row_moves_its_version_on() {
     assert_eq!(version().await, before + 2);
 }
 
+/// Holds employee `code`'s state row locked and starts their break, which waits for the lock: the
+/// lock's transaction (rolled back to release it) and the break's answer to come.
+async fn break_behind_a_lock(
+    gw: &Gateway,
+    t: &Tenant,
+    code: &str,
+) -> (
+    sqlx::Transaction<'static, sqlx::Postgres>,
+    tokio::task::JoinHandle<clokio_tests::Res>,
+) {
+    let db = clokio_tests::db().await;
+    let mut hold = db.begin().await.unwrap();
+    let (holder,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+        .fetch_one(&mut *hold)
+        .await
+        .unwrap();
+    sqlx::query(
+        "SELECT 1 FROM attendance.employee_state WHERE org_id = $1 AND employee_id = \
+            (SELECT id FROM employee.employees WHERE org_id = $1 AND employee_code = $2) \
+         FOR UPDATE",
+    )
+    .bind(t.org.id.as_uuid())
+    .bind(code)
+    .execute(&mut *hold)
+    .await
+    .unwrap();
+    let blocked = tokio::spawn({
+        let (gw, key, code) = (gw.clone(), t.key.clone(), code.to_owned());
+        async move { gw.clock(&key, "break-start", &code).await }
+    });
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+        )
+        .bind(holder)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return (hold, blocked);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{code}'s break never waited for the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Punches of different employees arriving together are written by one statement in one commit
 /// (the rows they wrote carry one transaction id), and each still gets its own answer and its own
 /// events: a punch held back behind another of its employee is decided again and refused as it
@@ -495,43 +545,10 @@ async fn punches_arriving_together_are_written_together_each_with_its_own_answer
         }
     };
     let first = id_of(1).await;
-    let mut hold = db.begin().await.unwrap();
-    let (holder,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
-        .fetch_one(&mut *hold)
-        .await
-        .unwrap();
-    sqlx::query(
-        "SELECT 1 FROM attendance.employee_state WHERE org_id = $1 AND employee_id = $2 FOR UPDATE",
-    )
-    .bind(org)
-    .bind(first)
-    .execute(&mut *hold)
-    .await
-    .unwrap();
-    let blocked = tokio::spawn({
-        let (gw, key, code) = (gw.clone(), t.key.clone(), code(1));
-        async move { gw.clock(&key, "break-start", &code).await }
-    });
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let (waiting,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
-        )
-        .bind(holder)
-        .fetch_one(&db)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "employee 1's break never waited"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let (hold, blocked) = break_behind_a_lock(&gw, &t, &code(1)).await;
     // Everyone else's break, and employee 2's twice: N writes wait for the next batch.
     let rest = tokio::spawn(all("break-start", (2..=N).chain([2]).collect()));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let waiting = gw.metrics().await.value("clokio_clock_writes_waiting");
         if waiting >= N as f64 {
@@ -610,43 +627,7 @@ async fn a_locked_employee_does_not_hold_up_the_other_punches() {
     for i in 1..=N {
         gw.clock_in(&t.key, &format!("L{i:05}")).await.expect(200);
     }
-    let db = clokio_tests::db().await;
-    let mut hold = db.begin().await.unwrap();
-    let (holder,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
-        .fetch_one(&mut *hold)
-        .await
-        .unwrap();
-    sqlx::query(
-        "SELECT 1 FROM attendance.employee_state WHERE org_id = $1 AND employee_id = \
-            (SELECT id FROM employee.employees WHERE org_id = $1 AND employee_code = 'L00001') \
-         FOR UPDATE",
-    )
-    .bind(t.org.id.as_uuid())
-    .execute(&mut *hold)
-    .await
-    .unwrap();
-    let blocked = tokio::spawn({
-        let (gw, key) = (gw.clone(), t.key.clone());
-        async move { gw.clock(&key, "break-start", "L00001").await }
-    });
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let (waiting,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
-        )
-        .bind(holder)
-        .fetch_one(&db)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "employee 1's break never waited"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let (hold, blocked) = break_behind_a_lock(&gw, &t, "L00001").await;
     let others = futures::future::join_all((2..=N).map(|i| {
         let (gw, key) = (gw.clone(), t.key.clone());
         async move { gw.clock(&key, "break-start", &format!("L{i:05}")).await }
