@@ -997,7 +997,6 @@ async fn alone(
     keyed: bool,
     write: Write,
 ) -> db::Result<Wrote> {
-    let (trace, decided) = (write.trace(), (write.org, write.employee_id, write.version));
     match write
         .statement(&state.subjects.prefix().to_string())
         .fetch_optional(conn)
@@ -1005,7 +1004,7 @@ async fn alone(
     {
         Ok(row) => answered(row.as_ref()),
         Err(err) if !keyed && clokio_runtime::db::is_connection_lost(&err) => {
-            lost_trace(state, trace, decided, err).await
+            lost(state, &write, err).await
         }
         Err(err) => Err(err.into()),
     }
@@ -1030,18 +1029,9 @@ fn answered(row: Option<&sqlx::postgres::PgRow>) -> db::Result<Wrote> {
 
 /// Finds out whether `write`, whose connection was lost, committed.
 async fn lost(state: &State, write: &Write, err: sqlx::Error) -> db::Result<Wrote> {
-    let decided = (write.org, write.employee_id, write.version);
-    lost_trace(state, write.trace(), decided, err).await
-}
-
-async fn lost_trace(
-    state: &State,
-    trace: Trace,
-    (org, employee_id, version): (OrgId, i64, i64),
-    err: sqlx::Error,
-) -> db::Result<Wrote> {
     tracing::warn!(%err, "connection lost during a clock write; finding out whether it committed");
-    let found = || trace.found(&state.pool, org, employee_id, version + 1);
+    let trace = write.trace();
+    let found = || trace.found(&state.pool, write.org, write.employee_id, write.version + 1);
     match clokio_runtime::db::settle(state.settle_wait, found).await {
         Some(Some(true)) => Ok(Wrote::Yes(None)),
         Some(Some(false)) => Err(err.into()),
