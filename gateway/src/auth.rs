@@ -233,7 +233,7 @@ pub async fn follow_revocations(auth: std::sync::Arc<Authenticator>, bus: Bus) {
                 auth.evict_all();
             }
         },
-        |_, payload| match serde_json::from_slice::<Event<ApiKeyRevoked>>(payload) {
+        |_, _, payload| match serde_json::from_slice::<Event<ApiKeyRevoked>>(payload) {
             Ok(event) => {
                 auth.evict(&event.data.key_hash);
                 tracing::info!(key_id = %event.data.key_id, "API key revoked; evicted from cache");

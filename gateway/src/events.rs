@@ -177,7 +177,18 @@ impl Hub {
     }
 
     /// Hands one stored event to its org's streams, cutting off any whose buffer is full.
-    fn dispatch(&self, seq: u64, payload: &[u8]) {
+    fn dispatch(&self, seq: u64, subject: &str, payload: &[u8]) {
+        // Most events are of orgs with no stream open here: those are not decoded at all. The org
+        // is the subject's next-to-last token (`<prefix>.events.attendance.<org>.<event>`). A
+        // stream opened after this look still gets the event: its replay, made after it opened,
+        // holds it.
+        let org = subject
+            .rsplit('.')
+            .nth(1)
+            .and_then(|t| t.parse::<OrgId>().ok());
+        if org.is_some_and(|org| !self.lock().contains_key(&org)) {
+            return;
+        }
         let Some((live, event)) = Live::decode(seq, payload) else {
             return;
         };
@@ -217,7 +228,7 @@ impl Hub {
             |_| {
                 self.ready.send_replace(true);
             },
-            |seq, payload| self.dispatch(seq, payload),
+            |seq, subject, payload| self.dispatch(seq, subject, payload),
         )
         .await
     }
@@ -286,7 +297,7 @@ pub async fn follow(
     filter_subject: String,
     what: &str,
     mut started: impl FnMut(bool),
-    mut handle: impl FnMut(u64, &[u8]),
+    mut handle: impl FnMut(u64, &str, &[u8]),
 ) {
     let mut last: Option<u64> = None;
     loop {
@@ -311,7 +322,7 @@ async fn follow_once(
     filter_subject: &str,
     last: &mut Option<u64>,
     started: &mut impl FnMut(bool),
-    handle: &mut impl FnMut(u64, &[u8]),
+    handle: &mut impl FnMut(u64, &str, &[u8]),
 ) -> Result<(), async_nats::Error> {
     let mut stream = js.get_stream(stream).await?;
     let after = match *last {
@@ -344,7 +355,7 @@ async fn follow_once(
         }
         done = seq;
         *last = Some(seq);
-        handle(seq, &msg.payload);
+        handle(seq, &msg.subject, &msg.payload);
     }
     Ok(())
 }
