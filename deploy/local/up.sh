@@ -145,9 +145,19 @@ if [[ -f $ENV_FILE ]]; then
 	org_id=$(env_value CLOKIO_ORG_ID)
 	admin_email=$(env_value CLOKIO_ADMIN_EMAIL)
 	admin_password=$(env_value CLOKIO_ADMIN_PASSWORD)
-	if [[ -n $api_key ]] &&
-		[[ $(http_status "$CLOKIO_URL/api/v1/employees" -H "X-API-Key: $api_key") == 200 ]]; then
+	# Only an answer about the key settles it: a 5xx (a database restarted under the services a
+	# moment ago) is asked again for up to 15 s rather than taken for a dead key.
+	status=000
+	for _ in {1..30}; do
+		[[ -n $api_key ]] || break
+		status=$(http_status "$CLOKIO_URL/api/v1/employees" -H "X-API-Key: $api_key")
+		[[ $status == 000 || $status == 5* ]] || break
+		sleep 0.5
+	done
+	if [[ $status == 200 ]]; then
 		log "reusing the demo API key from $ENV_FILE"
+	elif [[ -n $api_key && ($status == 000 || $status == 5*) ]]; then
+		die "the gateway answers $status to the saved API key; see $LOG_DIR/*.log"
 	else
 		log "the API key in $ENV_FILE does not work any more; creating a new demo organisation"
 		api_key='' org_id='' admin_email='' admin_password=''
