@@ -4,7 +4,8 @@
 //! - `read` (default): the gateway's read path against `/healthz`, described below.
 //! - `clock`: clock-in/clock-out cycles across 1,000 employees (`--employees`), closed loop;
 //!   clock events per second, against `/healthz` and single-row `INSERT`s into the same Postgres
-//!   (16 connections), both in the same run.
+//!   (16 connections), both in the same run. The timed phase starts after every employee has
+//!   clocked in once, and the `INSERT`s once the stack has worked off the clock phase's events.
 //! - `daily`: the daily report of an org of 10,000 employees (`--employees`) who all attended,
 //!   against the same report for a date nobody attended (the fixed cost of the path).
 //! - `summary`: the monthly summary of an org of 10,000 employees × 22 work days (220,000
