@@ -187,10 +187,11 @@ const SCALING_READING: &str = "How to read it:\n\n\
 - **Reports** cost per row: sessions folded, JSON or CSV bytes written. Both grow about \
 linearly with the employees. The summary's baseline (a month without sessions) grows with them \
 too, since every employee still gets a row: 50,000 rows are about 14 MB of JSON.\n\
-- **Clock events** grow with connections only until the two cores are busy. Postgres, five \
-services, NATS, Redis and the load generator share them. Past that point more connections only \
-queue: events/s stay flat and p50 grows with the connections. On one machine this cannot be \
-linear. Throughput comes from attendance-svc replicas and a larger Postgres.\n\
+- **Clock events** grow with connections, less than linearly, until the two cores are busy \
+(Postgres, five services, NATS, Redis and the load generator share them). Past 16 connections \
+the punches waiting at attendance-svc's batcher make larger batches (one statement and one \
+commit each), so events/s still grow from 64 to 256 connections while p50 grows with the queue. \
+More throughput comes from attendance-svc replicas and a larger Postgres.\n\
 - **Webhook deliveries per second** grow with the subscriptions. An event's fixed cost (the \
 outbox relay, JetStream, the intake's lookup of the org's webhooks) is shared by all of its deliveries. \
 With 100 subscriptions, 100 events/s offered means 10,000 deliveries/s, more than one replica \
