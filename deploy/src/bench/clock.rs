@@ -28,15 +28,17 @@ pub(super) async fn clock_bench(
             .map(|i| format!("B{i:05}"))
             .collect();
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(16_384);
-            let mut errors = 0usize;
-            for nip in &mine {
-                let res = client
-                    .post(format!("{url}/api/v1/attendance/clock-in"))
+            let punch = |action: &str, nip: &str| {
+                client
+                    .post(format!("{url}/api/v1/attendance/{action}"))
                     .header("X-API-Key", &key)
                     .json(&serde_json::json!({ "nip": nip }))
                     .send()
-                    .await;
+            };
+            let mut latencies = Vec::with_capacity(16_384);
+            let mut errors = 0usize;
+            for nip in &mine {
+                let res = punch("clock-in", nip).await;
                 if !res.is_ok_and(|res| res.status().is_success()) {
                     errors += 1;
                 }
@@ -55,13 +57,7 @@ pub(super) async fn clock_bench(
                 let nip = &mine[turn % mine.len()];
                 turn += 1;
                 let t = Instant::now();
-                let res = client
-                    .post(format!("{url}/api/v1/attendance/{action}"))
-                    .header("X-API-Key", &key)
-                    .json(&serde_json::json!({ "nip": nip }))
-                    .send()
-                    .await;
-                match res {
+                match punch(action, nip).await {
                     Ok(res) if res.status().is_success() => {
                         let _ = res.bytes().await;
                         latencies.push(t.elapsed().as_micros() as u64);
