@@ -180,8 +180,9 @@ impl Hub {
     fn dispatch(&self, seq: u64, subject: &str, payload: &[u8]) {
         // Most events are of orgs with no stream open here: those are not decoded at all. The org
         // is the subject's next-to-last token (`<prefix>.events.attendance.<org>.<event>`). A
-        // stream opened after this look still gets the event: its replay, made after it opened,
-        // holds it.
+        // stream registered after this look is not owed the event, as before: a new stream starts
+        // with the events after it, and a resuming one replays it (its replay is made after it
+        // registered).
         let org = subject
             .rsplit('.')
             .nth(1)
