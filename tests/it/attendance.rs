@@ -621,8 +621,8 @@ async fn punches_arriving_together_are_written_together_each_with_its_own_answer
 #[tokio::test]
 async fn a_locked_employee_does_not_hold_up_the_other_punches() {
     const N: usize = 12;
-    let (_stack, gw) = Stack::start().await;
-    let t = _stack.tenant(&gw, Plan::Enterprise).await;
+    let (stack, gw) = Stack::start().await;
+    let t = stack.tenant(&gw, Plan::Enterprise).await;
     clokio_tests::seed_employees(t.org.id, "L", N as i32, "2026-01-01").await;
     for i in 1..=N {
         gw.clock_in(&t.key, &format!("L{i:05}")).await.expect(200);
