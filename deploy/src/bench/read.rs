@@ -34,20 +34,34 @@ pub(super) async fn read_bench(
         seconds,
     )
     .await;
-    let (fixed, fixed_from_send) =
+    let (fixed, fixed_from_send, pacer) =
         fixed_rate(client, &employees, &args.path, &key, args.rate, seconds).await;
+    // The floor under that p99: the bare HTTP path at the same rate, paced the same way, so a
+    // machine's own stalls (seen here: a kernel thread holding a core for 4 ms twice a second)
+    // show beside the read path's tail.
+    let healthz = format!("{}/healthz", args.url);
+    let (fixed_health, _, _) =
+        fixed_rate(client, &healthz, "/healthz", &key, args.rate, seconds).await;
 
     println!(
         "\nGateway read path, {} connections, {} s per phase\n",
         args.concurrency, args.seconds
     );
-    table(&[&health, &read, &fixed, &fixed_from_send]);
+    table(&[
+        &health,
+        &read,
+        &fixed,
+        &fixed_from_send,
+        &pacer,
+        &fixed_health,
+    ]);
     let ratio = read.throughput() / health.throughput();
+    let p99 = fixed.percentile(0.99);
+    let floor = fixed_health.percentile(0.99);
     println!(
-        "\nread/healthz throughput ratio: {:.3} (target ≥ 0.35); p99 at {} req/s: {:.2} ms (target ≤ 5 ms)",
-        ratio,
+        "\nread/healthz throughput ratio: {ratio:.3} (target ≥ 0.35); p99 at {} req/s: {p99:.2} ms \
+         (target ≤ 3 ms; `/healthz` at the same rate {floor:.2} ms)",
         args.rate,
-        fixed.percentile(0.99)
     );
     report.add(
         format!(
@@ -62,11 +76,11 @@ pub(super) async fn read_bench(
     );
     report.add(
         format!("read path p99 at {} req/s offered", args.rate),
-        format!("{:.2} ms", fixed.percentile(0.99)),
+        format!("{p99:.2} ms"),
+        format!("`/healthz` {floor:.2} ms"),
         String::new(),
-        String::new(),
-        "≤ 5 ms",
-        Some(fixed.percentile(0.99) <= 5.0),
+        "≤ 3 ms",
+        Some(p99 <= 3.0),
     );
     Ok(())
 }

@@ -542,6 +542,12 @@ async fn closed_loop(
     collect(name, tasks, started).await
 }
 
+/// Offers `rate` GETs a second for `duration`, each timed from its scheduled send and from its
+/// actual send. The schedule is kept by a thread of its own that sleeps with the OS timer: tokio's
+/// timer wakes on whole milliseconds, and on this path (under a millisecond from the send) its
+/// lateness would be most of what the scheduled timing measures. The pacer's own lateness still
+/// counts: a request is timed from when it should have left. The third phase is the pacer's own
+/// wake-up lateness, the time this machine kept a sleeping thread from running, as a baseline.
 async fn fixed_rate(
     client: &reqwest::Client,
     url: &str,
@@ -549,7 +555,7 @@ async fn fixed_rate(
     key: &str,
     rate: u64,
     duration: Duration,
-) -> (Phase, Phase) {
+) -> (Phase, Phase, Phase) {
     let started = Instant::now();
     let total = rate * duration.as_secs();
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
@@ -559,32 +565,41 @@ async fn fixed_rate(
         Vec::with_capacity(total as usize),
         0usize,
     )));
-    let mut tasks = Vec::with_capacity(total as usize);
-    for i in 0..total {
-        let scheduled = started + interval * i as u32;
-        tokio::time::sleep_until(scheduled.into()).await;
-        let (client, url, key, results) = (
-            client.clone(),
-            url.to_owned(),
-            key.to_owned(),
-            results.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let sent = Instant::now();
-            let res = client.get(&url).header("X-API-Key", &key).send().await;
-            let ok = match res {
-                Ok(res) if accepted(res.status()) => res.bytes().await.is_ok(),
-                _ => false,
-            };
-            let mut r = results.lock().unwrap();
-            if ok {
-                r.0.push(scheduled.elapsed().as_micros() as u64);
-                r.1.push(sent.elapsed().as_micros() as u64);
-            } else {
-                r.2 += 1;
-            }
-        }));
-    }
+    let (client, url, key) = (client.clone(), url.to_owned(), key.to_owned());
+    let pacer_results = results.clone();
+    let (tasks, mut woke_late) = tokio::task::spawn_blocking(move || {
+        let mut tasks = Vec::with_capacity(total as usize);
+        let mut woke_late = Vec::with_capacity(total as usize);
+        for i in 0..total {
+            let scheduled = started + interval * i as u32;
+            std::thread::sleep(scheduled.saturating_duration_since(Instant::now()));
+            woke_late.push(scheduled.elapsed().as_micros() as u64);
+            let (client, url, key, results) = (
+                client.clone(),
+                url.clone(),
+                key.clone(),
+                pacer_results.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let sent = Instant::now();
+                let res = client.get(&url).header("X-API-Key", &key).send().await;
+                let ok = match res {
+                    Ok(res) if accepted(res.status()) => res.bytes().await.is_ok(),
+                    _ => false,
+                };
+                let mut r = results.lock().unwrap();
+                if ok {
+                    r.0.push(scheduled.elapsed().as_micros() as u64);
+                    r.1.push(sent.elapsed().as_micros() as u64);
+                } else {
+                    r.2 += 1;
+                }
+            }));
+        }
+        (tasks, woke_late)
+    })
+    .await
+    .expect("the pacing thread does not panic");
     for t in tasks {
         let _ = t.await;
     }
@@ -592,6 +607,7 @@ async fn fixed_rate(
     let (mut latencies, mut from_send, errors) = std::mem::take(&mut *results.lock().unwrap());
     latencies.sort_unstable();
     from_send.sort_unstable();
+    woke_late.sort_unstable();
     (
         Phase {
             name: format!("GET {path} @ {rate}/s"),
@@ -606,6 +622,13 @@ async fn fixed_rate(
             errors,
             elapsed,
             latencies_us: from_send,
+        },
+        Phase {
+            name: "  the pacer's wake-up lateness".to_owned(),
+            requests: woke_late.len(),
+            errors: 0,
+            elapsed,
+            latencies_us: woke_late,
         },
     )
 }
