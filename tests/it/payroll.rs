@@ -1214,6 +1214,86 @@ async fn month_values(t: &Tenant) -> (i64, i64) {
     .unwrap()
 }
 
+/// Two writes of one employee's month, the second waiting on the first's lock of the month's
+/// row: the value left holds both sessions. `employee_months_refresh` locks the rows first
+/// (`ON CONFLICT DO UPDATE`) so that its value is computed after the other write committed;
+/// a refresh that went straight to its `UPDATE` leaves (58 bytes, differs) here, a month
+/// without the first write's session.
+#[tokio::test]
+async fn a_month_written_twice_at_once_holds_both_writes() {
+    let (stack, _gw) = Stack::start().await;
+    // Three connections: the first write's, the second's, and one to watch them.
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(3)
+        .connect(&stack.database_url)
+        .await
+        .unwrap();
+    let org = uuid::Uuid::new_v4();
+    let id = || (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64;
+    let insert = |attendance_id: i64, day: u32| {
+        let clock_in = utc(NaiveDate::from_ymd_opt(2026, 11, day).unwrap(), 8, 0);
+        sqlx::query(
+            "INSERT INTO reporting.sessions (attendance_id, org_id, employee_id, work_date, \
+                clock_in, clock_out, net_seconds) VALUES ($1, $2, 7, $3, $4, $5, 28800)",
+        )
+        .bind(attendance_id)
+        .bind(org)
+        .bind(clock_in.date_naive())
+        .bind(clock_in)
+        .bind(clock_in + Duration::hours(8))
+    };
+    // The month's row exists before, so both writes find it and lock it as it is.
+    insert(id(), 2).execute(&db).await.unwrap();
+    let mut first = db.begin().await.unwrap();
+    insert(id(), 3).execute(&mut *first).await.unwrap();
+    let (holder,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+        .fetch_one(&mut *first)
+        .await
+        .unwrap();
+    let second = tokio::spawn({
+        let db = db.clone();
+        let query = insert(id(), 4);
+        async move { query.execute(&db).await.unwrap() }
+    });
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+        )
+        .bind(holder)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second write never waited for the first"
+        );
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    first.commit().await.unwrap();
+    second.await.unwrap();
+    let (length, differs): (i32, bool) = sqlx::query_as(
+        "SELECT length(sessions), sessions IS DISTINCT FROM \
+            reporting.employee_month_sessions(org_id, month, employee_id) \
+         FROM reporting.employee_months WHERE org_id = $1 AND employee_id = 7",
+    )
+    .bind(org)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!((length, differs), (3 * 29, false));
+    for table in ["sessions", "employee_months"] {
+        sqlx::query(&format!("DELETE FROM reporting.{table} WHERE org_id = $1"))
+            .bind(org)
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn the_summary_months_follow_their_sessions_across_replicas_moves_and_deletes() {
     let (mut stack, gw) = Stack::start().await;
