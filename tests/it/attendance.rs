@@ -473,24 +473,8 @@ async fn break_behind_a_lock(
         let (gw, key, code) = (gw.clone(), t.key.clone(), code.to_owned());
         async move { gw.clock(&key, "break-start", &code).await }
     });
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let (waiting,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
-        )
-        .bind(holder)
-        .fetch_one(&db)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            return (hold, blocked);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{code}'s break never waited for the lock"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    clokio_tests::until_blocked_by(&db, holder, &format!("{code}'s break")).await;
+    (hold, blocked)
 }
 
 /// Punches of different employees arriving together are written by one statement in one commit

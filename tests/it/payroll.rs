@@ -1255,24 +1255,7 @@ async fn a_month_written_twice_at_once_holds_both_writes() {
         let query = insert(id(), 4);
         async move { query.execute(&db).await.unwrap() }
     });
-    let deadline = Instant::now() + StdDuration::from_secs(10);
-    loop {
-        let (waiting,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
-        )
-        .bind(holder)
-        .fetch_one(&db)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the second write never waited for the first"
-        );
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
+    clokio_tests::until_blocked_by(&db, holder, "the second write").await;
     first.commit().await.unwrap();
     second.await.unwrap();
     let (length, differs): (i32, bool) = sqlx::query_as(

@@ -82,3 +82,26 @@ pub async fn db() -> sqlx::PgPool {
         .await
         .expect("test database reachable")
 }
+
+/// Waits until some connection of `db`'s server waits on a lock held by the backend `holder`
+/// (a `pg_backend_pid()`), for at most 10 s; `what` names the waiter in the failure.
+pub async fn until_blocked_by(db: &sqlx::PgPool, holder: i32, what: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+        )
+        .bind(holder)
+        .fetch_one(db)
+        .await
+        .expect("pg_stat_activity readable");
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} never waited for the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
