@@ -37,7 +37,8 @@
 //! a NATS round trip to employee-svc and its query) for an enterprise org with 50 employees, and
 //! prints throughput, p50/p99 and the read/health ratio; then it offers the read path a fixed
 //! 1,000 requests/second and reports the latency it sees (measured from each request's scheduled
-//! send time, so a stall is not hidden by the load generator waiting).
+//! send time, so a stall is not hidden by the load generator waiting), beside `GET /healthz` at
+//! the same rate as the machine's floor.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
