@@ -73,12 +73,7 @@ impl LiveHub {
     }
 
     fn event(&self, subject: &str, payload: &[u8]) {
-        // <prefix>.events.attendance.<org>.<event>
-        let Some(org) = subject
-            .split('.')
-            .nth(3)
-            .and_then(|t| t.parse::<OrgId>().ok())
-        else {
+        let Some(org) = clokio_bus::subject::event_org(subject) else {
             return;
         };
         let code = match serde_json::from_slice::<Event<AttendanceEvent>>(payload) {

@@ -178,15 +178,11 @@ impl Hub {
 
     /// Hands one stored event to its org's streams, cutting off any whose buffer is full.
     fn dispatch(&self, seq: u64, subject: &str, payload: &[u8]) {
-        // Most events are of orgs with no stream open here: those are not decoded at all. The org
-        // is the subject's next-to-last token (`<prefix>.events.attendance.<org>.<event>`). A
-        // stream registered after this look is not owed the event, as before: a new stream starts
-        // with the events after it, and a resuming one replays it (its replay is made after it
-        // registered).
-        let org = subject
-            .rsplit('.')
-            .nth(1)
-            .and_then(|t| t.parse::<OrgId>().ok());
+        // Most events are of orgs with no stream open here: those are not decoded at all (the org
+        // is in the subject). A stream registered after this look is not owed the event, as
+        // before: a new stream starts with the events after it, and a resuming one replays it (its
+        // replay is made after it registered).
+        let org = clokio_bus::subject::event_org(subject);
         if org.is_some_and(|org| !self.lock().contains_key(&org)) {
             return;
         }

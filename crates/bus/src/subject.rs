@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::ids::OrgId;
+
 /// A validated subject prefix: 1–32 characters of `[A-Za-z0-9_-]` (no dots, no wildcards), so it
 /// is one subject token and can also name a JetStream stream.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -97,7 +99,7 @@ impl Subjects {
         format!("{}._cache.invalidate", self.service_group(service))
     }
 
-    /// `<prefix>.events.<domain>.<org_id>.<event>`.
+    /// `<prefix>.events.<domain>.<org_id>.<event>`; [`event_org`] reads the org back.
     pub fn event(&self, domain: &str, org_id: impl fmt::Display, event: &str) -> String {
         format!("{}.events.{}.{}.{}", self.prefix, domain, org_id, event)
     }
@@ -126,6 +128,22 @@ impl Subjects {
     }
 }
 
+/// The org of an event's subject (`<prefix>.events.<domain>.<org_id>.<event>`, as
+/// [`Subjects::event`] makes it), read without decoding the event; `None` for any other subject.
+pub fn event_org(subject: &str) -> Option<OrgId> {
+    let mut tokens = subject.rsplit('.');
+    let (_event, org, _domain, events) = (
+        tokens.next()?,
+        tokens.next()?,
+        tokens.next()?,
+        tokens.next()?,
+    );
+    if events != "events" {
+        return None;
+    }
+    org.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +156,26 @@ mod tests {
         assert!(Prefix::parse("a.b").is_err());
         assert!(Prefix::parse("a*").is_err());
         assert!(Prefix::parse(&"x".repeat(33)).is_err());
+    }
+
+    #[test]
+    fn an_event_subject_gives_its_org_back() {
+        let s = Subjects::new(Prefix::parse("clokio").unwrap());
+        let org: OrgId = "3f0c8a52-5d3e-4b1e-9a57-0c2f3a4b5c6d".parse().unwrap();
+        assert_eq!(
+            event_org(&s.event("attendance", org, "clock-in")),
+            Some(org)
+        );
+        assert_eq!(
+            event_org("clokio.events.attendance.not-an-org.clock-in"),
+            None
+        );
+        assert_eq!(
+            event_org(&s.request(ServiceName::Attendance, "clock")),
+            None
+        );
+        assert_eq!(event_org(&format!("clokio.v1.{org}.x")), None);
+        assert_eq!(event_org(""), None);
     }
 
     #[test]
