@@ -1,7 +1,7 @@
 //! The `clock` scenario: clock-in/clock-out cycles against single-row `INSERT`s into the same
 //! Postgres.
 
-use super::{Args, Phase, Report, collect, healthz_baseline, setup, table};
+use super::{Args, Phase, Probe, Report, collect, healthz_baseline, setup, table};
 use std::time::{Duration, Instant};
 
 /// Clock-in/clock-out cycles: each connection owns a slice of the employees and walks it, clocking
@@ -116,39 +116,24 @@ pub(super) async fn clock_bench(
 }
 
 /// Waits (at most a minute) until the stack has worked off what the clock phase left: the outbox
-/// relayed and every consumer of the events stream with nothing pending or unacknowledged.
+/// relayed and the services' consumers with nothing pending or unacknowledged.
 async fn drained() -> Result<(), Box<dyn std::error::Error>> {
-    use futures::StreamExt;
-    let config = clokio_runtime::config::BusConfig::from_env()?;
-    let js = async_nats::jetstream::new(async_nats::connect(config.servers()).await?);
-    let url = clokio_runtime::config::database_url("CLOKIO_ATTENDANCE_DATABASE_URL");
-    let db = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&url)
-        .await?;
-    let stream = js.get_stream(config.subjects.events_stream()).await?;
+    let probe = Probe::connect().await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (outbox,): (i64,) = sqlx::query_as("SELECT count(*) FROM attendance.outbox")
-            .fetch_one(&db)
-            .await?;
-        let mut pending = outbox as u64;
-        let mut consumers = stream.consumers();
-        while let Some(info) = consumers.next().await {
-            let info = info?;
-            pending += info.num_pending + info.num_ack_pending as u64;
-        }
-        if pending == 0 {
-            break;
+        let left = match (probe.outbox().await, probe.pending().await) {
+            (Some(outbox), Some(pending)) => outbox as u64 + pending,
+            _ => return Err("cannot read the outbox or the consumers".into()),
+        };
+        if left == 0 {
+            return Ok(());
         }
         if Instant::now() > deadline {
-            eprintln!("the stack still had {pending} events to work off after a minute");
-            break;
+            eprintln!("the stack still had {left} events to work off after a minute");
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    db.close().await;
-    Ok(())
 }
 
 /// What the database alone does: single-row `INSERT`s, each its own transaction, from

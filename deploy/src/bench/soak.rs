@@ -18,8 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Args, SERVICES, memory_kib, setup};
-use clokio_runtime::config::BusConfig;
+use super::{Args, Probe, SERVICES, memory_kib, setup};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -370,59 +369,4 @@ async fn receiver(arrivals: Arc<Mutex<Vec<Instant>>>) -> Result<String, Error> {
         let _ = axum::serve(listener, app).await;
     });
     Ok(url)
-}
-
-/// Reads Postgres's connections and what JetStream's consumers hold.
-struct Probe {
-    js: async_nats::jetstream::Context,
-    config: BusConfig,
-    db: sqlx::PgPool,
-}
-
-impl Probe {
-    async fn connect() -> Result<Self, Error> {
-        let config = BusConfig::from_env()?;
-        let nats = async_nats::connect(config.servers()).await?;
-        let url = clokio_runtime::config::database_url("CLOKIO_ATTENDANCE_DATABASE_URL");
-        let db = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&url)
-            .await?;
-        Ok(Self {
-            js: async_nats::jetstream::new(nats),
-            config,
-            db,
-        })
-    }
-
-    /// Connections to this database, the services' and this probe's.
-    async fn connections(&self) -> Option<i64> {
-        sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()",
-        )
-        .fetch_one(&self.db)
-        .await
-        .ok()
-    }
-
-    /// Messages not yet delivered or not yet acknowledged, over the durable consumers.
-    async fn pending(&self) -> Option<u64> {
-        let subjects = &self.config.subjects;
-        let mut total = 0;
-        for (stream, consumer) in [
-            (subjects.events_stream(), "webhook-intake"),
-            (subjects.events_stream(), "reporting"),
-            (subjects.webhook_queue().0, "webhook-workers"),
-        ] {
-            let stream = self.js.get_stream(&stream).await.ok()?;
-            let info = stream
-                .get_consumer::<async_nats::jetstream::consumer::pull::Config>(consumer)
-                .await
-                .ok()?
-                .cached_info()
-                .clone();
-            total += info.num_pending + info.num_ack_pending as u64;
-        }
-        Some(total)
-    }
 }

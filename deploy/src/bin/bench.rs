@@ -543,6 +543,70 @@ async fn closed_loop(
     collect(name, tasks, started).await
 }
 
+/// Reads what the stack still has to work off (the outbox, JetStream's consumers) and
+/// Postgres's connections: the soak's columns, and the clock scenario's wait before its baseline.
+struct Probe {
+    js: async_nats::jetstream::Context,
+    config: BusConfig,
+    db: sqlx::PgPool,
+}
+
+impl Probe {
+    async fn connect() -> Result<Self, Box<dyn std::error::Error>> {
+        let config = BusConfig::from_env()?;
+        let nats = async_nats::connect(config.servers()).await?;
+        let url = clokio_runtime::config::database_url("CLOKIO_ATTENDANCE_DATABASE_URL");
+        let db = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await?;
+        Ok(Self {
+            js: async_nats::jetstream::new(nats),
+            config,
+            db,
+        })
+    }
+
+    /// Events written to attendance-svc's outbox and not yet published.
+    async fn outbox(&self) -> Option<i64> {
+        sqlx::query_scalar("SELECT count(*) FROM attendance.outbox")
+            .fetch_one(&self.db)
+            .await
+            .ok()
+    }
+
+    /// Connections to this database, the services' and this probe's.
+    async fn connections(&self) -> Option<i64> {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()",
+        )
+        .fetch_one(&self.db)
+        .await
+        .ok()
+    }
+
+    /// Messages not yet delivered or not yet acknowledged, over the durable consumers.
+    async fn pending(&self) -> Option<u64> {
+        let subjects = &self.config.subjects;
+        let mut total = 0;
+        for (stream, consumer) in [
+            (subjects.events_stream(), "webhook-intake"),
+            (subjects.events_stream(), "reporting"),
+            (subjects.webhook_queue().0, "webhook-workers"),
+        ] {
+            let stream = self.js.get_stream(&stream).await.ok()?;
+            let info = stream
+                .get_consumer::<async_nats::jetstream::consumer::pull::Config>(consumer)
+                .await
+                .ok()?
+                .cached_info()
+                .clone();
+            total += info.num_pending + info.num_ack_pending as u64;
+        }
+        Some(total)
+    }
+}
+
 /// Offers `rate` GETs a second for `duration`, each timed from its scheduled send and from its
 /// actual send. The schedule is kept by a thread of its own that sleeps with the OS timer: tokio's
 /// timer wakes on whole milliseconds, and on this path (under a millisecond from the send) its
