@@ -1,6 +1,6 @@
 //! The `daily` scenario: the daily report of an org whose employees all attended.
 
-use super::{Args, Report, import_day, keep_org, kept_org, sequential, setup, table};
+use super::{Args, Report, import_day, keep_org, kept_org, sequential, settle, setup, table};
 
 /// The daily report of an org whose `args.employees` employees all attended one date, against the
 /// same report for a date nobody attended. The org is kept in `.clokio/` and reused while it
@@ -40,6 +40,7 @@ pub(super) async fn daily_bench(
             );
             let key = setup(args, client).await?;
             import_day(args, client, &key, date, args.employees, 60).await?;
+            settle().await?;
             keep_org(&state, &key)?;
             key
         }

@@ -605,6 +605,51 @@ impl Probe {
         }
         Some(total)
     }
+
+    /// Waits (at most a minute) until the stack has worked off what was written: the outbox
+    /// relayed and the services' consumers with nothing pending or unacknowledged.
+    async fn drained(&self) -> Result<(), Box<dyn std::error::Error>> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = match (self.outbox().await, self.pending().await) {
+                (Some(outbox), Some(pending)) => outbox as u64 + pending,
+                _ => return Err("cannot read the outbox or the consumers".into()),
+            };
+            if left == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                eprintln!("the stack still had {left} events to work off after a minute");
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// After a scenario made its org: waits until the stack has worked off the org's events, then
+/// vacuums and analyzes the services' tables. Without it the services' own upkeep (every 30 s,
+/// `VACUUM (ANALYZE)` of a table with 10,000 new rows) met the timed runs halfway: the daily
+/// report of 50,000 employees read 215 ms p50 right after the org was made and 138 ms the next
+/// time, against 27 ms at 10,000.
+async fn settle() -> Result<(), Box<dyn std::error::Error>> {
+    Probe::connect().await?.drained().await?;
+    for (var, schema) in [
+        ("CLOKIO_EMPLOYEE_DATABASE_URL", "employee"),
+        ("CLOKIO_ATTENDANCE_DATABASE_URL", "attendance"),
+        ("CLOKIO_REPORTING_DATABASE_URL", "reporting"),
+    ] {
+        let url = clokio_runtime::config::database_url(var);
+        let pool = clokio_runtime::db::connect(&url, schema, 1, Duration::from_secs(5)).await?;
+        // Every table of the schema (no threshold), once this holds the upkeep's lock: nothing
+        // vacuumed means a service holds it and is vacuuming, so wait for it to finish.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while clokio_runtime::db::vacuum(&pool, 0).await?.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        pool.close().await;
+    }
+    Ok(())
 }
 
 /// Offers `rate` GETs a second for `duration`, each timed from its scheduled send and from its
