@@ -185,10 +185,10 @@ pub(super) async fn scaling(
 /// where it is not).
 const SCALING_READING: &str = "How to read it:\n\n\
 - **Reports** cost per row: sessions folded, JSON or CSV bytes written. Both grow about \
-linearly with the employees. Each size is timed after its org's events are worked off and the \
-services' tables vacuumed: the services' own upkeep vacuuming a fresh import halfway through \
-once read 215 ms for the daily report of 50,000 (138 ms settled). The summary's baseline (a month without sessions) grows with them \
-too, since every employee still gets a row: 50,000 rows are about 14 MB of JSON.\n\
+linearly with the employees. A new org is timed after its events are worked off and the \
+services' tables vacuumed: timed at once, the daily report of 50,000 read 215 ms (145 ms settled), \
+likely the services' upkeep vacuuming the fresh import meanwhile. The summary's baseline (a month \
+without sessions) grows with them too, since every employee still gets a row: 50,000 rows are about 14 MB of JSON.\n\
 - **Clock events** grow with connections, less than linearly, until the two cores are busy \
 (Postgres, five services, NATS, Redis and the load generator share them). Past 16 connections \
 the punches waiting at attendance-svc's batcher make larger batches (one statement and one \
@@ -197,7 +197,7 @@ More throughput comes from attendance-svc replicas and a larger Postgres.\n\
 - **Webhook deliveries per second** grow with the subscriptions. An event's fixed cost (the \
 outbox relay, JetStream, the intake's lookup of the org's webhooks) is shared by all of its deliveries. \
 With 100 subscriptions, 100 events/s offered means 10,000 deliveries/s, about what one replica \
-delivers in a burst: that row's latency shows how close the queue is (p99 23 ms on the faster of \
+delivers in a burst: that row's latency shows how close the queue is (p99 10–23 ms on the faster of \
 this project's machines, seconds on the slower one). More comes from webhook-svc replicas.\n\
 - **Peak memory** is reset to the current RSS, not to the idle size. Memory that a service's \
 allocator kept from an earlier size counts in the next one; this shows most in the gateway.";
